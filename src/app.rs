@@ -1,0 +1,98 @@
+//! Starting and stopping the whole hotline: SIP first, then HTTP (so that `/healthz`
+//! answers 200 only once SIP is listening), with one shutdown signal for every task.
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::sip::transport::{self, TransportError};
+use crate::sip::ua::Event;
+use std::net::SocketAddr;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sip(#[from] TransportError),
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running hotline.
+pub struct Hotline {
+    /// SIP (UDP and TCP) address actually bound.
+    pub sip_addr: SocketAddr,
+    /// HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    events: broadcast::Sender<Event>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Hotline {
+    pub async fn start(config: Config) -> Result<Hotline, StartError> {
+        std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: config.storage.data_dir.clone(),
+                source,
+            }
+        })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let sip = transport::start(&config, shutdown_rx.clone()).await?;
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| StartError::Http {
+                addr: config.http.listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
+        let router = api::router(AppState {
+            sip_addr: sip.local_addr,
+            sip_alive: sip.alive.clone(),
+        });
+        let mut stop = shutdown_rx.clone();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(%http_addr, "HTTP listening");
+        let mut tasks = sip.tasks;
+        tasks.push(http);
+        Ok(Hotline {
+            sip_addr: sip.local_addr,
+            http_addr,
+            events: sip.events,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Events of the SIP core (calls, registrations) from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! Typed, validated configuration read from `sip-config/hotline.toml`.
+//!
+//! Every problem is reported with the dotted key it concerns (`sip.listen`,
+//! `operators[2].extension`) so that an engineer editing the file on a live system can fix it
+//! without reading code. Unknown keys are rejected too: a typo must not silently fall back to a
+//! default on a bank's phone line.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors found while reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("`{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+}
+
+/// Digest algorithms the registrar may offer (RFC 8760), in the configured order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthAlgorithm {
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    #[serde(rename = "MD5")]
+    Md5,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP and TCP listen on this same address and port.
+    pub listen: SocketAddr,
+    /// SIP domain of the hotline; also the digest realm.
+    pub domain: String,
+    /// Address put into Contact and SDP when `listen` is a wildcard address.
+    #[serde(default)]
+    pub public_address: Option<IpAddr>,
+    /// User parts of the request-URIs that reach the hotline (`sip:8800@…`).
+    pub hotline_numbers: Vec<String>,
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+    /// Ring (180) for this long before answering; 0 answers at once.
+    #[serde(default)]
+    pub answer_delay_ms: u64,
+    #[serde(default = "default_auth_algorithms")]
+    pub auth_algorithms: Vec<AuthAlgorithm>,
+    #[serde(default)]
+    pub timers: TimerConfig,
+}
+
+/// RFC 3261 timer base values; only tests and unusual networks change them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerConfig {
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    #[serde(default = "default_t2")]
+    pub t2_ms: u64,
+    #[serde(default = "default_t4")]
+    pub t4_ms: u64,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        TimerConfig {
+            t1_ms: default_t1(),
+            t2_ms: default_t2(),
+            t4_ms: default_t4(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Recordings, voicemail and the embedded SQLite database live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite under `data_dir`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: default_data_dir(),
+            database_url: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The database URL in effect: the configured one or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("hotline.db").display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    #[serde(default = "default_rtp_min")]
+    pub rtp_port_min: u16,
+    #[serde(default = "default_rtp_max")]
+    pub rtp_port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_port_min: default_rtp_min(),
+            rtp_port_max: default_rtp_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Concurrent calls; over it new INVITEs get 503.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// Largest SIP message accepted, in bytes.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// A TCP connection with no traffic for this long is closed.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_s: u64,
+    /// Requests per second one source address may send (token bucket rate)…
+    #[serde(default = "default_source_rate")]
+    pub source_rate: u32,
+    /// …and the bucket size (burst).
+    #[serde(default = "default_source_burst")]
+    pub source_burst: u32,
+    /// Sources exempt from the rate limit: the carrier trunk or SBC.
+    #[serde(default)]
+    pub trusted_sources: Vec<IpNet>,
+    /// Failed digest attempts from one address before it is locked out…
+    #[serde(default = "default_auth_max_failures")]
+    pub auth_max_failures: u32,
+    /// …for this many minutes.
+    #[serde(default = "default_auth_lockout")]
+    pub auth_lockout_minutes: u64,
+    #[serde(default = "default_min_expires")]
+    pub register_min_expires: u32,
+    #[serde(default = "default_max_expires")]
+    pub register_max_expires: u32,
+    /// A digest nonce older than this is answered with `stale=true`.
+    #[serde(default = "default_nonce_lifetime")]
+    pub nonce_lifetime_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        // One source of truth for the defaults: deserialise an empty table.
+        toml::from_str("").expect("defaults of [limits] deserialise")
+    }
+}
+
+impl LimitsConfig {
+    pub fn auth_lockout(&self) -> Duration {
+        Duration::from_secs(self.auth_lockout_minutes * 60)
+    }
+}
+
+/// One operator's softphone account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// The SIP user the phone registers as (`sip:1001@domain`).
+    pub extension: String,
+    /// Shown to supervisors and in the journal.
+    pub name: String,
+    /// Digest password given inline (tests, labs)…
+    #[serde(default)]
+    pub password: Option<String>,
+    /// …or the name of an environment variable that holds it (production: no secrets in files).
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+impl OperatorConfig {
+    /// The operator's password, resolved from the file or the environment.
+    pub fn resolve_password(&self) -> Option<String> {
+        if let Some(p) = &self.password {
+            return Some(p.clone());
+        }
+        self.password_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|p| !p.is_empty())
+    }
+}
+
+fn default_user_agent() -> String {
+    format!("Hotline/{}", env!("CARGO_PKG_VERSION"))
+}
+fn default_auth_algorithms() -> Vec<AuthAlgorithm> {
+    vec![AuthAlgorithm::Sha256, AuthAlgorithm::Md5]
+}
+fn default_t1() -> u64 {
+    500
+}
+fn default_t2() -> u64 {
+    4000
+}
+fn default_t4() -> u64 {
+    5000
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_rtp_min() -> u16 {
+    20000
+}
+fn default_rtp_max() -> u16 {
+    20999
+}
+fn default_max_calls() -> usize {
+    1000
+}
+fn default_max_message_size() -> usize {
+    16 * 1024
+}
+fn default_tcp_max_connections() -> usize {
+    1024
+}
+fn default_tcp_idle() -> u64 {
+    300
+}
+fn default_source_rate() -> u32 {
+    50
+}
+fn default_source_burst() -> u32 {
+    200
+}
+fn default_auth_max_failures() -> u32 {
+    5
+}
+fn default_auth_lockout() -> u64 {
+    15
+}
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_nonce_lifetime() -> u64 {
+    300
+}
+
+/// Overrides given on the command line; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub sip_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads, applies overrides and validates.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without validating (tests build configs this way).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(a) = o.sip_listen {
+            self.sip.listen = a;
+        }
+        if let Some(a) = o.http_listen {
+            self.http.listen = a;
+        }
+        if let Some(u) = &o.database_url {
+            self.storage.database_url = Some(u.clone());
+        }
+        if let Some(d) = &o.data_dir {
+            self.storage.data_dir = d.clone();
+        }
+    }
+
+    /// Checks everything serde cannot: names, ranges, uniqueness.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sip.domain.is_empty() || !self.sip.domain.chars().all(is_host_char) {
+            return Err(ConfigError::invalid(
+                "sip.domain",
+                "must be a host name or address (letters, digits, '.', '-')",
+            ));
+        }
+        if self.sip.hotline_numbers.is_empty() {
+            return Err(ConfigError::invalid(
+                "sip.hotline_numbers",
+                "at least one number is needed, or no call can reach the hotline",
+            ));
+        }
+        let mut users = HashSet::new();
+        for (i, n) in self.sip.hotline_numbers.iter().enumerate() {
+            if !is_sip_user(n) {
+                return Err(ConfigError::invalid(
+                    format!("sip.hotline_numbers[{i}]"),
+                    format!("{n:?} is not a valid SIP user part"),
+                ));
+            }
+            users.insert(n.as_str());
+        }
+        if self.sip.auth_algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                "sip.auth_algorithms",
+                "offer at least one of \"SHA-256\", \"MD5\"",
+            ));
+        }
+        let t = &self.sip.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            return Err(ConfigError::invalid(
+                "sip.timers",
+                "need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0",
+            ));
+        }
+        if self.sip.answer_delay_ms > 60_000 {
+            return Err(ConfigError::invalid(
+                "sip.answer_delay_ms",
+                "at most 60000 (callers hang up long before)",
+            ));
+        }
+        if self.http.listen.port() != 0 && self.http.listen == self.sip.listen {
+            return Err(ConfigError::invalid(
+                "http.listen",
+                "must differ from sip.listen (SIP uses TCP on that port too)",
+            ));
+        }
+        let m = &self.media;
+        if m.rtp_port_min < 1024 || m.rtp_port_min >= m.rtp_port_max {
+            return Err(ConfigError::invalid(
+                "media.rtp_port_min",
+                "need 1024 <= rtp_port_min < rtp_port_max",
+            ));
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_calls", l.max_calls as u64),
+            ("limits.tcp_max_connections", l.tcp_max_connections as u64),
+            ("limits.tcp_idle_timeout_s", l.tcp_idle_timeout_s),
+            ("limits.source_rate", l.source_rate as u64),
+            ("limits.source_burst", l.source_burst as u64),
+            ("limits.auth_max_failures", l.auth_max_failures as u64),
+            ("limits.nonce_lifetime_s", l.nonce_lifetime_s),
+            ("limits.register_min_expires", l.register_min_expires as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if !(1024..=65_535).contains(&l.max_message_size) {
+            return Err(ConfigError::invalid(
+                "limits.max_message_size",
+                "must be between 1024 and 65535 bytes",
+            ));
+        }
+        if l.register_max_expires < l.register_min_expires {
+            return Err(ConfigError::invalid(
+                "limits.register_max_expires",
+                "must not be below register_min_expires",
+            ));
+        }
+        let mut extensions = HashSet::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            let key = |field: &str| format!("operators[{i}].{field}");
+            if !is_sip_user(&op.extension) {
+                return Err(ConfigError::invalid(
+                    key("extension"),
+                    format!("{:?} is not a valid SIP user part", op.extension),
+                ));
+            }
+            if users.contains(op.extension.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("extension"),
+                    format!("{} is also a hotline number", op.extension),
+                ));
+            }
+            if !extensions.insert(op.extension.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("extension"),
+                    format!("{} is used by another operator", op.extension),
+                ));
+            }
+            if op.name.trim().is_empty() {
+                return Err(ConfigError::invalid(key("name"), "must not be empty"));
+            }
+            match (&op.password, &op.password_env) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(ConfigError::invalid(
+                        key("password"),
+                        "give exactly one of `password` and `password_env`",
+                    ))
+                }
+                (Some(p), None) if p.len() < 8 => {
+                    return Err(ConfigError::invalid(
+                        key("password"),
+                        "must be at least 8 characters",
+                    ))
+                }
+                (None, Some(var)) if var.is_empty() => {
+                    return Err(ConfigError::invalid(
+                        key("password_env"),
+                        "must name an environment variable",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-fatal findings worth telling whoever runs `check-config` or starts the server.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            if op.resolve_password().is_none() {
+                out.push(format!(
+                    "operators[{i}] ({}): environment variable {} is not set; this operator cannot register",
+                    op.extension,
+                    op.password_env.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
+            out.push(
+                "sip.public_address is not set: Contact and SDP will carry the address the host routes by default"
+                    .to_string(),
+            );
+        }
+        out
+    }
+}
+
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'
+}
+
+/// RFC 3261 `user` characters, minus escapes (we never need them for numbers and extensions).
+fn is_sip_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [sip]
+        listen = "127.0.0.1:5060"
+        domain = "hotline.test"
+        hotline_numbers = ["8800"]
+    "#;
+
+    fn err_key(text: &str) -> String {
+        let c = Config::from_toml(text).unwrap();
+        match c.validate().unwrap_err() {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.auth_max_failures, 5);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(
+            c.sip.auth_algorithms,
+            vec![AuthAlgorithm::Sha256, AuthAlgorithm::Md5]
+        );
+        assert!(c
+            .storage
+            .effective_database_url()
+            .starts_with("sqlite://data"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_key() {
+        let e = Config::from_toml(&MINIMAL.replace("127.0.0.1:5060", "nonsense")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("listen"), "{msg}");
+        let e = Config::from_toml(&format!("{MINIMAL}\nbogus_key = 1")).unwrap_err();
+        assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        assert_eq!(
+            err_key(&MINIMAL.replace(r#"["8800"]"#, "[]")),
+            "sip.hotline_numbers"
+        );
+        assert_eq!(
+            err_key(&MINIMAL.replace(r#"["8800"]"#, r#"["88 00"]"#)),
+            "sip.hotline_numbers[0]"
+        );
+        let ops = r#"
+            [[operators]]
+            extension = "1001"
+            name = "A"
+            password = "secret-one"
+            [[operators]]
+            extension = "1001"
+            name = "B"
+            password = "secret-two"
+        "#;
+        assert_eq!(
+            err_key(&format!("{MINIMAL}{ops}")),
+            "operators[1].extension"
+        );
+        let short = "[[operators]]\nextension = \"1002\"\nname = \"C\"\npassword = \"x\"\n";
+        assert_eq!(
+            err_key(&format!("{MINIMAL}{short}")),
+            "operators[0].password"
+        );
+        let limits = "[limits]\nmax_calls = 0\n";
+        assert_eq!(err_key(&format!("{MINIMAL}{limits}")), "limits.max_calls");
+    }
+
+    #[test]
+    fn password_from_environment() {
+        let op = OperatorConfig {
+            extension: "1001".into(),
+            name: "A".into(),
+            password: None,
+            password_env: Some("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ".into()),
+        };
+        assert_eq!(op.resolve_password(), None);
+    }
+
+    #[test]
+    fn sample_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/hotline.toml");
+        Config::load(&path, &Overrides::default()).unwrap();
+    }
+}

@@ -1,0 +1,945 @@
+//! Turning bytes from the wire into checked `rsip` messages, and building responses.
+//!
+//! `rsip` parses well-formed messages, but the hotline faces the open network: scanners,
+//! broken phones, truncated datagrams. So before `rsip` sees a message we scan it ourselves,
+//! leniently and without panicking, to
+//! * expand compact header names (`v:`, `i:` …) and unfold continuation lines, which `rsip`
+//!   does not understand;
+//! * apply `Content-Length` (RFC 3261 §18.3): extra bytes are cut, a short body is an error;
+//! * reject what a server must reject — missing mandatory headers, a CSeq that does not match
+//!   the method, control characters, oversize messages — with a response built from the raw
+//!   header lines, so that even a message `rsip` cannot parse gets its 400 (or 505/501) as long
+//!   as its Via tells us where to send it. Anything we cannot route is dropped and logged.
+
+use super::Transport;
+use bytes::Bytes;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// The request methods `rsip` knows. Any other well-formed method token gets 501.
+const KNOWN_METHODS: &[&str] = &[
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// Where a message came from and the limits that apply to it.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeContext<'a> {
+    pub transport: Transport,
+    pub source: SocketAddr,
+    pub max_size: usize,
+    /// Value of the `Server` header in error responses.
+    pub server: &'a str,
+}
+
+/// The outcome of decoding one message.
+#[derive(Debug)]
+pub enum Decoded {
+    Message(rsip::SipMessage),
+    /// Not accepted. `reply` is an error response and where to send it, when the message
+    /// was a routable request; `None` means the message is dropped.
+    Rejected {
+        reason: String,
+        reply: Option<(SocketAddr, Bytes)>,
+    },
+}
+
+/// One header line after unfolding, with its canonical (long-form) name.
+#[derive(Debug, Clone)]
+struct RawHeader<'a> {
+    name: &'a str,
+    value: String,
+}
+
+/// What the lenient scan found.
+struct Scanned<'a> {
+    start_line: &'a str,
+    headers: Vec<RawHeader<'a>>,
+    body: &'a [u8],
+    /// The problem that makes the message unacceptable, if any (first one found).
+    problem: Option<String>,
+}
+
+/// Decodes one whole message (a UDP datagram, or one message framed out of a TCP stream).
+pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
+    let scanned = match scan(data) {
+        Ok(s) => s,
+        Err(reason) => {
+            return Decoded::Rejected {
+                reason,
+                reply: None,
+            }
+        }
+    };
+    let mut problem = scanned.problem.clone();
+    if data.len() > ctx.max_size {
+        problem = Some(format!(
+            "message of {} bytes exceeds the {}-byte limit",
+            data.len(),
+            ctx.max_size
+        ));
+    }
+
+    let start = scanned.start_line;
+    if start.starts_with("SIP/") {
+        // A response: nobody to complain to, so anything wrong means drop.
+        if let Some(p) = problem {
+            return Decoded::Rejected {
+                reason: format!("malformed response: {p}"),
+                reply: None,
+            };
+        }
+        return finish(&scanned, ctx, None);
+    }
+
+    let parts: Vec<&str> = start.split(' ').collect();
+    let reject = |code: u16, reason: &str, detail: String| Decoded::Rejected {
+        reply: error_reply(&scanned.headers, code, reason, ctx),
+        reason: detail,
+    };
+    if parts.len() != 3 || !is_token(parts[0]) || parts[1].is_empty() {
+        return reject(
+            400,
+            "Bad Request",
+            format!("malformed request line {:?}", truncate(start)),
+        );
+    }
+    let method = parts[0];
+    if method == "ACK" {
+        if let Some(p) = problem {
+            // An ACK is never answered (RFC 3261 §17.2.1).
+            return Decoded::Rejected {
+                reason: format!("malformed ACK: {p}"),
+                reply: None,
+            };
+        }
+    }
+    if let Some(p) = problem {
+        return reject(400, "Bad Request", p);
+    }
+    if !parts[2].eq_ignore_ascii_case("SIP/2.0") {
+        return reject(
+            505,
+            "Version Not Supported",
+            format!("unsupported version {:?}", truncate(parts[2])),
+        );
+    }
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        if !scanned.headers.iter().any(|h| h.name == name) {
+            return reject(400, "Bad Request", format!("missing {name} header"));
+        }
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if scanned.headers.iter().filter(|h| h.name == name).count() > 1 {
+            return reject(400, "Bad Request", format!("more than one {name} header"));
+        }
+    }
+    let cseq = header(&scanned.headers, "CSeq").unwrap_or_default();
+    match parse_cseq(cseq) {
+        Some((_, m)) if m == method => {}
+        _ => {
+            return reject(
+                400,
+                "Bad Request",
+                format!("CSeq {:?} does not match method {method}", truncate(cseq)),
+            )
+        }
+    }
+    if !KNOWN_METHODS.contains(&method) {
+        return reject(
+            501,
+            "Not Implemented",
+            format!("unknown method {}", truncate(method)),
+        );
+    }
+    if let Some(via) = header(&scanned.headers, "Via") {
+        if parse_via(top_via(via)).is_none() {
+            return Decoded::Rejected {
+                reason: "unparseable Via".into(),
+                reply: None,
+            };
+        }
+    }
+    let reply_400 = || error_reply(&scanned.headers, 400, "Bad Request", ctx);
+    finish(&scanned, ctx, Some(&reply_400))
+}
+
+/// Rebuilds a canonical message and hands it to `rsip`.
+fn finish(
+    scanned: &Scanned<'_>,
+    ctx: &DecodeContext<'_>,
+    reply: Option<&dyn Fn() -> Option<(SocketAddr, Bytes)>>,
+) -> Decoded {
+    let mut canonical = Vec::with_capacity(
+        scanned.start_line.len() + 64 * scanned.headers.len() + scanned.body.len(),
+    );
+    canonical.extend_from_slice(scanned.start_line.as_bytes());
+    canonical.extend_from_slice(b"\r\n");
+    for h in &scanned.headers {
+        canonical.extend_from_slice(h.name.as_bytes());
+        canonical.extend_from_slice(b": ");
+        canonical.extend_from_slice(h.value.as_bytes());
+        canonical.extend_from_slice(b"\r\n");
+    }
+    canonical.extend_from_slice(b"\r\n");
+    canonical.extend_from_slice(scanned.body);
+    match rsip::SipMessage::try_from(canonical.as_slice()) {
+        Ok(msg) => Decoded::Message(msg),
+        Err(e) => Decoded::Rejected {
+            reason: format!(
+                "unparseable ({}) from {}",
+                truncate(&e.to_string()),
+                ctx.source
+            ),
+            reply: reply.and_then(|f| f()),
+        },
+    }
+}
+
+/// Lenient scan of start line, headers and body. Errs only when the bytes are not a SIP
+/// message at all (then nothing can be answered).
+fn scan(data: &[u8]) -> Result<Scanned<'_>, String> {
+    let (head, rest, complete) = match find(data, b"\r\n\r\n") {
+        Some(i) => (&data[..i], &data[i + 4..], true),
+        None => (data, &data[data.len()..], false),
+    };
+    let text = std::str::from_utf8(head).map_err(|_| "header section is not UTF-8".to_string())?;
+    let mut lines = text.split("\r\n");
+    let start_line = lines.next().unwrap_or_default();
+    if start_line.is_empty() || start_line.len() > 4096 {
+        return Err("no start line".into());
+    }
+    if !start_line.starts_with("SIP/") && !start_line.contains(" SIP/") {
+        return Err(format!("not a SIP message: {:?}", truncate(start_line)));
+    }
+    let mut problem = None;
+    let mut note = |p: String| {
+        if problem.is_none() {
+            problem = Some(p)
+        }
+    };
+    if !complete {
+        note("message truncated: no empty line after the headers".into());
+    }
+    if start_line.chars().any(|c| c.is_control()) {
+        note("control character in the start line".into());
+    }
+    let mut headers: Vec<RawHeader<'_>> = Vec::new();
+    for line in lines {
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            note("control character in a header".into());
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            match headers.last_mut() {
+                Some(h) => {
+                    h.value.push(' ');
+                    h.value.push_str(line.trim());
+                }
+                None => note("continuation line before any header".into()),
+            }
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            note(format!("header line without a colon: {:?}", truncate(line)));
+            continue;
+        };
+        let name = name.trim_end();
+        if !is_token(name) {
+            note(format!("invalid header name {:?}", truncate(name)));
+            continue;
+        }
+        headers.push(RawHeader {
+            name: canonical_name(name),
+            value: value.trim().to_string(),
+        });
+    }
+    let mut body = rest;
+    let lengths: Vec<&RawHeader<'_>> = headers
+        .iter()
+        .filter(|h| h.name == "Content-Length")
+        .collect();
+    if lengths.len() > 1 {
+        note("more than one Content-Length".into());
+    }
+    if let Some(h) = lengths.first() {
+        match h.value.parse::<usize>() {
+            Ok(n) if n <= body.len() => body = &body[..n],
+            Ok(n) => note(format!(
+                "Content-Length {n} but only {} body bytes",
+                body.len()
+            )),
+            Err(_) => note(format!("invalid Content-Length {:?}", truncate(&h.value))),
+        }
+    }
+    Ok(Scanned {
+        start_line,
+        headers,
+        body,
+        problem,
+    })
+}
+
+/// Builds an error response from raw header lines; `None` if no Via can route it.
+fn error_reply(
+    headers: &[RawHeader<'_>],
+    code: u16,
+    reason: &str,
+    ctx: &DecodeContext<'_>,
+) -> Option<(SocketAddr, Bytes)> {
+    let vias: Vec<&str> = headers
+        .iter()
+        .filter(|h| h.name == "Via")
+        .map(|h| h.value.as_str())
+        .collect();
+    let first = vias.first()?;
+    let (top, rest) = split_top_via(first);
+    let via = parse_via(top)?;
+    let dest = response_destination(&via, ctx.source, ctx.transport);
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let _ = write!(out, "Via: {}", stamp_via(top, &via, ctx.source));
+    if let Some(rest) = rest {
+        let _ = write!(out, ", {rest}");
+    }
+    out.push_str("\r\n");
+    for v in &vias[1..] {
+        let _ = write!(out, "Via: {v}\r\n");
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(v) = header(headers, name) {
+            let _ = write!(out, "{name}: {v}");
+            if name == "To" && tag_param(v).is_none() {
+                out.push_str(";tag=hl-err");
+            }
+            out.push_str("\r\n");
+        }
+    }
+    let _ = write!(out, "Server: {}\r\nContent-Length: 0\r\n\r\n", ctx.server);
+    Some((dest, Bytes::from(out)))
+}
+
+/// The top Via's parts that matter for routing responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViaInfo {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub branch: Option<String>,
+    /// `Some(None)` for a bare `rport` (RFC 3581 asks us to fill it in).
+    pub rport: Option<Option<u16>>,
+    pub received: Option<String>,
+}
+
+/// Parses one via-parm (`SIP/2.0/UDP host:port;branch=..;rport`).
+pub fn parse_via(value: &str) -> Option<ViaInfo> {
+    let value = value.trim();
+    let (protocol, rest) = value.split_once(char::is_whitespace)?;
+    let mut proto = protocol.split('/');
+    if !proto.next()?.eq_ignore_ascii_case("SIP") || proto.next()? != "2.0" {
+        return None;
+    }
+    let transport = proto.next()?.to_ascii_uppercase();
+    if !is_token(&transport) {
+        return None;
+    }
+    let mut pieces = rest.trim().split(';');
+    let (host, port) = split_host_port(pieces.next()?.trim())?;
+    let mut via = ViaInfo {
+        transport,
+        host: host.to_string(),
+        port,
+        branch: None,
+        rport: None,
+        received: None,
+    };
+    for p in pieces {
+        let (k, v) = match p.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (p.trim(), None),
+        };
+        if k.eq_ignore_ascii_case("branch") {
+            via.branch = v.filter(|b| !b.is_empty()).map(str::to_string);
+        } else if k.eq_ignore_ascii_case("rport") {
+            via.rport = Some(v.and_then(|v| v.parse().ok()));
+        } else if k.eq_ignore_ascii_case("received") {
+            via.received = v.map(str::to_string);
+        }
+    }
+    Some(via)
+}
+
+/// `host[:port]`, with IPv6 references in brackets.
+fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if s.is_empty() {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        (&s[..end + 2], port)
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
+    {
+        return None;
+    }
+    Some((host, port))
+}
+
+/// Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581).
+///
+/// Over TCP the response follows the connection the request came on, i.e. the source.
+/// Over UDP: with `rport`, the source address and port; otherwise the source address (the
+/// `received` address) and the port in sent-by. `maddr` is deliberately ignored: answering
+/// to an address the sender chose would make the hotline a reflector for attacks.
+pub fn response_destination(via: &ViaInfo, source: SocketAddr, transport: Transport) -> SocketAddr {
+    match transport {
+        Transport::Tcp => source,
+        Transport::Udp => {
+            if via.rport.is_some() {
+                source
+            } else {
+                SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
+            }
+        }
+    }
+}
+
+/// The top Via with `received` and `rport` filled in (RFC 3261 §18.2.1, RFC 3581 §4).
+pub fn stamp_via(top: &str, via: &ViaInfo, source: SocketAddr) -> String {
+    let mut out = String::with_capacity(top.len() + 40);
+    let host_is_source = via
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| ip == source.ip())
+        .unwrap_or(false);
+    for (i, p) in top.trim().split(';').enumerate() {
+        if i > 0 {
+            let key = p.split('=').next().unwrap_or_default().trim();
+            if key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received") {
+                continue;
+            }
+            out.push(';');
+        }
+        out.push_str(p);
+    }
+    if via.rport.is_some() || !host_is_source {
+        let _ = write!(out, ";received={}", source.ip());
+    }
+    if via.rport.is_some() {
+        let _ = write!(out, ";rport={}", source.port());
+    }
+    out
+}
+
+/// Splits a Via header value into the first via-parm and the rest (`a, b, c`).
+pub fn split_top_via(value: &str) -> (&str, Option<&str>) {
+    let mut in_brackets = false;
+    let mut in_quotes = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '[' if !in_quotes => in_brackets = true,
+            ']' if !in_quotes => in_brackets = false,
+            ',' if !in_quotes && !in_brackets => {
+                return (value[..i].trim(), Some(value[i + 1..].trim()));
+            }
+            _ => {}
+        }
+    }
+    (value.trim(), None)
+}
+
+/// The first via-parm of the first Via header value.
+pub fn top_via(value: &str) -> &str {
+    split_top_via(value).0
+}
+
+/// `CSeq: 314159 INVITE` -> (314159, "INVITE"). Numbers must fit 31 bits (§8.1.1.5).
+pub fn parse_cseq(value: &str) -> Option<(u32, &str)> {
+    let mut it = value.split_whitespace();
+    let n: u32 = it.next()?.parse().ok()?;
+    let m = it.next()?;
+    if it.next().is_some() || n >= 1 << 31 || !is_token(m) {
+        return None;
+    }
+    Some((n, m))
+}
+
+/// The `tag` parameter of a From/To value (after the URI, outside angle brackets).
+pub fn tag_param(value: &str) -> Option<&str> {
+    header_param(value, "tag")
+}
+
+/// A header parameter of a name-addr / addr-spec value such as From, To or Contact.
+pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value,
+    };
+    params.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The URI inside a name-addr (`"Bob" <sip:bob@host>;tag=1` -> `sip:bob@host`).
+pub fn addr_uri(value: &str) -> &str {
+    match (value.find('<'), value.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or_default().trim(),
+    }
+}
+
+/// The user part of a SIP URI string (`sip:1001@host;x` -> `1001`).
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(':').next().unwrap_or(user))
+}
+
+/// Compact forms (RFC 3261 §7.3.3 and extensions) and canonical spelling of common names.
+fn canonical_name(name: &str) -> &str {
+    const NAMES: &[(&str, &str)] = &[
+        ("v", "Via"),
+        ("f", "From"),
+        ("t", "To"),
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("l", "Content-Length"),
+        ("c", "Content-Type"),
+        ("e", "Content-Encoding"),
+        ("k", "Supported"),
+        ("s", "Subject"),
+        ("o", "Event"),
+        ("via", "Via"),
+        ("from", "From"),
+        ("to", "To"),
+        ("call-id", "Call-ID"),
+        ("cseq", "CSeq"),
+        ("contact", "Contact"),
+        ("content-length", "Content-Length"),
+        ("content-type", "Content-Type"),
+        ("max-forwards", "Max-Forwards"),
+        ("expires", "Expires"),
+        ("authorization", "Authorization"),
+    ];
+    NAMES
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+        .unwrap_or(name)
+}
+
+fn header<'a>(headers: &'a [RawHeader<'_>], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name == name)
+        .map(|h| h.value.as_str())
+}
+
+/// RFC 3261 `token`.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Keeps log lines short when a peer sends something huge.
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Builder for responses to a parsed request: copies Via (stamped with received/rport),
+/// From, To (adding our tag), Call-ID and CSeq, then the extra headers and the body.
+pub struct ResponseBuilder<'a> {
+    request: &'a rsip::Request,
+    source: SocketAddr,
+    code: u16,
+    reason: &'a str,
+    to_tag: Option<&'a str>,
+    extra: String,
+    body: Option<(&'a str, &'a [u8])>,
+}
+
+impl<'a> ResponseBuilder<'a> {
+    pub fn new(request: &'a rsip::Request, source: SocketAddr, code: u16, reason: &'a str) -> Self {
+        ResponseBuilder {
+            request,
+            source,
+            code,
+            reason,
+            to_tag: None,
+            extra: String::new(),
+            body: None,
+        }
+    }
+
+    /// Adds `;tag=` to To unless the request already carries one (in-dialog requests).
+    pub fn to_tag(mut self, tag: &'a str) -> Self {
+        self.to_tag = Some(tag);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        let _ = write!(self.extra, "{name}: {value}\r\n");
+        self
+    }
+
+    pub fn body(mut self, content_type: &'a str, body: &'a [u8]) -> Self {
+        self.body = Some((content_type, body));
+        self
+    }
+
+    pub fn build(self) -> Bytes {
+        use rsip::headers::UntypedHeader;
+        let mut out = String::with_capacity(512 + self.extra.len());
+        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.code, self.reason);
+        let mut first_via = true;
+        for h in self.request.headers.iter() {
+            match h {
+                rsip::Header::Via(v) => {
+                    let value = v.value();
+                    if first_via {
+                        first_via = false;
+                        let (top, rest) = split_top_via(value);
+                        let stamped = match parse_via(top) {
+                            Some(info) => stamp_via(top, &info, self.source),
+                            None => top.to_string(),
+                        };
+                        let _ = write!(out, "Via: {stamped}");
+                        if let Some(rest) = rest {
+                            let _ = write!(out, ", {rest}");
+                        }
+                        out.push_str("\r\n");
+                    } else {
+                        let _ = write!(out, "Via: {value}\r\n");
+                    }
+                }
+                rsip::Header::From(v) => {
+                    let _ = write!(out, "From: {}\r\n", v.value());
+                }
+                rsip::Header::To(v) => {
+                    let value = v.value();
+                    match self.to_tag {
+                        Some(tag) if tag_param(value).is_none() => {
+                            let _ = write!(out, "To: {value};tag={tag}\r\n");
+                        }
+                        _ => {
+                            let _ = write!(out, "To: {value}\r\n");
+                        }
+                    }
+                }
+                rsip::Header::CallId(v) => {
+                    let _ = write!(out, "Call-ID: {}\r\n", v.value());
+                }
+                rsip::Header::CSeq(v) => {
+                    let _ = write!(out, "CSeq: {}\r\n", v.value());
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&self.extra);
+        match self.body {
+            Some((ctype, body)) => {
+                let _ = write!(
+                    out,
+                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut bytes = out.into_bytes();
+                bytes.extend_from_slice(body);
+                Bytes::from(bytes)
+            }
+            None => {
+                out.push_str("Content-Length: 0\r\n\r\n");
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+/// First value of a header in a parsed message, as text.
+pub fn first_header<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a str> {
+    use rsip::headers::UntypedHeader;
+    headers.iter().find_map(|h| match (h, name) {
+        (rsip::Header::Via(v), "Via") => Some(v.value()),
+        (rsip::Header::From(v), "From") => Some(v.value()),
+        (rsip::Header::To(v), "To") => Some(v.value()),
+        (rsip::Header::CallId(v), "Call-ID") => Some(v.value()),
+        (rsip::Header::CSeq(v), "CSeq") => Some(v.value()),
+        (rsip::Header::Contact(v), "Contact") => Some(v.value()),
+        (rsip::Header::Expires(v), "Expires") => Some(v.value()),
+        (rsip::Header::Authorization(v), "Authorization") => Some(v.value()),
+        (rsip::Header::ContentType(v), "Content-Type") => Some(v.value()),
+        (rsip::Header::Require(v), "Require") => Some(v.value()),
+        (rsip::Header::Other(k, v), n) if k.eq_ignore_ascii_case(n) => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+/// All values of the Contact header(s), split at top-level commas.
+pub fn contacts(headers: &rsip::Headers) -> Vec<String> {
+    use rsip::headers::UntypedHeader;
+    let mut out = Vec::new();
+    for h in headers.iter() {
+        if let rsip::Header::Contact(c) = h {
+            let mut rest = Some(c.value());
+            while let Some(r) = rest {
+                let (first, tail) = split_top_via(r);
+                if !first.is_empty() {
+                    out.push(first.to_string());
+                }
+                rest = tail;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> DecodeContext<'static> {
+        DecodeContext {
+            transport: Transport::Udp,
+            source: "192.0.2.7:5070".parse().unwrap(),
+            max_size: 16384,
+            server: "Hotline-test",
+        }
+    }
+
+    const OPTIONS: &str = "OPTIONS sip:8800@hotline.test SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;rport\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:a@x>;tag=1\r\n\
+        To: <sip:8800@hotline.test>\r\n\
+        Call-ID: abc@x\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn reply_of(d: Decoded) -> (SocketAddr, String) {
+        match d {
+            Decoded::Rejected {
+                reply: Some((addr, b)),
+                ..
+            } => (addr, String::from_utf8(b.to_vec()).unwrap()),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_good_request() {
+        match decode(OPTIONS.as_bytes(), &ctx()) {
+            Decoded::Message(rsip::SipMessage::Request(r)) => {
+                assert_eq!(r.method, rsip::Method::Options)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compact_and_folded_headers_are_expanded() {
+        let msg = "OPTIONS sip:8800@h SIP/2.0\r\nv: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nf: <sip:a@x>\r\n ;tag=9\r\nt: <sip:8800@h>\r\ni: id1\r\nCSeq: 2 OPTIONS\r\nl: 0\r\n\r\n";
+        match decode(msg.as_bytes(), &ctx()) {
+            Decoded::Message(rsip::SipMessage::Request(r)) => {
+                assert_eq!(first_header(&r.headers, "Call-ID"), Some("id1"));
+                assert_eq!(first_header(&r.headers, "From"), Some("<sip:a@x> ;tag=9"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_length_cuts_extra_bytes_and_rejects_short_bodies() {
+        let long = OPTIONS.replace("Content-Length: 0", "Content-Length: 3") + "abcdef";
+        match decode(long.as_bytes(), &ctx()) {
+            Decoded::Message(m) => assert_eq!(m.body(), b"abc"),
+            other => panic!("{other:?}"),
+        }
+        let short = OPTIONS.replace("Content-Length: 0", "Content-Length: 10") + "abc";
+        let (addr, text) = reply_of(decode(short.as_bytes(), &ctx()));
+        assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+        assert_eq!(addr, "192.0.2.7:5070".parse().unwrap());
+        assert!(text.contains(";received=192.0.2.7;rport=5070"), "{text}");
+    }
+
+    #[test]
+    fn missing_mandatory_headers_get_400() {
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            let msg: String = OPTIONS
+                .split("\r\n")
+                .filter(|l| !l.starts_with(&format!("{name}:")))
+                .collect::<Vec<_>>()
+                .join("\r\n");
+            let (_, text) = reply_of(decode(msg.as_bytes(), &ctx()));
+            assert!(text.starts_with("SIP/2.0 400"), "{name}: {text}");
+        }
+        let no_via = OPTIONS.replace(
+            "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;rport\r\n",
+            "",
+        );
+        assert!(matches!(
+            decode(no_via.as_bytes(), &ctx()),
+            Decoded::Rejected { reply: None, .. }
+        ));
+    }
+
+    #[test]
+    fn version_method_and_cseq_errors() {
+        let v3 = OPTIONS.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
+        assert!(reply_of(decode(v3.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 505"));
+        let foo = OPTIONS
+            .replacen("OPTIONS sip", "FOO sip", 1)
+            .replace("1 OPTIONS", "1 FOO");
+        assert!(reply_of(decode(foo.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 501"));
+        let mismatch = OPTIONS.replace("1 OPTIONS", "1 INVITE");
+        assert!(reply_of(decode(mismatch.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 400"));
+    }
+
+    #[test]
+    fn nul_bytes_truncation_and_size() {
+        let nul = OPTIONS.replace("Call-ID: abc@x", "Call-ID: abc\0x");
+        assert!(reply_of(decode(nul.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 400"));
+        let truncated = &OPTIONS[..OPTIONS.find("Call-ID").unwrap()];
+        assert!(reply_of(decode(truncated.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 400"));
+        let huge = OPTIONS.replace(
+            "Max-Forwards: 70",
+            &format!("X-Big: {}\r\nMax-Forwards: 70", "a".repeat(64 * 1024)),
+        );
+        assert!(reply_of(decode(huge.as_bytes(), &ctx()))
+            .1
+            .starts_with("SIP/2.0 400"));
+    }
+
+    #[test]
+    fn garbage_and_ack_are_dropped_without_reply() {
+        for g in [
+            &b"\x00\x01\x02garbage"[..],
+            b"",
+            b"hello world\r\n\r\n",
+            &[0xff; 300],
+        ] {
+            assert!(matches!(
+                decode(g, &ctx()),
+                Decoded::Rejected { reply: None, .. }
+            ));
+        }
+        let ack = OPTIONS
+            .replacen("OPTIONS sip", "ACK sip", 1)
+            .replace("1 OPTIONS", "1 ACK")
+            .replace("Call-ID: abc@x", "Call-ID: a\0b");
+        assert!(matches!(
+            decode(ack.as_bytes(), &ctx()),
+            Decoded::Rejected { reply: None, .. }
+        ));
+    }
+
+    #[test]
+    fn via_parsing_and_destination() {
+        let v = parse_via("SIP/2.0/UDP [2001:db8::1]:5080;branch=z9hG4bKx;rport").unwrap();
+        assert_eq!(v.host, "[2001:db8::1]");
+        assert_eq!(v.port, Some(5080));
+        assert_eq!(v.rport, Some(None));
+        let src: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        assert_eq!(response_destination(&v, src, Transport::Udp), src);
+        let v = parse_via("SIP/2.0/UDP pc33.example.com;branch=z9hG4bKx").unwrap();
+        assert_eq!(
+            response_destination(&v, src, Transport::Udp),
+            "203.0.113.5:5060".parse().unwrap()
+        );
+        assert_eq!(
+            stamp_via("SIP/2.0/UDP pc33.example.com;branch=z9hG4bKx", &v, src),
+            "SIP/2.0/UDP pc33.example.com;branch=z9hG4bKx;received=203.0.113.5"
+        );
+        assert!(parse_via("SIP/2.0/UDP").is_none());
+        assert!(parse_via("HTTP/1.1 host").is_none());
+        assert!(parse_via("SIP/2.0/UDP host:99999").is_none());
+    }
+
+    #[test]
+    fn param_helpers() {
+        assert_eq!(tag_param("\"A;b\" <sip:a@x;tag=no>;tag=yes"), Some("yes"));
+        assert_eq!(tag_param("<sip:a@x>"), None);
+        assert_eq!(
+            addr_uri("\"Bob\" <sip:bob@h:5060>;expires=60"),
+            "sip:bob@h:5060"
+        );
+        assert_eq!(uri_user("sip:1001@h;transport=tcp"), Some("1001"));
+        assert_eq!(parse_cseq("10 INVITE"), Some((10, "INVITE")));
+        assert_eq!(parse_cseq("4294967295 INVITE"), None);
+        assert_eq!(
+            split_top_via("SIP/2.0/UDP a;branch=1, SIP/2.0/UDP b"),
+            ("SIP/2.0/UDP a;branch=1", Some("SIP/2.0/UDP b"))
+        );
+    }
+
+    #[test]
+    fn response_builder_copies_dialog_headers() {
+        let Decoded::Message(rsip::SipMessage::Request(req)) = decode(OPTIONS.as_bytes(), &ctx())
+        else {
+            panic!()
+        };
+        let bytes = ResponseBuilder::new(&req, ctx().source, 200, "OK")
+            .to_tag("srv1")
+            .header("Allow", "INVITE, ACK")
+            .build();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\n"));
+        assert!(text.contains("To: <sip:8800@hotline.test>;tag=srv1\r\n"));
+        assert!(text.contains(
+            "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;received=192.0.2.7;rport=5070\r\n"
+        ));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        assert!(rsip::Response::try_from(text).is_ok());
+    }
+}

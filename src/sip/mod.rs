@@ -1,0 +1,58 @@
+//! The SIP stack: `rsip` parses and prints messages; everything above that is ours.
+//!
+//! * [`message`]: lenient scan and checks before `rsip`, error responses, response builder
+//! * [`framing`]: message boundaries on TCP
+//! * [`transaction`]: RFC 3261 §17 state machines (sans-IO)
+//! * [`dialog`]: calls as UAS dialogs, 2xx retransmission, in-dialog requests
+//! * [`registrar`] + [`digest`] + [`guard`]: operators' registrations, auth, lock-out, rate limit
+//! * [`sdp`]: offer/answer for G.711 + telephone-event
+//! * [`ua`]: the sans-IO core that ties them together
+//! * [`transport`]: the only part that touches sockets
+
+pub mod dialog;
+pub mod digest;
+pub mod framing;
+pub mod guard;
+pub mod message;
+pub mod registrar;
+pub mod sdp;
+pub mod transaction;
+pub mod transport;
+pub mod ua;
+
+use std::net::SocketAddr;
+
+/// The transports the hotline speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports need no retransmissions (RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// The other end of a message: transport and address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Bytes the core wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub peer: Peer,
+    pub bytes: bytes::Bytes,
+}

@@ -1,0 +1,341 @@
+//! Registrar for operators' softphones (RFC 3261 §10.3) with digest authentication.
+//!
+//! Only configured operators can register, each only their own extension, after a digest
+//! challenge (SHA-256 and/or MD5, RFC 8760). Addresses that keep failing are locked out.
+//! Unknown users are challenged exactly like known ones and fail the same way (403), so the
+//! registrar does not tell a scanner which extensions exist.
+//!
+//! Sans-IO: `handle` takes a parsed REGISTER, its source and `now`, and returns the response
+//! bytes; bindings expire lazily and in `sweep`.
+
+use super::digest::{Algorithm, DigestAuthenticator, DigestError};
+use super::guard::AuthLockout;
+use super::message::{addr_uri, contacts, first_header, header_param, uri_user, ResponseBuilder};
+use super::Transport;
+use crate::config::{AuthAlgorithm, Config};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Most contacts one operator may register (desk phone, softphone, a spare).
+const MAX_BINDINGS_PER_AOR: usize = 5;
+const DEFAULT_EXPIRES: u32 = 3600;
+
+/// Where an operator can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI as registered.
+    pub contact: String,
+    pub expires_at: Instant,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where the REGISTER came from: behind NAT this, not the Contact, reaches the phone.
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// A change the rest of the system may care about (operator came online / went away).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationEvent {
+    Registered { extension: String, contact: String },
+    Unregistered { extension: String, contact: String },
+}
+
+/// Result of one REGISTER.
+#[derive(Debug)]
+pub struct RegisterOutcome {
+    pub status: u16,
+    pub response: Bytes,
+    pub events: Vec<RegistrationEvent>,
+}
+
+struct Account {
+    password: Option<String>,
+}
+
+pub struct Registrar {
+    auth: DigestAuthenticator,
+    lockout: AuthLockout,
+    accounts: HashMap<String, Account>,
+    bindings: HashMap<String, Vec<Binding>>,
+    min_expires: u32,
+    max_expires: u32,
+    server: String,
+}
+
+impl Registrar {
+    pub fn new(config: &Config, now: Instant) -> Self {
+        let algorithms = config
+            .sip
+            .auth_algorithms
+            .iter()
+            .map(|a| match a {
+                AuthAlgorithm::Sha256 => Algorithm::Sha256,
+                AuthAlgorithm::Md5 => Algorithm::Md5,
+            })
+            .collect();
+        let accounts = config
+            .operators
+            .iter()
+            .map(|op| {
+                (
+                    op.extension.clone(),
+                    Account {
+                        password: op.resolve_password(),
+                    },
+                )
+            })
+            .collect();
+        Registrar {
+            auth: DigestAuthenticator::new(
+                &config.sip.domain,
+                algorithms,
+                Duration::from_secs(config.limits.nonce_lifetime_s),
+                now,
+            ),
+            lockout: AuthLockout::new(
+                config.limits.auth_max_failures,
+                config.limits.auth_lockout(),
+            ),
+            accounts,
+            bindings: HashMap::new(),
+            min_expires: config.limits.register_min_expires,
+            max_expires: config.limits.register_max_expires,
+            server: config.sip.user_agent.clone(),
+        }
+    }
+
+    /// Current, unexpired bindings of an extension.
+    pub fn lookup(&self, extension: &str, now: Instant) -> Vec<&Binding> {
+        self.bindings
+            .get(extension)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether an address is currently locked out.
+    pub fn is_locked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.lockout.is_locked(ip, now)
+    }
+
+    /// Removes expired bindings; returns what went away.
+    pub fn sweep(&mut self, now: Instant) -> Vec<RegistrationEvent> {
+        let mut events = Vec::new();
+        for (ext, list) in self.bindings.iter_mut() {
+            list.retain(|b| {
+                let keep = b.expires_at > now;
+                if !keep {
+                    events.push(RegistrationEvent::Unregistered {
+                        extension: ext.clone(),
+                        contact: b.contact.clone(),
+                    });
+                }
+                keep
+            });
+        }
+        self.bindings.retain(|_, v| !v.is_empty());
+        self.lockout.sweep(now);
+        events
+    }
+
+    /// Processes one REGISTER.
+    pub fn handle(
+        &mut self,
+        req: &rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> RegisterOutcome {
+        let reply = |status: u16, reason: &str| RegisterOutcome {
+            status,
+            response: ResponseBuilder::new(req, source, status, reason)
+                .to_tag("reg")
+                .header("Server", &self.server)
+                .build(),
+            events: Vec::new(),
+        };
+        if self.lockout.is_locked(source.ip(), now) {
+            return reply(403, "Forbidden");
+        }
+        let to = first_header(&req.headers, "To").unwrap_or_default();
+        let Some(aor_user) = uri_user(addr_uri(to)).map(str::to_string) else {
+            return reply(400, "Bad Request");
+        };
+        let method = req.method.to_string();
+        let Some(authorization) = first_header(&req.headers, "Authorization") else {
+            return self.challenge(req, source, false, now);
+        };
+        let accounts = &self.accounts;
+        let verified = self.auth.verify(authorization, &method, now, |user| {
+            accounts.get(user).and_then(|a| a.password.clone())
+        });
+        match verified {
+            Ok(v) if v.username == aor_user => {
+                self.lockout.record_success(source.ip());
+            }
+            Ok(v) => {
+                tracing::warn!(%source, user = %v.username, aor = %aor_user, "REGISTER for another user's extension");
+                self.lockout.record_failure(source.ip(), now);
+                return reply(403, "Forbidden");
+            }
+            Err(e) if e.is_stale() => return self.challenge(req, source, true, now),
+            Err(DigestError::InvalidNonce) => {
+                // Most often a nonce from before a restart: challenge afresh, but count it,
+                // since a forged nonce looks the same.
+                self.lockout.record_failure(source.ip(), now);
+                return self.challenge(req, source, false, now);
+            }
+            Err(e) => {
+                let locked = self.lockout.record_failure(source.ip(), now);
+                tracing::warn!(%source, error = %e, locked, "REGISTER authentication failed");
+                return reply(403, "Forbidden");
+            }
+        }
+        self.update_bindings(req, &aor_user, source, transport, now)
+    }
+
+    fn challenge(
+        &self,
+        req: &rsip::Request,
+        source: SocketAddr,
+        stale: bool,
+        now: Instant,
+    ) -> RegisterOutcome {
+        let mut b = ResponseBuilder::new(req, source, 401, "Unauthorized")
+            .to_tag("reg")
+            .header("Server", &self.server);
+        for c in self.auth.challenges(now, stale) {
+            b = b.header("WWW-Authenticate", c);
+        }
+        RegisterOutcome {
+            status: 401,
+            response: b.build(),
+            events: Vec::new(),
+        }
+    }
+
+    fn update_bindings(
+        &mut self,
+        req: &rsip::Request,
+        aor: &str,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> RegisterOutcome {
+        let mut events = Vec::new();
+        let call_id = first_header(&req.headers, "Call-ID")
+            .unwrap_or_default()
+            .to_string();
+        let cseq = first_header(&req.headers, "CSeq")
+            .and_then(super::message::parse_cseq)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        let header_expires: Option<u32> =
+            first_header(&req.headers, "Expires").and_then(|v| v.trim().parse().ok());
+        let contact_values = contacts(&req.headers);
+        let error = |status: u16, reason: &str, extra: Option<(&str, String)>| {
+            let mut b = ResponseBuilder::new(req, source, status, reason)
+                .to_tag("reg")
+                .header("Server", &self.server);
+            if let Some((n, v)) = extra {
+                b = b.header(n, v);
+            }
+            RegisterOutcome {
+                status,
+                response: b.build(),
+                events: Vec::new(),
+            }
+        };
+
+        if contact_values.iter().any(|c| c.trim() == "*") {
+            if contact_values.len() != 1 || header_expires != Some(0) {
+                return error(400, "Bad Request", None);
+            }
+            for b in self.bindings.remove(aor).unwrap_or_default() {
+                events.push(RegistrationEvent::Unregistered {
+                    extension: aor.to_string(),
+                    contact: b.contact,
+                });
+            }
+        } else {
+            let mut changes = Vec::new();
+            for c in &contact_values {
+                let uri = addr_uri(c).to_string();
+                if !uri.starts_with("sip:") && !uri.starts_with("sips:") {
+                    return error(400, "Bad Request", None);
+                }
+                let expires = header_param(c, "expires")
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .or(header_expires)
+                    .unwrap_or(DEFAULT_EXPIRES);
+                if expires != 0 && expires < self.min_expires {
+                    return error(
+                        423,
+                        "Interval Too Brief",
+                        Some(("Min-Expires", self.min_expires.to_string())),
+                    );
+                }
+                changes.push((uri, expires.min(self.max_expires)));
+            }
+            let list = self.bindings.entry(aor.to_string()).or_default();
+            list.retain(|b| b.expires_at > now);
+            for (uri, expires) in changes {
+                let existing = list.iter().position(|b| b.contact == uri);
+                if let Some(i) = existing {
+                    if list[i].call_id == call_id && list[i].cseq >= cseq && cseq != 0 {
+                        // An old or replayed REGISTER must not undo a newer one (§10.3 step 7).
+                        continue;
+                    }
+                }
+                if expires == 0 {
+                    if let Some(i) = existing {
+                        let b = list.remove(i);
+                        events.push(RegistrationEvent::Unregistered {
+                            extension: aor.to_string(),
+                            contact: b.contact,
+                        });
+                    }
+                    continue;
+                }
+                let binding = Binding {
+                    contact: uri.clone(),
+                    expires_at: now + Duration::from_secs(expires as u64),
+                    call_id: call_id.clone(),
+                    cseq,
+                    source,
+                    transport,
+                };
+                match existing {
+                    Some(i) => list[i] = binding,
+                    None => {
+                        if list.len() >= MAX_BINDINGS_PER_AOR {
+                            return error(403, "Forbidden (too many contacts)", None);
+                        }
+                        list.push(binding);
+                        events.push(RegistrationEvent::Registered {
+                            extension: aor.to_string(),
+                            contact: uri,
+                        });
+                    }
+                }
+            }
+            if list.is_empty() {
+                self.bindings.remove(aor);
+            }
+        }
+
+        let mut b = ResponseBuilder::new(req, source, 200, "OK")
+            .to_tag("reg")
+            .header("Server", &self.server);
+        for binding in self.lookup(aor, now) {
+            let left = binding.expires_at.saturating_duration_since(now).as_secs();
+            b = b.header("Contact", format!("<{}>;expires={left}", binding.contact));
+        }
+        RegisterOutcome {
+            status: 200,
+            response: b.build(),
+            events,
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! Sockets: the UDP and TCP listeners and the task that runs the [`UserAgent`].
+//!
+//! Three kinds of task, each owning its state:
+//! * the UDP receive loop owns the per-source [`RateLimiter`], decodes datagrams and answers
+//!   undecodable-but-routable ones itself;
+//! * one task per TCP connection owns its [`Framer`] (and a writer task owns the socket's
+//!   write half);
+//! * the core task owns the [`UserAgent`] and the table of TCP connections' writers, and
+//!   is the only one that sends on behalf of the SIP logic.
+//!
+//! Messages are parsed before they reach the core, so parsing runs beside the core on the
+//! second CPU.
+
+use super::framing::{Frame, Framer};
+use super::guard::{RateLimiter, TokenBucket};
+use super::message::{decode, DecodeContext, Decoded};
+use super::ua::{Event, UaSettings, UserAgent};
+use super::{Transmit, Transport};
+use crate::config::Config;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind SIP {transport} on {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the receive tasks hand to the core.
+enum Input {
+    Message {
+        msg: rsip::SipMessage,
+        source: SocketAddr,
+        transport: Transport,
+    },
+    TcpOpened {
+        addr: SocketAddr,
+        writer: mpsc::Sender<Bytes>,
+    },
+    TcpClosed {
+        addr: SocketAddr,
+    },
+}
+
+/// A running SIP side.
+pub struct SipService {
+    /// UDP and TCP listen here.
+    pub local_addr: SocketAddr,
+    pub events: broadcast::Sender<Event>,
+    /// False once the core task has stopped (health checks report it).
+    pub alive: Arc<AtomicBool>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Limits the receive tasks apply.
+#[derive(Clone)]
+struct Limits {
+    max_size: usize,
+    server: Arc<str>,
+    source_rate: u32,
+    source_burst: u32,
+    tcp_idle: Duration,
+    tcp_max: usize,
+}
+
+/// Binds UDP and TCP on the same port. With port 0 the OS picks the UDP port and TCP
+/// follows it (retrying if that TCP port happens to be taken).
+pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), TransportError> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| TransportError::Bind {
+                transport: "UDP",
+                addr,
+                source,
+            })?;
+        let bound = udp.local_addr().map_err(|source| TransportError::Bind {
+            transport: "UDP",
+            addr,
+            source,
+        })?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(source) if addr.port() == 0 => last_err = Some(source),
+            Err(source) => {
+                return Err(TransportError::Bind {
+                    transport: "TCP",
+                    addr: bound,
+                    source,
+                })
+            }
+        }
+    }
+    Err(TransportError::Bind {
+        transport: "TCP",
+        addr,
+        source: last_err.unwrap_or_else(|| std::io::Error::other("no free port")),
+    })
+}
+
+/// Binds and starts the SIP tasks.
+pub async fn start(
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SipService, TransportError> {
+    let (udp, tcp) = bind(config.sip.listen).await?;
+    let local_addr = udp.local_addr().expect("bound socket has an address");
+    let udp = Arc::new(udp);
+    let settings = UaSettings::from_config(config, local_addr);
+    let ua = UserAgent::new(config, settings, Instant::now());
+    let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
+    let (events, _) = broadcast::channel(4096);
+    let alive = Arc::new(AtomicBool::new(true));
+    let limits = Limits {
+        max_size: config.limits.max_message_size,
+        server: config.sip.user_agent.clone().into(),
+        source_rate: config.limits.source_rate,
+        source_burst: config.limits.source_burst,
+        tcp_idle: Duration::from_secs(config.limits.tcp_idle_timeout_s),
+        tcp_max: config.limits.tcp_max_connections,
+    };
+    let limiter = RateLimiter::new(
+        config.limits.source_rate,
+        config.limits.source_burst,
+        config.limits.trusted_sources.clone(),
+    );
+    let tasks = vec![
+        tokio::spawn(udp_receive(
+            udp.clone(),
+            core_tx.clone(),
+            limiter,
+            limits.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(tcp_accept(
+            tcp,
+            core_tx.clone(),
+            limits.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(core(
+            ua,
+            udp,
+            core_rx,
+            core_tx,
+            events.clone(),
+            alive.clone(),
+            limits,
+            shutdown,
+        )),
+    ];
+    tracing::info!(%local_addr, "SIP listening on UDP and TCP");
+    Ok(SipService {
+        local_addr,
+        events,
+        alive,
+        tasks,
+    })
+}
+
+/// At most `per_second` log lines a second for one noisy cause (floods must not fill disks).
+struct LogThrottle {
+    window: Instant,
+    count: u32,
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    fn new() -> Self {
+        LogThrottle {
+            window: Instant::now(),
+            count: 0,
+            suppressed: 0,
+        }
+    }
+
+    fn allow(&mut self, per_second: u32) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                tracing::warn!(suppressed = self.suppressed, "log lines suppressed");
+            }
+            self.window = now;
+            self.count = 0;
+            self.suppressed = 0;
+        }
+        self.count += 1;
+        if self.count > per_second {
+            self.suppressed += 1;
+            false
+        } else {
+            true
+        }
+    }
+}
+
+async fn udp_receive(
+    udp: Arc<UdpSocket>,
+    core_tx: mpsc::Sender<Input>,
+    mut limiter: RateLimiter,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    let mut throttle = LogThrottle::new();
+    let mut last_sweep = Instant::now();
+    loop {
+        let (n, source) = tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors surface here on some systems; they are not fatal.
+                    tracing::debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let now = Instant::now();
+        if now.duration_since(last_sweep) > Duration::from_secs(10) {
+            limiter.sweep(now);
+            last_sweep = now;
+        }
+        if !limiter.allow(source.ip(), now) {
+            if throttle.allow(5) {
+                tracing::warn!(%source, "rate limit: datagram dropped");
+            }
+            continue;
+        }
+        let ctx = DecodeContext {
+            transport: Transport::Udp,
+            source,
+            max_size: limits.max_size,
+            server: &limits.server,
+        };
+        match decode(&buf[..n], &ctx) {
+            Decoded::Message(msg) => {
+                let input = Input::Message {
+                    msg,
+                    source,
+                    transport: Transport::Udp,
+                };
+                if core_tx.send(input).await.is_err() {
+                    return;
+                }
+            }
+            Decoded::Rejected { reason, reply } => {
+                if throttle.allow(20) {
+                    tracing::warn!(%source, %reason, answered = reply.is_some(), "bad SIP message");
+                }
+                if let Some((dest, bytes)) = reply {
+                    let _ = udp.send_to(&bytes, dest).await;
+                }
+            }
+        }
+    }
+}
+
+async fn tcp_accept(
+    listener: TcpListener,
+    core_tx: mpsc::Sender<Input>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        if open.load(Ordering::Relaxed) >= limits.tcp_max {
+            tracing::warn!(%addr, "too many TCP connections; refused");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (wtx, wrx) = mpsc::channel(256);
+        tokio::spawn(run_connection(
+            stream,
+            addr,
+            wtx,
+            wrx,
+            core_tx.clone(),
+            limits.clone(),
+            open.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Connects to a peer we must send to over TCP (no connection from it is open).
+async fn tcp_connect(
+    addr: SocketAddr,
+    wtx: mpsc::Sender<Bytes>,
+    wrx: mpsc::Receiver<Bytes>,
+    core_tx: mpsc::Sender<Input>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            run_connection(
+                stream,
+                addr,
+                wtx,
+                wrx,
+                core_tx,
+                limits,
+                Arc::new(AtomicUsize::new(0)),
+                shutdown,
+            )
+            .await
+        }
+        _ => {
+            tracing::info!(%addr, "TCP connect failed");
+            let _ = core_tx.send(Input::TcpClosed { addr }).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    wtx: mpsc::Sender<Bytes>,
+    mut wrx: mpsc::Receiver<Bytes>,
+    core_tx: mpsc::Sender<Input>,
+    limits: Limits,
+    open: Arc<AtomicUsize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    open.fetch_add(1, Ordering::Relaxed);
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = wrx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    if core_tx
+        .send(Input::TcpOpened {
+            addr,
+            writer: wtx.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut framer = Framer::new(limits.max_size);
+    let mut bucket = TokenBucket::new(limits.source_burst, Instant::now());
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = tokio::select! {
+            r = tokio::time::timeout(limits.tcp_idle, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => n,
+                Err(_) => {
+                    tracing::debug!(%addr, "idle TCP connection closed");
+                    break;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Ping)) => {
+                    let _ = wtx.send(Bytes::from_static(b"\r\n")).await;
+                }
+                Ok(Some(Frame::Message(bytes))) => {
+                    if !bucket.take(limits.source_rate, limits.source_burst, Instant::now()) {
+                        tracing::warn!(%addr, "rate limit exceeded on TCP; closing");
+                        break 'conn;
+                    }
+                    let ctx = DecodeContext {
+                        transport: Transport::Tcp,
+                        source: addr,
+                        max_size: limits.max_size,
+                        server: &limits.server,
+                    };
+                    match decode(&bytes, &ctx) {
+                        Decoded::Message(msg) => {
+                            let input = Input::Message {
+                                msg,
+                                source: addr,
+                                transport: Transport::Tcp,
+                            };
+                            if core_tx.send(input).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Decoded::Rejected { reason, reply } => {
+                            tracing::warn!(%addr, %reason, "bad SIP message on TCP");
+                            if let Some((_, bytes)) = reply {
+                                let _ = wtx.send(bytes).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The stream cannot be resynchronised: answer if we can, then close.
+                    tracing::warn!(%addr, error = %e, "TCP framing error; closing");
+                    let ctx = DecodeContext {
+                        transport: Transport::Tcp,
+                        source: addr,
+                        max_size: limits.max_size,
+                        server: &limits.server,
+                    };
+                    if let Decoded::Rejected {
+                        reply: Some((_, bytes)),
+                        ..
+                    } = decode(framer.pending(), &ctx)
+                    {
+                        let _ = wtx.send(bytes).await;
+                    }
+                    break 'conn;
+                }
+            }
+        }
+    }
+    let _ = core_tx.send(Input::TcpClosed { addr }).await;
+    drop(wtx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn core(
+    mut ua: UserAgent,
+    udp: Arc<UdpSocket>,
+    mut rx: mpsc::Receiver<Input>,
+    core_tx: mpsc::Sender<Input>,
+    events: broadcast::Sender<Event>,
+    alive: Arc<AtomicBool>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    loop {
+        let deadline = ua.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                handle_input(&mut ua, &mut tcp, input);
+                // Take what else is queued before flushing: fewer wake-ups under load.
+                for _ in 0..64 {
+                    match rx.try_recv() {
+                        Ok(input) => handle_input(&mut ua, &mut tcp, input),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => ua.handle_timeout(Instant::now()),
+            _ = shutdown.changed() => break,
+        }
+        while let Some(t) = ua.poll_transmit() {
+            send(&udp, &mut tcp, t, &core_tx, &limits, &shutdown).await;
+        }
+        while let Some(ev) = ua.poll_event() {
+            tracing::debug!(?ev, "SIP event");
+            let _ = events.send(ev);
+        }
+    }
+    alive.store(false, Ordering::SeqCst);
+}
+
+fn handle_input(
+    ua: &mut UserAgent,
+    tcp: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    input: Input,
+) {
+    match input {
+        Input::Message {
+            msg,
+            source,
+            transport,
+        } => ua.handle_message(msg, source, transport, Instant::now()),
+        Input::TcpOpened { addr, writer } => {
+            tcp.insert(addr, writer);
+        }
+        Input::TcpClosed { addr } => {
+            tcp.remove(&addr);
+        }
+    }
+}
+
+async fn send(
+    udp: &UdpSocket,
+    tcp: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    t: Transmit,
+    core_tx: &mpsc::Sender<Input>,
+    limits: &Limits,
+    shutdown: &watch::Receiver<bool>,
+) {
+    match t.peer.transport {
+        Transport::Udp => match udp.try_send_to(&t.bytes, t.peer.addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let _ = udp.send_to(&t.bytes, t.peer.addr).await;
+            }
+            Err(e) => tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed"),
+        },
+        Transport::Tcp => {
+            if let Some(w) = tcp.get(&t.peer.addr) {
+                if w.try_send(t.bytes.clone()).is_ok() {
+                    return;
+                }
+                tcp.remove(&t.peer.addr);
+            }
+            // No connection (it closed, or we never had one): open one (RFC 3261 §18.2.2).
+            let (wtx, wrx) = mpsc::channel(256);
+            let _ = wtx.try_send(t.bytes);
+            tcp.insert(t.peer.addr, wtx.clone());
+            tokio::spawn(tcp_connect(
+                t.peer.addr,
+                wtx,
+                wrx,
+                core_tx.clone(),
+                limits.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}

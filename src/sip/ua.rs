@@ -1,0 +1,1002 @@
+//! The hotline's SIP user agent core, sans-IO.
+//!
+//! Everything the hotline decides about SIP happens here, in plain method calls: a parsed
+//! message or a timer goes in, bytes to send ([`Transmit`]) and things that happened
+//! ([`Event`]) come out. The tokio code in [`super::transport`] only moves bytes and calls
+//! [`UserAgent::handle_message`], [`UserAgent::handle_timeout`] and the `poll_*` methods, in the
+//! style of `quinn-proto` and `str0m`. Tests and benchmarks drive the same struct without
+//! sockets.
+//!
+//! What it does (RFC 3261 unless noted):
+//! * matches requests to server transactions; retransmissions are absorbed there;
+//! * answers INVITEs to the hotline numbers with 100 Trying, then (after an optional ring) 200 OK
+//!   with an SDP answer, retransmitting the 2xx until the ACK comes (BYE after 64·T1 without);
+//! * BYE, CANCEL, re-INVITE (hold/unhold), OPTIONS, INFO, REGISTER (to the registrar);
+//! * 404 for other request-URIs, 488 without SDP or a common codec, 481 outside dialogs,
+//!   405/501 for methods the hotline does not serve, 503 over the call limit.
+
+use super::dialog::{Dialog, DialogKey, DialogState, PendingAck};
+use super::message::{
+    first_header, parse_cseq, parse_via, response_destination, tag_param, top_via, ResponseBuilder,
+};
+use super::registrar::{Registrar, RegistrationEvent};
+use super::sdp::{self, Direction, LocalMedia, SdpError};
+use super::transaction::{
+    self, ClientNonInvite, Output, ServerInvite, ServerInviteState, ServerNonInvite, Timers,
+    TransactionKey,
+};
+use super::{Peer, Transmit, Transport};
+use crate::config::Config;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Methods we serve; everything else known to `rsip` gets 405 with this list.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+
+/// How often expired registrations and lock-outs are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The settings the core needs, derived from [`Config`] and the bound address.
+#[derive(Debug, Clone)]
+pub struct UaSettings {
+    pub hotline_numbers: HashSet<String>,
+    pub server: String,
+    /// `host:port` for our Contact and Via.
+    pub contact_host: String,
+    pub media_ip: IpAddr,
+    pub answer_delay: Duration,
+    pub timers: Timers,
+    pub max_calls: usize,
+    pub rtp_ports: (u16, u16),
+}
+
+impl UaSettings {
+    pub fn from_config(config: &Config, bound: SocketAddr) -> Self {
+        let ip = config.sip.public_address.unwrap_or_else(|| {
+            if bound.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                bound.ip()
+            }
+        });
+        let contact_host = match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", bound.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", bound.port()),
+        };
+        let t = &config.sip.timers;
+        UaSettings {
+            hotline_numbers: config.sip.hotline_numbers.iter().cloned().collect(),
+            server: config.sip.user_agent.clone(),
+            contact_host,
+            media_ip: ip,
+            answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
+            timers: Timers {
+                t1: Duration::from_millis(t.t1_ms),
+                t2: Duration::from_millis(t.t2_ms),
+                t4: Duration::from_millis(t.t4_ms),
+            },
+            max_calls: config.limits.max_calls,
+            rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
+        }
+    }
+}
+
+/// Why a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The caller sent BYE.
+    RemoteBye,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// We answered but the ACK never came; we sent BYE.
+    AckTimeout,
+}
+
+/// Things that happened, for the call flow, the API and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An INVITE to the hotline was accepted for answering.
+    CallOffered {
+        call: u64,
+        call_id: String,
+        from: String,
+        number: String,
+    },
+    /// 200 OK sent.
+    CallAnswered {
+        call: u64,
+    },
+    /// ACK received: media may flow.
+    CallConfirmed {
+        call: u64,
+    },
+    /// A re-INVITE changed the media direction (hold / unhold).
+    MediaDirection {
+        call: u64,
+        direction: Direction,
+    },
+    CallEnded {
+        call: u64,
+        reason: EndReason,
+    },
+    Registration(RegistrationEvent),
+}
+
+enum ServerTx {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+struct ServerEntry {
+    tx: ServerTx,
+    peer: Peer,
+    scheduled: Option<Instant>,
+}
+
+/// Our own requests (BYE so far; the INVITE to operators arrives with the call flow).
+struct ClientEntry {
+    tx: ClientNonInvite,
+    peer: Peer,
+    scheduled: Option<Instant>,
+}
+
+/// A call as the core sees it: the dialog plus what answering still needs.
+struct Call {
+    dialog: Dialog,
+    /// The INVITE's server transaction while it has no final response.
+    invite_tx: Option<TransactionKey>,
+    /// The INVITE itself until the final response is sent (a delayed answer needs it).
+    invite: Option<rsip::Request>,
+    /// Where the INVITE came from (for `received`/`rport` in responses).
+    source: SocketAddr,
+    answer_sdp: String,
+    scheduled: Option<Instant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TimerRef {
+    Server(TransactionKey),
+    Client(TransactionKey),
+    Dialog(DialogKey),
+    Sweep,
+}
+
+/// The SIP core. See the module documentation.
+pub struct UserAgent {
+    settings: UaSettings,
+    registrar: Registrar,
+    server: HashMap<TransactionKey, ServerEntry>,
+    client: HashMap<TransactionKey, ClientEntry>,
+    calls: HashMap<DialogKey, Call>,
+    timers: BTreeMap<(Instant, u64), TimerRef>,
+    timer_seq: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_call: u64,
+    next_rtp_port: u16,
+}
+
+impl UserAgent {
+    pub fn new(config: &Config, settings: UaSettings, now: Instant) -> Self {
+        let mut ua = UserAgent {
+            registrar: Registrar::new(config, now),
+            next_rtp_port: settings.rtp_ports.0 & !1,
+            settings,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            calls: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_call: 1,
+        };
+        ua.schedule(now + SWEEP_INTERVAL, TimerRef::Sweep);
+        ua
+    }
+
+    /// Calls in progress (answered or ringing).
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Open transactions (for metrics and tests of clean-up).
+    pub fn open_transactions(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next instant at which [`UserAgent::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let target = entry.remove();
+            match target {
+                TimerRef::Server(key) => {
+                    if let Some(e) = self.server.get_mut(&key) {
+                        e.scheduled = None;
+                        match &mut e.tx {
+                            ServerTx::Invite(t) => t.handle_timeout(now),
+                            ServerTx::NonInvite(t) => t.handle_timeout(now),
+                        }
+                        self.drive_server(&key, now);
+                    }
+                }
+                TimerRef::Client(key) => {
+                    if let Some(e) = self.client.get_mut(&key) {
+                        e.scheduled = None;
+                        e.tx.handle_timeout(now);
+                        self.drive_client(&key, now);
+                    }
+                }
+                TimerRef::Dialog(key) => self.on_dialog_timer(&key, now),
+                TimerRef::Sweep => {
+                    for ev in self.registrar.sweep(now) {
+                        self.events.push_back(Event::Registration(ev));
+                    }
+                    self.schedule(now + SWEEP_INTERVAL, TimerRef::Sweep);
+                }
+            }
+        }
+    }
+
+    /// Processes one decoded message from `source` over `transport`.
+    pub fn handle_message(
+        &mut self,
+        msg: rsip::SipMessage,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        match msg {
+            rsip::SipMessage::Request(req) => self.on_request(req, source, transport, now),
+            rsip::SipMessage::Response(resp) => self.on_response(resp, now),
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, target: TimerRef) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), target);
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    fn on_request(
+        &mut self,
+        req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let Ok(key) = transaction::server_key(&req) else {
+            tracing::debug!(%source, "request without usable Via branch dropped");
+            return;
+        };
+        if req.method == rsip::Method::Ack {
+            // ACK to a non-2xx final belongs to the INVITE transaction (same branch)…
+            if let Some(ServerEntry {
+                tx: ServerTx::Invite(tx),
+                ..
+            }) = self.server.get_mut(&key)
+            {
+                if matches!(
+                    tx.state(),
+                    ServerInviteState::Completed | ServerInviteState::Confirmed
+                ) {
+                    tx.on_ack(now);
+                    self.drive_server(&key, now);
+                    return;
+                }
+            }
+            // …an ACK to a 2xx is a request of its own within the dialog (§13.2.2.4).
+            self.on_ack(&req);
+            return;
+        }
+        if let Some(e) = self.server.get_mut(&key) {
+            match &mut e.tx {
+                ServerTx::Invite(t) => t.on_retransmission(now),
+                ServerTx::NonInvite(t) => t.on_retransmission(now),
+            }
+            self.drive_server(&key, now);
+            return;
+        }
+        let Some(via) = first_header(&req.headers, "Via").and_then(|v| parse_via(top_via(v)))
+        else {
+            return;
+        };
+        let peer = Peer {
+            transport,
+            addr: response_destination(&via, source, transport),
+        };
+        let reliable = transport.is_reliable();
+        let tx = if req.method == rsip::Method::Invite {
+            ServerTx::Invite(ServerInvite::new(reliable, self.settings.timers, now))
+        } else {
+            ServerTx::NonInvite(ServerNonInvite::new(reliable, self.settings.timers, now))
+        };
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                peer,
+                scheduled: None,
+            },
+        );
+        let to_tag = first_header(&req.headers, "To")
+            .and_then(tag_param)
+            .map(str::to_string);
+        match req.method {
+            rsip::Method::Invite => match to_tag {
+                None => self.on_invite(req, key, source, peer, now),
+                Some(tag) => self.on_reinvite(req, key, tag, source, now),
+            },
+            rsip::Method::Bye => self.on_bye(&req, &key, to_tag, source, now),
+            rsip::Method::Cancel => self.on_cancel(&req, &key, source, now),
+            rsip::Method::Options => {
+                let ours = match req.uri.user() {
+                    None => true,
+                    Some(u) => self.settings.hotline_numbers.contains(u),
+                };
+                let resp = if ours || to_tag.is_some() {
+                    ResponseBuilder::new(&req, source, 200, "OK")
+                        .to_tag(&self.local_tag_for_options())
+                        .header("Allow", ALLOW)
+                        .header("Accept", "application/sdp")
+                        .header("Accept-Language", "ru, en")
+                        .header("Server", &self.settings.server)
+                        .build()
+                } else {
+                    self.simple(&req, source, 404, "Not Found")
+                };
+                self.respond(&key, status_of(&resp), resp, now);
+            }
+            rsip::Method::Info => {
+                let found = to_tag.is_some_and(|tag| self.find_call(&req, &tag).is_some());
+                let resp = if found {
+                    self.simple(&req, source, 200, "OK")
+                } else {
+                    self.simple(&req, source, 481, "Call/Transaction Does Not Exist")
+                };
+                self.respond(&key, status_of(&resp), resp, now);
+            }
+            rsip::Method::Register => {
+                let outcome = self.registrar.handle(&req, source, transport, now);
+                for ev in outcome.events {
+                    self.events.push_back(Event::Registration(ev));
+                }
+                self.respond(&key, outcome.status, outcome.response, now);
+            }
+            _ => {
+                let resp = ResponseBuilder::new(&req, source, 405, "Method Not Allowed")
+                    .to_tag("hl405")
+                    .header("Allow", ALLOW)
+                    .header("Server", &self.settings.server)
+                    .build();
+                self.respond(&key, 405, resp, now);
+            }
+        }
+    }
+
+    /// A response with only the mandatory headers (and a To tag when it is final).
+    fn simple(&self, req: &rsip::Request, source: SocketAddr, code: u16, reason: &str) -> Bytes {
+        let tag = random_tag();
+        let mut b =
+            ResponseBuilder::new(req, source, code, reason).header("Server", &self.settings.server);
+        if code >= 200 {
+            b = b.to_tag(&tag);
+        }
+        b.build()
+    }
+
+    fn local_tag_for_options(&self) -> String {
+        random_tag()
+    }
+
+    fn on_invite(
+        &mut self,
+        req: rsip::Request,
+        key: TransactionKey,
+        source: SocketAddr,
+        peer: Peer,
+        now: Instant,
+    ) {
+        // 100 Trying at once: stops the caller's INVITE retransmissions (§17.2.1).
+        let trying = ResponseBuilder::new(&req, source, 100, "Trying").build();
+        self.respond(&key, 100, trying, now);
+
+        let number = req.uri.user().unwrap_or_default().to_string();
+        if !self.settings.hotline_numbers.contains(&number) {
+            let r = self.simple(&req, source, 404, "Not Found");
+            return self.respond(&key, 404, r, now);
+        }
+        if self.calls.len() >= self.settings.max_calls {
+            let r = ResponseBuilder::new(&req, source, 503, "Service Unavailable")
+                .to_tag(&random_tag())
+                .header("Retry-After", 5)
+                .header("Server", &self.settings.server)
+                .build();
+            return self.respond(&key, 503, r, now);
+        }
+        if let Some(required) = first_header(&req.headers, "Require") {
+            if !required.trim().is_empty() {
+                let r = ResponseBuilder::new(&req, source, 420, "Bad Extension")
+                    .to_tag(&random_tag())
+                    .header("Unsupported", required.trim())
+                    .build();
+                return self.respond(&key, 420, r, now);
+            }
+        }
+        let local_tag = random_tag();
+        let id = self.next_call;
+        self.next_call += 1;
+        let Some(mut dialog) = Dialog::from_invite(id, &req, local_tag, peer, now) else {
+            let r = self.simple(&req, source, 400, "Bad Request");
+            return self.respond(&key, 400, r, now);
+        };
+        let rtp_port = self.allocate_rtp_port();
+        let local = LocalMedia {
+            address: self.settings.media_ip,
+            port: rtp_port,
+            session_id: dialog.sdp_session_id,
+            session_version: dialog.sdp_version,
+        };
+        let answer = match sdp_offer(&req).and_then(|offer| sdp::answer(offer, &local)) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "INVITE refused: SDP");
+                let r = ResponseBuilder::new(&req, source, 488, "Not Acceptable Here")
+                    .to_tag(&dialog.key.local_tag)
+                    .header("Warning", format!("{} hotline \"{e}\"", warning_code(&e)))
+                    .header("Server", &self.settings.server)
+                    .build();
+                return self.respond(&key, 488, r, now);
+            }
+        };
+        dialog.rtp_port = rtp_port;
+        dialog.media = Some(answer.negotiated);
+        let dkey = dialog.key.clone();
+        self.events.push_back(Event::CallOffered {
+            call: id,
+            call_id: dkey.call_id.clone(),
+            from: dialog.remote_header.clone(),
+            number,
+        });
+        let ring = self.settings.answer_delay;
+        let call = Call {
+            dialog,
+            invite_tx: Some(key.clone()),
+            invite: Some(req),
+            source,
+            answer_sdp: answer.sdp,
+            scheduled: None,
+        };
+        self.calls.insert(dkey.clone(), call);
+        if ring.is_zero() {
+            self.answer(&dkey, now);
+        } else {
+            let contact = self.contact(peer.transport);
+            let call = self.calls.get_mut(&dkey).expect("just inserted");
+            let req = call.invite.as_ref().expect("kept until answered");
+            let ringing = ResponseBuilder::new(req, source, 180, "Ringing")
+                .to_tag(&dkey.local_tag)
+                .header("Contact", contact)
+                .build();
+            call.dialog.answer_at = Some(now + ring);
+            self.respond(&key, 180, ringing, now);
+            self.reschedule_call(&dkey, now);
+        }
+    }
+
+    fn contact(&self, transport: Transport) -> String {
+        let user = self
+            .settings
+            .hotline_numbers
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "hotline".into());
+        match transport {
+            Transport::Udp => format!("<sip:{user}@{}>", self.settings.contact_host),
+            Transport::Tcp => format!("<sip:{user}@{};transport=tcp>", self.settings.contact_host),
+        }
+    }
+
+    /// Sends the 200 OK to a pending INVITE.
+    fn answer(&mut self, dkey: &DialogKey, now: Instant) {
+        let Some(transport) = self.calls.get(dkey).map(|c| c.dialog.peer.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
+        let call = self.calls.get_mut(dkey).expect("present");
+        let (Some(req), Some(tx_key)) = (call.invite.take(), call.invite_tx.take()) else {
+            return;
+        };
+        let ok = ResponseBuilder::new(&req, call.source, 200, "OK")
+            .to_tag(&dkey.local_tag)
+            .header("Contact", contact)
+            .header("Allow", ALLOW)
+            .header("Server", &self.settings.server)
+            .body("application/sdp", call.answer_sdp.as_bytes())
+            .build();
+        call.dialog.state = DialogState::WaitingAck;
+        call.dialog.pending_ack = Some(PendingAck::new(
+            ok.clone(),
+            call.dialog.remote_cseq,
+            &self.settings.timers,
+            now,
+        ));
+        let id = call.dialog.id;
+        self.respond(&tx_key, 200, ok, now);
+        self.events.push_back(Event::CallAnswered { call: id });
+        self.reschedule_call(dkey, now);
+    }
+
+    fn on_ack(&mut self, req: &rsip::Request) {
+        let Some(tag) = first_header(&req.headers, "To").and_then(tag_param) else {
+            return;
+        };
+        let tag = tag.to_string();
+        let Some(dkey) = self.find_call(req, &tag) else {
+            return;
+        };
+        let cseq = first_header(&req.headers, "CSeq")
+            .and_then(parse_cseq)
+            .map(|(n, _)| n);
+        let call = self.calls.get_mut(&dkey).expect("found");
+        if let Some(p) = &call.dialog.pending_ack {
+            if Some(p.cseq) == cseq {
+                call.dialog.pending_ack = None;
+                let first = call.dialog.state != DialogState::Confirmed;
+                call.dialog.state = DialogState::Confirmed;
+                call.dialog.reinvite_in_progress = false;
+                if !req.body.is_empty() {
+                    // The answer to the offer we made in a 2xx to an offer-less re-INVITE.
+                    if let Ok(n) = sdp::parse_answer(&req.body) {
+                        call.dialog.media = Some(n);
+                    }
+                }
+                if first {
+                    let id = call.dialog.id;
+                    self.events.push_back(Event::CallConfirmed { call: id });
+                }
+            }
+        }
+    }
+
+    fn on_bye(
+        &mut self,
+        req: &rsip::Request,
+        key: &TransactionKey,
+        to_tag: Option<String>,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let found = to_tag.and_then(|t| self.find_call(req, &t));
+        let Some(dkey) = found else {
+            let r = self.simple(req, source, 481, "Call/Transaction Does Not Exist");
+            return self.respond(key, 481, r, now);
+        };
+        let cseq = first_header(&req.headers, "CSeq")
+            .and_then(parse_cseq)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        let call = self.calls.get_mut(&dkey).expect("found");
+        if !call.dialog.accept_remote_cseq(cseq, false) {
+            let r = self.simple(req, source, 500, "Server Internal Error");
+            return self.respond(key, 500, r, now);
+        }
+        let ok = self.simple(req, source, 200, "OK");
+        self.respond(key, 200, ok, now);
+        self.end_call(&dkey, EndReason::RemoteBye, now);
+    }
+
+    fn on_cancel(
+        &mut self,
+        req: &rsip::Request,
+        key: &TransactionKey,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let invite_key = TransactionKey {
+            method: rsip::Method::Invite,
+            ..key.clone()
+        };
+        let pending = match self.server.get(&invite_key) {
+            Some(ServerEntry {
+                tx: ServerTx::Invite(tx),
+                ..
+            }) => Some(tx.state() == ServerInviteState::Proceeding),
+            _ => None,
+        };
+        let Some(pending) = pending else {
+            let r = self.simple(req, source, 481, "Call/Transaction Does Not Exist");
+            return self.respond(key, 481, r, now);
+        };
+        let ok = self.simple(req, source, 200, "OK");
+        self.respond(key, 200, ok, now);
+        if !pending {
+            return; // already answered: CANCEL has no effect (§9.2)
+        }
+        let dkey = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.invite_tx.as_ref() == Some(&invite_key))
+            .map(|(k, _)| k.clone());
+        if let Some(dkey) = dkey {
+            let call = self.calls.get_mut(&dkey).expect("found");
+            call.invite_tx = None;
+            if let Some(inv) = call.invite.take() {
+                let r = ResponseBuilder::new(&inv, call.source, 487, "Request Terminated")
+                    .to_tag(&dkey.local_tag)
+                    .build();
+                self.respond(&invite_key, 487, r, now);
+            }
+            self.end_call(&dkey, EndReason::Cancelled, now);
+        }
+    }
+
+    fn on_reinvite(
+        &mut self,
+        req: rsip::Request,
+        key: TransactionKey,
+        to_tag: String,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(dkey) = self.find_call(&req, &to_tag) else {
+            let r = self.simple(&req, source, 481, "Call/Transaction Does Not Exist");
+            return self.respond(&key, 481, r, now);
+        };
+        let cseq = first_header(&req.headers, "CSeq")
+            .and_then(parse_cseq)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        let contact = self.contact(key_transport(&self.server, &key));
+        let call = self.calls.get_mut(&dkey).expect("found");
+        if !call.dialog.accept_remote_cseq(cseq, false) {
+            let r = self.simple(&req, source, 500, "Server Internal Error");
+            return self.respond(&key, 500, r, now);
+        }
+        if call.dialog.state == DialogState::Early || call.dialog.reinvite_in_progress {
+            // §14.2: an INVITE while one is still being answered.
+            let r = ResponseBuilder::new(&req, source, 500, "Server Internal Error")
+                .header("Retry-After", 1)
+                .build();
+            return self.respond(&key, 500, r, now);
+        }
+        if let Some(c) = first_header(&req.headers, "Contact") {
+            call.dialog.remote_target = super::message::addr_uri(c).to_string();
+        }
+        call.dialog.sdp_version += 1;
+        let local = LocalMedia {
+            address: self.settings.media_ip,
+            port: call.dialog.rtp_port,
+            session_id: call.dialog.sdp_session_id,
+            session_version: call.dialog.sdp_version,
+        };
+        let body = if req.body.is_empty() {
+            // Offer-less re-INVITE: we offer, the ACK answers (§14.2).
+            Ok(sdp::offer(&local, Direction::SendRecv))
+        } else {
+            sdp::answer(&req.body, &local).map(|a| {
+                let id = call.dialog.id;
+                let direction = a.negotiated.direction;
+                let changed = call.dialog.media.as_ref().map(|m| m.direction) != Some(direction);
+                call.dialog.media = Some(a.negotiated);
+                if changed {
+                    self.events.push_back(Event::MediaDirection {
+                        call: id,
+                        direction,
+                    });
+                }
+                a.sdp
+            })
+        };
+        let call = self.calls.get_mut(&dkey).expect("found");
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                call.dialog.sdp_version -= 1;
+                let r = ResponseBuilder::new(&req, source, 488, "Not Acceptable Here")
+                    .header("Warning", format!("{} hotline \"{e}\"", warning_code(&e)))
+                    .build();
+                return self.respond(&key, 488, r, now);
+            }
+        };
+        let ok = ResponseBuilder::new(&req, source, 200, "OK")
+            .header("Contact", contact)
+            .header("Allow", ALLOW)
+            .header("Server", &self.settings.server)
+            .body("application/sdp", body.as_bytes())
+            .build();
+        call.dialog.reinvite_in_progress = true;
+        call.dialog.pending_ack = Some(PendingAck::new(
+            ok.clone(),
+            cseq,
+            &self.settings.timers,
+            now,
+        ));
+        self.respond(&key, 200, ok, now);
+        self.reschedule_call(&dkey, now);
+    }
+
+    /// The dialog an in-dialog request belongs to (Call-ID and our tag).
+    fn find_call(&self, req: &rsip::Request, local_tag: &str) -> Option<DialogKey> {
+        let key = DialogKey {
+            call_id: first_header(&req.headers, "Call-ID")?.to_string(),
+            local_tag: local_tag.to_string(),
+        };
+        self.calls.contains_key(&key).then_some(key)
+    }
+
+    fn end_call(&mut self, dkey: &DialogKey, reason: EndReason, _now: Instant) {
+        if let Some(call) = self.calls.remove(dkey) {
+            self.events.push_back(Event::CallEnded {
+                call: call.dialog.id,
+                reason,
+            });
+        }
+    }
+
+    fn allocate_rtp_port(&mut self) -> u16 {
+        let (lo, hi) = self.settings.rtp_ports;
+        let port = self.next_rtp_port;
+        self.next_rtp_port = if port + 2 > hi { lo & !1 } else { port + 2 };
+        port
+    }
+
+    // ---------------------------------------------------------------- timers of calls
+
+    fn reschedule_call(&mut self, dkey: &DialogKey, _now: Instant) {
+        let Some(call) = self.calls.get_mut(dkey) else {
+            return;
+        };
+        let next = [
+            call.dialog.answer_at,
+            call.dialog
+                .pending_ack
+                .as_ref()
+                .map(|p| p.next_resend.min(p.give_up)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = next {
+            if call.scheduled.is_none_or(|s| at < s) {
+                call.scheduled = Some(at);
+                self.schedule(at, TimerRef::Dialog(dkey.clone()));
+            }
+        }
+    }
+
+    fn on_dialog_timer(&mut self, dkey: &DialogKey, now: Instant) {
+        let Some(call) = self.calls.get_mut(dkey) else {
+            return;
+        };
+        call.scheduled = None;
+        if call.dialog.answer_at.is_some_and(|t| t <= now) {
+            call.dialog.answer_at = None;
+            self.answer(dkey, now);
+            return;
+        }
+        let call = self.calls.get_mut(dkey).expect("present");
+        let peer = call.dialog.peer;
+        if let Some(p) = &mut call.dialog.pending_ack {
+            if now >= p.give_up {
+                // §13.3.1.4: no ACK within 64·T1: the session is over; tell the caller.
+                call.dialog.pending_ack = None;
+                tracing::info!(call_id = %dkey.call_id, "no ACK for 2xx; sending BYE");
+                self.send_bye(dkey, now);
+                self.end_call(dkey, EndReason::AckTimeout, now);
+                return;
+            }
+            if now >= p.next_resend {
+                self.transmits.push_back(Transmit {
+                    peer,
+                    bytes: p.response.clone(),
+                });
+                p.resent(&self.settings.timers, now);
+            }
+        }
+        self.reschedule_call(dkey, now);
+    }
+
+    /// Sends BYE in a dialog through a client non-INVITE transaction.
+    fn send_bye(&mut self, dkey: &DialogKey, now: Instant) {
+        let Some(call) = self.calls.get_mut(dkey) else {
+            return;
+        };
+        let branch = format!("z9hG4bK{}", random_tag());
+        let bytes = call.dialog.request(
+            "BYE",
+            &self.settings.contact_host,
+            &branch,
+            &self.settings.server,
+        );
+        let peer = call.dialog.peer;
+        let Ok(req) = rsip::Request::try_from(&bytes[..]) else {
+            tracing::error!("could not parse our own BYE");
+            return;
+        };
+        let Ok(key) = transaction::client_request_key(&req) else {
+            return;
+        };
+        let tx = ClientNonInvite::new(req, peer.transport.is_reliable(), self.settings.timers, now);
+        self.client.insert(
+            key.clone(),
+            ClientEntry {
+                tx,
+                peer,
+                scheduled: None,
+            },
+        );
+        self.drive_client(&key, now);
+    }
+
+    // ---------------------------------------------------------------- responses
+
+    fn on_response(&mut self, resp: rsip::Response, now: Instant) {
+        let Ok(key) = transaction::client_key(&resp) else {
+            return;
+        };
+        let Some(e) = self.client.get_mut(&key) else {
+            tracing::debug!("stray response dropped");
+            return;
+        };
+        e.tx.on_response(resp, now);
+        self.drive_client(&key, now);
+    }
+
+    // ---------------------------------------------------------------- transaction plumbing
+
+    /// Hands a response to a server transaction and collects what it wants sent.
+    fn respond(&mut self, key: &TransactionKey, status: u16, bytes: Bytes, now: Instant) {
+        let Some(e) = self.server.get_mut(key) else {
+            return;
+        };
+        let result = match &mut e.tx {
+            ServerTx::Invite(t) => t.send_response(status, bytes, now),
+            ServerTx::NonInvite(t) => t.send_response(status, bytes, now),
+        };
+        if let Err(err) = result {
+            tracing::warn!(%err, status, "response refused by transaction");
+        }
+        self.drive_server(key, now);
+    }
+
+    fn drive_server(&mut self, key: &TransactionKey, now: Instant) {
+        let Some(e) = self.server.get_mut(key) else {
+            return;
+        };
+        let mut terminated = false;
+        loop {
+            let out = match &mut e.tx {
+                ServerTx::Invite(t) => t.poll_output(),
+                ServerTx::NonInvite(t) => t.poll_output(),
+            };
+            match out {
+                Some(Output::Transmit(bytes)) => self.transmits.push_back(Transmit {
+                    peer: e.peer,
+                    bytes,
+                }),
+                Some(Output::Terminated) => terminated = true,
+                Some(Output::Timeout) => {
+                    tracing::debug!("server transaction timed out (no ACK)");
+                }
+                Some(Output::Deliver(_)) => {}
+                None => break,
+            }
+        }
+        if terminated {
+            self.server.remove(key);
+            return;
+        }
+        let next = match &e.tx {
+            ServerTx::Invite(t) => t.poll_timeout(),
+            ServerTx::NonInvite(t) => t.poll_timeout(),
+        };
+        if let Some(at) = next {
+            if e.scheduled.is_none_or(|s| at < s) {
+                e.scheduled = Some(at);
+                self.schedule(at.max(now), TimerRef::Server(key.clone()));
+            }
+        }
+    }
+
+    fn drive_client(&mut self, key: &TransactionKey, now: Instant) {
+        let Some(e) = self.client.get_mut(key) else {
+            return;
+        };
+        let mut terminated = false;
+        loop {
+            let out = e.tx.poll_output();
+            match out {
+                Some(Output::Transmit(bytes)) => self.transmits.push_back(Transmit {
+                    peer: e.peer,
+                    bytes,
+                }),
+                Some(Output::Deliver(resp)) => {
+                    tracing::debug!(status = resp.status_code.code(), "response to our request");
+                }
+                Some(Output::Timeout) => {
+                    tracing::info!(peer = %e.peer.addr, "our request timed out");
+                }
+                Some(Output::Terminated) => terminated = true,
+                None => break,
+            }
+        }
+        if terminated {
+            self.client.remove(key);
+            return;
+        }
+        let next = e.tx.poll_timeout();
+        if let Some(at) = next {
+            if e.scheduled.is_none_or(|s| at < s) {
+                e.scheduled = Some(at);
+                self.schedule(at.max(now), TimerRef::Client(key.clone()));
+            }
+        }
+    }
+}
+
+fn key_transport(server: &HashMap<TransactionKey, ServerEntry>, key: &TransactionKey) -> Transport {
+    server
+        .get(key)
+        .map(|e| e.peer.transport)
+        .unwrap_or(Transport::Udp)
+}
+
+/// The SDP offer of an INVITE, if it carries one.
+fn sdp_offer(req: &rsip::Request) -> Result<&[u8], SdpError> {
+    let ctype = first_header(&req.headers, "Content-Type").unwrap_or_default();
+    if req.body.is_empty()
+        || !ctype
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+    {
+        return Err(SdpError::Parse("an SDP offer is required".into()));
+    }
+    Ok(&req.body)
+}
+
+/// RFC 3261 §20.43 warning codes: 305 incompatible media format, 304 media type not available.
+fn warning_code(e: &SdpError) -> u16 {
+    match e {
+        SdpError::NoCommonCodec => 305,
+        SdpError::NoAudio => 304,
+        _ => 399,
+    }
+}
+
+fn status_of(resp: &Bytes) -> u16 {
+    resp.get(8..11)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500)
+}
+
+/// Random tag / branch material: 64 bits of entropy, hex.
+pub fn random_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

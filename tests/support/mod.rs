@@ -1,0 +1,354 @@
+//! Shared helpers for the end-to-end tests: a hotline started in-process on ephemeral
+//! loopback ports, and tiny SIP peers over UDP and TCP that send raw text and read raw text.
+#![allow(dead_code)]
+
+use hotline::app::Hotline;
+use hotline::config::Config;
+use hotline::sip::framing::{Frame, Framer};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub const OPERATOR: &str = "1001";
+pub const PASSWORD: &str = "secret-1001";
+
+/// A config for tests: loopback, ephemeral ports, a temporary data dir, one operator.
+/// `extra` is TOML appended to the `[sip]` table first, then whole tables after it.
+pub fn config(sip_extra: &str, tables: &str) -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[sip]
+listen = "127.0.0.1:0"
+domain = "hotline.test"
+hotline_numbers = ["8800", "hotline"]
+{sip_extra}
+
+[http]
+listen = "127.0.0.1:0"
+
+[storage]
+data_dir = "{}"
+
+{tables}
+
+[[operators]]
+extension = "{OPERATOR}"
+name = "Иванова Анна"
+password = "{PASSWORD}"
+"#,
+        dir.path().display()
+    );
+    let config = Config::from_toml(&text).expect("test config parses");
+    config.validate().expect("test config is valid");
+    (config, dir)
+}
+
+/// Starts a hotline with the default test config.
+pub async fn start() -> (Hotline, tempfile::TempDir) {
+    start_with("", "[limits]\ntrusted_sources = [\"127.0.0.0/8\"]").await
+}
+
+pub async fn start_with(sip_extra: &str, tables: &str) -> (Hotline, tempfile::TempDir) {
+    let (config, dir) = config(sip_extra, tables);
+    let hotline = Hotline::start(config).await.expect("hotline starts");
+    (hotline, dir)
+}
+
+/// A SIP peer over UDP.
+pub struct UdpPeer {
+    pub socket: UdpSocket,
+    pub server: SocketAddr,
+}
+
+impl UdpPeer {
+    pub async fn new(server: SocketAddr) -> Self {
+        UdpPeer {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    pub async fn send(&self, msg: &str) {
+        self.send_bytes(msg.as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&self, msg: &[u8]) {
+        self.socket.send_to(msg, self.server).await.unwrap();
+    }
+
+    /// The next message, or None after `wait`.
+    pub async fn recv(&self, wait: Duration) -> Option<String> {
+        let mut buf = vec![0u8; 65536];
+        match tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// Reads messages until one starts with `prefix` (e.g. "SIP/2.0 200"); panics after 5 s.
+    pub async fn expect(&self, prefix: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Some(m) if m.starts_with(prefix) => return m,
+                Some(_) => continue,
+                None => panic!("no message starting with {prefix:?} within 5 s"),
+            }
+        }
+    }
+}
+
+/// A SIP peer over TCP, reading with the hotline's own framer.
+pub struct TcpPeer {
+    pub stream: TcpStream,
+    framer: Framer,
+}
+
+impl TcpPeer {
+    pub async fn connect(server: SocketAddr) -> Self {
+        let stream = TcpStream::connect(server).await.unwrap();
+        TcpPeer {
+            stream,
+            framer: Framer::new(65535),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
+    pub async fn send(&mut self, msg: &str) {
+        self.stream.write_all(msg.as_bytes()).await.unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, msg: &[u8]) {
+        self.stream.write_all(msg).await.unwrap();
+    }
+
+    /// The next message; None on timeout or when the server closed the connection.
+    pub async fn recv(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Ok(Some(Frame::Message(m))) = self.framer.next_frame() {
+                return Some(String::from_utf8_lossy(&m).into_owned());
+            }
+            let mut buf = vec![0u8; 65536];
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.framer.push(&buf[..n]),
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Some(m) if m.starts_with(prefix) => return m,
+                Some(_) => continue,
+                None => panic!("no message starting with {prefix:?} within 5 s"),
+            }
+        }
+    }
+
+    /// True if the server closes the connection within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// SIPp's default offer: PCMU only.
+pub const SDP_PCMU: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// A softphone-like offer with a direction attribute.
+pub fn sdp(direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 7000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na={direction}\r\n"
+    )
+}
+
+/// What a request needs to be built.
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub transport: &'a str,
+    pub via_addr: SocketAddr,
+    pub branch: &'a str,
+    pub call_id: &'a str,
+    pub from_tag: &'a str,
+    pub to_tag: Option<&'a str>,
+    pub cseq: u32,
+    pub extra: &'a str,
+    pub body: &'a str,
+}
+
+impl<'a> Req<'a> {
+    pub fn new(method: &'a str, via_addr: SocketAddr, call_id: &'a str) -> Self {
+        Req {
+            method,
+            uri: "sip:8800@hotline.test",
+            transport: "UDP",
+            via_addr,
+            branch: "z9hG4bK-test-1",
+            call_id,
+            from_tag: "caller-tag",
+            to_tag: None,
+            cseq: 1,
+            extra: "",
+            body: "",
+        }
+    }
+
+    pub fn build(&self) -> String {
+        let to_tag = self.to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        let ctype = if self.body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{tr} {via};branch={br};rport\r\nMax-Forwards: 70\r\n\
+             From: \"Клиент\" <sip:+79780000001@carrier.test>;tag={ft}\r\nTo: <{uri}>{to_tag}\r\n\
+             Call-ID: {cid}\r\nCSeq: {cseq} {m}\r\nContact: <sip:caller@{via};transport={trl}>\r\n\
+             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            m = self.method,
+            uri = self.uri,
+            tr = self.transport,
+            trl = self.transport.to_ascii_lowercase(),
+            via = self.via_addr,
+            br = self.branch,
+            ft = self.from_tag,
+            cid = self.call_id,
+            cseq = self.cseq,
+            extra = self.extra,
+            len = self.body.len(),
+            body = self.body,
+        )
+    }
+}
+
+/// The value of a header in a raw message (first occurrence).
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// All values of a header.
+pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .collect()
+}
+
+/// The tag parameter of a To/From value.
+pub fn tag(value: &str) -> String {
+    value
+        .rsplit(";tag=")
+        .next()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The body of a raw message.
+pub fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket: returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Either peer, so that one scenario runs over UDP and over TCP.
+pub enum Peer {
+    Udp(UdpPeer),
+    Tcp(TcpPeer),
+}
+
+impl Peer {
+    pub async fn new(transport: &str, server: SocketAddr) -> Self {
+        match transport {
+            "UDP" => Peer::Udp(UdpPeer::new(server).await),
+            _ => Peer::Tcp(TcpPeer::connect(server).await),
+        }
+    }
+
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Peer::Udp(_) => "UDP",
+            Peer::Tcp(_) => "TCP",
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Peer::Udp(p) => p.addr(),
+            Peer::Tcp(p) => p.addr(),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &str) {
+        match self {
+            Peer::Udp(p) => p.send(msg).await,
+            Peer::Tcp(p) => p.send(msg).await,
+        }
+    }
+
+    pub async fn recv(&mut self, wait: Duration) -> Option<String> {
+        match self {
+            Peer::Udp(p) => p.recv(wait).await,
+            Peer::Tcp(p) => p.recv(wait).await,
+        }
+    }
+
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        match self {
+            Peer::Udp(p) => p.expect(prefix).await,
+            Peer::Tcp(p) => p.expect(prefix).await,
+        }
+    }
+
+    /// A request template addressed from this peer.
+    pub fn req<'a>(&self, method: &'a str, call_id: &'a str) -> Req<'a> {
+        let mut r = Req::new(method, self.addr(), call_id);
+        r.transport = self.transport();
+        r
+    }
+}
