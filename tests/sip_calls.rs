@@ -59,9 +59,17 @@ async fn basic_call(transport: &str) {
     let bye_ok = peer.expect("SIP/2.0 200").await;
     assert_eq!(header(&bye_ok, "CSeq"), Some("2 BYE"));
 
-    assert!(matches!(next_event(&mut events).await, Event::CallOffered { ref number, .. } if number == "8800"));
-    assert!(matches!(next_event(&mut events).await, Event::CallAnswered { .. }));
-    assert!(matches!(next_event(&mut events).await, Event::CallConfirmed { .. }));
+    assert!(
+        matches!(next_event(&mut events).await, Event::CallOffered { ref number, .. } if number == "8800")
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::CallAnswered { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::CallConfirmed { .. }
+    ));
     assert!(matches!(
         next_event(&mut events).await,
         Event::CallEnded {
@@ -166,7 +174,10 @@ async fn answer_prefers_the_offerers_codec_order() {
     invite.body = &offer;
     peer.send(&invite.build()).await;
     let ok = peer.expect("SIP/2.0 200").await;
-    let m = body(&ok).lines().find(|l| l.starts_with("m=audio")).unwrap();
+    let m = body(&ok)
+        .lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap();
     assert!(m.ends_with("RTP/AVP 8 0 101"), "{m}");
     assert!(body(&ok).contains("a=rtpmap:101 telephone-event/8000"));
     hotline.shutdown().await;
@@ -198,9 +209,15 @@ async fn cancel_of_a_pending_invite() {
         for _ in 0..2 {
             got.push(peer.recv(Duration::from_secs(2)).await.expect("response"));
         }
-        let cancel_ok = got.iter().find(|m| m.contains("CSeq: 1 CANCEL")).expect("200 to CANCEL");
+        let cancel_ok = got
+            .iter()
+            .find(|m| m.contains("CSeq: 1 CANCEL"))
+            .expect("200 to CANCEL");
         assert!(cancel_ok.starts_with("SIP/2.0 200"), "{cancel_ok}");
-        let terminated = got.iter().find(|m| m.contains("CSeq: 1 INVITE")).expect("487");
+        let terminated = got
+            .iter()
+            .find(|m| m.contains("CSeq: 1 INVITE"))
+            .expect("487");
         assert!(terminated.starts_with("SIP/2.0 487"), "{terminated}");
 
         let mut ack = peer.req("ACK", &call_id);
@@ -256,13 +273,12 @@ async fn reinvite_hold_and_unhold() {
     ack.to_tag = Some(&to_tag);
     peer.send(&ack.build()).await;
 
-    let mut cseq = 2;
     let mut last_version = v1;
-    for (offered, answered) in [
+    for (cseq, (offered, answered)) in (2..).zip([
         ("sendonly", "a=recvonly"),
         ("inactive", "a=inactive"),
         ("sendrecv", "a=sendrecv"),
-    ] {
+    ]) {
         let offer = sdp(offered);
         let branch = format!("z9hG4bK-re-{cseq}");
         let mut re = peer.req("INVITE", "hold@test");
@@ -282,7 +298,6 @@ async fn reinvite_hold_and_unhold() {
         ack.to_tag = Some(&to_tag);
         ack.cseq = cseq;
         peer.send(&ack.build()).await;
-        cseq += 1;
     }
     // A re-INVITE with an old CSeq is refused (§12.2.2).
     let mut old = peer.req("INVITE", "hold@test");

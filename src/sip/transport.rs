@@ -39,6 +39,8 @@ pub enum TransportError {
 }
 
 /// What the receive tasks hand to the core.
+// Messages are by far the most common input; boxing them would add an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Message {
         msg: rsip::SipMessage,

@@ -1,0 +1,135 @@
+//! The `hotline` binary: `check-config` exit codes and messages, and `serve` on the shipped
+//! sample configuration with command-line overrides.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotline");
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/hotline.toml");
+
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sample_config_checks_ok() {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", SAMPLE])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK"), "{stdout}");
+    assert!(stdout.contains("3 operator(s)"), "{stdout}");
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let sample = std::fs::read_to_string(SAMPLE).unwrap();
+    let cases = [
+        (
+            sample.replace("listen = \"0.0.0.0:5060\"", "listen = \"0.0.0.0:70000\""),
+            "listen",
+        ),
+        (
+            sample.replace(
+                "hotline_numbers = [\"8800\", \"88002000000\", \"hotline\"]",
+                "hotline_numbers = []",
+            ),
+            "sip.hotline_numbers",
+        ),
+        (
+            sample.replace("max_calls = 4000", "max_calls = 0"),
+            "limits.max_calls",
+        ),
+        (
+            sample.replace("extension = \"1002\"", "extension = \"1001\""),
+            "operators[1].extension",
+        ),
+        (
+            sample.replace("[limits]", "[limits]\nmax_cals = 3"),
+            "max_cals",
+        ),
+        ("this is not toml = = =".to_string(), "bad.toml"),
+    ];
+    for (text, key) in cases {
+        let (code, stderr) = check_config(&text);
+        assert_eq!(code, 2, "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", "/nonexistent/hotline.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotline.toml"));
+}
+
+/// A port free on both UDP and TCP right now.
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_the_sample_config_with_overrides() {
+    let data = tempfile::tempdir().unwrap();
+    let sip_port = free_port();
+    let http_port = free_port();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config", SAMPLE])
+        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(http).await.is_ok() {
+            let (status, body) = http_get(http, "/healthz").await;
+            assert_eq!(status, 200, "{body}");
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "no /healthz within 5 s");
+    let peer = UdpPeer::new(format!("127.0.0.1:{sip_port}").parse().unwrap()).await;
+    let mut r = Req::new("OPTIONS", peer.addr(), "cli@test");
+    r.uri = "sip:8800@127.0.0.1";
+    peer.send(&r.build()).await;
+    let resp = peer.expect("SIP/2.0 200").await;
+    assert!(header(&resp, "Server").unwrap().starts_with("Hotline/"));
+    // SIGTERM stops it cleanly.
+    let pid = child.id().unwrap();
+    Command::new("kill").arg(pid.to_string()).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
