@@ -1000,3 +1000,166 @@ fn status_of(resp: &Bytes) -> u16 {
 pub fn random_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core in simulated time: no sockets, a fake clock, bytes checked as they would
+    //! leave the machine.
+    use super::*;
+
+    const CALLER: &str = "192.0.2.10:5062";
+
+    fn ua(t0: Instant) -> UserAgent {
+        let config = Config::from_toml(
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\nhotline_numbers = [\"8800\"]\n",
+        )
+        .unwrap();
+        let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
+        UserAgent::new(&config, settings, t0)
+    }
+
+    fn request(text: &str) -> rsip::SipMessage {
+        rsip::SipMessage::try_from(text).unwrap()
+    }
+
+    fn invite(call_id: &str, branch: &str) -> rsip::SipMessage {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        request(&format!(
+            "INVITE sip:8800@hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+             From: <sip:caller@x>;tag=ft\r\nTo: <sip:8800@hotline.test>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:caller@{CALLER}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ))
+    }
+
+    fn drain(ua: &mut UserAgent) -> Vec<String> {
+        std::iter::from_fn(|| ua.poll_transmit())
+            .map(|t| String::from_utf8(t.bytes.to_vec()).unwrap())
+            .collect()
+    }
+
+    /// Runs the clock from `from` to `to` in 10 ms steps, collecting what is sent and when.
+    fn run(ua: &mut UserAgent, from: Instant, to: Instant) -> Vec<(Duration, String)> {
+        let mut out = Vec::new();
+        let mut now = from;
+        while now <= to {
+            if ua.poll_timeout().is_some_and(|t| t <= now) {
+                ua.handle_timeout(now);
+                for m in drain(ua) {
+                    out.push((now - from, m));
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        out
+    }
+
+    fn src() -> SocketAddr {
+        CALLER.parse().unwrap()
+    }
+
+    #[test]
+    fn unacknowledged_2xx_backs_off_to_t2_then_bye_at_64_t1() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        ua.handle_message(invite("c1", "z9hG4bK1"), src(), Transport::Udp, t0);
+        let sent = drain(&mut ua);
+        assert!(sent[0].starts_with("SIP/2.0 100"));
+        assert!(sent[1].starts_with("SIP/2.0 200"));
+        let later = run(&mut ua, t0, t0 + Duration::from_secs(33));
+        let resends: Vec<u64> = later
+            .iter()
+            .filter(|(_, m)| m.starts_with("SIP/2.0 200"))
+            .map(|(d, _)| d.as_millis() as u64)
+            .collect();
+        // 0.5, 1.5, 3.5, 7.5, then every 4 s until 32 s.
+        assert_eq!(
+            resends,
+            vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+        );
+        let bye = later.iter().find(|(_, m)| m.starts_with("BYE ")).unwrap();
+        assert_eq!(bye.0, Duration::from_secs(32));
+        assert!(bye.1.contains("To: <sip:caller@x>;tag=ft\r\n"));
+        assert_eq!(ua.active_calls(), 0);
+        let events: Vec<Event> = std::iter::from_fn(|| ua.poll_event()).collect();
+        assert!(events.contains(&Event::CallEnded {
+            call: 1,
+            reason: EndReason::AckTimeout
+        }));
+    }
+
+    #[test]
+    fn unanswered_bye_is_retransmitted_until_timer_f() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        ua.handle_message(invite("c2", "z9hG4bK2"), src(), Transport::Udp, t0);
+        drain(&mut ua);
+        let t_bye = t0 + Duration::from_secs(32);
+        run(&mut ua, t0, t_bye);
+        let byes: Vec<u64> = run(&mut ua, t_bye, t_bye + Duration::from_secs(40))
+            .iter()
+            .filter(|(_, m)| m.starts_with("BYE "))
+            .map(|(d, _)| d.as_millis() as u64)
+            .collect();
+        // Timer E: 0.5, 1.5, 3.5, 7.5, then T2 (4 s) steps, up to Timer F at 32 s.
+        assert_eq!(byes[..5], [500, 1500, 3500, 7500, 11500]);
+        assert!(byes.iter().all(|&t| t < 32_000));
+        assert_eq!(ua.open_transactions(), 0, "Timer F ended the BYE; Timer L the INVITE");
+    }
+
+    #[test]
+    fn ack_stops_retransmissions_and_transactions_are_cleaned_up() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        ua.handle_message(invite("c3", "z9hG4bK3"), src(), Transport::Udp, t0);
+        let ok = drain(&mut ua).pop().unwrap();
+        let to = ok
+            .split("\r\n")
+            .find(|l| l.starts_with("To: "))
+            .unwrap()
+            .trim_start_matches("To: ")
+            .to_string();
+        let t1 = t0 + Duration::from_millis(200);
+        ua.handle_message(
+            request(&format!(
+                "ACK sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKa\r\n\
+                 From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: c3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            )),
+            src(),
+            Transport::Udp,
+            t1,
+        );
+        assert!(run(&mut ua, t1, t0 + Duration::from_secs(40)).is_empty());
+        assert_eq!(ua.active_calls(), 1, "the call stays up");
+        assert_eq!(ua.open_transactions(), 0, "Timer L removed the INVITE transaction");
+    }
+
+    #[test]
+    fn bye_response_is_absorbed_on_retransmitted_bye() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        ua.handle_message(invite("c4", "z9hG4bK4"), src(), Transport::Udp, t0);
+        let ok = drain(&mut ua).pop().unwrap();
+        let to = ok
+            .split("\r\n")
+            .find(|l| l.starts_with("To: "))
+            .unwrap()
+            .trim_start_matches("To: ")
+            .to_string();
+        let bye = format!(
+            "BYE sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb\r\n\
+             From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: c4\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        ua.handle_message(request(&bye), src(), Transport::Udp, t0);
+        let first = drain(&mut ua);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].starts_with("SIP/2.0 200"));
+        // The retransmitted BYE gets the same 200 again from the transaction (not a 481).
+        ua.handle_message(request(&bye), src(), Transport::Udp, t0 + Duration::from_millis(500));
+        assert_eq!(drain(&mut ua), first);
+        // After Timer J (64·T1) the transaction is gone.
+        run(&mut ua, t0, t0 + Duration::from_secs(33));
+        assert_eq!(ua.open_transactions(), 0);
+    }
+}
