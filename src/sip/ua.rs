@@ -1055,6 +1055,14 @@ mod tests {
         out
     }
 
+    /// The To header (with our tag) of a response.
+    fn to_of(msg: &str) -> String {
+        msg.split("\r\n")
+            .find_map(|l| l.strip_prefix("To: "))
+            .unwrap()
+            .to_string()
+    }
+
     fn src() -> SocketAddr {
         CALLER.parse().unwrap()
     }
@@ -1105,7 +1113,11 @@ mod tests {
         // Timer E: 0.5, 1.5, 3.5, 7.5, then T2 (4 s) steps, up to Timer F at 32 s.
         assert_eq!(byes[..5], [500, 1500, 3500, 7500, 11500]);
         assert!(byes.iter().all(|&t| t < 32_000));
-        assert_eq!(ua.open_transactions(), 0, "Timer F ended the BYE; Timer L the INVITE");
+        assert_eq!(
+            ua.open_transactions(),
+            0,
+            "Timer F ended the BYE; Timer L the INVITE"
+        );
     }
 
     #[test]
@@ -1113,13 +1125,7 @@ mod tests {
         let t0 = Instant::now();
         let mut ua = ua(t0);
         ua.handle_message(invite("c3", "z9hG4bK3"), src(), Transport::Udp, t0);
-        let ok = drain(&mut ua).pop().unwrap();
-        let to = ok
-            .split("\r\n")
-            .find(|l| l.starts_with("To: "))
-            .unwrap()
-            .trim_start_matches("To: ")
-            .to_string();
+        let to = to_of(&drain(&mut ua).pop().unwrap());
         let t1 = t0 + Duration::from_millis(200);
         ua.handle_message(
             request(&format!(
@@ -1132,7 +1138,11 @@ mod tests {
         );
         assert!(run(&mut ua, t1, t0 + Duration::from_secs(40)).is_empty());
         assert_eq!(ua.active_calls(), 1, "the call stays up");
-        assert_eq!(ua.open_transactions(), 0, "Timer L removed the INVITE transaction");
+        assert_eq!(
+            ua.open_transactions(),
+            0,
+            "Timer L removed the INVITE transaction"
+        );
     }
 
     #[test]
@@ -1140,13 +1150,7 @@ mod tests {
         let t0 = Instant::now();
         let mut ua = ua(t0);
         ua.handle_message(invite("c4", "z9hG4bK4"), src(), Transport::Udp, t0);
-        let ok = drain(&mut ua).pop().unwrap();
-        let to = ok
-            .split("\r\n")
-            .find(|l| l.starts_with("To: "))
-            .unwrap()
-            .trim_start_matches("To: ")
-            .to_string();
+        let to = to_of(&drain(&mut ua).pop().unwrap());
         let bye = format!(
             "BYE sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb\r\n\
              From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: c4\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
@@ -1156,7 +1160,12 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert!(first[0].starts_with("SIP/2.0 200"));
         // The retransmitted BYE gets the same 200 again from the transaction (not a 481).
-        ua.handle_message(request(&bye), src(), Transport::Udp, t0 + Duration::from_millis(500));
+        ua.handle_message(
+            request(&bye),
+            src(),
+            Transport::Udp,
+            t0 + Duration::from_millis(500),
+        );
         assert_eq!(drain(&mut ua), first);
         // After Timer J (64·T1) the transaction is gone.
         run(&mut ua, t0, t0 + Duration::from_secs(33));
