@@ -286,5 +286,19 @@ async fn per_source_rate_limit_drops_floods() {
     r.branch = "z9hG4bK-after";
     peer.send(&r.build()).await;
     peer.expect("SIP/2.0 200").await;
+
+    // Over TCP the flooding connection is closed.
+    let mut tcp = TcpPeer::connect(hotline.sip_addr).await;
+    let mut flood = String::new();
+    for i in 0..40 {
+        let call_id = format!("tflood-{i}@scanner");
+        let branch = format!("z9hG4bK-tflood-{i}");
+        let mut r = Req::new("OPTIONS", tcp.addr(), &call_id);
+        r.transport = "TCP";
+        r.branch = &branch;
+        flood.push_str(&r.build());
+    }
+    tcp.send(&flood).await;
+    assert!(tcp.closed_within(Duration::from_secs(3)).await);
     hotline.shutdown().await;
 }

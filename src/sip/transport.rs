@@ -75,6 +75,8 @@ struct Limits {
     source_burst: u32,
     tcp_idle: Duration,
     tcp_max: usize,
+    /// Exempt from the rate limit (the carrier's SBC), on TCP as on UDP.
+    trusted: Arc<[ipnet::IpNet]>,
 }
 
 /// Binds UDP and TCP on the same port. With port 0 the OS picks the UDP port and TCP
@@ -133,6 +135,7 @@ pub async fn start(
         source_burst: config.limits.source_burst,
         tcp_idle: Duration::from_secs(config.limits.tcp_idle_timeout_s),
         tcp_max: config.limits.tcp_max_connections,
+        trusted: config.limits.trusted_sources.clone().into(),
     };
     let limiter = RateLimiter::new(
         config.limits.source_rate,
@@ -374,6 +377,7 @@ async fn run_connection(
     }
     let mut framer = Framer::new(limits.max_size);
     let mut bucket = TokenBucket::new(limits.source_burst, Instant::now());
+    let trusted = limits.trusted.iter().any(|n| n.contains(&addr.ip()));
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
         let n = tokio::select! {
@@ -395,7 +399,9 @@ async fn run_connection(
                     let _ = wtx.send(Bytes::from_static(b"\r\n")).await;
                 }
                 Ok(Some(Frame::Message(bytes))) => {
-                    if !bucket.take(limits.source_rate, limits.source_burst, Instant::now()) {
+                    if !trusted
+                        && !bucket.take(limits.source_rate, limits.source_burst, Instant::now())
+                    {
                         tracing::warn!(%addr, "rate limit exceeded on TCP; closing");
                         break 'conn;
                     }
