@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# SIP load test of the hotline with SIPp's built-in `uac` scenario, on loopback only.
+#
+#   bash benches/sipp-load.sh [RATE] [DURATION] [PORT]
+#
+#   RATE      calls per second SIPp places (default 2000)
+#   DURATION  seconds of load; SIPp places RATE*DURATION calls (default 60)
+#   PORT      SIP port of the hotline on 127.0.0.1 (default: a free port)
+#
+# Environment: LIMIT (SIPp -l, concurrent calls, default 2*RATE), SIPP_BUFF (SIPp -buff_size,
+# its socket buffers in bytes; default 1048576, as SIPp's own 65535 drops bursts of more than
+# ~100 responses; the kernel caps it at net.core.rmem_max), HTTP_PORT, RUST_LOG (default
+# "warn"), KEEP=1 keeps the temporary directory (config, logs, SIPp CSVs).
+#
+# Builds `cargo build --release`, starts `hotline serve` with a temporary copy of
+# sip-config/hotline.toml (loopback trusted, so the per-source rate limit does not apply;
+# max_calls raised), waits for /healthz, runs SIPp (every call: INVITE -> 100 -> 200, ACK,
+# BYE -> 200), and prints the achieved rate, successes, failures, retransmissions and the
+# INVITE->200 response time (SIPp's rtd 1) percentiles. Exits non-zero if any call failed.
+# Needs: cargo, sipp (Debian package sip-tester, tested with 3.6.1), curl, python3, timeout.
+
+set -euo pipefail
+
+RATE=${1:-2000}
+DURATION=${2:-60}
+PORT=${3:-}
+LIMIT=${LIMIT:-$((RATE * 2))}
+SIPP_BUFF=${SIPP_BUFF:-1048576}
+
+die() { echo "sipp-load: $*" >&2; exit 2; }
+for n in "$RATE" "$DURATION" "$LIMIT" "$SIPP_BUFF"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || die "RATE, DURATION, LIMIT and SIPP_BUFF must be positive integers"
+done
+[[ -z $PORT || $PORT =~ ^[1-9][0-9]*$ ]] || die "PORT must be a port number"
+for tool in cargo sipp curl python3 timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CALLS=$((RATE * DURATION))
+
+# A free loopback port (UDP and TCP both free: the hotline binds both on the SIP port).
+free_port() {
+    python3 - <<'EOF'
+import socket
+for _ in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        t.close()
+        u.close()
+    print(port)
+    break
+EOF
+}
+PORT=${PORT:-$(free_port)}
+HTTP_PORT=${HTTP_PORT:-$(free_port)}
+[[ -n $PORT && -n $HTTP_PORT ]] || die "no free port found"
+[[ $PORT != "$HTTP_PORT" ]] || die "SIP and HTTP ports must differ"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hotline-sipp.XXXXXX")
+SERVER_PID=""
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then
+        echo "sipp-load: files kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== building (cargo build --release)" >&2
+cargo build --release --quiet
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET_DIR/release/hotline"
+[[ -x $BIN ]] || die "$BIN not built"
+
+# The sample config with [limits] adjusted for the test. Everything else stays as shipped.
+MAX_CALLS=$((LIMIT * 4 > 4000 ? LIMIT * 4 : 4000))
+awk -v max_calls="$MAX_CALLS" '
+    /^[[:space:]]*\[/ {
+        section = $0
+        gsub(/[[:space:]]/, "", section)
+        print
+        if (section == "[limits]") {
+            seen = 1
+            print "max_calls = " max_calls
+            print "trusted_sources = [\"127.0.0.0/8\"]"
+        }
+        next
+    }
+    section == "[limits]" && /^[[:space:]]*(max_calls|trusted_sources)[[:space:]]*=/ { next }
+    { print }
+    END {
+        if (!seen) {
+            print "\n[limits]"
+            print "max_calls = " max_calls
+            print "trusted_sources = [\"127.0.0.0/8\"]"
+        }
+    }
+' sip-config/hotline.toml >"$WORK/hotline.toml"
+"$BIN" check-config --config "$WORK/hotline.toml" >/dev/null ||
+    die "temporary config rejected: $("$BIN" check-config --config "$WORK/hotline.toml" 2>&1)"
+
+echo "== starting hotline: SIP 127.0.0.1:$PORT, HTTP 127.0.0.1:$HTTP_PORT" >&2
+NO_COLOR=1 RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$WORK/hotline.toml" \
+    --sip-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+    --data-dir "$WORK/data" >"$WORK/hotline.log" 2>&1 &
+SERVER_PID=$!
+
+ready=0
+for _ in $(seq 150); do # 15 s
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        cat "$WORK/hotline.log" >&2
+        die "hotline exited during start-up"
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+        "http://127.0.0.1:$HTTP_PORT/healthz" || true)
+    if [[ $code == 200 ]]; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+[[ $ready == 1 ]] || { cat "$WORK/hotline.log" >&2; die "/healthz not 200 within 15 s"; }
+
+# The INVITE is retransmitted for up to ~32 s (T1 doubling, 5 retransmissions) before a call
+# fails, so allow DURATION plus that plus slack before SIPp is stopped.
+BOUND=$((DURATION * 2 + 60))
+# SIPp writes the rtt file every -rtt_freq calls and drops the remainder at exit: use a
+# divisor of the number of calls.
+RTT_FREQ=1000
+while ((CALLS % RTT_FREQ != 0)); do RTT_FREQ=$((RTT_FREQ - 1)); done
+# Datagrams the kernel dropped for a full receive buffer: system-wide (Udp RcvbufErrors)…
+udp_rcvbuf_errors() {
+    awk '/^Udp:/ { if (!n++) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i }
+                   else print $c }' /proc/net/snmp 2>/dev/null || echo 0
+}
+# …and on the hotline's socket (the last column of /proc/net/udp).
+socket_drops() {
+    awk -v port="$(printf '%04X' "$1")" '$2 ~ (":" port "$") { print $NF; exit }' \
+        /proc/net/udp 2>/dev/null || echo 0
+}
+cpu_seconds() { # user+system CPU seconds of a process, from /proc
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" \
+        2>/dev/null || echo 0
+}
+echo "== sipp -sn uac: $RATE calls/s for $DURATION s ($CALLS calls, at most $LIMIT at once)" >&2
+SERVER_CPU0=$(cpu_seconds "$SERVER_PID")
+DROPS0=$(udp_rcvbuf_errors)
+SOCK_DROPS0=$(socket_drops "$PORT")
+SIPP_RC=0
+TIMEFORMAT='%R %U %S'
+{
+    time (
+        cd "$WORK"
+        timeout -k 5 "$BOUND" sipp -sn uac -s 8800 -i 127.0.0.1 \
+            -r "$RATE" -m "$CALLS" -l "$LIMIT" -buff_size "$SIPP_BUFF" \
+            -trace_stat -stf "$WORK/stat.csv" -fd 1 \
+            -trace_rtt -rtt_freq "$RTT_FREQ" \
+            -timeout "$((BOUND - 5))s" \
+            -nostdin 127.0.0.1:"$PORT" >"$WORK/sipp.out" 2>"$WORK/sipp.err"
+    ) || SIPP_RC=$?
+} 2>"$WORK/sipp.time"
+SERVER_CPU1=$(cpu_seconds "$SERVER_PID")
+DROPS1=$(udp_rcvbuf_errors)
+SOCK_DROPS1=$(socket_drops "$PORT")
+read -r SIPP_WALL SIPP_USER SIPP_SYS <"$WORK/sipp.time" || true
+
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "sipp-load: hotline died during the test; its log:" >&2
+    tail -n 50 "$WORK/hotline.log" >&2
+fi
+[[ -s $WORK/stat.csv ]] || {
+    tail -n 20 "$WORK/sipp.err" "$WORK/sipp.out" >&2 || true
+    die "SIPp wrote no statistics (exit status $SIPP_RC)"
+}
+LOGGED=$(grep -i "warn\|error" "$WORK/hotline.log" | grep -v "environment variable" || true)
+if [[ -n $LOGGED ]]; then
+    echo "== hotline warnings ($(wc -l <<<"$LOGGED") lines, last 5):" >&2
+    tail -n 5 <<<"$LOGGED" >&2
+fi
+
+RTT=$(ls "$WORK"/uac_*_rtt.csv 2>/dev/null | head -n 1 || true)
+python3 - "$WORK/stat.csv" "${RTT:-}" "$RATE" "$DURATION" "$SIPP_RC" \
+    "$SERVER_CPU0" "$SERVER_CPU1" "${SIPP_WALL:-0}" "${SIPP_USER:-0}" "${SIPP_SYS:-0}" \
+    "$((DROPS1 - DROPS0))" "$((SOCK_DROPS1 - SOCK_DROPS0))" <<'EOF'
+import csv, math, sys
+
+stat_path, rtt_path, rate, duration, sipp_rc = sys.argv[1:6]
+srv0, srv1, sipp_wall, sipp_user, sipp_sys = (float(x) for x in sys.argv[6:11])
+drops_all, drops_server = (int(x) for x in sys.argv[11:13])
+
+with open(stat_path, newline="") as f:
+    rows = [r for r in csv.reader(f, delimiter=";") if r]
+header, last = rows[0], rows[-1]
+col = {name: i for i, name in enumerate(header)}
+
+def get(name, default="0"):
+    i = col.get(name)
+    return last[i] if i is not None and i < len(last) else default
+
+def num(name):
+    try:
+        return int(float(get(name)))
+    except ValueError:
+        return 0
+
+def epoch(name):
+    # "2026-11-22<TAB>00:10:17.583845<TAB>1795306217.583845": the last field is Unix time.
+    try:
+        return float(get(name, "").split("\t")[-1])
+    except ValueError:
+        return 0.0
+
+elapsed = epoch("CurrentTime") - epoch("StartTime")
+ok, failed, created = num("SuccessfulCall(C)"), num("FailedCall(C)"), num("TotalCallCreated")
+retrans = num("Retransmissions(C)")
+
+rtts = []
+if rtt_path:
+    with open(rtt_path) as f:
+        for line in f:
+            p = line.strip().split(";")
+            # date_ms;response_time_ms;rtd_no — rtd 1 is INVITE -> 200 in the uac scenario
+            if len(p) >= 3 and p[2].strip() in ("1", "rtd1"):
+                try:
+                    rtts.append(float(p[1]))
+                except ValueError:
+                    pass
+rtts.sort()
+
+def pct(q):  # nearest-rank percentile
+    if not rtts:
+        return float("nan")
+    return rtts[max(0, math.ceil(q / 100 * len(rtts)) - 1)]
+
+# SIPp timestamps with CLOCK_MONOTONIC_COARSE: response times come in whole jiffies
+# (4 ms with HZ=250), so p50/p99 of 0 mean "below one tick".
+resolution = 0
+for v in rtts:
+    if v > 0:
+        resolution = math.gcd(resolution, int(v))
+
+print(f"target rate        {rate} calls/s for {duration} s ({int(rate) * int(duration)} calls)")
+print(f"achieved           {ok / elapsed if elapsed else 0:.1f} calls/s "
+      f"({ok} successful of {created} created in {elapsed:.2f} s)")
+print(f"successful calls   {ok}")
+print(f"failed calls       {failed}")
+for n in header:
+    if n.startswith("Failed") and n.endswith("(C)") and n != "FailedCall(C)" and num(n):
+        print(f"  {n[:-3]:<26} {num(n)}")
+print(f"retransmissions    {retrans}")
+print(f"out-of-call msgs   {num('OutOfCallMsgs(C)')}")
+print(f"UDP buffer drops   {drops_all} in the kernel, {drops_server} of them on the hotline's socket")
+if rtts:
+    # SIPp stamps with CLOCK_MONOTONIC_COARSE: 0 means "within the same clock tick".
+    zero = sum(1 for v in rtts if v == 0) / len(rtts)
+    res = (f", SIPp clock resolution {resolution} ms; {zero:.2%} answered within one tick"
+           if resolution > 1 else "")
+    print(f"INVITE->200 (ms)   p50 {pct(50):g}  p90 {pct(90):g}  p99 {pct(99):g}  "
+          f"max {rtts[-1]:g}  (n={len(rtts)}{res})")
+else:
+    print("INVITE->200        no response times recorded")
+if sipp_wall > 0:
+    print(f"CPU during load    hotline {srv1 - srv0:.1f} s ({100 * (srv1 - srv0) / sipp_wall:.0f}% of a core), "
+          f"SIPp {sipp_user + sipp_sys:.1f} s ({100 * (sipp_user + sipp_sys) / sipp_wall:.0f}%), "
+          f"over {sipp_wall:.1f} s")
+print(f"SIPp exit status   {sipp_rc}")
+sys.exit(1 if failed or ok == 0 or ok < int(rate) * int(duration) else 0)
+EOF
