@@ -62,7 +62,8 @@ EOF
 }
 PORT=${PORT:-$(free_port)}
 HTTP_PORT=${HTTP_PORT:-$(free_port)}
-[[ -n $PORT && -n $HTTP_PORT ]] || die "no free port found"
+SIPP_PORT=$(free_port)
+[[ -n $PORT && -n $HTTP_PORT && -n $SIPP_PORT ]] || die "no free port found"
 [[ $PORT != "$HTTP_PORT" ]] || die "SIP and HTTP ports must differ"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hotline-sipp.XXXXXX")
@@ -127,7 +128,8 @@ NO_COLOR=1 RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$WORK/hotline.toml"
 SERVER_PID=$!
 
 ready=0
-for _ in $(seq 150); do # 15 s
+deadline=$((SECONDS + 15))
+while ((SECONDS < deadline)); do
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         cat "$WORK/hotline.log" >&2
         die "hotline exited during start-up"
@@ -172,7 +174,8 @@ TIMEFORMAT='%R %U %S'
 {
     time (
         cd "$WORK"
-        timeout -k 5 "$BOUND" sipp -sn uac -s 8800 -i 127.0.0.1 \
+        timeout -k 5 "$BOUND" sipp -sn uac -s 8800 \
+            -i 127.0.0.1 -p "$SIPP_PORT" -bind_local \
             -r "$RATE" -m "$CALLS" -l "$LIMIT" -buff_size "$SIPP_BUFF" \
             -trace_stat -stf "$WORK/stat.csv" -fd 1 \
             -trace_rtt -rtt_freq "$RTT_FREQ" \
