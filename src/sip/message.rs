@@ -195,7 +195,14 @@ fn finish(
     }
     canonical.extend_from_slice(b"\r\n");
     canonical.extend_from_slice(scanned.body);
-    match rsip::SipMessage::try_from(canonical.as_slice()) {
+    // The start line already says which grammar applies; `SipMessage::try_from` would try
+    // the response grammar first and format an error before trying the request one.
+    let parsed = if scanned.start_line.starts_with("SIP/") {
+        rsip::Response::try_from(canonical.as_slice()).map(rsip::SipMessage::Response)
+    } else {
+        rsip::Request::try_from(canonical.as_slice()).map(rsip::SipMessage::Request)
+    };
+    match parsed {
         Ok(msg) => Decoded::Message(msg),
         Err(e) => Decoded::Rejected {
             reason: format!(

@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 /// Methods we serve; everything else known to `rsip` gets 405 with this list.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
+/// Initial size of the server transaction table (boxed entries: ~10 MB of slots).
+const INITIAL_TRANSACTIONS: usize = 1 << 17;
+
 /// How often expired registrations and lock-outs are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -167,7 +170,9 @@ enum TimerRef {
 pub struct UserAgent {
     settings: UaSettings,
     registrar: Registrar,
-    server: HashMap<TransactionKey, ServerEntry>,
+    /// Boxed entries: ended transactions linger 64·T1 (tens of thousands at full load), and
+    /// a growing table then moves pointers, not whole state machines.
+    server: HashMap<TransactionKey, Box<ServerEntry>>,
     client: HashMap<TransactionKey, ClientEntry>,
     calls: HashMap<DialogKey, Call>,
     timers: BTreeMap<(Instant, u64), TimerRef>,
@@ -180,13 +185,17 @@ pub struct UserAgent {
 
 impl UserAgent {
     pub fn new(config: &Config, settings: UaSettings, now: Instant) -> Self {
+        let settings_calls = settings.max_calls.min(100_000);
         let mut ua = UserAgent {
             registrar: Registrar::new(config, now),
             next_rtp_port: settings.rtp_ports.0 & !1,
             settings,
-            server: HashMap::new(),
+            // Sized for the steady state of a busy hotline (2000 calls/s keep ~130k
+            // transactions in their 64·T1 linger) so that the table never stops the core
+            // to grow in the middle of a rush.
+            server: HashMap::with_capacity(INITIAL_TRANSACTIONS),
             client: HashMap::new(),
-            calls: HashMap::new(),
+            calls: HashMap::with_capacity(settings_calls),
             timers: BTreeMap::new(),
             timer_seq: 0,
             transmits: VecDeque::new(),
@@ -297,7 +306,7 @@ impl UserAgent {
             if let Some(ServerEntry {
                 tx: ServerTx::Invite(tx),
                 ..
-            }) = self.server.get_mut(&key)
+            }) = self.server.get_mut(&key).map(|e| &mut **e)
             {
                 if matches!(
                     tx.state(),
@@ -336,11 +345,11 @@ impl UserAgent {
         };
         self.server.insert(
             key.clone(),
-            ServerEntry {
+            Box::new(ServerEntry {
                 tx,
                 peer,
                 scheduled: None,
-            },
+            }),
         );
         let to_tag = first_header(&req.headers, "To")
             .and_then(tag_param)
@@ -621,7 +630,7 @@ impl UserAgent {
             method: rsip::Method::Invite,
             ..key.clone()
         };
-        let pending = match self.server.get(&invite_key) {
+        let pending = match self.server.get(&invite_key).map(|e| &**e) {
             Some(ServerEntry {
                 tx: ServerTx::Invite(tx),
                 ..
@@ -959,7 +968,10 @@ impl UserAgent {
     }
 }
 
-fn key_transport(server: &HashMap<TransactionKey, ServerEntry>, key: &TransactionKey) -> Transport {
+fn key_transport(
+    server: &HashMap<TransactionKey, Box<ServerEntry>>,
+    key: &TransactionKey,
+) -> Transport {
     server
         .get(key)
         .map(|e| e.peer.transport)
