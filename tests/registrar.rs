@@ -277,18 +277,34 @@ async fn repeated_failures_lock_the_address_out() {
     .await;
     let mut phone = Phone::new("UDP", hotline.sip_addr, OPERATOR).await;
     let contact = Some("<sip:1001@127.0.0.1:5071>");
+    // A challenge kept from before the lock-out, to try the right password afterwards.
+    let early = phone.register(contact, Some(300), None).await;
+    let www = headers(&early, "WWW-Authenticate")[0].to_string();
     for _ in 0..3 {
         let r = phone
             .register_auth(contact, Some(300), "MD5", "guess-guess")
             .await;
         assert!(r.starts_with("SIP/2.0 403"), "{r}");
     }
-    // Locked: no challenge any more, and even the right password is refused.
+    // Locked: no challenge any more…
     let r = phone.register(contact, Some(300), None).await;
     assert!(
         r.starts_with("SIP/2.0 403"),
         "locked address must not be challenged: {r}"
     );
+    // …and even the right password is refused.
+    let auth = client_authorization(
+        &www,
+        "REGISTER",
+        "sip:hotline.test",
+        OPERATOR,
+        PASSWORD,
+        "c7",
+        1,
+    )
+    .unwrap();
+    let r = phone.register(contact, Some(300), Some(&auth)).await;
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
     // Over TCP from the same address too.
     let mut tcp_phone = Phone::new("TCP", hotline.sip_addr, OPERATOR).await;
     let r = tcp_phone.register(contact, Some(300), None).await;
