@@ -94,6 +94,20 @@ impl Phone {
     }
 }
 
+/// The Authorization value operator 1001 (right password) sends for a challenge.
+fn operator_auth(www: &str, cnonce: &str) -> String {
+    client_authorization(
+        www,
+        "REGISTER",
+        "sip:hotline.test",
+        OPERATOR,
+        PASSWORD,
+        cnonce,
+        1,
+    )
+    .expect("client computes the response")
+}
+
 fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -251,16 +265,7 @@ async fn wrong_password_unknown_user_and_foreign_extension_are_403() {
         .register(Some("<sip:1002@127.0.0.1:5071>"), Some(300), None)
         .await;
     let www = headers(&challenge, "WWW-Authenticate")[0].to_string();
-    let auth = client_authorization(
-        &www,
-        "REGISTER",
-        "sip:hotline.test",
-        OPERATOR,
-        PASSWORD,
-        "c1",
-        1,
-    )
-    .unwrap();
+    let auth = operator_auth(&www, "c1");
     let r = thief
         .register(Some("<sip:1002@127.0.0.1:5071>"), Some(300), Some(&auth))
         .await;
@@ -293,16 +298,7 @@ async fn repeated_failures_lock_the_address_out() {
         "locked address must not be challenged: {r}"
     );
     // …and even the right password is refused.
-    let auth = client_authorization(
-        &www,
-        "REGISTER",
-        "sip:hotline.test",
-        OPERATOR,
-        PASSWORD,
-        "c7",
-        1,
-    )
-    .unwrap();
+    let auth = operator_auth(&www, "c7");
     let r = phone.register(contact, Some(300), Some(&auth)).await;
     assert!(r.starts_with("SIP/2.0 403"), "{r}");
     // Over TCP from the same address too.
@@ -324,30 +320,12 @@ async fn stale_nonce_is_rechallenged_with_stale_true() {
     let challenge = phone.register(contact, Some(300), None).await;
     let www = headers(&challenge, "WWW-Authenticate")[0].to_string();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let auth = client_authorization(
-        &www,
-        "REGISTER",
-        "sip:hotline.test",
-        OPERATOR,
-        PASSWORD,
-        "c9",
-        1,
-    )
-    .unwrap();
+    let auth = operator_auth(&www, "c9");
     let r = phone.register(contact, Some(300), Some(&auth)).await;
     assert!(r.starts_with("SIP/2.0 401"), "{r}");
     let fresh = headers(&r, "WWW-Authenticate")[0].to_string();
     assert!(fresh.contains("stale=true"), "{fresh}");
-    let auth = client_authorization(
-        &fresh,
-        "REGISTER",
-        "sip:hotline.test",
-        OPERATOR,
-        PASSWORD,
-        "c9",
-        1,
-    )
-    .unwrap();
+    let auth = operator_auth(&fresh, "c9");
     let r = phone.register(contact, Some(300), Some(&auth)).await;
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     hotline.shutdown().await;

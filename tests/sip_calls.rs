@@ -42,7 +42,15 @@ async fn basic_call(transport: &str) {
     assert!(answer.contains("RTP/AVP 0"), "{answer}");
     assert!(answer.contains("a=rtpmap:0 PCMU/8000"), "{answer}");
     let contact = header(&ok, "Contact").unwrap();
-    assert!(contact.contains(&hotline.sip_addr.port().to_string()));
+    assert!(
+        contact.starts_with(&format!("<sip:8800@127.0.0.1:{}", hotline.sip_addr.port())),
+        "{contact}"
+    );
+    assert_eq!(
+        contact.contains(";transport=tcp"),
+        transport == "TCP",
+        "{contact}"
+    );
     let to_tag = tag(header(&ok, "To").unwrap());
     assert!(!to_tag.is_empty());
 

@@ -136,6 +136,8 @@ struct ServerEntry {
     tx: ServerTx,
     peer: Peer,
     scheduled: Option<Instant>,
+    /// The call an INVITE transaction created (a CANCEL finds it through here).
+    dialog: Option<DialogKey>,
 }
 
 /// Our own requests (BYE so far; the INVITE to operators arrives with the call flow).
@@ -154,6 +156,8 @@ struct Call {
     invite: Option<rsip::Request>,
     /// Where the INVITE came from (for `received`/`rport` in responses).
     source: SocketAddr,
+    /// Our Contact in this dialog: the number dialled, at our address, on the caller's transport.
+    contact: String,
     answer_sdp: String,
     scheduled: Option<Instant>,
 }
@@ -349,6 +353,7 @@ impl UserAgent {
                 tx,
                 peer,
                 scheduled: None,
+                dialog: None,
             }),
         );
         let to_tag = first_header(&req.headers, "To")
@@ -368,7 +373,7 @@ impl UserAgent {
                 };
                 let resp = if ours || to_tag.is_some() {
                     ResponseBuilder::new(&req, source, 200, "OK")
-                        .to_tag(&self.local_tag_for_options())
+                        .to_tag(&random_tag())
                         .header("Allow", ALLOW)
                         .header("Accept", "application/sdp")
                         .header("Accept-Language", "ru, en")
@@ -415,10 +420,6 @@ impl UserAgent {
             b = b.to_tag(&tag);
         }
         b.build()
-    }
-
-    fn local_tag_for_options(&self) -> String {
-        random_tag()
     }
 
     fn on_invite(
@@ -484,6 +485,7 @@ impl UserAgent {
         dialog.rtp_port = rtp_port;
         dialog.media = Some(answer.negotiated);
         let dkey = dialog.key.clone();
+        let contact = contact_header(&number, &self.settings.contact_host, peer.transport);
         self.events.push_back(Event::CallOffered {
             call: id,
             call_id: dkey.call_id.clone(),
@@ -496,19 +498,22 @@ impl UserAgent {
             invite_tx: Some(key.clone()),
             invite: Some(req),
             source,
+            contact,
             answer_sdp: answer.sdp,
             scheduled: None,
         };
         self.calls.insert(dkey.clone(), call);
+        if let Some(entry) = self.server.get_mut(&key) {
+            entry.dialog = Some(dkey.clone());
+        }
         if ring.is_zero() {
             self.answer(&dkey, now);
         } else {
-            let contact = self.contact(peer.transport);
             let call = self.calls.get_mut(&dkey).expect("just inserted");
             let req = call.invite.as_ref().expect("kept until answered");
             let ringing = ResponseBuilder::new(req, source, 180, "Ringing")
                 .to_tag(&dkey.local_tag)
-                .header("Contact", contact)
+                .header("Contact", &call.contact)
                 .build();
             call.dialog.answer_at = Some(now + ring);
             self.respond(&key, 180, ringing, now);
@@ -516,33 +521,17 @@ impl UserAgent {
         }
     }
 
-    fn contact(&self, transport: Transport) -> String {
-        let user = self
-            .settings
-            .hotline_numbers
-            .iter()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| "hotline".into());
-        match transport {
-            Transport::Udp => format!("<sip:{user}@{}>", self.settings.contact_host),
-            Transport::Tcp => format!("<sip:{user}@{};transport=tcp>", self.settings.contact_host),
-        }
-    }
-
     /// Sends the 200 OK to a pending INVITE.
     fn answer(&mut self, dkey: &DialogKey, now: Instant) {
-        let Some(transport) = self.calls.get(dkey).map(|c| c.dialog.peer.transport) else {
+        let Some(call) = self.calls.get_mut(dkey) else {
             return;
         };
-        let contact = self.contact(transport);
-        let call = self.calls.get_mut(dkey).expect("present");
         let (Some(req), Some(tx_key)) = (call.invite.take(), call.invite_tx.take()) else {
             return;
         };
         let ok = ResponseBuilder::new(&req, call.source, 200, "OK")
             .to_tag(&dkey.local_tag)
-            .header("Contact", contact)
+            .header("Contact", &call.contact)
             .header("Allow", ALLOW)
             .header("Server", &self.settings.server)
             .body("application/sdp", call.answer_sdp.as_bytes())
@@ -633,11 +622,12 @@ impl UserAgent {
         let pending = match self.server.get(&invite_key).map(|e| &**e) {
             Some(ServerEntry {
                 tx: ServerTx::Invite(tx),
+                dialog,
                 ..
-            }) => Some(tx.state() == ServerInviteState::Proceeding),
+            }) => Some((tx.state() == ServerInviteState::Proceeding, dialog.clone())),
             _ => None,
         };
-        let Some(pending) = pending else {
+        let Some((pending, dkey)) = pending else {
             let r = self.simple(req, source, 481, "Call/Transaction Does Not Exist");
             return self.respond(key, 481, r, now);
         };
@@ -646,13 +636,8 @@ impl UserAgent {
         if !pending {
             return; // already answered: CANCEL has no effect (§9.2)
         }
-        let dkey = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.invite_tx.as_ref() == Some(&invite_key))
-            .map(|(k, _)| k.clone());
-        if let Some(dkey) = dkey {
-            let call = self.calls.get_mut(&dkey).expect("found");
+        if let Some(call) = dkey.as_ref().and_then(|k| self.calls.get_mut(k)) {
+            let dkey = call.dialog.key.clone();
             call.invite_tx = None;
             if let Some(inv) = call.invite.take() {
                 let r = ResponseBuilder::new(&inv, call.source, 487, "Request Terminated")
@@ -680,7 +665,6 @@ impl UserAgent {
             .and_then(parse_cseq)
             .map(|(n, _)| n)
             .unwrap_or(0);
-        let contact = self.contact(key_transport(&self.server, &key));
         let call = self.calls.get_mut(&dkey).expect("found");
         if !call.dialog.accept_remote_cseq(cseq, false) {
             let r = self.simple(&req, source, 500, "Server Internal Error");
@@ -733,7 +717,7 @@ impl UserAgent {
             }
         };
         let ok = ResponseBuilder::new(&req, source, 200, "OK")
-            .header("Contact", contact)
+            .header("Contact", &call.contact)
             .header("Allow", ALLOW)
             .header("Server", &self.settings.server)
             .body("application/sdp", body.as_bytes())
@@ -968,14 +952,13 @@ impl UserAgent {
     }
 }
 
-fn key_transport(
-    server: &HashMap<TransactionKey, Box<ServerEntry>>,
-    key: &TransactionKey,
-) -> Transport {
-    server
-        .get(key)
-        .map(|e| e.peer.transport)
-        .unwrap_or(Transport::Udp)
+/// Our Contact: the dialled number at our address, with `transport=tcp` when on TCP so that
+/// in-dialog requests come back over the same transport.
+fn contact_header(number: &str, host: &str, transport: Transport) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:{number}@{host}>"),
+        Transport::Tcp => format!("<sip:{number}@{host};transport=tcp>"),
+    }
 }
 
 /// The SDP offer of an INVITE, if it carries one.
