@@ -46,16 +46,14 @@ impl Hotline {
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let sip = transport::start(&config, shutdown_rx.clone()).await?;
-        let listener = tokio::net::TcpListener::bind(config.http.listen)
-            .await
-            .map_err(|source| StartError::Http {
-                addr: config.http.listen,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+        let http_error = |source| StartError::Http {
             addr: config.http.listen,
             source,
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(http_error)?;
+        let http_addr = listener.local_addr().map_err(http_error)?;
         let router = api::router(AppState {
             sip_addr: sip.local_addr,
             sip_alive: sip.alive.clone(),

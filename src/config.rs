@@ -606,13 +606,27 @@ mod tests {
 
     #[test]
     fn password_from_environment() {
-        let op = OperatorConfig {
+        let op = |var: &str| OperatorConfig {
             extension: "1001".into(),
             name: "A".into(),
             password: None,
-            password_env: Some("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ".into()),
+            password_env: Some(var.into()),
         };
-        assert_eq!(op.resolve_password(), None);
+        assert_eq!(
+            op("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ").resolve_password(),
+            None
+        );
+        // A variable only this test uses, so parallel tests are not affected.
+        std::env::set_var("HOTLINE_TEST_PASSWORD_ENV_SET_XYZ", "from-the-env");
+        assert_eq!(
+            op("HOTLINE_TEST_PASSWORD_ENV_SET_XYZ").resolve_password(),
+            Some("from-the-env".to_string())
+        );
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}[[operators]]\nextension = \"1001\"\nname = \"A\"\npassword_env = \"HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ\"\n"
+        ))
+        .unwrap();
+        assert!(c.warnings()[0].contains("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ"));
     }
 
     #[test]

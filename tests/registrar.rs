@@ -231,11 +231,7 @@ async fn too_brief_expiry_is_423() {
 
 #[tokio::test]
 async fn wrong_password_unknown_user_and_foreign_extension_are_403() {
-    let (hotline, _dir) = start_with(
-        "",
-        "[limits]\nauth_max_failures = 50\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) = start_trusted("", "auth_max_failures = 50").await;
     let mut phone = Phone::new("UDP", hotline.sip_addr, OPERATOR).await;
     let r = phone
         .register_auth(
@@ -275,11 +271,8 @@ async fn wrong_password_unknown_user_and_foreign_extension_are_403() {
 
 #[tokio::test]
 async fn repeated_failures_lock_the_address_out() {
-    let (hotline, _dir) = start_with(
-        "",
-        "[limits]\nauth_max_failures = 3\nauth_lockout_minutes = 15\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) =
+        start_trusted("", "auth_max_failures = 3\nauth_lockout_minutes = 15").await;
     let mut phone = Phone::new("UDP", hotline.sip_addr, OPERATOR).await;
     let contact = Some("<sip:1001@127.0.0.1:5071>");
     // A challenge kept from before the lock-out, to try the right password afterwards.
@@ -310,11 +303,7 @@ async fn repeated_failures_lock_the_address_out() {
 
 #[tokio::test]
 async fn stale_nonce_is_rechallenged_with_stale_true() {
-    let (hotline, _dir) = start_with(
-        "",
-        "[limits]\nnonce_lifetime_s = 1\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) = start_trusted("", "nonce_lifetime_s = 1").await;
     let mut phone = Phone::new("UDP", hotline.sip_addr, OPERATOR).await;
     let contact = Some("<sip:1001@127.0.0.1:5071>");
     let challenge = phone.register(contact, Some(300), None).await;

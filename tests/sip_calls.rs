@@ -193,11 +193,7 @@ async fn answer_prefers_the_offerers_codec_order() {
 
 #[tokio::test]
 async fn cancel_of_a_pending_invite() {
-    let (hotline, _dir) = start_with(
-        "answer_delay_ms = 3000",
-        "[limits]\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) = start_trusted("answer_delay_ms = 3000", "").await;
     let mut events = hotline.subscribe();
     for transport in ["UDP", "TCP"] {
         let mut peer = Peer::new(transport, hotline.sip_addr).await;
@@ -367,11 +363,8 @@ async fn retransmitted_invite_is_absorbed() {
 #[tokio::test]
 async fn unacknowledged_2xx_is_retransmitted_then_bye() {
     // T1 = 50 ms: 2xx at 0, 50, 150, 350, 750 … ms, BYE after 64·T1 = 3.2 s.
-    let (hotline, _dir) = start_with(
-        "[sip.timers]\nt1_ms = 50\nt2_ms = 400\nt4_ms = 500",
-        "[limits]\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) =
+        start_trusted("[sip.timers]\nt1_ms = 50\nt2_ms = 400\nt4_ms = 500", "").await;
     let mut events = hotline.subscribe();
     let peer = UdpPeer::new(hotline.sip_addr).await;
     let mut invite = Req::new("INVITE", peer.addr(), "noack@test");
@@ -412,11 +405,7 @@ async fn unacknowledged_2xx_is_retransmitted_then_bye() {
 
 #[tokio::test]
 async fn call_limit_gives_503() {
-    let (hotline, _dir) = start_with(
-        "",
-        "[limits]\nmax_calls = 1\ntrusted_sources = [\"127.0.0.0/8\"]",
-    )
-    .await;
+    let (hotline, _dir) = start_trusted("", "max_calls = 1").await;
     let peer = UdpPeer::new(hotline.sip_addr).await;
     let mut first = Req::new("INVITE", peer.addr(), "one@test");
     first.body = SDP_PCMU;

@@ -34,9 +34,6 @@ const SIPP_TIMEOUT_S: u64 = 60;
 /// …and ours, after which the process is killed.
 const HARD_TIMEOUT: Duration = Duration::from_secs(SIPP_TIMEOUT_S + 30);
 
-/// The default test limits: loopback is a trusted source, exempt from the rate limit.
-const TRUSTED_LOOPBACK: &str = "[limits]\ntrusted_sources = [\"127.0.0.0/8\"]";
-
 /// SIPp's exit status when every call succeeded, and when at least one failed.
 const EXIT_ALL_OK: i32 = 0;
 const EXIT_SOME_FAILED: i32 = 1;
@@ -272,7 +269,7 @@ async fn count_calls(events: &mut broadcast::Receiver<Event>, calls: usize) -> [
 /// SIPp's built-in `uac` scenario (INVITE, ACK, BYE) to the hotline number, `calls` calls at
 /// `rate` calls a second over `transport` (SIPp's `-t`), with the default test limits.
 async fn uac_load(transport: &str, calls: u64, rate: u64) {
-    let (hotline, _dir) = start_with("", TRUSTED_LOOPBACK).await;
+    let (hotline, _dir) = start_trusted("", "").await;
     let mut events = hotline.subscribe();
     let (m, r) = (calls.to_string(), rate.to_string());
     let run = run_sipp(
@@ -356,7 +353,7 @@ async fn sipp_register_with_digest() {
     }
     // MD5 only: SIPp 3.6.1 cannot answer SHA-256 (see the module documentation). Two wrong
     // passwords below stay under the default lock-out of 5 failures.
-    let (hotline, _dir) = start_with(r#"auth_algorithms = ["MD5"]"#, TRUSTED_LOOPBACK).await;
+    let (hotline, _dir) = start_trusted(r#"auth_algorithms = ["MD5"]"#, "").await;
     let mut events = hotline.subscribe();
 
     // REGISTER -> 401 -> REGISTER with credentials -> 200.
@@ -422,7 +419,7 @@ async fn sipp_register_with_default_algorithms() {
     if !sipp_available("sipp_register_with_default_algorithms") {
         return;
     }
-    let (hotline, _dir) = start_with("", TRUSTED_LOOPBACK).await;
+    let (hotline, _dir) = start_trusted("", "").await;
     let run = register("register.xml", PASSWORD, hotline.sip_addr).await;
     let messages = run.logs("_messages.log");
     assert_eq!(

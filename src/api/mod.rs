@@ -27,8 +27,8 @@ struct Health {
 
 #[derive(Serialize)]
 struct SipHealth {
-    udp: String,
-    tcp: String,
+    /// UDP and TCP both listen here.
+    listen: String,
     running: bool,
 }
 
@@ -51,8 +51,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             status: if running { "ok" } else { "sip-down" },
             version: env!("CARGO_PKG_VERSION"),
             sip: SipHealth {
-                udp: state.sip_addr.to_string(),
-                tcp: state.sip_addr.to_string(),
+                listen: state.sip_addr.to_string(),
                 running,
             },
         }),

@@ -86,7 +86,6 @@ pub struct Dialog {
     pub sdp_session_id: u64,
     pub sdp_version: u64,
     pub rtp_port: u16,
-    pub created: Instant,
     /// When a delayed answer (`answer_delay_ms`) is due.
     pub answer_at: Option<Instant>,
 }
@@ -98,7 +97,6 @@ impl Dialog {
         req: &rsip::Request,
         local_tag: String,
         peer: Peer,
-        now: Instant,
     ) -> Option<Dialog> {
         let call_id = first_header(&req.headers, "Call-ID")?.to_string();
         let from = first_header(&req.headers, "From")?.to_string();
@@ -136,7 +134,6 @@ impl Dialog {
             sdp_session_id: id + 1000,
             sdp_version: 1,
             rtp_port: 0,
-            created: now,
             answer_at: None,
         })
     }
@@ -198,7 +195,7 @@ mod tests {
             transport: Transport::Udp,
             addr: "10.0.0.1:5070".parse().unwrap(),
         };
-        let mut d = Dialog::from_invite(1, &invite(), "lt".into(), peer, Instant::now()).unwrap();
+        let mut d = Dialog::from_invite(1, &invite(), "lt".into(), peer).unwrap();
         assert_eq!(d.remote_tag.as_deref(), Some("abc"));
         assert_eq!(d.remote_target, "sip:caller@10.0.0.1:5070");
         assert_eq!(d.route_set, vec!["<sip:p1;lr>", "<sip:p2;lr>"]);
@@ -221,7 +218,7 @@ mod tests {
             transport: Transport::Udp,
             addr: "10.0.0.1:5070".parse().unwrap(),
         };
-        let mut d = Dialog::from_invite(1, &invite(), "lt".into(), peer, Instant::now()).unwrap();
+        let mut d = Dialog::from_invite(1, &invite(), "lt".into(), peer).unwrap();
         assert!(!d.accept_remote_cseq(7, false));
         assert!(d.accept_remote_cseq(8, false));
         assert!(d.accept_remote_cseq(7, true));

@@ -10,6 +10,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// Whether `ip` is in one of the trusted networks (exempt from rate limits on every transport).
+pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
 /// A token bucket: `rate` tokens a second, at most `burst` stored.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -63,7 +68,7 @@ impl RateLimiter {
 
     /// Whether a request from `ip` may be processed now.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.trusted.iter().any(|n| n.contains(&ip)) {
+        if is_trusted(&self.trusted, ip) {
             return true;
         }
         if self.buckets.len() >= self.max_sources && !self.buckets.contains_key(&ip) {

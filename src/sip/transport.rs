@@ -12,7 +12,7 @@
 //! second CPU.
 
 use super::framing::{Frame, Framer};
-use super::guard::{RateLimiter, TokenBucket};
+use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
 use super::ua::{Event, UaSettings, UserAgent};
 use super::{Transmit, Transport};
@@ -391,7 +391,8 @@ async fn run_connection(
     }
     let mut framer = Framer::new(limits.max_size);
     let mut bucket = TokenBucket::new(limits.source_burst, Instant::now());
-    let trusted = limits.trusted.iter().any(|n| n.contains(&addr.ip()));
+    let trusted = is_trusted(&limits.trusted, addr.ip());
+    let mut throttle = LogThrottle::new();
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
         let n = tokio::select! {
@@ -437,7 +438,9 @@ async fn run_connection(
                             }
                         }
                         Decoded::Rejected { reason, reply } => {
-                            tracing::warn!(%addr, %reason, "bad SIP message on TCP");
+                            if throttle.allow(20) {
+                                tracing::warn!(%addr, %reason, "bad SIP message on TCP");
+                            }
                             if let Some((_, bytes)) = reply {
                                 let _ = wtx.send(bytes).await;
                             }

@@ -411,15 +411,12 @@ impl UserAgent {
         }
     }
 
-    /// A response with only the mandatory headers (and a To tag when it is final).
+    /// A final response with only the mandatory headers (and our To tag if it had none).
     fn simple(&self, req: &rsip::Request, source: SocketAddr, code: u16, reason: &str) -> Bytes {
-        let tag = random_tag();
-        let mut b =
-            ResponseBuilder::new(req, source, code, reason).header("Server", &self.settings.server);
-        if code >= 200 {
-            b = b.to_tag(&tag);
-        }
-        b.build()
+        ResponseBuilder::new(req, source, code, reason)
+            .to_tag(&random_tag())
+            .header("Server", &self.settings.server)
+            .build()
     }
 
     fn on_invite(
@@ -459,7 +456,7 @@ impl UserAgent {
         let local_tag = random_tag();
         let id = self.next_call;
         self.next_call += 1;
-        let Some(mut dialog) = Dialog::from_invite(id, &req, local_tag, peer, now) else {
+        let Some(mut dialog) = Dialog::from_invite(id, &req, local_tag, peer) else {
             let r = self.simple(&req, source, 400, "Bad Request");
             return self.respond(&key, 400, r, now);
         };
@@ -517,7 +514,7 @@ impl UserAgent {
                 .build();
             call.dialog.answer_at = Some(now + ring);
             self.respond(&key, 180, ringing, now);
-            self.reschedule_call(&dkey, now);
+            self.reschedule_call(&dkey);
         }
     }
 
@@ -546,7 +543,7 @@ impl UserAgent {
         let id = call.dialog.id;
         self.respond(&tx_key, 200, ok, now);
         self.events.push_back(Event::CallAnswered { call: id });
-        self.reschedule_call(dkey, now);
+        self.reschedule_call(dkey);
     }
 
     fn on_ack(&mut self, req: &rsip::Request) {
@@ -605,7 +602,7 @@ impl UserAgent {
         }
         let ok = self.simple(req, source, 200, "OK");
         self.respond(key, 200, ok, now);
-        self.end_call(&dkey, EndReason::RemoteBye, now);
+        self.end_call(&dkey, EndReason::RemoteBye);
     }
 
     fn on_cancel(
@@ -645,7 +642,7 @@ impl UserAgent {
                     .build();
                 self.respond(&invite_key, 487, r, now);
             }
-            self.end_call(&dkey, EndReason::Cancelled, now);
+            self.end_call(&dkey, EndReason::Cancelled);
         }
     }
 
@@ -730,7 +727,7 @@ impl UserAgent {
             now,
         ));
         self.respond(&key, 200, ok, now);
-        self.reschedule_call(&dkey, now);
+        self.reschedule_call(&dkey);
     }
 
     /// The dialog an in-dialog request belongs to (Call-ID and our tag).
@@ -742,7 +739,7 @@ impl UserAgent {
         self.calls.contains_key(&key).then_some(key)
     }
 
-    fn end_call(&mut self, dkey: &DialogKey, reason: EndReason, _now: Instant) {
+    fn end_call(&mut self, dkey: &DialogKey, reason: EndReason) {
         if let Some(call) = self.calls.remove(dkey) {
             self.events.push_back(Event::CallEnded {
                 call: call.dialog.id,
@@ -760,7 +757,7 @@ impl UserAgent {
 
     // ---------------------------------------------------------------- timers of calls
 
-    fn reschedule_call(&mut self, dkey: &DialogKey, _now: Instant) {
+    fn reschedule_call(&mut self, dkey: &DialogKey) {
         let Some(call) = self.calls.get_mut(dkey) else {
             return;
         };
@@ -800,7 +797,7 @@ impl UserAgent {
                 call.dialog.pending_ack = None;
                 tracing::info!(call_id = %dkey.call_id, "no ACK for 2xx; sending BYE");
                 self.send_bye(dkey, now);
-                self.end_call(dkey, EndReason::AckTimeout, now);
+                self.end_call(dkey, EndReason::AckTimeout);
                 return;
             }
             if now >= p.next_resend {
@@ -811,7 +808,7 @@ impl UserAgent {
                 p.resent(&self.settings.timers, now);
             }
         }
-        self.reschedule_call(dkey, now);
+        self.reschedule_call(dkey);
     }
 
     /// Sends BYE in a dialog through a client non-INVITE transaction.
@@ -1050,6 +1047,15 @@ mod tests {
         out
     }
 
+    /// An in-dialog request from the caller (To carries our tag).
+    fn in_dialog(method: &str, call_id: &str, branch: &str, to: &str, cseq: u32) -> String {
+        format!(
+            "{method} sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+             From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
     /// The To header (with our tag) of a response.
     fn to_of(msg: &str) -> String {
         msg.split("\r\n")
@@ -1122,15 +1128,8 @@ mod tests {
         ua.handle_message(invite("c3", "z9hG4bK3"), src(), Transport::Udp, t0);
         let to = to_of(&drain(&mut ua).pop().unwrap());
         let t1 = t0 + Duration::from_millis(200);
-        ua.handle_message(
-            request(&format!(
-                "ACK sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKa\r\n\
-                 From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: c3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-            )),
-            src(),
-            Transport::Udp,
-            t1,
-        );
+        let ack = in_dialog("ACK", "c3", "z9hG4bKa", &to, 1);
+        ua.handle_message(request(&ack), src(), Transport::Udp, t1);
         assert!(run(&mut ua, t1, t0 + Duration::from_secs(40)).is_empty());
         assert_eq!(ua.active_calls(), 1, "the call stays up");
         assert_eq!(
@@ -1146,10 +1145,7 @@ mod tests {
         let mut ua = ua(t0);
         ua.handle_message(invite("c4", "z9hG4bK4"), src(), Transport::Udp, t0);
         let to = to_of(&drain(&mut ua).pop().unwrap());
-        let bye = format!(
-            "BYE sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb\r\n\
-             From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: c4\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-        );
+        let bye = in_dialog("BYE", "c4", "z9hG4bKb", &to, 2);
         ua.handle_message(request(&bye), src(), Transport::Udp, t0);
         let first = drain(&mut ua);
         assert_eq!(first.len(), 1);

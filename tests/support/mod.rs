@@ -45,9 +45,22 @@ password = "{PASSWORD}"
     (config, dir)
 }
 
+/// The `[limits]` line that exempts loopback from the per-source rate limit.
+pub const TRUSTED_LOOPBACK: &str = "trusted_sources = [\"127.0.0.0/8\"]";
+
 /// Starts a hotline with the default test config.
 pub async fn start() -> (Hotline, tempfile::TempDir) {
-    start_with("", "[limits]\ntrusted_sources = [\"127.0.0.0/8\"]").await
+    start_trusted("", "").await
+}
+
+/// Starts a hotline with loopback trusted, `sip_extra` in `[sip]` and `limits` lines in
+/// `[limits]`.
+pub async fn start_trusted(sip_extra: &str, limits: &str) -> (Hotline, tempfile::TempDir) {
+    start_with(
+        sip_extra,
+        &format!("[limits]\n{limits}\n{TRUSTED_LOOPBACK}"),
+    )
+    .await
 }
 
 pub async fn start_with(sip_extra: &str, tables: &str) -> (Hotline, tempfile::TempDir) {
