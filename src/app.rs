@@ -1,12 +1,18 @@
-//! Starting and stopping the whole hotline: SIP first, then HTTP (so that `/healthz`
-//! answers 200 only once SIP is listening), with one shutdown signal for every task.
+//! Starting and stopping the whole hotline: prompts and the recordings' crash repair first
+//! (a bad prompt file stops start-up), then SIP, the call dispatcher and HTTP (so that
+//! `/healthz` answers 200 only once SIP is listening), with one shutdown signal for every
+//! task.
 
 use crate::api::{self, AppState};
+use crate::callflow::dispatch::Dispatcher;
+use crate::callflow::Event;
 use crate::config::Config;
+use crate::media::ports::PortPool;
+use crate::media::prompt::{PromptError, Prompts};
+use crate::media::recorder::{self, RecorderError};
 use crate::sip::transport::{self, TransportError};
-use crate::sip::ua::Event;
 use std::net::SocketAddr;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +24,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("prompts: {0}")]
+    Prompts(#[from] PromptError),
+    #[error("recordings: {0}")]
+    Recordings(#[from] RecorderError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -44,8 +54,36 @@ impl Hotline {
                 source,
             }
         })?;
+        let prompts = Prompts::load(&config.media.prompts_dir)?;
+        let (greeting, hold) = Dispatcher::prompts(&prompts)?;
+        let recordings = config.storage.data_dir.join("recordings");
+        let repair = recorder::repair_dir(&recordings)?;
+        if !repair.repaired.is_empty() || !repair.broken.is_empty() {
+            tracing::warn!(
+                repaired = ?repair.repaired,
+                broken = ?repair.broken,
+                "recordings left open by a crash"
+            );
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let sip = transport::start(&config, shutdown_rx.clone()).await?;
+        let ports = PortPool::new(
+            config.sip.listen.ip(),
+            config.media.rtp_port_min,
+            config.media.rtp_port_max,
+        );
+        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let sip = transport::start(&config, ports.clone(), calls_tx, shutdown_rx.clone()).await?;
+        let (events, _) = broadcast::channel(16384);
+        let dispatcher = Dispatcher {
+            ports,
+            greeting,
+            hold,
+            recordings,
+            rtp_timeout: config.media.rtp_timeout(),
+            control: sip.control.clone(),
+            observers: events.clone(),
+        };
+        let dispatch = tokio::spawn(dispatcher.run(calls_rx, shutdown_rx.clone()));
         let http_error = |source| StartError::Http {
             addr: config.http.listen,
             source,
@@ -72,16 +110,17 @@ impl Hotline {
         tracing::info!(%http_addr, "HTTP listening");
         let mut tasks = sip.tasks;
         tasks.push(http);
+        tasks.push(dispatch);
         Ok(Hotline {
             sip_addr: sip.local_addr,
             http_addr,
-            events: sip.events,
+            events,
             shutdown,
             tasks,
         })
     }
 
-    /// Events of the SIP core (calls, registrations) from now on.
+    /// Events of calls (SIP, DTMF, media, recordings) and registrations from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }

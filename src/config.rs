@@ -154,10 +154,21 @@ impl StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaConfig {
+    /// RTP ports (even ones; each call takes one per leg). Ports in use by another program
+    /// are skipped.
     #[serde(default = "default_rtp_min")]
     pub rtp_port_min: u16,
     #[serde(default = "default_rtp_max")]
     pub rtp_port_max: u16,
+    /// A call whose caller sends no RTP for this long is hung up with BYE (a phone that lost
+    /// power or network never sends one). Suspended while the caller has put the call on
+    /// hold without media. `0` disables the check.
+    #[serde(default = "default_rtp_timeout")]
+    pub rtp_timeout_s: u64,
+    /// Directory holding `prompts.toml` and the prompt WAVs, relative to the working
+    /// directory unless absolute.
+    #[serde(default = "default_prompts_dir")]
+    pub prompts_dir: PathBuf,
 }
 
 impl Default for MediaConfig {
@@ -165,7 +176,16 @@ impl Default for MediaConfig {
         MediaConfig {
             rtp_port_min: default_rtp_min(),
             rtp_port_max: default_rtp_max(),
+            rtp_timeout_s: default_rtp_timeout(),
+            prompts_dir: default_prompts_dir(),
         }
+    }
+}
+
+impl MediaConfig {
+    /// `None` when the RTP timeout is disabled.
+    pub fn rtp_timeout(&self) -> Option<Duration> {
+        (self.rtp_timeout_s > 0).then(|| Duration::from_secs(self.rtp_timeout_s))
     }
 }
 
@@ -274,7 +294,13 @@ fn default_rtp_min() -> u16 {
     20000
 }
 fn default_rtp_max() -> u16 {
-    20999
+    39999
+}
+fn default_rtp_timeout() -> u64 {
+    30
+}
+fn default_prompts_dir() -> PathBuf {
+    PathBuf::from("ivr-prompts")
 }
 fn default_max_calls() -> usize {
     1000

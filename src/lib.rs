@@ -1,9 +1,13 @@
 //! Hotline: the telephony and call-centre backend of a bank's customer hotline.
 //!
-//! The SIP side ([`sip`]) answers calls and registers operators; [`app`] starts everything;
+//! The SIP side ([`sip`]) answers calls and registers operators; [`media`] carries their
+//! audio (RTP, prompts, recording, bridging); [`callflow`] decides what a call hears;
+//! [`app`] starts everything;
 //! [`api`] is the HTTP side; [`config`] reads `sip-config/hotline.toml`.
 
 pub mod api;
 pub mod app;
+pub mod callflow;
 pub mod config;
+pub mod media;
 pub mod sip;

@@ -79,17 +79,6 @@ fn bad_config_exits_2_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotline.toml"));
 }
 
-/// A port free on both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 #[tokio::test]
 async fn serve_runs_the_sample_config_with_overrides() {
     let data = tempfile::tempdir().unwrap();

@@ -138,7 +138,7 @@ async fn challenge_offers_sha256_then_md5() {
 
 async fn register_query_unregister(transport: &str, algorithm: &str) {
     let (hotline, _dir) = start().await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     let mut phone = Phone::new(transport, hotline.sip_addr, OPERATOR).await;
     let contact = format!(
         "<sip:1001@{};transport={}>",

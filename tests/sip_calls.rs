@@ -9,7 +9,7 @@ use support::*;
 
 const SHORT: Duration = Duration::from_millis(300);
 
-async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Event {
+async fn next_event(rx: &mut SipEvents) -> Event {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("event within 5 s")
@@ -19,7 +19,7 @@ async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Event {
 /// INVITE -> 100 Trying -> 200 OK with an SDP answer -> ACK -> BYE -> 200, on one transport.
 async fn basic_call(transport: &str) {
     let (hotline, _dir) = start().await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     let mut peer = Peer::new(transport, hotline.sip_addr).await;
     let call_id = format!("basic-{transport}@test");
     let mut invite = peer.req("INVITE", &call_id);
@@ -194,7 +194,7 @@ async fn answer_prefers_the_offerers_codec_order() {
 #[tokio::test]
 async fn cancel_of_a_pending_invite() {
     let (hotline, _dir) = start_trusted("answer_delay_ms = 3000", "").await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     for transport in ["UDP", "TCP"] {
         let mut peer = Peer::new(transport, hotline.sip_addr).await;
         let call_id = format!("cancel-{transport}@test");
@@ -334,7 +334,7 @@ async fn methods_not_served() {
 #[tokio::test]
 async fn retransmitted_invite_is_absorbed() {
     let (hotline, _dir) = start().await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     let peer = UdpPeer::new(hotline.sip_addr).await;
     let mut invite = Req::new("INVITE", peer.addr(), "retrans@test");
     invite.body = SDP_PCMU;
@@ -365,7 +365,7 @@ async fn unacknowledged_2xx_is_retransmitted_then_bye() {
     // T1 = 50 ms: 2xx at 0, 50, 150, 350, 750 … ms, BYE after 64·T1 = 3.2 s.
     let (hotline, _dir) =
         start_trusted("[sip.timers]\nt1_ms = 50\nt2_ms = 400\nt4_ms = 500", "").await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     let peer = UdpPeer::new(hotline.sip_addr).await;
     let mut invite = Req::new("INVITE", peer.addr(), "noack@test");
     invite.body = SDP_PCMU;

@@ -26,7 +26,6 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use support::*;
 use tokio::process::Command;
-use tokio::sync::broadcast::{self, error::TryRecvError};
 
 const SIPP: &str = "sipp";
 /// SIPp's own global timeout, in seconds (`-timeout`)…
@@ -247,20 +246,20 @@ async fn run_sipp(args: &[&str], server: SocketAddr) -> SippRun {
 
 /// Counts (offered, answered, ended by the caller's BYE) calls among the hotline's events,
 /// waiting up to 5 s for `calls` of each.
-async fn count_calls(events: &mut broadcast::Receiver<Event>, calls: usize) -> [usize; 3] {
+async fn count_calls(events: &mut SipEvents, calls: usize) -> [usize; 3] {
     let mut seen = [0usize; 3];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while seen.iter().any(|&n| n < calls) && tokio::time::Instant::now() < deadline {
-        match events.try_recv() {
-            Ok(Event::CallOffered { .. }) => seen[0] += 1,
-            Ok(Event::CallAnswered { .. }) => seen[1] += 1,
-            Ok(Event::CallEnded {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::CallOffered { .. })) => seen[0] += 1,
+            Ok(Ok(Event::CallAnswered { .. })) => seen[1] += 1,
+            Ok(Ok(Event::CallEnded {
                 reason: EndReason::RemoteBye,
                 ..
-            }) => seen[2] += 1,
-            Ok(_) => {}
-            Err(TryRecvError::Empty) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => panic!("hotline events: {e}"),
+            })) => seen[2] += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("hotline events: {e}"),
+            Err(_) => break,
         }
     }
     seen
@@ -270,7 +269,7 @@ async fn count_calls(events: &mut broadcast::Receiver<Event>, calls: usize) -> [
 /// `rate` calls a second over `transport` (SIPp's `-t`), with the default test limits.
 async fn uac_load(transport: &str, calls: u64, rate: u64) {
     let (hotline, _dir) = start_trusted("", "").await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
     let (m, r) = (calls.to_string(), rate.to_string());
     let run = run_sipp(
         &[
@@ -331,7 +330,7 @@ async fn register(scenario_file: &str, password: &str, server: SocketAddr) -> Si
 }
 
 /// The next registration event, within 5 s.
-async fn next_registration(events: &mut broadcast::Receiver<Event>) -> RegistrationEvent {
+async fn next_registration(events: &mut SipEvents) -> RegistrationEvent {
     let wait = async {
         loop {
             match events.recv().await {
@@ -354,7 +353,7 @@ async fn sipp_register_with_digest() {
     // MD5 only: SIPp 3.6.1 cannot answer SHA-256 (see the module documentation). Two wrong
     // passwords below stay under the default lock-out of 5 failures.
     let (hotline, _dir) = start_trusted(r#"auth_algorithms = ["MD5"]"#, "").await;
-    let mut events = hotline.subscribe();
+    let mut events = sip_events(&hotline);
 
     // REGISTER -> 401 -> REGISTER with credentials -> 200.
     let ok = register("register.xml", PASSWORD, hotline.sip_addr).await;
@@ -479,4 +478,82 @@ fn sipp_statistics_are_parsed_from_the_last_row() {
         })
     );
     assert!(parse_stats("StartTime;SuccessfulCall(C)\n").is_err());
+}
+
+/// RTP payloads of a pcap capture (Ethernet / IPv4 / UDP, as SIPp's shipped captures are).
+fn pcap_rtp_payloads(path: &str) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(&data[..4], &[0xD4, 0xC3, 0xB2, 0xA1], "little-endian pcap");
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let caplen = u32::from_le_bytes(data[off + 8..off + 12].try_into().unwrap()) as usize;
+        let frame = &data[off + 16..off + 16 + caplen];
+        off += 16 + caplen;
+        let ip = &frame[14..];
+        let udp = &ip[usize::from(ip[0] & 0x0F) * 4..];
+        let rtp = &udp[8..];
+        out.push(rtp[12..].to_vec());
+    }
+    out
+}
+
+/// SIPp plays the shipped captures into a call: 7 s of A-law speech (`g711a.pcap`), then
+/// the RFC 4733 digits 1 and # (`dtmf_2833_1.pcap`, `dtmf_2833_pound.pcap`). The hotline
+/// detects each digit once and records the speech sample for sample.
+#[tokio::test]
+async fn sipp_pcap_audio_and_dtmf_are_recorded_and_detected() {
+    if !sipp_available("sipp_pcap_audio_and_dtmf_are_recorded_and_detected") {
+        return;
+    }
+    use hotline::callflow::{DtmfVia, Event as CallEvent};
+    let (hotline, _dir) = start_trusted("", "").await;
+    let mut events = hotline.subscribe();
+    let xml = scenario("pcap-call.xml");
+    let media_port = (free_port() & !1).to_string();
+    let run = run_sipp(
+        &["-sf", xml.to_str().unwrap(), "-m", "1", "-mp", &media_port],
+        hotline.sip_addr,
+    )
+    .await;
+    run.assert_all_successful(1);
+
+    let mut digits = Vec::new();
+    let mut recording = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while recording.is_none() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(CallEvent::Dtmf { digit, via, .. })) => digits.push((digit, via)),
+            Ok(Ok(CallEvent::RecordingSaved { recording: r, .. })) => recording = r,
+            Ok(Ok(_)) => {}
+            other => panic!("no recording: {other:?}"),
+        }
+    }
+    assert_eq!(digits, vec![('1', DtmfVia::Rtp), ('#', DtmfVia::Rtp)]);
+    let recording = recording.unwrap();
+    assert!(
+        recording.duration >= Duration::from_secs(8),
+        "{recording:?}"
+    );
+    let mut reader = hound::WavReader::open(&recording.path).unwrap();
+    let left: Vec<i16> = reader
+        .samples::<i16>()
+        .step_by(2)
+        .map(Result::unwrap)
+        .collect();
+    // Two seconds of the capture's speech (packets 100–166), decoded by the textbook A-law.
+    let speech: Vec<i16> = pcap_rtp_payloads("/usr/share/sip-tester/g711a.pcap")[100..166]
+        .iter()
+        .flatten()
+        .map(|&b| support::rtp::alaw_decode(b))
+        .collect();
+    assert!(
+        speech.iter().any(|&s| s.abs() > 1000),
+        "the capture has speech there"
+    );
+    assert!(
+        support::rtp::find(&left, &speech).is_some(),
+        "the capture's speech is not in the caller's channel"
+    );
+    hotline.shutdown().await;
 }

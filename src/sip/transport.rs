@@ -14,9 +14,10 @@
 use super::framing::{Frame, Framer};
 use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
-use super::ua::{Event, UaSettings, UserAgent};
+use super::ua::{EndReason, Event, UaSettings, UserAgent};
 use super::{Transmit, Transport};
 use crate::config::Config;
+use crate::media::ports::PortPool;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,6 +55,24 @@ enum Input {
     TcpClosed {
         addr: SocketAddr,
     },
+    /// From the call flow.
+    Hangup {
+        call: u64,
+        reason: EndReason,
+    },
+}
+
+/// Lets the call flow act on calls in the SIP core.
+#[derive(Clone)]
+pub struct SipControl {
+    core: mpsc::Sender<Input>,
+}
+
+impl SipControl {
+    /// Ends a call from our side (BYE). Does nothing if it has already ended.
+    pub async fn hangup(&self, call: u64, reason: EndReason) {
+        let _ = self.core.send(Input::Hangup { call, reason }).await;
+    }
 }
 
 /// A running SIP side.
@@ -61,6 +80,7 @@ pub struct SipService {
     /// UDP and TCP listen here.
     pub local_addr: SocketAddr,
     pub events: broadcast::Sender<Event>,
+    pub control: SipControl,
     /// False once the core task has stopped (health checks report it).
     pub alive: Arc<AtomicBool>,
     pub tasks: Vec<JoinHandle<()>>,
@@ -130,15 +150,20 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Binds and starts the SIP tasks.
+///
+/// Every event goes to `calls` (the call flow, which must see each one) and to the
+/// returned broadcast channel (observers, which may lag).
 pub async fn start(
     config: &Config,
+    ports: PortPool,
+    calls: mpsc::UnboundedSender<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SipService, TransportError> {
     let (udp, tcp) = bind(config.sip.listen).await?;
     let local_addr = udp.local_addr().expect("bound socket has an address");
     let udp = Arc::new(udp);
     let settings = UaSettings::from_config(config, local_addr);
-    let ua = UserAgent::new(config, settings, Instant::now());
+    let ua = UserAgent::new(config, settings, Instant::now()).with_ports(Box::new(ports));
     let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
     let (events, _) = broadcast::channel(4096);
     let alive = Arc::new(AtomicBool::new(true));
@@ -156,6 +181,9 @@ pub async fn start(
         config.limits.source_burst,
         config.limits.trusted_sources.clone(),
     );
+    let control = SipControl {
+        core: core_tx.clone(),
+    };
     let tasks = vec![
         tokio::spawn(udp_receive(
             udp.clone(),
@@ -175,7 +203,10 @@ pub async fn start(
             udp,
             core_rx,
             core_tx,
-            events.clone(),
+            Outlets {
+                calls,
+                observers: events.clone(),
+            },
             alive.clone(),
             limits,
             shutdown,
@@ -185,6 +216,7 @@ pub async fn start(
     Ok(SipService {
         local_addr,
         events,
+        control,
         alive,
         tasks,
     })
@@ -474,13 +506,19 @@ async fn run_connection(
     open.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Where the core's events go.
+struct Outlets {
+    calls: mpsc::UnboundedSender<Event>,
+    observers: broadcast::Sender<Event>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn core(
     mut ua: UserAgent,
     udp: Arc<UdpSocket>,
     mut rx: mpsc::Receiver<Input>,
     core_tx: mpsc::Sender<Input>,
-    events: broadcast::Sender<Event>,
+    events: Outlets,
     alive: Arc<AtomicBool>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -514,7 +552,8 @@ async fn core(
         }
         while let Some(ev) = ua.poll_event() {
             tracing::debug!(?ev, "SIP event");
-            let _ = events.send(ev);
+            let _ = events.observers.send(ev.clone());
+            let _ = events.calls.send(ev);
         }
     }
     alive.store(false, Ordering::SeqCst);
@@ -537,6 +576,7 @@ fn handle_input(
         Input::TcpClosed { addr } => {
             tcp.remove(&addr);
         }
+        Input::Hangup { call, reason } => ua.hangup(call, reason, Instant::now()),
     }
 }
 

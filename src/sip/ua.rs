@@ -13,14 +13,19 @@
 //!   with an SDP answer, retransmitting the 2xx until the ACK comes (BYE after 64·T1 without);
 //! * BYE, CANCEL, re-INVITE (hold/unhold), OPTIONS, INFO, REGISTER (to the registrar);
 //! * 404 for other request-URIs, 488 without SDP or a common codec, 481 outside dialogs,
-//!   405/501 for methods the hotline does not serve, 503 over the call limit.
+//!   405/501 for methods the hotline does not serve, 503 over the call limit;
+//! * DTMF by SIP INFO (`application/dtmf-relay`, `application/dtmf`) as [`Event::Dtmf`];
+//! * BYE from our side when the call flow hangs up ([`UserAgent::hangup`]).
+//!
+//! RTP ports come from an [`RtpPorts`] allocator: the real one binds sockets
+//! ([`crate::media::ports::PortPool`]); tests use [`CountingPorts`].
 
 use super::dialog::{Dialog, DialogKey, DialogState, PendingAck};
 use super::message::{
     first_header, parse_cseq, parse_via, response_destination, tag_param, top_via, ResponseBuilder,
 };
 use super::registrar::{Registrar, RegistrationEvent};
-use super::sdp::{self, Direction, LocalMedia, SdpError};
+use super::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 use super::transaction::{
     self, ClientNonInvite, Output, ServerInvite, ServerInviteState, ServerNonInvite, Timers,
     TransactionKey,
@@ -86,6 +91,48 @@ impl UaSettings {
     }
 }
 
+/// Where RTP ports for the SDP answer come from.
+///
+/// Sans-IO code cannot bind sockets, so the core asks this allocator; the transport gives it
+/// [`crate::media::ports::PortPool`], which binds a socket for the port and keeps it for the
+/// call's media session.
+pub trait RtpPorts: Send {
+    /// A port for a new call, or `None` when the range is exhausted (the call gets 503).
+    fn allocate(&mut self) -> Option<u16>;
+    /// The call ended: a port whose media never started can be reused.
+    fn release(&mut self, port: u16);
+}
+
+/// Round-robin port numbers without sockets: for tests and benchmarks of the SIP core.
+pub struct CountingPorts {
+    range: (u16, u16),
+    next: u16,
+}
+
+impl CountingPorts {
+    pub fn new(min: u16, max: u16) -> Self {
+        CountingPorts {
+            range: (min & !1, max),
+            next: min & !1,
+        }
+    }
+}
+
+impl RtpPorts for CountingPorts {
+    fn allocate(&mut self) -> Option<u16> {
+        let (lo, hi) = self.range;
+        let port = self.next;
+        self.next = if u32::from(port) + 2 > u32::from(hi) {
+            lo
+        } else {
+            port + 2
+        };
+        Some(port)
+    }
+
+    fn release(&mut self, _port: u16) {}
+}
+
 /// Why a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -95,6 +142,10 @@ pub enum EndReason {
     Cancelled,
     /// We answered but the ACK never came; we sent BYE.
     AckTimeout,
+    /// The call flow hung up (we sent BYE).
+    Hangup,
+    /// The caller's RTP stopped for longer than `media.rtp_timeout_s`; we sent BYE.
+    RtpTimeout,
 }
 
 /// Things that happened, for the call flow, the API and tests.
@@ -106,6 +157,10 @@ pub enum Event {
         call_id: String,
         from: String,
         number: String,
+        /// Our RTP port in the SDP answer (bound by the [`RtpPorts`] allocator).
+        rtp_port: u16,
+        /// What the SDP offer/answer agreed.
+        media: Negotiated,
     },
     /// 200 OK sent.
     CallAnswered {
@@ -115,10 +170,15 @@ pub enum Event {
     CallConfirmed {
         call: u64,
     },
-    /// A re-INVITE changed the media direction (hold / unhold).
-    MediaDirection {
+    /// A re-INVITE changed the media: direction (hold / unhold), address or codecs.
+    MediaChanged {
         call: u64,
-        direction: Direction,
+        media: Negotiated,
+    },
+    /// A DTMF digit sent by SIP INFO.
+    Dtmf {
+        call: u64,
+        digit: char,
     },
     CallEnded {
         call: u64,
@@ -160,6 +220,8 @@ struct Call {
     contact: String,
     answer_sdp: String,
     scheduled: Option<Instant>,
+    /// The call flow hung up before the ACK came: BYE once it does.
+    hangup_on_ack: Option<EndReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,7 +246,7 @@ pub struct UserAgent {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_call: u64,
-    next_rtp_port: u16,
+    ports: Box<dyn RtpPorts>,
 }
 
 impl UserAgent {
@@ -192,7 +254,10 @@ impl UserAgent {
         let settings_calls = settings.max_calls.min(100_000);
         let mut ua = UserAgent {
             registrar: Registrar::new(config, now),
-            next_rtp_port: settings.rtp_ports.0 & !1,
+            ports: Box::new(CountingPorts::new(
+                settings.rtp_ports.0,
+                settings.rtp_ports.1,
+            )),
             settings,
             // Sized for the steady state of a busy hotline (2000 calls/s keep ~130k
             // transactions in their 64·T1 linger) so that the table never stops the core
@@ -208,6 +273,46 @@ impl UserAgent {
         };
         ua.schedule(now + SWEEP_INTERVAL, TimerRef::Sweep);
         ua
+    }
+
+    /// Takes RTP ports from `ports` instead of counting them.
+    pub fn with_ports(mut self, ports: Box<dyn RtpPorts>) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// Ends an answered call from our side with BYE (the call flow finished, or its RTP
+    /// stopped). A call still waiting for its ACK is ended as soon as the ACK arrives: the
+    /// callee must not send BYE before it (RFC 3261 §15). Unknown calls are ignored (the
+    /// caller may have hung up at the same moment).
+    pub fn hangup(&mut self, call: u64, reason: EndReason, now: Instant) {
+        let Some(dkey) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.dialog.id == call)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        let c = self.calls.get_mut(&dkey).expect("found");
+        match c.dialog.state {
+            DialogState::Confirmed => {
+                self.send_bye(&dkey, now);
+                self.end_call(&dkey, reason);
+            }
+            DialogState::WaitingAck => c.hangup_on_ack = Some(reason),
+            DialogState::Early => {
+                // Not answered yet: refuse the INVITE instead.
+                if let (Some(inv), Some(tx)) = (c.invite.take(), c.invite_tx.take()) {
+                    let r = ResponseBuilder::new(&inv, c.source, 480, "Temporarily Unavailable")
+                        .to_tag(&dkey.local_tag)
+                        .header("Server", &self.settings.server)
+                        .build();
+                    self.respond(&tx, 480, r, now);
+                }
+                self.end_call(&dkey, reason);
+            }
+        }
     }
 
     /// Calls in progress (answered or ringing).
@@ -322,7 +427,7 @@ impl UserAgent {
                 }
             }
             // …an ACK to a 2xx is a request of its own within the dialog (§13.2.2.4).
-            self.on_ack(&req);
+            self.on_ack(&req, now);
             return;
         }
         if let Some(e) = self.server.get_mut(&key) {
@@ -384,15 +489,7 @@ impl UserAgent {
                 };
                 self.respond(&key, status_of(&resp), resp, now);
             }
-            rsip::Method::Info => {
-                let found = to_tag.is_some_and(|tag| self.find_call(&req, &tag).is_some());
-                let resp = if found {
-                    self.simple(&req, source, 200, "OK")
-                } else {
-                    self.simple(&req, source, 481, "Call/Transaction Does Not Exist")
-                };
-                self.respond(&key, status_of(&resp), resp, now);
-            }
+            rsip::Method::Info => self.on_info(&req, &key, to_tag, source, now),
             rsip::Method::Register => {
                 let outcome = self.registrar.handle(&req, source, transport, now);
                 for ev in outcome.events {
@@ -407,6 +504,43 @@ impl UserAgent {
                     .header("Server", &self.settings.server)
                     .build();
                 self.respond(&key, 405, resp, now);
+            }
+        }
+    }
+
+    /// INFO in a dialog: DTMF relay (RFC 2976 style, as phones send it), or an empty keepalive.
+    fn on_info(
+        &mut self,
+        req: &rsip::Request,
+        key: &TransactionKey,
+        to_tag: Option<String>,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(dkey) = to_tag.and_then(|tag| self.find_call(req, &tag)) else {
+            let r = self.simple(req, source, 481, "Call/Transaction Does Not Exist");
+            return self.respond(key, 481, r, now);
+        };
+        if req.body.is_empty() {
+            let r = self.simple(req, source, 200, "OK");
+            return self.respond(key, 200, r, now);
+        }
+        let content_type = first_header(&req.headers, "Content-Type").unwrap_or_default();
+        match crate::media::dtmf::parse_info(content_type, &req.body) {
+            Ok(digit) => {
+                let call = self.calls[&dkey].dialog.id;
+                self.events.push_back(Event::Dtmf { call, digit });
+                let r = self.simple(req, source, 200, "OK");
+                self.respond(key, 200, r, now);
+            }
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "INFO refused");
+                let r = ResponseBuilder::new(req, source, 415, "Unsupported Media Type")
+                    .to_tag(&dkey.local_tag)
+                    .header("Accept", "application/dtmf-relay, application/dtmf")
+                    .header("Warning", format!("399 hotline \"{e}\""))
+                    .build();
+                self.respond(key, 415, r, now);
             }
         }
     }
@@ -460,7 +594,15 @@ impl UserAgent {
             let r = self.simple(&req, source, 400, "Bad Request");
             return self.respond(&key, 400, r, now);
         };
-        let rtp_port = self.allocate_rtp_port();
+        let Some(rtp_port) = self.ports.allocate() else {
+            let r = ResponseBuilder::new(&req, source, 503, "Service Unavailable")
+                .to_tag(&dialog.key.local_tag)
+                .header("Retry-After", 5)
+                .header("Warning", "399 hotline \"no free RTP port\"")
+                .header("Server", &self.settings.server)
+                .build();
+            return self.respond(&key, 503, r, now);
+        };
         let local = LocalMedia {
             address: self.settings.media_ip,
             port: rtp_port,
@@ -476,11 +618,12 @@ impl UserAgent {
                     .header("Warning", format!("{} hotline \"{e}\"", warning_code(&e)))
                     .header("Server", &self.settings.server)
                     .build();
+                self.ports.release(rtp_port);
                 return self.respond(&key, 488, r, now);
             }
         };
         dialog.rtp_port = rtp_port;
-        dialog.media = Some(answer.negotiated);
+        dialog.media = Some(answer.negotiated.clone());
         let dkey = dialog.key.clone();
         let contact = contact_header(&number, &self.settings.contact_host, peer.transport);
         self.events.push_back(Event::CallOffered {
@@ -488,6 +631,8 @@ impl UserAgent {
             call_id: dkey.call_id.clone(),
             from: dialog.remote_header.clone(),
             number,
+            rtp_port,
+            media: answer.negotiated,
         });
         let ring = self.settings.answer_delay;
         let call = Call {
@@ -498,6 +643,7 @@ impl UserAgent {
             contact,
             answer_sdp: answer.sdp,
             scheduled: None,
+            hangup_on_ack: None,
         };
         self.calls.insert(dkey.clone(), call);
         if let Some(entry) = self.server.get_mut(&key) {
@@ -546,7 +692,7 @@ impl UserAgent {
         self.reschedule_call(dkey);
     }
 
-    fn on_ack(&mut self, req: &rsip::Request) {
+    fn on_ack(&mut self, req: &rsip::Request, now: Instant) {
         let Some(tag) = first_header(&req.headers, "To").and_then(tag_param) else {
             return;
         };
@@ -564,15 +710,23 @@ impl UserAgent {
                 let first = call.dialog.state != DialogState::Confirmed;
                 call.dialog.state = DialogState::Confirmed;
                 call.dialog.reinvite_in_progress = false;
+                let id = call.dialog.id;
                 if !req.body.is_empty() {
                     // The answer to the offer we made in a 2xx to an offer-less re-INVITE.
                     if let Ok(n) = sdp::parse_answer(&req.body) {
-                        call.dialog.media = Some(n);
+                        if call.dialog.media.as_ref() != Some(&n) {
+                            call.dialog.media = Some(n.clone());
+                            self.events
+                                .push_back(Event::MediaChanged { call: id, media: n });
+                        }
                     }
                 }
                 if first {
-                    let id = call.dialog.id;
                     self.events.push_back(Event::CallConfirmed { call: id });
+                }
+                if let Some(reason) = call.hangup_on_ack.take() {
+                    self.send_bye(&dkey, now);
+                    self.end_call(&dkey, reason);
                 }
             }
         }
@@ -690,13 +844,11 @@ impl UserAgent {
         } else {
             sdp::answer(&req.body, &local).map(|a| {
                 let id = call.dialog.id;
-                let direction = a.negotiated.direction;
-                let changed = call.dialog.media.as_ref().map(|m| m.direction) != Some(direction);
-                call.dialog.media = Some(a.negotiated);
-                if changed {
-                    self.events.push_back(Event::MediaDirection {
+                if call.dialog.media.as_ref() != Some(&a.negotiated) {
+                    call.dialog.media = Some(a.negotiated.clone());
+                    self.events.push_back(Event::MediaChanged {
                         call: id,
-                        direction,
+                        media: a.negotiated,
                     });
                 }
                 a.sdp
@@ -741,18 +893,12 @@ impl UserAgent {
 
     fn end_call(&mut self, dkey: &DialogKey, reason: EndReason) {
         if let Some(call) = self.calls.remove(dkey) {
+            self.ports.release(call.dialog.rtp_port);
             self.events.push_back(Event::CallEnded {
                 call: call.dialog.id,
                 reason,
             });
         }
-    }
-
-    fn allocate_rtp_port(&mut self) -> u16 {
-        let (lo, hi) = self.settings.rtp_ports;
-        let port = self.next_rtp_port;
-        self.next_rtp_port = if port + 2 > hi { lo & !1 } else { port + 2 };
-        port
     }
 
     // ---------------------------------------------------------------- timers of calls

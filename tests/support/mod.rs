@@ -10,6 +10,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+pub mod rtp;
+
+/// The prompts shipped in the repository.
+pub const PROMPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ivr-prompts");
+
 pub const OPERATOR: &str = "1001";
 pub const PASSWORD: &str = "secret-1001";
 
@@ -40,7 +45,8 @@ password = "{PASSWORD}"
 "#,
         dir.path().display()
     );
-    let config = Config::from_toml(&text).expect("test config parses");
+    let mut config = Config::from_toml(&text).expect("test config parses");
+    config.media.prompts_dir = PROMPTS.into();
     config.validate().expect("test config is valid");
     (config, dir)
 }
@@ -213,6 +219,8 @@ pub struct Req<'a> {
     pub cseq: u32,
     pub extra: &'a str,
     pub body: &'a str,
+    /// Content-Type of a non-empty body.
+    pub content_type: &'a str,
 }
 
 impl<'a> Req<'a> {
@@ -229,6 +237,7 @@ impl<'a> Req<'a> {
             cseq: 1,
             extra: "",
             body: "",
+            content_type: "application/sdp",
         }
     }
 
@@ -237,7 +246,7 @@ impl<'a> Req<'a> {
         let ctype = if self.body.is_empty() {
             String::new()
         } else {
-            "Content-Type: application/sdp\r\n".to_string()
+            format!("Content-Type: {}\r\n", self.content_type)
         };
         format!(
             "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{tr} {via};branch={br};rport\r\nMax-Forwards: 70\r\n\
@@ -369,4 +378,47 @@ impl Peer {
         r.transport = self.transport();
         r
     }
+}
+
+/// The SIP core's events only (the tests of SIP behaviour ignore media events).
+pub struct SipEvents(tokio::sync::broadcast::Receiver<hotline::callflow::Event>);
+
+impl SipEvents {
+    pub async fn recv(
+        &mut self,
+    ) -> Result<hotline::sip::ua::Event, tokio::sync::broadcast::error::RecvError> {
+        loop {
+            if let hotline::callflow::Event::Sip(ev) = self.0.recv().await? {
+                return Ok(ev);
+            }
+        }
+    }
+}
+
+pub fn sip_events(hotline: &Hotline) -> SipEvents {
+    SipEvents(hotline.subscribe())
+}
+
+/// A port free on both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits up to 10 s for `/healthz` to answer 200.
+pub async fn wait_healthy(http: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(http).await.is_ok() {
+            let (status, body) = http_get(http, "/healthz").await;
+            assert_eq!(status, 200, "{body}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no /healthz on {http} within 10 s");
 }

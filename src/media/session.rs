@@ -1,0 +1,493 @@
+//! A call's media: one tokio task owning the caller's RTP socket, the operator's once the
+//! call is bridged, the prompt player and the recorder.
+//!
+//! One task per call (not per leg) so that relaying caller ↔ operator and feeding both
+//! channels of the recording never crosses a channel or a lock. The task only moves
+//! datagrams; what a packet means is decided by [`LegState`], what goes out next by the
+//! [`Player`], and the recording's layout by the [`Recorder`].
+//!
+//! Timing: prompts and silence are paced by a 20 ms `tokio::time::Interval`, whose ticks are
+//! computed from the start instant (`start + n·20 ms`), so a long call does not drift; a
+//! late tick sends the missed frames at once (`MissedTickBehavior::Burst`) so the stream's
+//! timestamps stay true to wall-clock time. Relayed packets go out as soon as they arrive:
+//! the bridge adds no buffering and so no jitter of its own.
+//!
+//! The recorder writes to a buffered file from this task. Those writes land in the page
+//! cache (32 kB a second per call) and the flush once a second is one `write` plus a header
+//! update, cheap enough not to need a thread of their own.
+
+use super::bridge::{self, Audio};
+use super::g711;
+use super::leg::{Inbound, LegState, FRAME_SAMPLES};
+use super::prompt::Prompt;
+use super::recorder::{Channel, Recorder, RecordingSummary};
+use crate::sip::sdp::Negotiated;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// Largest datagram we read; RTP for G.711 at 20–60 ms is 172–492 bytes.
+const MAX_DATAGRAM: usize = 2048;
+/// Datagrams taken from a socket per wake-up before looking at the others.
+const DRAIN: usize = 16;
+/// How often the recorder is aligned and the RTP timeout checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(200);
+/// Pacing period of prompts and silence.
+const PTIME: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("RTP socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("recording: {0}")]
+    Recorder(#[from] super::recorder::RecorderError),
+}
+
+/// Which leg of the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegId {
+    Caller,
+    Operator,
+}
+
+/// A leg to start: its bound socket and what SDP agreed for it.
+#[derive(Debug)]
+pub struct LegConfig {
+    pub socket: std::net::UdpSocket,
+    pub media: Negotiated,
+}
+
+/// What starts a session.
+#[derive(Debug)]
+pub struct SessionConfig {
+    /// The call's number in the SIP core, carried in every event.
+    pub call: u64,
+    pub caller: LegConfig,
+    /// Where to record; `None` records nothing.
+    pub recording: Option<PathBuf>,
+    /// Hang up after this long without RTP from a leg that should be sending.
+    pub rtp_timeout: Option<Duration>,
+}
+
+/// What the call flow asks of the media.
+#[derive(Debug)]
+pub enum Command {
+    /// Play these prompts in order (replacing what plays now), then loop `then` (hold
+    /// audio) or fall silent. [`SessionEvent::PlaybackDone`] follows the last of `prompts`.
+    Play {
+        prompts: Vec<Arc<Prompt>>,
+        then: Option<Arc<Prompt>>,
+    },
+    /// Stop playing; the caller hears silence.
+    StopPlayback,
+    /// The caller's SDP changed (re-INVITE: hold, new address, codecs).
+    UpdateCaller(Negotiated),
+    /// Connect the caller to the operator's leg; prompts stop.
+    Bridge(LegConfig),
+    /// The operator's leg ends; the caller hears silence until the next `Play`.
+    Unbridge,
+    /// End the session: the recording is finalised and [`SessionEvent::Ended`] sent.
+    Stop,
+}
+
+/// What happened, for the call flow.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A DTMF digit by RFC 4733 from the caller.
+    Dtmf(char),
+    /// The prompts of the last `Play` have been sent.
+    PlaybackDone,
+    /// A leg's RTP stopped for longer than the timeout.
+    RtpTimeout(LegId),
+    /// The session is over.
+    Ended(SessionSummary),
+}
+
+/// Per-leg figures at the end of a call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LegFigures {
+    pub received: u64,
+    pub lost: u64,
+    /// Interarrival jitter (RFC 3550 A.8) in milliseconds.
+    pub jitter_ms: f64,
+    pub sent: u64,
+}
+
+#[derive(Debug)]
+pub struct SessionSummary {
+    pub recording: Option<RecordingSummary>,
+    pub caller: LegFigures,
+    pub operator: Option<LegFigures>,
+}
+
+/// The handle the call flow keeps.
+pub struct Session {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts the media task. `events` gets `(call, event)` pairs.
+    pub fn spawn(
+        config: SessionConfig,
+        events: mpsc::UnboundedSender<(u64, SessionEvent)>,
+    ) -> Result<Session, SessionError> {
+        let now = Instant::now();
+        let recorder = match &config.recording {
+            Some(path) => Some(Recorder::create(path, now)?),
+            None => None,
+        };
+        let caller = Leg::new(config.caller, now)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = MediaTask {
+            call: config.call,
+            caller,
+            operator: None,
+            player: Player::default(),
+            recorder,
+            rtp_timeout: config.rtp_timeout,
+            events,
+            out: [0; MAX_DATAGRAM],
+            pcm: [0; MAX_DATAGRAM],
+        };
+        let task = tokio::spawn(task.run(rx));
+        Ok(Session { commands: tx, task })
+    }
+
+    /// Sends a command; false if the session has already ended.
+    pub fn command(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// Stops the session and waits until its recording is finalised.
+    pub async fn stop(self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.task.await;
+    }
+}
+
+/// A leg with its socket and receive buffer.
+struct Leg {
+    socket: UdpSocket,
+    state: LegState,
+    buf: Box<[u8; MAX_DATAGRAM]>,
+    sent: u64,
+    timed_out: bool,
+}
+
+impl Leg {
+    fn new(config: LegConfig, now: Instant) -> Result<Leg, SessionError> {
+        config.socket.set_nonblocking(true)?;
+        Ok(Leg {
+            socket: UdpSocket::from_std(config.socket)?,
+            state: LegState::new(&config.media, now),
+            buf: Box::new([0; MAX_DATAGRAM]),
+            sent: 0,
+            timed_out: false,
+        })
+    }
+
+    fn send(&mut self, datagram: &[u8]) {
+        let Some(to) = self.state.remote() else {
+            return;
+        };
+        // RTP is real time: a packet the kernel cannot take now is late anyway; drop it.
+        if self.socket.try_send_to(datagram, to).is_ok() {
+            self.sent += 1;
+        }
+    }
+
+    fn figures(&self) -> LegFigures {
+        let s = self.state.stats();
+        LegFigures {
+            received: s.received(),
+            lost: s.lost(),
+            jitter_ms: f64::from(s.jitter()) / 8.0,
+            sent: self.sent,
+        }
+    }
+}
+
+/// Prompt playback: a queue of prompts, then an optional loop.
+#[derive(Default)]
+struct Player {
+    queue: VecDeque<Arc<Prompt>>,
+    looped: Option<Arc<Prompt>>,
+    frame: usize,
+    /// `PlaybackDone` is owed once `queue` empties.
+    owe_done: bool,
+}
+
+impl Player {
+    fn play(&mut self, prompts: Vec<Arc<Prompt>>, then: Option<Arc<Prompt>>) {
+        self.queue = prompts.into();
+        self.looped = then;
+        self.frame = 0;
+        self.owe_done = true;
+    }
+
+    fn stop(&mut self) {
+        *self = Player::default();
+    }
+
+    /// The prompt and frame to send now, advancing; `done` is true when this call finished
+    /// the queued prompts.
+    fn next(&mut self) -> (Option<(Arc<Prompt>, usize)>, bool) {
+        let mut done = false;
+        while let Some(p) = self.queue.front() {
+            if self.frame < p.frames() {
+                let item = (p.clone(), self.frame);
+                self.frame += 1;
+                return (Some(item), done);
+            }
+            self.queue.pop_front();
+            self.frame = 0;
+            if self.queue.is_empty() && self.owe_done {
+                self.owe_done = false;
+                done = true;
+            }
+        }
+        if self.owe_done {
+            self.owe_done = false;
+            done = true;
+        }
+        match &self.looped {
+            Some(p) if p.frames() > 0 => {
+                if self.frame >= p.frames() {
+                    self.frame = 0;
+                }
+                let item = (p.clone(), self.frame);
+                self.frame += 1;
+                (Some(item), done)
+            }
+            _ => (None, done),
+        }
+    }
+}
+
+struct MediaTask {
+    call: u64,
+    caller: Leg,
+    operator: Option<Leg>,
+    player: Player,
+    recorder: Option<Recorder>,
+    rtp_timeout: Option<Duration>,
+    events: mpsc::UnboundedSender<(u64, SessionEvent)>,
+    out: [u8; MAX_DATAGRAM],
+    pcm: [i16; MAX_DATAGRAM],
+}
+
+impl MediaTask {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut pacer = tokio::time::interval(PTIME);
+        pacer.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let bridged = self.operator.is_some();
+            let pacing = !bridged && self.caller.state.we_send();
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    None | Some(Command::Stop) => break,
+                    Some(c) => self.command(c),
+                },
+                r = self.caller.socket.recv_from(&mut self.caller.buf[..]) => {
+                    if let Ok((n, from)) = r {
+                        self.on_caller(n, from);
+                    }
+                    for _ in 0..DRAIN {
+                        match self.caller.socket.try_recv_from(&mut self.caller.buf[..]) {
+                            Ok((n, from)) => self.on_caller(n, from),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                r = recv(&mut self.operator) => {
+                    if let Ok((n, from)) = r {
+                        self.on_operator(n, from);
+                    }
+                    for _ in 0..DRAIN {
+                        let Some(op) = &mut self.operator else { break };
+                        match op.socket.try_recv_from(&mut op.buf[..]) {
+                            Ok((n, from)) => self.on_operator(n, from),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = pacer.tick(), if pacing => self.pace(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+        }
+        self.finish();
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        let _ = self.events.send((self.call, event));
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Play { prompts, then } => {
+                self.player.play(prompts, then);
+                self.caller.state.resync();
+            }
+            Command::StopPlayback => self.player.stop(),
+            Command::UpdateCaller(media) => {
+                let was_receiving = self.caller.state.peer_sends();
+                self.caller.state.update(&media);
+                if !was_receiving && self.caller.state.peer_sends() {
+                    // Off hold: give the caller a full timeout to resume sending.
+                    self.caller.state.touch(Instant::now());
+                    self.caller.timed_out = false;
+                }
+            }
+            Command::Bridge(config) => match Leg::new(config, Instant::now()) {
+                Ok(leg) => {
+                    self.player.stop();
+                    self.caller.state.resync();
+                    self.operator = Some(leg);
+                }
+                Err(e) => tracing::error!(call = self.call, error = %e, "cannot bridge"),
+            },
+            Command::Unbridge => {
+                self.operator = None;
+                self.caller.state.resync();
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn on_caller(&mut self, n: usize, from: SocketAddr) {
+        let now = Instant::now();
+        let inbound = self.caller.state.receive(&self.caller.buf[..n], from, now);
+        match inbound {
+            Inbound::Audio { packet, codec, gap } => {
+                let to = self.operator.as_mut().map(|op| &mut op.state);
+                let len = bridge::forward(
+                    &Audio { packet, codec, gap },
+                    Channel::Caller,
+                    self.recorder.as_mut(),
+                    to,
+                    &mut self.pcm,
+                    &mut self.out,
+                );
+                if let (Some(op), Some(len)) = (self.operator.as_mut(), len) {
+                    op.send(&self.out[..len]);
+                }
+            }
+            Inbound::Digit(d) => {
+                tracing::debug!(call = self.call, digit = %d, "DTMF (RFC 4733)");
+                self.emit(SessionEvent::Dtmf(d));
+            }
+            Inbound::Ignored => {}
+        }
+    }
+
+    fn on_operator(&mut self, n: usize, from: SocketAddr) {
+        let Some(op) = self.operator.as_mut() else {
+            return;
+        };
+        let inbound = op.state.receive(&op.buf[..n], from, Instant::now());
+        if let Inbound::Audio { packet, codec, gap } = inbound {
+            let to = self
+                .caller
+                .state
+                .we_send()
+                .then_some(&mut self.caller.state);
+            let len = bridge::forward(
+                &Audio { packet, codec, gap },
+                Channel::Other,
+                self.recorder.as_mut(),
+                to,
+                &mut self.pcm,
+                &mut self.out,
+            );
+            if let Some(len) = len {
+                self.caller.send(&self.out[..len]);
+            }
+        }
+    }
+
+    /// One 20 ms frame of prompt (or silence) to the caller, recorded on the other channel.
+    fn pace(&mut self) {
+        let (item, done) = self.player.next();
+        let codec = self.caller.state.codec();
+        let mut frame = [g711::silence(codec); FRAME_SAMPLES as usize];
+        match &item {
+            Some((prompt, k)) => {
+                frame.copy_from_slice(prompt.frame(codec, *k));
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push(Channel::Other, prompt.pcm_frame(*k));
+                }
+            }
+            None => {
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push_silence(Channel::Other, FRAME_SAMPLES as usize);
+                }
+            }
+        }
+        let len = self.caller.state.write_frame(&frame, &mut self.out);
+        self.caller.send(&self.out[..len]);
+        if done {
+            self.emit(SessionEvent::PlaybackDone);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if let Some(r) = self.recorder.as_mut() {
+            if let Err(e) = r.tick(now) {
+                tracing::error!(call = self.call, error = %e, "recording stopped");
+                self.recorder = None;
+            }
+        }
+        let Some(timeout) = self.rtp_timeout else {
+            return;
+        };
+        for (id, leg) in [
+            (LegId::Caller, Some(&mut self.caller)),
+            (LegId::Operator, self.operator.as_mut()),
+        ] {
+            let Some(leg) = leg else { continue };
+            if leg.state.peer_sends()
+                && !leg.timed_out
+                && now.saturating_duration_since(leg.state.last_rx()) > timeout
+            {
+                leg.timed_out = true;
+                tracing::info!(call = self.call, leg = ?id, "RTP timeout");
+                let _ = self.events.send((self.call, SessionEvent::RtpTimeout(id)));
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        let recording = self.recorder.take().and_then(|r| match r.finish() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(call = self.call, error = %e, "cannot finalise recording");
+                None
+            }
+        });
+        let summary = SessionSummary {
+            recording,
+            caller: self.caller.figures(),
+            operator: self.operator.as_ref().map(Leg::figures),
+        };
+        self.emit(SessionEvent::Ended(summary));
+    }
+}
+
+/// Receives on the operator leg, or never when there is none.
+async fn recv(operator: &mut Option<Leg>) -> std::io::Result<(usize, SocketAddr)> {
+    match operator {
+        Some(op) => op.socket.recv_from(&mut op.buf[..]).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,262 @@
+//! End-to-end media: a test UA calls the hotline over loopback SIP and RTP, hears the
+//! greeting, sends audio and DTMF, and the recording on disk is checked sample for sample.
+
+mod support;
+
+use hotline::callflow::{DtmfVia, Event};
+use hotline::media::prompt::Prompts;
+use hotline::sip::ua::{self, EndReason};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::rtp::*;
+use support::*;
+use tokio::sync::broadcast;
+
+/// INVITE with an offer for `rtp`, 200 OK, ACK: returns the To tag and where the hotline
+/// wants RTP.
+async fn answered(peer: &mut Peer, call_id: &str, offer: &str) -> (String, SocketAddr) {
+    let mut invite = peer.req("INVITE", call_id);
+    invite.body = offer;
+    peer.send(&invite.build()).await;
+    let ok = peer.expect("SIP/2.0 200").await;
+    let to_tag = tag(header(&ok, "To").unwrap());
+    let mut ack = peer.req("ACK", call_id);
+    ack.branch = "z9hG4bK-ack";
+    ack.to_tag = Some(&to_tag);
+    peer.send(&ack.build()).await;
+    (to_tag, media_addr(body(&ok)))
+}
+
+async fn bye(peer: &mut Peer, call_id: &str, to_tag: &str, cseq: u32) {
+    let mut bye = peer.req("BYE", call_id);
+    bye.branch = "z9hG4bK-bye";
+    bye.to_tag = Some(to_tag);
+    bye.cseq = cseq;
+    peer.send(&bye.build()).await;
+    peer.expect("SIP/2.0 200").await;
+}
+
+/// Waits for the next recording to be finalised.
+async fn recording(events: &mut broadcast::Receiver<Event>) -> PathBuf {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::RecordingSaved { recording, .. })) => {
+                return recording.expect("a recording").path;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no recording: {other:?}"),
+        }
+    }
+}
+
+fn greeting() -> Vec<i16> {
+    let prompts = Prompts::load(std::path::Path::new(PROMPTS)).unwrap();
+    prompts
+        .require("greeting_working")
+        .unwrap()
+        .samples()
+        .to_vec()
+}
+
+/// Channel `ch` of an interleaved stereo recording.
+fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
+    samples.iter().skip(ch).step_by(2).copied().collect()
+}
+
+#[tokio::test]
+async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
+    let (hotline, _dir) = start().await;
+    let mut events = hotline.subscribe();
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let mut rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(0, "PCMU")]);
+    let (to_tag, media) = answered(&mut peer, "greet@test", &offer).await;
+
+    // The caller talks for 1 s while listening: a pattern that is not silence.
+    let spoken: Vec<u8> = (0..8000u32)
+        .map(|i| ((i * 37 + i / 160) % 251) as u8)
+        .collect();
+    rtp.stream(media, 0, &spoken).await;
+    // What the hotline sent meanwhile waits in the socket: read it and 1.5 s more.
+    let (packets, source) = rtp.collect(Duration::from_millis(1500)).await;
+    // Symmetric RTP: it comes from the address the SDP named.
+    assert_eq!(source, Some(media));
+    assert!(packets.len() >= 100, "{} packets in 2.5 s", packets.len());
+    // One stream: one SSRC, sequence +1, timestamp +160 per 20 ms packet, all PCMU.
+    for w in packets.windows(2) {
+        assert_eq!(w[1].ssrc, w[0].ssrc);
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        assert_eq!(w[1].ts.wrapping_sub(w[0].ts), 160);
+        assert_eq!(w[1].pt, 0);
+    }
+    // The audio is the greeting: what the UA decodes equals the prompt's samples through
+    // G.711 (encoded here by the textbook algorithm, independently of the hotline).
+    let greeting = greeting();
+    let heard: Vec<u8> = packets.iter().flat_map(|p| p.payload.clone()).collect();
+    let expected: Vec<u8> = greeting.iter().map(|&s| ulaw_encode(s)).collect();
+    assert_eq!(heard.len() % 160, 0);
+    assert_eq!(&heard[..], &expected[..heard.len()]);
+
+    bye(&mut peer, "greet@test", &to_tag, 2).await;
+    let path = recording(&mut events).await;
+    assert!(
+        path.to_string_lossy().contains("/recordings/"),
+        "{}",
+        path.display()
+    );
+    assert!(path.ends_with("greet_test.wav"), "{}", path.display());
+    let (samples, channels) = read_wav(&path);
+    assert_eq!(channels, 2);
+    // Left: the caller, sample for sample.
+    let caller: Vec<i16> = spoken.iter().map(|&b| ulaw_decode(b)).collect();
+    let left = channel(&samples, 0);
+    assert!(
+        find(&left, &caller).is_some(),
+        "caller audio not in the left channel"
+    );
+    // Right: what the caller heard, the greeting.
+    let right = channel(&samples, 1);
+    let heard_part = &greeting[..heard.len()];
+    assert!(
+        find(&right, heard_part).is_some(),
+        "greeting not in the right channel"
+    );
+    hotline.shutdown().await;
+}
+
+#[tokio::test]
+async fn pcma_caller_hears_a_law() {
+    let (hotline, _dir) = start().await;
+    let mut peer = Peer::new("TCP", hotline.sip_addr).await;
+    let rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(8, "PCMA")]);
+    let (to_tag, _) = answered(&mut peer, "pcma@test", &offer).await;
+    let (packets, _) = rtp.collect(Duration::from_millis(600)).await;
+    assert!(packets.len() >= 20);
+    assert!(packets.iter().all(|p| p.pt == 8));
+    let greeting = greeting();
+    let heard: Vec<i16> = packets
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|&b| alaw_decode(b)))
+        .collect();
+    // A-law keeps 12 bits: every sample within its quantisation step of the prompt.
+    for (i, (&h, &g)) in heard.iter().zip(&greeting).enumerate() {
+        let step = (i32::from(g).abs() / 16).max(16);
+        assert!(
+            (i32::from(h) - i32::from(g)).abs() <= step,
+            "sample {i}: {h} vs {g}"
+        );
+    }
+    bye(&mut peer, "pcma@test", &to_tag, 2).await;
+    hotline.shutdown().await;
+}
+
+#[tokio::test]
+async fn dtmf_by_rfc4733_and_by_info_arrives_exactly_once() {
+    let (hotline, _dir) = start().await;
+    let mut events = hotline.subscribe();
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let mut rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(0, "PCMU")]);
+    let (to_tag, media) = answered(&mut peer, "dtmf@test", &offer).await;
+    rtp.press(media, 101, '5').await;
+    rtp.press(media, 101, '5').await;
+    rtp.press(media, 101, '#').await;
+    let mut info = peer.req("INFO", "dtmf@test");
+    info.branch = "z9hG4bK-info";
+    info.to_tag = Some(&to_tag);
+    info.cseq = 2;
+    info.content_type = "application/dtmf-relay";
+    info.body = "Signal=7\r\nDuration=160\r\n";
+    peer.send(&info.build()).await;
+    peer.expect("SIP/2.0 200").await;
+    // A body that is not DTMF is refused, and delivers nothing.
+    let mut other = peer.req("INFO", "dtmf@test");
+    other.branch = "z9hG4bK-info2";
+    other.to_tag = Some(&to_tag);
+    other.cseq = 3;
+    other.content_type = "application/x-unknown";
+    other.body = "hello";
+    peer.send(&other.build()).await;
+    peer.expect("SIP/2.0 415").await;
+
+    let mut digits = Vec::new();
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        if let Event::Dtmf { digit, via, .. } = ev {
+            digits.push((digit, via));
+        }
+    }
+    assert_eq!(
+        digits,
+        vec![
+            ('5', DtmfVia::Rtp),
+            ('5', DtmfVia::Rtp),
+            ('#', DtmfVia::Rtp),
+            ('7', DtmfVia::SipInfo)
+        ]
+    );
+    bye(&mut peer, "dtmf@test", &to_tag, 4).await;
+    hotline.shutdown().await;
+}
+
+#[tokio::test]
+async fn rtp_timeout_hangs_up_with_bye() {
+    let (hotline, _dir) = start_with("", "[media]\nrtp_timeout_s = 1").await;
+    let mut events = hotline.subscribe();
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let mut rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(0, "PCMU")]);
+    let (_to_tag, media) = answered(&mut peer, "silent@test", &offer).await;
+    // Half a second of audio, then the phone "loses power".
+    rtp.stream(media, 0, &[0xFF; 4000]).await;
+    let stopped = std::time::Instant::now();
+    let bye = peer.expect("BYE ").await;
+    let waited = stopped.elapsed();
+    assert!(waited >= Duration::from_millis(900), "BYE after {waited:?}");
+    assert!(waited < Duration::from_millis(2500), "BYE after {waited:?}");
+    assert_eq!(header(&bye, "Call-ID"), Some("silent@test"));
+    let mut reason = None;
+    let mut timeout_seen = false;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        match ev {
+            Event::Sip(ua::Event::CallEnded { reason: r, .. }) => reason = Some(r),
+            Event::RtpTimeout { .. } => timeout_seen = true,
+            _ => {}
+        }
+    }
+    assert!(timeout_seen);
+    assert_eq!(reason, Some(EndReason::RtpTimeout));
+    hotline.shutdown().await;
+}
+
+#[tokio::test]
+async fn held_call_without_media_does_not_time_out() {
+    let (hotline, _dir) = start_with("", "[media]\nrtp_timeout_s = 1").await;
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(0, "PCMU")]);
+    let (to_tag, _media) = answered(&mut peer, "held@test", &offer).await;
+    // Hold: a=inactive (no media either way).
+    let held = offer.replace("a=sendrecv", "a=inactive");
+    let mut reinvite = peer.req("INVITE", "held@test");
+    reinvite.branch = "z9hG4bK-hold";
+    reinvite.to_tag = Some(&to_tag);
+    reinvite.cseq = 2;
+    reinvite.body = &held;
+    peer.send(&reinvite.build()).await;
+    peer.expect("SIP/2.0 200").await;
+    let mut ack = peer.req("ACK", "held@test");
+    ack.branch = "z9hG4bK-ack2";
+    ack.to_tag = Some(&to_tag);
+    ack.cseq = 2;
+    peer.send(&ack.build()).await;
+    // Drain what was sent before the hold took effect, then: silence both ways, no BYE.
+    rtp.collect(Duration::from_millis(200)).await;
+    let (late, _) = rtp.collect(Duration::from_millis(500)).await;
+    assert!(late.is_empty(), "{} packets sent while on hold", late.len());
+    assert_eq!(peer.recv(Duration::from_millis(2000)).await, None);
+    bye(&mut peer, "held@test", &to_tag, 3).await;
+    hotline.shutdown().await;
+}
