@@ -1,8 +1,5 @@
 //! Throughput of the G.711 hot paths on one 20 ms frame (160 samples at 8 kHz),
 //! the unit every call leg processes 50 times a second per direction.
-//!
-//! In the hotline crate the paths below read `hotline::media::g711` and
-//! `hotline::sip::sdp::Codec`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use hotline::media::g711;

@@ -67,7 +67,17 @@ fn main() -> ExitCode {
                 for w in c.warnings() {
                     println!("  warning: {w}");
                 }
-                ExitCode::SUCCESS
+                // The prompts are part of the set-up: a bad file must show before a restart.
+                match hotline::media::prompt::Prompts::load(&c.media.prompts_dir) {
+                    Ok(p) => {
+                        println!("  {} prompts in {}", p.len(), c.media.prompts_dir.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("hotline: prompts: {e}");
+                        ExitCode::from(EXIT_BAD_CONFIG)
+                    }
+                }
             }
             Err(e) => config_error(&config, e),
         },

@@ -122,3 +122,85 @@ async fn serve_runs_the_sample_config_with_overrides() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A prompt file that is not 8 kHz mono 16-bit PCM, or not a WAV at all, stops `serve` at
+/// start-up and fails `check-config`, with a message naming the file.
+#[test]
+fn bad_prompt_file_is_a_start_up_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts");
+    std::fs::create_dir(&prompts).unwrap();
+    for entry in std::fs::read_dir(PROMPTS).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, prompts.join(path.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("hotline.toml");
+    let sample = std::fs::read_to_string(SAMPLE).unwrap();
+    let text = sample.replace(
+        "prompts_dir = \"ivr-prompts\"",
+        &format!("prompts_dir = \"{}\"", prompts.display()),
+    );
+    assert_ne!(text, sample, "the sample names prompts_dir");
+    std::fs::write(&config, text).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--sip-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let check = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    assert!(check(&["check-config"]).status.success());
+
+    // A 44.1 kHz stereo file in place of the greeting.
+    let greeting = prompts.join("greeting_working.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&greeting, spec).unwrap();
+    for _ in 0..4410 {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let out = run(&["serve"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("greeting_working.wav"), "{stderr}");
+    assert!(stderr.contains("8000 Hz mono 16-bit"), "{stderr}");
+    let out = check(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A truncated / corrupt file.
+    std::fs::write(&greeting, b"RIFF\x10\x00\x00\x00WAVEjunk").unwrap();
+    let out = run(&["serve"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("greeting_working.wav"), "{stderr}");
+
+    // A missing file.
+    std::fs::remove_file(&greeting).unwrap();
+    let out = check(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("greeting_working.wav"), "{stderr}");
+}

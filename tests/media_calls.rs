@@ -260,3 +260,29 @@ async fn held_call_without_media_does_not_time_out() {
     bye(&mut peer, "held@test", &to_tag, 3).await;
     hotline.shutdown().await;
 }
+
+/// The 20 ms pacing follows the wall clock: after 4 s the stream is where it should be
+/// (a loop that sleeps 20 ms after each send would be ~0.1–0.2 s late by then).
+#[tokio::test]
+async fn pacing_does_not_drift() {
+    let (hotline, _dir) = start().await;
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let rtp = RtpPeer::bind().await;
+    let offer = offer(rtp.port(), &[(0, "PCMU")]);
+    let (to_tag, _) = answered(&mut peer, "pace@test", &offer).await;
+    let (packets, _) = rtp.collect(Duration::from_secs(4)).await;
+    let first = packets.first().expect("packets").at;
+    let mut worst = Duration::ZERO;
+    for (k, p) in packets.iter().enumerate() {
+        let due = first + Duration::from_millis(20 * k as u64);
+        let off = if p.at > due { p.at - due } else { due - p.at };
+        worst = worst.max(off);
+    }
+    assert!(packets.len() >= 195, "{} packets in 4 s", packets.len());
+    assert!(
+        worst < Duration::from_millis(30),
+        "a packet {worst:?} off its slot"
+    );
+    bye(&mut peer, "pace@test", &to_tag, 2).await;
+    hotline.shutdown().await;
+}

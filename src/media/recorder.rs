@@ -207,6 +207,29 @@ impl Recorder {
     /// Refuses to overwrite an existing file ([`RecorderError::AlreadyExists`]). The
     /// header is written to disk at once, so even a crash in the first second leaves a
     /// file [`repair_dir`] can fix.
+    /// Like [`Recorder::create`], but a name already taken (the same Call-ID again the same
+    /// day, or two Call-IDs that sanitise alike) gets `-2`, `-3`, … before `.wav`: a call
+    /// is never left unrecorded because of its name.
+    pub fn create_unique(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut candidate = path.to_path_buf();
+        for n in 2..=1000 {
+            match Recorder::create(&candidate, now) {
+                Err(RecorderError::AlreadyExists { .. }) => {
+                    candidate = path.with_file_name(format!("{stem}-{n}.wav"));
+                }
+                other => return other,
+            }
+        }
+        Err(RecorderError::AlreadyExists {
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn create(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
@@ -1098,6 +1121,19 @@ mod tests {
         // An empty recording reads back as empty.
         let (left, _) = read_channels(&path);
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn create_unique_picks_a_free_name() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("a_b.wav");
+        let t0 = Instant::now();
+        let first = Recorder::create_unique(&path, t0).unwrap();
+        let second = Recorder::create_unique(&path, t0).unwrap();
+        let third = Recorder::create_unique(&path, t0).unwrap();
+        assert_eq!(first.path(), path);
+        assert_eq!(second.path(), dir.path().join("a_b-2.wav"));
+        assert_eq!(third.path(), dir.path().join("a_b-3.wav"));
     }
 
     #[test]

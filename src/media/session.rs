@@ -140,7 +140,7 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let now = Instant::now();
         let recorder = match &config.recording {
-            Some(path) => Some(Recorder::create(path, now)?),
+            Some(path) => Some(Recorder::create_unique(path, now)?),
             None => None,
         };
         let caller = Leg::new(config.caller, now)?;

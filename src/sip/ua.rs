@@ -1308,4 +1308,97 @@ mod tests {
         run(&mut ua, t0, t0 + Duration::from_secs(33));
         assert_eq!(ua.open_transactions(), 0);
     }
+
+    #[test]
+    fn hangup_sends_bye_at_once_when_confirmed_and_after_the_ack_otherwise() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        // Confirmed call: BYE now.
+        ua.handle_message(invite("h1", "z9hG4bKh1"), src(), Transport::Udp, t0);
+        let to = to_of(&drain(&mut ua).pop().unwrap());
+        let ack = in_dialog("ACK", "h1", "z9hG4bKh1a", &to, 1);
+        ua.handle_message(request(&ack), src(), Transport::Udp, t0);
+        ua.hangup(1, EndReason::RtpTimeout, t0);
+        let sent = drain(&mut ua);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("BYE sip:caller@"), "{}", sent[0]);
+        assert!(sent[0].contains("Call-ID: h1\r\n"));
+        assert_eq!(ua.active_calls(), 0);
+        let events: Vec<Event> = std::iter::from_fn(|| ua.poll_event()).collect();
+        assert!(events.contains(&Event::CallEnded {
+            call: 1,
+            reason: EndReason::RtpTimeout
+        }));
+        // Waiting for the ACK: nothing yet (RFC 3261 §15), BYE when it arrives.
+        ua.handle_message(invite("h2", "z9hG4bKh2"), src(), Transport::Udp, t0);
+        let to = to_of(&drain(&mut ua).pop().unwrap());
+        ua.hangup(2, EndReason::Hangup, t0);
+        assert!(drain(&mut ua).is_empty());
+        assert_eq!(ua.active_calls(), 1);
+        let ack = in_dialog("ACK", "h2", "z9hG4bKh2a", &to, 1);
+        ua.handle_message(request(&ack), src(), Transport::Udp, t0);
+        let sent = drain(&mut ua);
+        assert!(sent.iter().any(|m| m.starts_with("BYE ")), "{sent:?}");
+        assert_eq!(ua.active_calls(), 0);
+        // Unknown calls are ignored.
+        ua.hangup(99, EndReason::Hangup, t0);
+        assert!(drain(&mut ua).is_empty());
+    }
+
+    #[test]
+    fn info_dtmf_becomes_an_event_and_other_bodies_get_415() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        ua.handle_message(invite("i1", "z9hG4bKi1"), src(), Transport::Udp, t0);
+        let to = to_of(&drain(&mut ua).pop().unwrap());
+        let info = |branch: &str, ctype: &str, body: &str, cseq: u32| {
+            format!(
+                "INFO sip:8800@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+                 From: <sip:caller@x>;tag=ft\r\nTo: {to}\r\nCall-ID: i1\r\nCSeq: {cseq} INFO\r\n\
+                 Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let _: Vec<Event> = std::iter::from_fn(|| ua.poll_event()).collect();
+        let msg = info(
+            "z9hG4bKi2",
+            "application/dtmf-relay",
+            "Signal=*\r\nDuration=250\r\n",
+            2,
+        );
+        ua.handle_message(request(&msg), src(), Transport::Udp, t0);
+        assert!(drain(&mut ua)[0].starts_with("SIP/2.0 200"));
+        assert_eq!(
+            ua.poll_event(),
+            Some(Event::Dtmf {
+                call: 1,
+                digit: '*'
+            })
+        );
+        let msg = info("z9hG4bKi3", "text/plain", "hello", 3);
+        ua.handle_message(request(&msg), src(), Transport::Udp, t0);
+        let r = drain(&mut ua);
+        assert!(r[0].starts_with("SIP/2.0 415"), "{}", r[0]);
+        assert!(r[0].contains("Accept: application/dtmf-relay"));
+        assert_eq!(ua.poll_event(), None);
+    }
+
+    struct NoPorts;
+    impl RtpPorts for NoPorts {
+        fn allocate(&mut self) -> Option<u16> {
+            None
+        }
+        fn release(&mut self, _port: u16) {}
+    }
+
+    #[test]
+    fn no_rtp_port_gives_503() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0).with_ports(Box::new(NoPorts));
+        ua.handle_message(invite("p1", "z9hG4bKp1"), src(), Transport::Udp, t0);
+        let sent = drain(&mut ua);
+        assert!(sent[1].starts_with("SIP/2.0 503"), "{}", sent[1]);
+        assert!(sent[1].contains("no free RTP port"));
+        assert_eq!(ua.active_calls(), 0);
+    }
 }

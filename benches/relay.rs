@@ -1,0 +1,84 @@
+//! The relay path per packet, without sockets: one RTP datagram received on the caller's
+//! leg (parse, latch, statistics), recorded (decode into the two-channel WAV writer) and
+//! rebuilt for the operator's leg, with and without PCMU→PCMA transcoding.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use hotline::media::bridge::{self, Audio};
+use hotline::media::leg::{Inbound, LegState};
+use hotline::media::recorder::{Channel, Recorder};
+use hotline::sip::sdp::{Codec, Direction, Negotiated};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn media(pt: u8, codec: Codec, remote: &str) -> Negotiated {
+    Negotiated {
+        codecs: vec![(pt, codec)],
+        telephone_event: Some(101),
+        remote_rtp: Some(remote.parse().unwrap()),
+        direction: Direction::SendRecv,
+        ptime: Some(20),
+    }
+}
+
+/// A caller's stream: 12-byte header + 160 bytes, sequence and timestamp advancing.
+fn datagram(seq: u16, ts: u32, out: &mut [u8; 172]) {
+    out[0] = 0x80;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&seq.to_be_bytes());
+    out[4..8].copy_from_slice(&ts.to_be_bytes());
+    out[8..12].copy_from_slice(&0xCA11_E2u32.to_be_bytes());
+    for (i, b) in out[12..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37);
+    }
+}
+
+fn relay(c: &mut Criterion, name: &str, operator_codec: (u8, Codec), record: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut caller = LegState::new(&media(0, Codec::Pcmu, "127.0.0.1:40000"), t0);
+    let mut operator = LegState::new(
+        &media(operator_codec.0, operator_codec.1, "127.0.0.1:40002"),
+        t0,
+    );
+    let mut recorder = record.then(|| Recorder::create(&dir.path().join("bench.wav"), t0).unwrap());
+    let (mut pcm, mut out) = ([0i16; 2048], [0u8; 2048]);
+    let mut wire = [0u8; 172];
+    let mut n: u32 = 0;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            datagram(n as u16, n.wrapping_mul(160), &mut wire);
+            // Simulated arrival time: 20 ms per packet.
+            let now = t0 + Duration::from_millis(20 * u64::from(n % 1_000_000));
+            if let Inbound::Audio { packet, codec, gap } = caller.receive(&wire, source, now) {
+                let len = bridge::forward(
+                    &Audio { packet, codec, gap },
+                    Channel::Caller,
+                    recorder.as_mut(),
+                    Some(&mut operator),
+                    &mut pcm,
+                    &mut out,
+                );
+                black_box(len);
+            }
+            if let Some(r) = recorder.as_mut() {
+                // The other side talks too: keeps the recorder writing frames.
+                r.push(Channel::Other, &pcm[..160]);
+                if n % 50 == 0 {
+                    r.tick(now).unwrap();
+                }
+            }
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    relay(c, "relay/pcmu_to_pcmu", (0, Codec::Pcmu), false);
+    relay(c, "relay/pcmu_to_pcma", (8, Codec::Pcma), false);
+    relay(c, "relay/pcmu_to_pcmu_recorded", (0, Codec::Pcmu), true);
+    relay(c, "relay/pcmu_to_pcma_recorded", (8, Codec::Pcma), true);
+}
+
+criterion_group!(relay_benches, benches);
+criterion_main!(relay_benches);
