@@ -26,7 +26,7 @@ fn datagram(seq: u16, ts: u32, out: &mut [u8; 172]) {
     out[1] = 0;
     out[2..4].copy_from_slice(&seq.to_be_bytes());
     out[4..8].copy_from_slice(&ts.to_be_bytes());
-    out[8..12].copy_from_slice(&0xCA11_E2u32.to_be_bytes());
+    out[8..12].copy_from_slice(&0x00CA_11E2_u32.to_be_bytes());
     for (i, b) in out[12..].iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(37);
     }
@@ -65,7 +65,7 @@ fn relay(c: &mut Criterion, name: &str, operator_codec: (u8, Codec), record: boo
             if let Some(r) = recorder.as_mut() {
                 // The other side talks too: keeps the recorder writing frames.
                 r.push(Channel::Other, &pcm[..160]);
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     r.tick(now).unwrap();
                 }
             }

@@ -286,3 +286,29 @@ async fn pacing_does_not_drift() {
     bye(&mut peer, "pace@test", &to_tag, 2).await;
     hotline.shutdown().await;
 }
+
+/// Behind NAT the SDP names an address the caller cannot be reached at; the hotline sends
+/// to where the caller's RTP comes from once it has seen a packet (symmetric RTP).
+#[tokio::test]
+async fn rtp_latches_to_the_source_of_the_callers_packets() {
+    let (hotline, _dir) = start().await;
+    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
+    let mut rtp = RtpPeer::bind().await;
+    // The SDP advertises an address and port the phone cannot be reached at (its private
+    // address behind NAT; here another loopback address, as tests stay on loopback).
+    let offer = offer(rtp.port(), &[(0, "PCMU")])
+        .replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.2")
+        .replace(&format!("m=audio {} ", rtp.port()), "m=audio 4000 ");
+    let (to_tag, media) = answered(&mut peer, "nat@test", &offer).await;
+    let (before, _) = rtp.collect(Duration::from_millis(200)).await;
+    assert!(
+        before.is_empty(),
+        "nothing reaches the real address before latching"
+    );
+    rtp.stream(media, 0, &[0xFF; 160]).await;
+    let (after, source) = rtp.collect(Duration::from_millis(300)).await;
+    assert!(after.len() >= 10, "{} packets after latching", after.len());
+    assert_eq!(source, Some(media));
+    bye(&mut peer, "nat@test", &to_tag, 2).await;
+    hotline.shutdown().await;
+}

@@ -67,7 +67,12 @@ pub struct LegState {
     origin: Instant,
     stats: ReceiveStats,
     dropped: Dropped,
+    /// Transcoded payloads are built here (kept, not zeroed per packet).
+    scratch: [u8; MAX_PAYLOAD],
 }
+
+/// Largest payload relayed: 128 ms of G.711.
+const MAX_PAYLOAD: usize = 1024;
 
 impl LegState {
     pub fn new(media: &Negotiated, now: Instant) -> Self {
@@ -85,6 +90,7 @@ impl LegState {
             origin: now,
             stats: ReceiveStats::default(),
             dropped: Dropped::default(),
+            scratch: [0; MAX_PAYLOAD],
         };
         leg.update(media);
         leg
@@ -178,13 +184,17 @@ impl LegState {
             .relay_clock
             .step(packet.ssrc, packet.timestamp, FRAME_SAMPLES);
         self.sender.advance(step);
-        let mut payload = [0u8; 1024];
-        let n = packet.payload.len().min(payload.len());
+        let n = packet.payload.len().min(MAX_PAYLOAD);
         let payload = if codec == self.send.1 {
             &packet.payload[..n]
         } else {
-            g711::transcode(codec, self.send.1, &packet.payload[..n], &mut payload[..n]);
-            &payload[..n]
+            g711::transcode(
+                codec,
+                self.send.1,
+                &packet.payload[..n],
+                &mut self.scratch[..n],
+            );
+            &self.scratch[..n]
         };
         self.sender
             .write(self.send.0, packet.marker, payload, out)

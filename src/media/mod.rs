@@ -10,6 +10,7 @@
 //! * [`bridge`]: the per-packet relay between two legs, feeding the recorder
 //! * [`ports`]: RTP port allocation (binding real sockets)
 //! * [`session`]: the per-call media task: the only part that touches RTP sockets
+//! * [`udp`]: `recvmmsg` reads that need no `EAGAIN` call to find a socket drained
 
 pub mod bridge;
 pub mod dtmf;
@@ -20,3 +21,4 @@ pub mod prompt;
 pub mod recorder;
 pub mod rtp;
 pub mod session;
+pub mod udp;

@@ -35,7 +35,7 @@
 //!
 //! # Crash safety
 //!
-//! Writes go through a 64 KiB buffer, and at least once a second [`Recorder::tick`]
+//! Writes go through a 16 KiB buffer, and at least once a second [`Recorder::tick`]
 //! flushes the WAV writer. hound's `WavWriter::flush` writes out the buffered samples and
 //! then rewrites the RIFF and `data` sizes in the header, so the file on disk is a valid
 //! WAV file up to the last flush. If the process dies, at most about a second of audio
@@ -80,6 +80,11 @@ const MAX_SILENCE: usize = SAMPLE_RATE as usize;
 /// Size of the write buffer in front of the file: half a second of audio, so a call costs
 /// about two `write`s a second (one of them the flush) and little memory.
 const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Frames (100 ms) both channels must have before [`Recorder::push`] writes them: ten
+/// writes a second instead of one per packet. [`Recorder::tick`] writes whatever is
+/// paired, so the file never lags by more than one tick.
+const WRITE_BATCH: usize = 800;
 
 /// Frames handed to hound's 16-bit writer in one go; its internal buffer is allocated
 /// once for this size and reused.
@@ -311,7 +316,9 @@ impl Recorder {
             let (now, later) = rest.split_at(take);
             self.queues[c].extend(now.iter().copied());
             rest = later;
-            self.write_paired();
+            if self.queues[0].len().min(self.queues[1].len()) >= WRITE_BATCH {
+                self.write_paired();
+            }
         }
     }
 
@@ -448,9 +455,13 @@ impl Recorder {
                 while left > 0 {
                     let k = left.min(CHUNK_FRAMES);
                     let mut out = writer.get_i16_writer(2 * k as u32);
-                    for _ in 0..k {
-                        out.write_sample(left_q.pop_front().unwrap_or(0));
-                        out.write_sample(right_q.pop_front().unwrap_or(0));
+                    let (l, r) = (k.min(left_q.len()), k.min(right_q.len()));
+                    let silence = std::iter::repeat(0);
+                    let lefts = left_q.drain(..l).chain(silence.clone());
+                    let rights = right_q.drain(..r).chain(silence);
+                    for (a, b) in lefts.zip(rights).take(k) {
+                        out.write_sample(a);
+                        out.write_sample(b);
                     }
                     if let Err(e) = out.flush() {
                         result = Err(e);

@@ -21,21 +21,21 @@ use super::g711;
 use super::leg::{Inbound, LegState, FRAME_SAMPLES};
 use super::prompt::Prompt;
 use super::recorder::{Channel, Recorder, RecordingSummary};
+use super::udp::{RxBatch, BATCH};
 use crate::sip::sdp::Negotiated;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-/// Largest datagram we read; RTP for G.711 at 20–60 ms is 172–492 bytes.
+/// Largest datagram we build or decode.
 const MAX_DATAGRAM: usize = 2048;
-/// Datagrams taken from a socket per wake-up before looking at the others.
-const DRAIN: usize = 16;
 /// How often the recorder is aligned and the RTP timeout checked.
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
 /// Pacing period of prompts and silence.
@@ -148,7 +148,9 @@ impl Session {
         let task = MediaTask {
             call: config.call,
             caller,
+            caller_rx: RxBatch::default(),
             operator: None,
+            operator_rx: RxBatch::default(),
             player: Player::default(),
             recorder,
             rtp_timeout: config.rtp_timeout,
@@ -172,11 +174,10 @@ impl Session {
     }
 }
 
-/// A leg with its socket and receive buffer.
+/// A leg with its socket and receive buffers.
 struct Leg {
-    socket: UdpSocket,
+    socket: AsyncFd<UdpSocket>,
     state: LegState,
-    buf: Box<[u8; MAX_DATAGRAM]>,
     sent: u64,
     timed_out: bool,
 }
@@ -184,13 +185,36 @@ struct Leg {
 impl Leg {
     fn new(config: LegConfig, now: Instant) -> Result<Leg, SessionError> {
         config.socket.set_nonblocking(true)?;
+        // Readable interest only: sends never wait (a packet the kernel cannot take now is
+        // dropped), so writability would only cause wake-ups.
+        // SAFETY: a `std::net::UdpSocket` owns its descriptor and always returns the same
+        // one from `as_raw_fd`; the `AsyncFd` owns the socket until it is dropped.
+        let socket = unsafe { AsyncFd::register_with_interest(config.socket, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
         Ok(Leg {
-            socket: UdpSocket::from_std(config.socket)?,
+            socket,
             state: LegState::new(&config.media, now),
-            buf: Box::new([0; MAX_DATAGRAM]),
             sent: 0,
             timed_out: false,
         })
+    }
+
+    /// Reads what the socket has once tokio says it is readable. Fewer datagrams than a
+    /// full batch means the queue is empty: readiness is cleared without the extra
+    /// `EAGAIN` read (see [`super::udp`]).
+    /// (An associated function: the guard borrows the leg's socket, `rx` is its buffers,
+    /// kept beside the leg so that both can be borrowed at once.)
+    fn read_into(rx: &mut RxBatch, ready: std::io::Result<AsyncFdReadyGuard<'_, UdpSocket>>) {
+        let Ok(mut guard) = ready else {
+            return;
+        };
+        match rx.recv(guard.get_inner()) {
+            Ok(n) if n < BATCH => guard.clear_ready(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+            // An ICMP error reported on the socket: consumed by the call; nothing to read.
+            Err(_) => {}
+        }
     }
 
     fn send(&mut self, datagram: &[u8]) {
@@ -198,7 +222,7 @@ impl Leg {
             return;
         };
         // RTP is real time: a packet the kernel cannot take now is late anyway; drop it.
-        if self.socket.try_send_to(datagram, to).is_ok() {
+        if self.socket.get_ref().send_to(datagram, to).is_ok() {
             self.sent += 1;
         }
     }
@@ -274,7 +298,9 @@ impl Player {
 struct MediaTask {
     call: u64,
     caller: Leg,
+    caller_rx: RxBatch,
     operator: Option<Leg>,
+    operator_rx: RxBatch,
     player: Player,
     recorder: Option<Recorder>,
     rtp_timeout: Option<Duration>,
@@ -298,27 +324,17 @@ impl MediaTask {
                     None | Some(Command::Stop) => break,
                     Some(c) => self.command(c),
                 },
-                r = self.caller.socket.recv_from(&mut self.caller.buf[..]) => {
-                    if let Ok((n, from)) = r {
-                        self.on_caller(n, from);
-                    }
-                    for _ in 0..DRAIN {
-                        match self.caller.socket.try_recv_from(&mut self.caller.buf[..]) {
-                            Ok((n, from)) => self.on_caller(n, from),
-                            Err(_) => break,
-                        }
+                ready = self.caller.socket.readable() => {
+                    // `ready` borrows the socket only; the leg's other fields are free.
+                    Leg::read_into(&mut self.caller_rx, ready);
+                    for i in 0..self.caller_rx.len() {
+                        self.on_caller(i);
                     }
                 }
-                r = recv(&mut self.operator) => {
-                    if let Ok((n, from)) = r {
-                        self.on_operator(n, from);
-                    }
-                    for _ in 0..DRAIN {
-                        let Some(op) = &mut self.operator else { break };
-                        match op.socket.try_recv_from(&mut op.buf[..]) {
-                            Ok((n, from)) => self.on_operator(n, from),
-                            Err(_) => break,
-                        }
+                ready = readable(&self.operator) => {
+                    Leg::read_into(&mut self.operator_rx, ready);
+                    for i in 0..self.operator_rx.len() {
+                        self.on_operator(i);
                     }
                 }
                 _ = pacer.tick(), if pacing => self.pace(),
@@ -364,9 +380,13 @@ impl MediaTask {
         }
     }
 
-    fn on_caller(&mut self, n: usize, from: SocketAddr) {
+    /// Datagram `i` of the caller leg's last batch.
+    fn on_caller(&mut self, i: usize) {
         let now = Instant::now();
-        let inbound = self.caller.state.receive(&self.caller.buf[..n], from, now);
+        let (datagram, Some(from)) = self.caller_rx.get(i) else {
+            return;
+        };
+        let inbound = self.caller.state.receive(datagram, from, now);
         match inbound {
             Inbound::Audio { packet, codec, gap } => {
                 let to = self.operator.as_mut().map(|op| &mut op.state);
@@ -390,11 +410,15 @@ impl MediaTask {
         }
     }
 
-    fn on_operator(&mut self, n: usize, from: SocketAddr) {
+    /// Datagram `i` of the operator leg's last batch.
+    fn on_operator(&mut self, i: usize) {
         let Some(op) = self.operator.as_mut() else {
             return;
         };
-        let inbound = op.state.receive(&op.buf[..n], from, Instant::now());
+        let (datagram, Some(from)) = self.operator_rx.get(i) else {
+            return;
+        };
+        let inbound = op.state.receive(datagram, from, Instant::now());
         if let Inbound::Audio { packet, codec, gap } = inbound {
             let to = self
                 .caller
@@ -484,10 +508,10 @@ impl MediaTask {
     }
 }
 
-/// Receives on the operator leg, or never when there is none.
-async fn recv(operator: &mut Option<Leg>) -> std::io::Result<(usize, SocketAddr)> {
+/// Readiness of the operator leg's socket, or never when there is none.
+async fn readable(operator: &Option<Leg>) -> std::io::Result<AsyncFdReadyGuard<'_, UdpSocket>> {
     match operator {
-        Some(op) => op.socket.recv_from(&mut op.buf[..]).await,
+        Some(op) => op.socket.readable().await,
         None => std::future::pending().await,
     }
 }
