@@ -65,8 +65,10 @@ pub const SAMPLE_RATE: u32 = 8000;
 /// normally still lands where it belongs instead of after inserted silence.
 pub const MAX_SKEW: u64 = 1600;
 
-/// How often [`Recorder::tick`] flushes the file, so a crash loses at most this much.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// [`Recorder::tick`] flushes the file once this long has passed since the last flush.
+/// The media task ticks every 200 ms, so flushes come at most 1 s apart: a crash loses at
+/// most a second.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(800);
 
 /// Capacity of each channel's queue (1 s, the longest gap filled at once): steady state needs about [`MAX_SKEW`] plus
 /// one housekeeping interval of the media task (200 ms); the rest absorbs bursts without
@@ -1060,7 +1062,7 @@ mod tests {
         let caller: Vec<i16> = (0..total).map(caller_sample).collect();
         let other: Vec<i16> = (0..total).map(other_sample).collect();
         let mut chunks = caller.chunks(FRAME).zip(other.chunks(FRAME));
-        // 2.5 s with ticks: flushes at 1 s and 2 s.
+        // 2.5 s with ticks: a flush every FLUSH_INTERVAL.
         for k in 0..125u64 {
             let (a, b) = chunks.next().unwrap();
             rec.push(Channel::Caller, a);
@@ -1075,7 +1077,8 @@ mod tests {
         // Crash: no finish, no Drop.
         std::mem::forget(rec);
 
-        let flushed = 16_000;
+        let every = FLUSH_INTERVAL.as_millis() as u64;
+        let flushed = 2500 / every * every * 8;
         let bytes = fs::read(&path).unwrap();
         assert!(bytes.len() as u64 > HEADER_LEN + flushed * BLOCK_ALIGN);
         assert_eq!(u64::from(u32_at(&bytes, 40)), flushed * BLOCK_ALIGN);
