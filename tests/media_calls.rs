@@ -257,7 +257,27 @@ async fn held_call_without_media_does_not_time_out() {
     let (late, _) = rtp.collect(Duration::from_millis(500)).await;
     assert!(late.is_empty(), "{} packets sent while on hold", late.len());
     assert_eq!(peer.recv(Duration::from_millis(2000)).await, None);
-    bye(&mut peer, "held@test", &to_tag, 3).await;
+    // Off hold: the stream resumes at 20 ms per packet, not with a burst of the ~2.5 s
+    // of frames that were not sent.
+    let mut reinvite = peer.req("INVITE", "held@test");
+    reinvite.branch = "z9hG4bK-unhold";
+    reinvite.to_tag = Some(&to_tag);
+    reinvite.cseq = 3;
+    reinvite.body = &offer;
+    peer.send(&reinvite.build()).await;
+    peer.expect("SIP/2.0 200").await;
+    let mut ack = peer.req("ACK", "held@test");
+    ack.branch = "z9hG4bK-ack3";
+    ack.to_tag = Some(&to_tag);
+    ack.cseq = 3;
+    peer.send(&ack.build()).await;
+    let (resumed, _) = rtp.collect(Duration::from_millis(400)).await;
+    assert!(
+        (12..=26).contains(&resumed.len()),
+        "{} packets in the first 400 ms after unhold",
+        resumed.len()
+    );
+    bye(&mut peer, "held@test", &to_tag, 4).await;
     hotline.shutdown().await;
 }
 

@@ -8,8 +8,9 @@
 //!
 //! Timing: prompts and silence are paced by a 20 ms `tokio::time::Interval`, whose ticks are
 //! computed from the start instant (`start + n·20 ms`), so a long call does not drift; a
-//! late tick sends the missed frames at once (`MissedTickBehavior::Burst`) so the stream's
-//! timestamps stay true to wall-clock time. Relayed packets go out as soon as they arrive:
+//! tick a little late sends the missed frames at once (`MissedTickBehavior::Burst`) so the
+//! stream stays true to wall-clock time, but after more than 100 ms without pacing (a
+//! stall, a hold, a bridge that ended) the pacing restarts rather than flood the phone. Relayed packets go out as soon as they arrive:
 //! the bridge adds no buffering and so no jitter of its own.
 //!
 //! The recorder writes to a buffered file from this task. Those writes land in the page
@@ -40,6 +41,8 @@ const MAX_DATAGRAM: usize = 2048;
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
 /// Pacing period of prompts and silence.
 const PTIME: Duration = Duration::from_millis(20);
+/// Late frames are sent at once up to this lateness; beyond it the pacing restarts.
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -206,6 +209,7 @@ impl Leg {
     /// kept beside the leg so that both can be borrowed at once.)
     fn read_into(rx: &mut RxBatch, ready: std::io::Result<AsyncFdReadyGuard<'_, UdpSocket>>) {
         let Ok(mut guard) = ready else {
+            rx.clear();
             return;
         };
         match rx.recv(guard.get_inner()) {
@@ -337,7 +341,14 @@ impl MediaTask {
                         self.on_operator(i);
                     }
                 }
-                _ = pacer.tick(), if pacing => self.pace(),
+                due = pacer.tick(), if pacing => {
+                    // Catch up a few late frames, but after a stall, a hold or a bridge
+                    // (no pacing meanwhile) start afresh instead of flooding the phone.
+                    if due.elapsed() > MAX_CATCH_UP {
+                        pacer.reset();
+                    }
+                    self.pace();
+                }
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }

@@ -77,6 +77,11 @@ impl RxBatch {
         Ok(n)
     }
 
+    /// Forgets the last batch.
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
     /// Datagrams read by the last [`RxBatch::recv`].
     pub fn len(&self) -> usize {
         self.count
