@@ -158,3 +158,32 @@ async fn same_codec_legs_relay_payload_unchanged() {
     assert!(got[0].marker);
     session.stop().await;
 }
+
+/// A recording that cannot be created (here its directory is a file) does not cost the
+/// caller the call: the media runs unrecorded and the summary says so.
+#[tokio::test]
+async fn unrecordable_call_still_has_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocked"), b"a file, not a directory").unwrap();
+    let caller = RtpPeer::bind().await;
+    let caller_addr: SocketAddr = format!("127.0.0.1:{}", caller.port()).parse().unwrap();
+    let (caller_leg, _) = leg(0, Codec::Pcmu, caller_addr);
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let session = Session::spawn(
+        SessionConfig {
+            call: 3,
+            caller: caller_leg,
+            recording: Some(dir.path().join("blocked/2026/call.wav")),
+            rtp_timeout: None,
+        },
+        events_tx,
+    )
+    .unwrap();
+    let (heard, _) = caller.collect(Duration::from_millis(300)).await;
+    assert!(heard.len() >= 10, "{} packets of silence", heard.len());
+    session.stop().await;
+    match events.recv().await {
+        Some((3, SessionEvent::Ended(summary))) => assert!(summary.recording.is_none()),
+        other => panic!("{other:?}"),
+    }
+}

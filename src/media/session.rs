@@ -48,8 +48,6 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 pub enum SessionError {
     #[error("RTP socket: {0}")]
     Socket(#[from] std::io::Error),
-    #[error("recording: {0}")]
-    Recorder(#[from] super::recorder::RecorderError),
 }
 
 /// Which leg of the call.
@@ -142,10 +140,19 @@ impl Session {
         events: mpsc::UnboundedSender<(u64, SessionEvent)>,
     ) -> Result<Session, SessionError> {
         let now = Instant::now();
-        let recorder = match &config.recording {
-            Some(path) => Some(Recorder::create_unique(path, now)?),
-            None => None,
-        };
+        // A recording that cannot be created (disk full, permissions) must not cost the
+        // caller the call: it goes on unrecorded, and the error is logged loudly.
+        let recorder =
+            config
+                .recording
+                .as_deref()
+                .and_then(|path| match Recorder::create_unique(path, now) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!(call = config.call, error = %e, "call NOT recorded");
+                        None
+                    }
+                });
         let caller = Leg::new(config.caller, now)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let task = MediaTask {
