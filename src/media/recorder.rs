@@ -456,12 +456,15 @@ impl Recorder {
                 let mut result = Ok(());
                 while left > 0 {
                     let k = left.min(CHUNK_FRAMES);
+                    // Copy each channel out as (at most two) slices, then interleave in a
+                    // tight loop: per-element `VecDeque` iteration cost more than the rest
+                    // of the relay path together.
+                    let mut lefts = [0i16; CHUNK_FRAMES];
+                    let mut rights = [0i16; CHUNK_FRAMES];
+                    take_front(left_q, &mut lefts[..k]);
+                    take_front(right_q, &mut rights[..k]);
                     let mut out = writer.get_i16_writer(2 * k as u32);
-                    let (l, r) = (k.min(left_q.len()), k.min(right_q.len()));
-                    let silence = std::iter::repeat(0);
-                    let lefts = left_q.drain(..l).chain(silence.clone());
-                    let rights = right_q.drain(..r).chain(silence);
-                    for (a, b) in lefts.zip(rights).take(k) {
+                    for (&a, &b) in lefts[..k].iter().zip(&rights[..k]) {
                         out.write_sample(a);
                         out.write_sample(b);
                     }
@@ -529,6 +532,18 @@ fn frames_to_duration(frames: u64) -> Duration {
         u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
         (nanos % 1_000_000_000) as u32,
     )
+}
+
+/// Moves up to `out.len()` samples from the front of `queue` into `out`; the rest of `out`
+/// (a queue shorter than asked) is silence.
+fn take_front(queue: &mut VecDeque<i16>, out: &mut [i16]) {
+    let n = out.len().min(queue.len());
+    let (a, b) = queue.as_slices();
+    let from_a = n.min(a.len());
+    out[..from_a].copy_from_slice(&a[..from_a]);
+    out[from_a..n].copy_from_slice(&b[..n - from_a]);
+    out[n..].fill(0);
+    queue.drain(..n);
 }
 
 /// Where the recording of `call_id` on `date` (year, month, day) goes:
