@@ -28,6 +28,24 @@ async fn answered(peer: &mut Peer, call_id: &str, offer: &str) -> (String, Socke
     (to_tag, media_addr(body(&ok)))
 }
 
+/// A re-INVITE with `sdp` in the dialog, its 200 and the ACK.
+async fn reinvite(peer: &mut Peer, call_id: &str, to_tag: &str, cseq: u32, sdp: &str) {
+    let branch = format!("z9hG4bK-reinvite-{cseq}");
+    let mut invite = peer.req("INVITE", call_id);
+    invite.branch = &branch;
+    invite.to_tag = Some(to_tag);
+    invite.cseq = cseq;
+    invite.body = sdp;
+    peer.send(&invite.build()).await;
+    peer.expect("SIP/2.0 200").await;
+    let ack_branch = format!("z9hG4bK-ack-{cseq}");
+    let mut ack = peer.req("ACK", call_id);
+    ack.branch = &ack_branch;
+    ack.to_tag = Some(to_tag);
+    ack.cseq = cseq;
+    peer.send(&ack.build()).await;
+}
+
 async fn bye(peer: &mut Peer, call_id: &str, to_tag: &str, cseq: u32) {
     let mut bye = peer.req("BYE", call_id);
     bye.branch = "z9hG4bK-bye";
@@ -240,18 +258,7 @@ async fn held_call_without_media_does_not_time_out() {
     let (to_tag, _media) = answered(&mut peer, "held@test", &offer).await;
     // Hold: a=inactive (no media either way).
     let held = offer.replace("a=sendrecv", "a=inactive");
-    let mut reinvite = peer.req("INVITE", "held@test");
-    reinvite.branch = "z9hG4bK-hold";
-    reinvite.to_tag = Some(&to_tag);
-    reinvite.cseq = 2;
-    reinvite.body = &held;
-    peer.send(&reinvite.build()).await;
-    peer.expect("SIP/2.0 200").await;
-    let mut ack = peer.req("ACK", "held@test");
-    ack.branch = "z9hG4bK-ack2";
-    ack.to_tag = Some(&to_tag);
-    ack.cseq = 2;
-    peer.send(&ack.build()).await;
+    reinvite(&mut peer, "held@test", &to_tag, 2, &held).await;
     // Drain what was sent before the hold took effect, then: silence both ways, no BYE.
     rtp.collect(Duration::from_millis(200)).await;
     let (late, _) = rtp.collect(Duration::from_millis(500)).await;
@@ -259,18 +266,7 @@ async fn held_call_without_media_does_not_time_out() {
     assert_eq!(peer.recv(Duration::from_millis(2000)).await, None);
     // Off hold: the stream resumes at 20 ms per packet, not with a burst of the ~2.5 s
     // of frames that were not sent.
-    let mut reinvite = peer.req("INVITE", "held@test");
-    reinvite.branch = "z9hG4bK-unhold";
-    reinvite.to_tag = Some(&to_tag);
-    reinvite.cseq = 3;
-    reinvite.body = &offer;
-    peer.send(&reinvite.build()).await;
-    peer.expect("SIP/2.0 200").await;
-    let mut ack = peer.req("ACK", "held@test");
-    ack.branch = "z9hG4bK-ack3";
-    ack.to_tag = Some(&to_tag);
-    ack.cseq = 3;
-    peer.send(&ack.build()).await;
+    reinvite(&mut peer, "held@test", &to_tag, 3, &offer).await;
     let (resumed, _) = rtp.collect(Duration::from_millis(400)).await;
     assert!(
         (12..=26).contains(&resumed.len()),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,6 @@ impl SipControl {
 pub struct SipService {
     /// UDP and TCP listen here.
     pub local_addr: SocketAddr,
-    pub events: broadcast::Sender<Event>,
     pub control: SipControl,
     /// False once the core task has stopped (health checks report it).
     pub alive: Arc<AtomicBool>,
@@ -149,10 +148,9 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Binds and starts the SIP tasks.
-///
-/// Every event goes to `calls` (the call flow, which must see each one) and to the
-/// returned broadcast channel (observers, which may lag).
+/// Binds and starts the SIP tasks. Every event of the core goes to `calls`, the call flow,
+/// which must see each one (so the channel is unbounded; its volume is bounded by the call
+/// rate).
 pub async fn start(
     config: &Config,
     ports: PortPool,
@@ -165,7 +163,6 @@ pub async fn start(
     let settings = UaSettings::from_config(config, local_addr);
     let ua = UserAgent::new(config, settings, Instant::now()).with_ports(Box::new(ports));
     let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
-    let (events, _) = broadcast::channel(4096);
     let alive = Arc::new(AtomicBool::new(true));
     let limits = Limits {
         max_size: config.limits.max_message_size,
@@ -203,10 +200,7 @@ pub async fn start(
             udp,
             core_rx,
             core_tx,
-            Outlets {
-                calls,
-                observers: events.clone(),
-            },
+            calls,
             alive.clone(),
             limits,
             shutdown,
@@ -215,7 +209,6 @@ pub async fn start(
     tracing::info!(%local_addr, "SIP listening on UDP and TCP");
     Ok(SipService {
         local_addr,
-        events,
         control,
         alive,
         tasks,
@@ -506,19 +499,13 @@ async fn run_connection(
     open.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Where the core's events go.
-struct Outlets {
-    calls: mpsc::UnboundedSender<Event>,
-    observers: broadcast::Sender<Event>,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn core(
     mut ua: UserAgent,
     udp: Arc<UdpSocket>,
     mut rx: mpsc::Receiver<Input>,
     core_tx: mpsc::Sender<Input>,
-    events: Outlets,
+    calls: mpsc::UnboundedSender<Event>,
     alive: Arc<AtomicBool>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -552,8 +539,7 @@ async fn core(
         }
         while let Some(ev) = ua.poll_event() {
             tracing::debug!(?ev, "SIP event");
-            let _ = events.observers.send(ev.clone());
-            let _ = events.calls.send(ev);
+            let _ = calls.send(ev);
         }
     }
     alive.store(false, Ordering::SeqCst);
