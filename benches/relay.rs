@@ -3,7 +3,7 @@
 //! rebuilt for the operator's leg, with and without PCMU→PCMA transcoding.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use hotline::media::bridge::{self, Audio};
+use hotline::media::bridge;
 use hotline::media::leg::{Inbound, LegState};
 use hotline::media::recorder::{Channel, Recorder};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
@@ -51,9 +51,9 @@ fn relay(c: &mut Criterion, name: &str, operator_codec: (u8, Codec), record: boo
             datagram(n as u16, n.wrapping_mul(160), &mut wire);
             // Simulated arrival time: 20 ms per packet.
             let now = t0 + Duration::from_millis(20 * u64::from(n % 1_000_000));
-            if let Inbound::Audio { packet, codec, gap } = caller.receive(&wire, source, now) {
+            if let Inbound::Audio(audio) = caller.receive(&wire, source, now) {
                 let len = bridge::forward(
-                    &Audio { packet, codec, gap },
+                    &audio,
                     Channel::Caller,
                     recorder.as_mut(),
                     Some(&mut operator),

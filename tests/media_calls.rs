@@ -6,54 +6,11 @@ mod support;
 use hotline::callflow::{DtmfVia, Event};
 use hotline::media::prompt::Prompts;
 use hotline::sip::ua::{self, EndReason};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use support::rtp::*;
 use support::*;
 use tokio::sync::broadcast;
-
-/// INVITE with an offer for `rtp`, 200 OK, ACK: returns the To tag and where the hotline
-/// wants RTP.
-async fn answered(peer: &mut Peer, call_id: &str, offer: &str) -> (String, SocketAddr) {
-    let mut invite = peer.req("INVITE", call_id);
-    invite.body = offer;
-    peer.send(&invite.build()).await;
-    let ok = peer.expect("SIP/2.0 200").await;
-    let to_tag = tag(header(&ok, "To").unwrap());
-    let mut ack = peer.req("ACK", call_id);
-    ack.branch = "z9hG4bK-ack";
-    ack.to_tag = Some(&to_tag);
-    peer.send(&ack.build()).await;
-    (to_tag, media_addr(body(&ok)))
-}
-
-/// A re-INVITE with `sdp` in the dialog, its 200 and the ACK.
-async fn reinvite(peer: &mut Peer, call_id: &str, to_tag: &str, cseq: u32, sdp: &str) {
-    let branch = format!("z9hG4bK-reinvite-{cseq}");
-    let mut invite = peer.req("INVITE", call_id);
-    invite.branch = &branch;
-    invite.to_tag = Some(to_tag);
-    invite.cseq = cseq;
-    invite.body = sdp;
-    peer.send(&invite.build()).await;
-    peer.expect("SIP/2.0 200").await;
-    let ack_branch = format!("z9hG4bK-ack-{cseq}");
-    let mut ack = peer.req("ACK", call_id);
-    ack.branch = &ack_branch;
-    ack.to_tag = Some(to_tag);
-    ack.cseq = cseq;
-    peer.send(&ack.build()).await;
-}
-
-async fn bye(peer: &mut Peer, call_id: &str, to_tag: &str, cseq: u32) {
-    let mut bye = peer.req("BYE", call_id);
-    bye.branch = "z9hG4bK-bye";
-    bye.to_tag = Some(to_tag);
-    bye.cseq = cseq;
-    peer.send(&bye.build()).await;
-    peer.expect("SIP/2.0 200").await;
-}
 
 /// Waits for the next recording to be finalised.
 async fn recording(events: &mut broadcast::Receiver<Event>) -> PathBuf {
@@ -87,10 +44,8 @@ fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
 async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
     let (hotline, _dir) = start().await;
     let mut events = hotline.subscribe();
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let mut rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let (to_tag, media) = answered(&mut peer, "greet@test", &offer).await;
+    let mut phone = Phone::call(hotline.sip_addr, "UDP", "greet@test", &[(0, "PCMU")]).await;
+    let (rtp, media) = (&mut phone.rtp, phone.media);
 
     // The caller talks for 1 s while listening: a pattern that is not silence.
     let spoken: Vec<u8> = (0..8000u32)
@@ -117,7 +72,7 @@ async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
     assert_eq!(heard.len() % 160, 0);
     assert_eq!(&heard[..], &expected[..heard.len()]);
 
-    bye(&mut peer, "greet@test", &to_tag, 2).await;
+    phone.bye().await;
     let path = recording(&mut events).await;
     assert!(
         path.to_string_lossy().contains("/recordings/"),
@@ -147,11 +102,8 @@ async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
 #[tokio::test]
 async fn pcma_caller_hears_a_law() {
     let (hotline, _dir) = start().await;
-    let mut peer = Peer::new("TCP", hotline.sip_addr).await;
-    let rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(8, "PCMA")]);
-    let (to_tag, _) = answered(&mut peer, "pcma@test", &offer).await;
-    let (packets, _) = rtp.collect(Duration::from_millis(600)).await;
+    let mut phone = Phone::call(hotline.sip_addr, "TCP", "pcma@test", &[(8, "PCMA")]).await;
+    let (packets, _) = phone.rtp.collect(Duration::from_millis(600)).await;
     assert!(packets.len() >= 20);
     assert!(packets.iter().all(|p| p.pt == 8));
     let greeting = greeting();
@@ -167,7 +119,7 @@ async fn pcma_caller_hears_a_law() {
             "sample {i}: {h} vs {g}"
         );
     }
-    bye(&mut peer, "pcma@test", &to_tag, 2).await;
+    phone.bye().await;
     hotline.shutdown().await;
 }
 
@@ -175,30 +127,31 @@ async fn pcma_caller_hears_a_law() {
 async fn dtmf_by_rfc4733_and_by_info_arrives_exactly_once() {
     let (hotline, _dir) = start().await;
     let mut events = hotline.subscribe();
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let mut rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let (to_tag, media) = answered(&mut peer, "dtmf@test", &offer).await;
-    rtp.press(media, 101, '5').await;
-    rtp.press(media, 101, '5').await;
-    rtp.press(media, 101, '#').await;
-    let mut info = peer.req("INFO", "dtmf@test");
-    info.branch = "z9hG4bK-info";
-    info.to_tag = Some(&to_tag);
-    info.cseq = 2;
-    info.content_type = "application/dtmf-relay";
-    info.body = "Signal=7\r\nDuration=160\r\n";
-    peer.send(&info.build()).await;
-    peer.expect("SIP/2.0 200").await;
-    // A body that is not DTMF is refused, and delivers nothing.
-    let mut other = peer.req("INFO", "dtmf@test");
-    other.branch = "z9hG4bK-info2";
-    other.to_tag = Some(&to_tag);
-    other.cseq = 3;
-    other.content_type = "application/x-unknown";
-    other.body = "hello";
-    peer.send(&other.build()).await;
-    peer.expect("SIP/2.0 415").await;
+    let mut phone = Phone::call(hotline.sip_addr, "UDP", "dtmf@test", &[(0, "PCMU")]).await;
+    for digit in ['5', '5', '#'] {
+        phone.rtp.press(phone.media, 101, digit).await;
+    }
+    // INFO with DTMF is taken; a body that is not DTMF is refused, and delivers nothing.
+    for (content_type, body, answer) in [
+        (
+            "application/dtmf-relay",
+            "Signal=7\r\nDuration=160\r\n",
+            "SIP/2.0 200",
+        ),
+        ("application/x-unknown", "hello", "SIP/2.0 415"),
+    ] {
+        let cseq = phone.next_cseq();
+        let branch = format!("z9hG4bK-info-{cseq}");
+        let mut info = phone.sip.req("INFO", "dtmf@test");
+        info.branch = &branch;
+        info.to_tag = Some(&phone.to_tag);
+        info.cseq = cseq;
+        info.content_type = content_type;
+        info.body = body;
+        let text = info.build();
+        phone.sip.send(&text).await;
+        phone.sip.expect(answer).await;
+    }
 
     let mut digits = Vec::new();
     while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
@@ -215,7 +168,7 @@ async fn dtmf_by_rfc4733_and_by_info_arrives_exactly_once() {
             ('7', DtmfVia::SipInfo)
         ]
     );
-    bye(&mut peer, "dtmf@test", &to_tag, 4).await;
+    phone.bye().await;
     hotline.shutdown().await;
 }
 
@@ -223,14 +176,11 @@ async fn dtmf_by_rfc4733_and_by_info_arrives_exactly_once() {
 async fn rtp_timeout_hangs_up_with_bye() {
     let (hotline, _dir) = start_with("", "[media]\nrtp_timeout_s = 1").await;
     let mut events = hotline.subscribe();
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let mut rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let (_to_tag, media) = answered(&mut peer, "silent@test", &offer).await;
+    let mut phone = Phone::call(hotline.sip_addr, "UDP", "silent@test", &[(0, "PCMU")]).await;
     // Half a second of audio, then the phone "loses power".
-    rtp.stream(media, 0, &[0xFF; 4000]).await;
+    phone.rtp.stream(phone.media, 0, &[0xFF; 4000]).await;
     let stopped = std::time::Instant::now();
-    let bye = peer.expect("BYE ").await;
+    let bye = phone.sip.expect("BYE ").await;
     let waited = stopped.elapsed();
     assert!(waited >= Duration::from_millis(900), "BYE after {waited:?}");
     assert!(waited < Duration::from_millis(2500), "BYE after {waited:?}");
@@ -252,28 +202,28 @@ async fn rtp_timeout_hangs_up_with_bye() {
 #[tokio::test]
 async fn held_call_without_media_does_not_time_out() {
     let (hotline, _dir) = start_with("", "[media]\nrtp_timeout_s = 1").await;
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let (to_tag, _media) = answered(&mut peer, "held@test", &offer).await;
+    let mut phone = Phone::call(hotline.sip_addr, "UDP", "held@test", &[(0, "PCMU")]).await;
     // Hold: a=inactive (no media either way).
-    let held = offer.replace("a=sendrecv", "a=inactive");
-    reinvite(&mut peer, "held@test", &to_tag, 2, &held).await;
+    let (active, held) = (
+        phone.offer.clone(),
+        phone.offer.replace("a=sendrecv", "a=inactive"),
+    );
+    phone.reinvite(&held).await;
     // Drain what was sent before the hold took effect, then: silence both ways, no BYE.
-    rtp.collect(Duration::from_millis(200)).await;
-    let (late, _) = rtp.collect(Duration::from_millis(500)).await;
+    phone.rtp.collect(Duration::from_millis(200)).await;
+    let (late, _) = phone.rtp.collect(Duration::from_millis(500)).await;
     assert!(late.is_empty(), "{} packets sent while on hold", late.len());
-    assert_eq!(peer.recv(Duration::from_millis(2000)).await, None);
+    assert_eq!(phone.sip.recv(Duration::from_millis(2000)).await, None);
     // Off hold: the stream resumes at 20 ms per packet, not with a burst of the ~2.5 s
     // of frames that were not sent.
-    reinvite(&mut peer, "held@test", &to_tag, 3, &offer).await;
-    let (resumed, _) = rtp.collect(Duration::from_millis(400)).await;
+    phone.reinvite(&active).await;
+    let (resumed, _) = phone.rtp.collect(Duration::from_millis(400)).await;
     assert!(
         (12..=26).contains(&resumed.len()),
         "{} packets in the first 400 ms after unhold",
         resumed.len()
     );
-    bye(&mut peer, "held@test", &to_tag, 4).await;
+    phone.bye().await;
     hotline.shutdown().await;
 }
 
@@ -282,11 +232,8 @@ async fn held_call_without_media_does_not_time_out() {
 #[tokio::test]
 async fn pacing_does_not_drift() {
     let (hotline, _dir) = start().await;
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let (to_tag, _) = answered(&mut peer, "pace@test", &offer).await;
-    let (packets, _) = rtp.collect(Duration::from_secs(4)).await;
+    let mut phone = Phone::call(hotline.sip_addr, "UDP", "pace@test", &[(0, "PCMU")]).await;
+    let (packets, _) = phone.rtp.collect(Duration::from_secs(4)).await;
     let first = packets.first().expect("packets").at;
     let mut worst = Duration::ZERO;
     for (k, p) in packets.iter().enumerate() {
@@ -299,7 +246,7 @@ async fn pacing_does_not_drift() {
         worst < Duration::from_millis(30),
         "a packet {worst:?} off its slot"
     );
-    bye(&mut peer, "pace@test", &to_tag, 2).await;
+    phone.bye().await;
     hotline.shutdown().await;
 }
 
@@ -308,14 +255,14 @@ async fn pacing_does_not_drift() {
 #[tokio::test]
 async fn rtp_latches_to_the_source_of_the_callers_packets() {
     let (hotline, _dir) = start().await;
-    let mut peer = Peer::new("UDP", hotline.sip_addr).await;
-    let mut rtp = RtpPeer::bind().await;
+    let rtp = RtpPeer::bind().await;
     // The SDP advertises an address and port the phone cannot be reached at (its private
     // address behind NAT; here another loopback address, as tests stay on loopback).
     let offer = offer(rtp.port(), &[(0, "PCMU")])
         .replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.2")
         .replace(&format!("m=audio {} ", rtp.port()), "m=audio 4000 ");
-    let (to_tag, media) = answered(&mut peer, "nat@test", &offer).await;
+    let mut phone = Phone::call_with(hotline.sip_addr, "UDP", "nat@test", rtp, offer).await;
+    let (rtp, media) = (&mut phone.rtp, phone.media);
     let (before, _) = rtp.collect(Duration::from_millis(200)).await;
     assert!(
         before.is_empty(),
@@ -325,6 +272,6 @@ async fn rtp_latches_to_the_source_of_the_callers_packets() {
     let (after, source) = rtp.collect(Duration::from_millis(300)).await;
     assert!(after.len() >= 10, "{} packets after latching", after.len());
     assert_eq!(source, Some(media));
-    bye(&mut peer, "nat@test", &to_tag, 2).await;
+    phone.bye().await;
     hotline.shutdown().await;
 }

@@ -51,23 +51,13 @@ async fn killed_hotline_leaves_a_playable_recording() {
     let mut child = serve(data.path(), sip_port, http_port);
     wait_healthy(http).await;
 
-    let mut peer = Peer::new("UDP", format!("127.0.0.1:{sip_port}").parse().unwrap()).await;
-    let mut rtp = RtpPeer::bind().await;
-    let offer = offer(rtp.port(), &[(0, "PCMU")]);
-    let mut invite = peer.req("INVITE", "crash@test");
-    invite.body = &offer;
-    peer.send(&invite.build()).await;
-    let ok = peer.expect("SIP/2.0 200").await;
-    let to_tag = tag(header(&ok, "To").unwrap());
-    let mut ack = peer.req("ACK", "crash@test");
-    ack.branch = "z9hG4bK-ack";
-    ack.to_tag = Some(&to_tag);
-    peer.send(&ack.build()).await;
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let mut phone = Phone::call(server, "UDP", "crash@test", &[(0, "PCMU")]).await;
     // 2.5 s of the caller talking, then the server dies mid-sentence.
     let spoken: Vec<u8> = (0..20000u32)
         .map(|i| ((i * 17 + i / 160) % 241) as u8)
         .collect();
-    rtp.stream(media_addr(body(&ok)), 0, &spoken).await;
+    phone.rtp.stream(phone.media, 0, &spoken).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 

@@ -2,7 +2,7 @@
 //! packets (30 s of a call, both directions) go through classification, recording and the
 //! relay with transcoding, including lost packets, DTMF and the recorder's flushes.
 
-use hotline::media::bridge::{self, Audio};
+use hotline::media::bridge;
 use hotline::media::leg::{Inbound, LegState};
 use hotline::media::recorder::{Channel, Recorder};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
@@ -82,9 +82,9 @@ fn relay_and_recording_do_not_allocate_per_packet() {
                 datagram(0, k as u16, k * 160, 1, &voice, &mut wire)
             };
             match caller.receive(&wire[..n], caller_addr, now) {
-                Inbound::Audio { packet, codec, gap } => {
+                Inbound::Audio(audio) => {
                     let len = bridge::forward(
-                        &Audio { packet, codec, gap },
+                        &audio,
                         Channel::Caller,
                         Some(&mut recorder),
                         Some(&mut operator),
@@ -99,11 +99,9 @@ fn relay_and_recording_do_not_allocate_per_packet() {
         }
         // Operator → caller, A-law transcoded to µ-law.
         let n = datagram(8, k as u16, k * 160, 2, &voice, &mut wire);
-        if let Inbound::Audio { packet, codec, gap } =
-            operator.receive(&wire[..n], operator_addr, now)
-        {
+        if let Inbound::Audio(audio) = operator.receive(&wire[..n], operator_addr, now) {
             bridge::forward(
-                &Audio { packet, codec, gap },
+                &audio,
                 Channel::Other,
                 Some(&mut recorder),
                 Some(&mut caller),

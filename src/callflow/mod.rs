@@ -37,7 +37,8 @@ pub enum Event {
         call: u64,
         leg: LegId,
     },
-    /// The call's media ended and its recording is complete on disk.
+    /// The call's media ended and its recording is complete on disk (`None`: the call
+    /// could not be recorded, and an error was logged).
     RecordingSaved {
         call: u64,
         recording: Option<RecordingSummary>,

@@ -6,18 +6,8 @@
 //! is allocated per packet.
 
 use super::g711;
-use super::leg::LegState;
+use super::leg::{Audio, LegState};
 use super::recorder::{Channel, Recorder};
-use super::rtp::Packet;
-use crate::sip::sdp::Codec;
-
-/// An audio packet received on one leg, as [`LegState::receive`] classified it.
-pub struct Audio<'a> {
-    pub packet: Packet<'a>,
-    pub codec: Codec,
-    /// Samples missing before this packet (lost or suppressed), recorded as silence.
-    pub gap: u32,
-}
 
 /// Records `audio` on channel `from` and, when `to` is given, builds the packet for the
 /// other leg in `out`. Returns that packet's length.
@@ -45,7 +35,7 @@ pub fn forward(
 mod tests {
     use super::*;
     use crate::media::rtp::{self, RtpSender};
-    use crate::sip::sdp::{Direction, Negotiated};
+    use crate::sip::sdp::{Codec, Direction, Negotiated};
     use std::time::{Duration, Instant};
 
     #[test]

@@ -22,15 +22,20 @@ pub const FRAME_SAMPLES: u32 = 160;
 /// restart, which the recorder's wall-clock alignment covers instead.
 const MAX_FILLED_GAP: u32 = 8000;
 
+/// An audio packet received on a leg, in a negotiated codec.
+#[derive(Debug)]
+pub struct Audio<'a> {
+    pub packet: Packet<'a>,
+    pub codec: Codec,
+    /// Samples missing before this packet (lost or suppressed), recorded as silence.
+    pub gap: u32,
+}
+
 /// What a received datagram turned out to be.
 #[derive(Debug)]
 pub enum Inbound<'a> {
-    /// Audio in a negotiated codec. `gap` samples were missing before it (lost packets).
-    Audio {
-        packet: Packet<'a>,
-        codec: Codec,
-        gap: u32,
-    },
+    /// Audio for the recorder and the other leg.
+    Audio(Audio<'a>),
     /// The first packet of an RFC 4733 telephone-event.
     Digit(char),
     /// Anything else: a later packet of the same DTMF event, comfort noise, an unknown
@@ -164,7 +169,7 @@ impl LegState {
             _ => 0,
         };
         self.expected = Some((packet.ssrc, packet.timestamp.wrapping_add(samples)));
-        Inbound::Audio { packet, codec, gap }
+        Inbound::Audio(Audio { packet, codec, gap })
     }
 
     /// Builds our next paced packet from one frame already encoded in [`Self::codec`]
@@ -277,7 +282,7 @@ mod tests {
         let p = packet(0, 1, 1000, false, &[0xFF; 160]);
         assert!(matches!(
             leg.receive(&p, real, t0),
-            Inbound::Audio { gap: 0, .. }
+            Inbound::Audio(Audio { gap: 0, .. })
         ));
         assert_eq!(
             leg.remote(),
@@ -291,7 +296,7 @@ mod tests {
         // Seq 3 lost: the next packet reports a 160-sample gap.
         let p = packet(0, 4, 1480, false, &[0xFF; 160]);
         match leg.receive(&p, real, t0 + Duration::from_millis(60)) {
-            Inbound::Audio { gap, codec, .. } => {
+            Inbound::Audio(Audio { gap, codec, .. }) => {
                 assert_eq!(gap, 320);
                 assert_eq!(codec, Codec::Pcmu);
             }

@@ -17,7 +17,7 @@
 //! cache (32 kB a second per call) and the flush once a second is one `write` plus a header
 //! update, cheap enough not to need a thread of their own.
 
-use super::bridge::{self, Audio};
+use super::bridge;
 use super::g711;
 use super::leg::{Inbound, LegState, FRAME_SAMPLES};
 use super::prompt::Prompt;
@@ -394,6 +394,7 @@ impl MediaTask {
                 self.operator = None;
                 self.caller.state.resync();
             }
+            // Handled by the loop in `run`, which ends the session.
             Command::Stop => {}
         }
     }
@@ -406,10 +407,10 @@ impl MediaTask {
         };
         let inbound = self.caller.state.receive(datagram, from, now);
         match inbound {
-            Inbound::Audio { packet, codec, gap } => {
+            Inbound::Audio(audio) => {
                 let to = self.operator.as_mut().map(|op| &mut op.state);
                 let len = bridge::forward(
-                    &Audio { packet, codec, gap },
+                    &audio,
                     Channel::Caller,
                     self.recorder.as_mut(),
                     to,
@@ -437,14 +438,14 @@ impl MediaTask {
             return;
         };
         let inbound = op.state.receive(datagram, from, Instant::now());
-        if let Inbound::Audio { packet, codec, gap } = inbound {
+        if let Inbound::Audio(audio) = inbound {
             let to = self
                 .caller
                 .state
                 .we_send()
                 .then_some(&mut self.caller.state);
             let len = bridge::forward(
-                &Audio { packet, codec, gap },
+                &audio,
                 Channel::Other,
                 self.recorder.as_mut(),
                 to,

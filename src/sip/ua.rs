@@ -1383,6 +1383,33 @@ mod tests {
         assert_eq!(ua.poll_event(), None);
     }
 
+    #[test]
+    fn hangup_while_ringing_refuses_the_invite() {
+        let t0 = Instant::now();
+        let config = Config::from_toml(
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\n\
+             hotline_numbers = [\"8800\"]\nanswer_delay_ms = 3000\n",
+        )
+        .unwrap();
+        let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
+        let mut ua = UserAgent::new(&config, settings, t0);
+        ua.handle_message(invite("r1", "z9hG4bKr1"), src(), Transport::Udp, t0);
+        let sent = drain(&mut ua);
+        assert!(sent[1].starts_with("SIP/2.0 180"), "{}", sent[1]);
+        ua.hangup(1, EndReason::Hangup, t0);
+        let sent = drain(&mut ua);
+        assert!(sent[0].starts_with("SIP/2.0 480"), "{}", sent[0]);
+        assert_eq!(ua.active_calls(), 0);
+        // The answer timer finds no call: no 200 OK later.
+        let later = run(&mut ua, t0, t0 + Duration::from_secs(4));
+        assert!(later.iter().all(|(_, m)| !m.starts_with("SIP/2.0 200")));
+        let events: Vec<Event> = std::iter::from_fn(|| ua.poll_event()).collect();
+        assert!(events.contains(&Event::CallEnded {
+            call: 1,
+            reason: EndReason::Hangup
+        }));
+    }
+
     struct NoPorts;
     impl RtpPorts for NoPorts {
         fn allocate(&mut self) -> Option<u16> {

@@ -422,3 +422,101 @@ pub async fn wait_healthy(http: SocketAddr) {
     }
     panic!("no /healthz on {http} within 10 s");
 }
+
+/// A test phone in an answered call with the hotline: SIP over `sip`, RTP on `rtp`.
+pub struct Phone {
+    pub sip: Peer,
+    pub rtp: rtp::RtpPeer,
+    pub call_id: String,
+    pub to_tag: String,
+    /// Where the hotline's SDP answer says to send RTP.
+    pub media: SocketAddr,
+    /// The SDP offer the call was made with.
+    pub offer: String,
+    cseq: u32,
+}
+
+impl Phone {
+    /// Calls the hotline number offering `codecs` (e.g. `&[(0, "PCMU")]`) and
+    /// telephone-event: INVITE, 200 OK, ACK.
+    pub async fn call(
+        server: SocketAddr,
+        transport: &str,
+        call_id: &str,
+        codecs: &[(u8, &str)],
+    ) -> Phone {
+        let rtp = rtp::RtpPeer::bind().await;
+        let offer = rtp::offer(rtp.port(), codecs);
+        Phone::call_with(server, transport, call_id, rtp, offer).await
+    }
+
+    /// Calls with a given offer (for offers a test has edited).
+    pub async fn call_with(
+        server: SocketAddr,
+        transport: &str,
+        call_id: &str,
+        rtp: rtp::RtpPeer,
+        offer: String,
+    ) -> Phone {
+        let mut sip = Peer::new(transport, server).await;
+        let mut invite = sip.req("INVITE", call_id);
+        invite.body = &offer;
+        sip.send(&invite.build()).await;
+        let ok = sip.expect("SIP/2.0 200").await;
+        let to_tag = tag(header(&ok, "To").unwrap());
+        let mut ack = sip.req("ACK", call_id);
+        ack.branch = "z9hG4bK-ack-1";
+        ack.to_tag = Some(&to_tag);
+        sip.send(&ack.build()).await;
+        Phone {
+            sip,
+            rtp,
+            call_id: call_id.to_string(),
+            to_tag,
+            media: rtp::media_addr(body(&ok)),
+            offer,
+            cseq: 1,
+        }
+    }
+
+    /// The CSeq for our next request in the dialog.
+    pub fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
+    /// A re-INVITE with `sdp`, its 200 and the ACK.
+    pub async fn reinvite(&mut self, sdp: &str) {
+        let cseq = self.next_cseq();
+        let (branch, ack_branch) = (
+            format!("z9hG4bK-reinvite-{cseq}"),
+            format!("z9hG4bK-ack-{cseq}"),
+        );
+        let mut invite = self.sip.req("INVITE", &self.call_id);
+        invite.branch = &branch;
+        invite.to_tag = Some(&self.to_tag);
+        invite.cseq = cseq;
+        invite.body = sdp;
+        let text = invite.build();
+        self.sip.send(&text).await;
+        self.sip.expect("SIP/2.0 200").await;
+        let mut ack = self.sip.req("ACK", &self.call_id);
+        ack.branch = &ack_branch;
+        ack.to_tag = Some(&self.to_tag);
+        ack.cseq = cseq;
+        let text = ack.build();
+        self.sip.send(&text).await;
+    }
+
+    /// Hangs up: BYE and its 200.
+    pub async fn bye(&mut self) {
+        let cseq = self.next_cseq();
+        let mut bye = self.sip.req("BYE", &self.call_id);
+        bye.branch = "z9hG4bK-bye";
+        bye.to_tag = Some(&self.to_tag);
+        bye.cseq = cseq;
+        let text = bye.build();
+        self.sip.send(&text).await;
+        self.sip.expect("SIP/2.0 200").await;
+    }
+}
