@@ -4,14 +4,18 @@
 //! task.
 
 use crate::api::{self, AppState};
+use crate::calendar::Calendar;
 use crate::callflow::dispatch::Dispatcher;
 use crate::callflow::Event;
 use crate::config::Config;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
+use crate::records::Records;
 use crate::sip::transport::{self, TransportError};
+use crate::store::Store;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +32,10 @@ pub enum StartError {
     Prompts(#[from] PromptError),
     #[error("recordings: {0}")]
     Recordings(#[from] RecorderError),
+    #[error("calendar: {0}")]
+    Calendar(#[from] crate::calendar::CalendarError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -41,6 +49,8 @@ pub struct Hotline {
     pub sip_addr: SocketAddr,
     /// HTTP address actually bound.
     pub http_addr: SocketAddr,
+    /// The records (journal, forms, voicemail) the hotline writes.
+    pub records: Records,
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -54,6 +64,10 @@ impl Hotline {
                 source,
             }
         })?;
+        let calendar = Arc::new(Calendar::load(&config.calendar)?);
+        let store = Store::connect(&config.storage.effective_database_url()).await?;
+        store.migrate().await?;
+        let records = Records::new(store, calendar, config.records.settings());
         let prompts = Prompts::load(&config.media.prompts_dir)?;
         let (greeting, hold) = Dispatcher::prompts(&prompts)?;
         let recordings = config.storage.data_dir.join("recordings");
@@ -92,9 +106,21 @@ impl Hotline {
             .await
             .map_err(http_error)?;
         let http_addr = listener.local_addr().map_err(http_error)?;
+        let operators = config
+            .operators
+            .iter()
+            .map(|o| api::reports::Operator {
+                extension: o.extension.clone(),
+                name: o.name.clone(),
+                can_register: o.resolve_password().is_some(),
+            })
+            .collect();
         let router = api::router(AppState {
             sip_addr: sip.local_addr,
             sip_alive: sip.alive.clone(),
+            records: records.clone(),
+            data_dir: config.storage.data_dir.clone(),
+            operators: Arc::new(operators),
         });
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
@@ -114,6 +140,7 @@ impl Hotline {
         Ok(Hotline {
             sip_addr: sip.local_addr,
             http_addr,
+            records,
             events,
             shutdown,
             tasks,
@@ -131,5 +158,6 @@ impl Hotline {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.records.store.close().await;
     }
 }

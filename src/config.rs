@@ -50,6 +50,55 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub operators: Vec<OperatorConfig>,
+    #[serde(default)]
+    pub calendar: crate::calendar::CalendarConfig,
+    #[serde(default)]
+    pub records: RecordsConfig,
+}
+
+/// `[records]`: the journal's repeat-appeal window, retention and the service level.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// A call from a number journaled within this many days is a repeat appeal (ch. 3).
+    #[serde(default = "default_repeat_window_days")]
+    pub repeat_window_days: u32,
+    /// Years records and recordings are kept after their last document (§7.6: 5).
+    #[serde(default = "default_retention_years")]
+    pub retention_years: u32,
+    /// Service level: calls answered within this many seconds.
+    #[serde(default = "default_service_level_s")]
+    pub service_level_s: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            repeat_window_days: default_repeat_window_days(),
+            retention_years: default_retention_years(),
+            service_level_s: default_service_level_s(),
+        }
+    }
+}
+
+impl RecordsConfig {
+    pub fn settings(&self) -> crate::records::RecordsSettings {
+        crate::records::RecordsSettings {
+            repeat_window: Duration::from_secs(u64::from(self.repeat_window_days) * 86_400),
+            retention_years: self.retention_years,
+            service_level: Duration::from_secs(self.service_level_s),
+        }
+    }
+}
+
+fn default_repeat_window_days() -> u32 {
+    30
+}
+fn default_retention_years() -> u32 {
+    5
+}
+fn default_service_level_s() -> u64 {
+    20
 }
 
 /// Digest algorithms the registrar may offer (RFC 8760), in the configured order of preference.
@@ -389,6 +438,12 @@ impl Config {
 
     /// Checks everything serde cannot: names, ranges, uniqueness.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.records.retention_years == 0 {
+            return Err(ConfigError::invalid(
+                "records.retention_years",
+                "must be at least 1 (the regulation keeps case files 5 years)",
+            ));
+        }
         if self.sip.domain.is_empty() || !self.sip.domain.chars().all(is_host_char) {
             return Err(ConfigError::invalid(
                 "sip.domain",
@@ -530,6 +585,12 @@ impl Config {
                     op.password_env.as_deref().unwrap_or("?")
                 ));
             }
+        }
+        if self.records.retention_years < 5 {
+            out.push(format!(
+                "records.retention_years = {}: the regulation (§7.6) keeps case files 5 years",
+                self.records.retention_years
+            ));
         }
         if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
             out.push(

@@ -7,7 +7,10 @@
 
 pub mod api;
 pub mod app;
+pub mod calendar;
 pub mod callflow;
 pub mod config;
 pub mod media;
+pub mod records;
 pub mod sip;
+pub mod store;

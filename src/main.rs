@@ -1,11 +1,19 @@
-//! `hotline` command line: `serve` runs the hotline, `check-config` validates a config file.
+//! `hotline` command line: `serve` runs the hotline, `check-config` validates a config file,
+//! `migrate` brings the database up to date, `token` makes and revokes API tokens,
+//! `retention` lists or purges records past retention, `openapi` prints the API's
+//! description.
 
 use clap::{Parser, Subcommand};
 use hotline::app::Hotline;
+use hotline::calendar::Calendar;
 use hotline::config::{Config, ConfigError, Overrides};
+use hotline::records::Records;
+use hotline::store::tokens::{self, Role};
+use hotline::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const DEFAULT_CONFIG: &str = "sip-config/hotline.toml";
 
@@ -44,6 +52,67 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Apply the database migrations of schemas/ (serve does it too, at start).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Records past retention (records.retention_years after their last document).
+    Retention {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Delete them; without it, only list what would be deleted.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Print the OpenAPI description of /api/v1 (committed as schemas/openapi.json).
+    Openapi,
+}
+
+/// Where the records are: the config file, with the database and data directory
+/// overridable.
+#[derive(clap::Args)]
+struct DbArgs {
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (once: only its hash is stored).
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The holder's name, recorded as the actor of their changes.
+        #[arg(long)]
+        name: String,
+        /// operator, supervisor, card_department, security or admin.
+        #[arg(long)]
+        role: String,
+        /// The operator's extension (operator tokens only).
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// List tokens (without secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        id: i64,
+    },
 }
 
 /// Exit code for a configuration the hotline refuses to run with.
@@ -67,7 +136,28 @@ fn main() -> ExitCode {
                 for w in c.warnings() {
                     println!("  warning: {w}");
                 }
-                // The prompts are part of the set-up: a bad file must show before a restart.
+                // The calendar and the prompts are part of the set-up: a bad file must show
+                // before a restart.
+                match Calendar::load(&c.calendar) {
+                    Ok(cal) => {
+                        println!(
+                            "  calendar {} ({}), years {:?}",
+                            c.calendar.dir.display(),
+                            c.calendar.time_zone,
+                            cal.years()
+                        );
+                        let year = chrono::Datelike::year(&cal.local_date(chrono::Utc::now()));
+                        if !cal.covers(year) {
+                            println!(
+                                "  warning: no calendar file for {year}: only weekends count as days off"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("hotline: calendar: {e}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                }
                 match hotline::media::prompt::Prompts::load(&c.media.prompts_dir) {
                     Ok(p) => {
                         println!("  {} prompts in {}", p.len(), c.media.prompts_dir.display());
@@ -80,6 +170,107 @@ fn main() -> ExitCode {
                 }
             }
             Err(e) => config_error(&config, e),
+        },
+        Command::Migrate { db } => with_records(db, |c, _| async move {
+            println!(
+                "database {} is up to date",
+                hotline::store::redact(&c.storage.effective_database_url())
+            );
+            Ok(())
+        }),
+        Command::Token { command } => match command {
+            TokenCommand::Create {
+                db,
+                name,
+                role,
+                operator,
+            } => {
+                let Some(role) = Role::parse(&role) else {
+                    eprintln!("hotline: unknown role {role:?} (operator, supervisor, card_department, security, admin)");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                };
+                with_records(db, move |c, records| async move {
+                    if role == Role::Operator
+                        && !c
+                            .operators
+                            .iter()
+                            .any(|o| Some(&o.extension) == operator.as_ref())
+                    {
+                        anyhow::bail!(
+                            "an operator token needs --operator with a configured extension"
+                        );
+                    }
+                    let (id, token) =
+                        tokens::create(&records.store, &name, role, operator.as_deref()).await?;
+                    eprintln!(
+                        "token {id} for {name} ({}); it is shown only now:",
+                        role.as_str()
+                    );
+                    println!("{token}");
+                    Ok(())
+                })
+            }
+            TokenCommand::List { db } => with_records(db, |_, records| async move {
+                for t in tokens::list(&records.store).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.role.as_str(),
+                        t.name,
+                        t.operator.unwrap_or_default(),
+                        if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+                Ok(())
+            }),
+            TokenCommand::Revoke { db, id } => with_records(db, move |_, records| async move {
+                tokens::revoke(&records.store, id).await?;
+                println!("token {id} revoked");
+                Ok(())
+            }),
+        },
+        Command::Retention { db, purge } => with_records(db, move |c, records| async move {
+            let report = records
+                .purge(&c.storage.data_dir, !purge, "hotline retention")
+                .await?;
+            let verb = if purge { "purged" } else { "would purge" };
+            println!(
+                "{verb} {} journal entries with their last document before {}",
+                report.entries.len(),
+                report.cutoff.to_rfc3339()
+            );
+            for e in &report.entries {
+                println!(
+                    "  #{} (№ {}/{}), last document {}, files: {}",
+                    e.journal_id,
+                    e.seq,
+                    e.year,
+                    e.last_activity_at.to_rfc3339(),
+                    e.files.join(", ")
+                );
+            }
+            println!(
+                "{verb} {} callback forms without a journal entry",
+                report.standalone_callbacks
+            );
+            for f in &report.files_failed {
+                println!("  could not delete {f}");
+            }
+            Ok(())
+        }),
+        Command::Openapi => match hotline::api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hotline: {e}");
+                ExitCode::FAILURE
+            }
         },
         Command::Serve {
             config,
@@ -116,6 +307,46 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs an offline command against the records of `db`'s configuration.
+fn with_records<F, Fut>(db: DbArgs, f: F) -> ExitCode
+where
+    F: FnOnce(Config, Records) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let overrides = Overrides {
+        database_url: db.database_url,
+        data_dir: db.data_dir,
+        ..Overrides::default()
+    };
+    let c = match Config::load(&db.config, &overrides) {
+        Ok(c) => c,
+        Err(e) => return config_error(&db.config, e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hotline: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = async move {
+        let calendar = Arc::new(Calendar::load(&c.calendar)?);
+        let store = Store::connect(&c.storage.effective_database_url()).await?;
+        store.migrate().await?;
+        let records = Records::new(store.clone(), calendar, c.records.settings());
+        let result = f(c, records).await;
+        store.close().await;
+        result
+    };
+    match runtime.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hotline: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,21 +1,105 @@
-//! HTTP API (axum). For now: `GET /healthz`, which load balancers and the test suite use to
-//! know that the hotline is up: 200 once SIP is listening and its core is running, 503 if
-//! the SIP core has stopped.
+//! HTTP API (axum). `GET /healthz` for load balancers and the tests (200 once SIP is
+//! listening and its core runs, 503 otherwise), and the JSON API under `/api/v1` for
+//! operators, supervisors, the departments and admins: bearer tokens, roles
+//! ([`auth::allowed`]), one router per area. The OpenAPI description is generated from the
+//! same route declarations ([`openapi`]) and committed as `schemas/openapi.json`; a test
+//! keeps the two equal.
 
+pub mod admin;
+pub mod auth;
+pub mod callbacks;
+pub mod error;
+pub mod extract;
+pub mod journal;
+pub mod reports;
+pub mod voicemail;
+
+use crate::records::Records;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use error::ApiError;
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Shared, read-mostly state of the HTTP side.
 #[derive(Clone)]
 pub struct AppState {
     pub sip_addr: SocketAddr,
     pub sip_alive: Arc<AtomicBool>,
+    pub records: Records,
+    /// Recordings and voicemail files are named relative to this.
+    pub data_dir: PathBuf,
+    pub operators: Arc<Vec<reports::Operator>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hotline API",
+        description = "Call journal, callback forms, voicemail, statistics and administration \
+                       of the bank's customer hotline. Every route takes a bearer token; the \
+                       token's role decides what it may do (README, \"Roles\").",
+    ),
+    modifiers(&BearerAuth),
+    servers((url = "/api/v1")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(journal::router())
+        .merge(callbacks::router())
+        .merge(voicemail::router())
+        .merge(reports::router())
+        .merge(admin::router())
+}
+
+/// The OpenAPI description of `/api/v1`, as `hotline openapi` prints it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_routes().split_for_parts();
+    // The version is the API's, not the crate's: a release that does not change the API
+    // must not change the committed description.
+    doc.info.version = "1".to_string();
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// The page size of a list: 1–500, default 50.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::field("limit", "`limit`: must be 1 to 500"))
+    }
 }
 
 #[derive(Serialize)]
@@ -23,6 +107,7 @@ struct Health {
     status: &'static str,
     version: &'static str,
     sip: SipHealth,
+    database: DatabaseHealth,
 }
 
 #[derive(Serialize)]
@@ -32,14 +117,21 @@ struct SipHealth {
     running: bool,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(state)
+#[derive(Serialize)]
+struct DatabaseHealth {
+    backend: &'static str,
+    reachable: bool,
 }
 
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let running = state.sip_alive.load(Ordering::SeqCst);
+    // Calls are answered without the database (records wait), so it does not make the
+    // hotline unhealthy; it is reported for the operators of the system.
+    let ping = sqlx::query("SELECT 1").execute(state.records.store.pool());
+    let reachable = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
+        Ok(Ok(_))
+    );
     let status = if running {
         StatusCode::OK
     } else {
@@ -53,6 +145,13 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             sip: SipHealth {
                 listen: state.sip_addr.to_string(),
                 running,
+            },
+            database: DatabaseHealth {
+                backend: match state.records.store.backend() {
+                    crate::store::Backend::Sqlite => "sqlite",
+                    crate::store::Backend::Postgres => "postgres",
+                },
+                reachable,
             },
         }),
     )

@@ -1,0 +1,159 @@
+//! Administration: API tokens and the retention purge (§7.6).
+
+use super::auth::{Action, Auth};
+use super::error::{ApiError, ErrorBody};
+use super::extract::JsonBody;
+use super::AppState;
+use crate::store::retention::PurgeReport;
+use crate::store::tokens::{self, Role, TokenInfo};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(retention_preview))
+        .routes(routes!(retention_purge))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Every token (never the secrets).
+#[utoipa::path(get, path = "/tokens", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<TokenList>, ApiError> {
+    auth.require(Action::TokensManage)?;
+    Ok(Json(TokenList {
+        tokens: tokens::list(&state.records.store).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// The holder's name; the audit log's actor.
+    pub name: String,
+    pub role: Role,
+    /// The operator's extension (required for the operator role).
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+/// Make a token.
+#[utoipa::path(post, path = "/tokens", tag = "admin", request_body = NewToken,
+    security(("bearer" = [])),
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    auth.require(Action::TokensManage)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::field("name", "`name`: 1 to 200 characters"));
+    }
+    check_operator(&state, body.role, body.operator.as_deref())?;
+    let (id, token) = tokens::create(
+        &state.records.store,
+        name,
+        body.role,
+        body.operator.as_deref(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token })))
+}
+
+/// An operator's token must name a configured extension; other roles name none.
+pub fn check_operator(
+    state: &AppState,
+    role: Role,
+    operator: Option<&str>,
+) -> Result<(), ApiError> {
+    match (role, operator) {
+        (Role::Operator, Some(ext)) if state.operators.iter().any(|o| o.extension == ext) => Ok(()),
+        (Role::Operator, Some(ext)) => Err(ApiError::field(
+            "operator",
+            format!("`operator`: {ext} is not a configured operator"),
+        )),
+        (Role::Operator, None) => Err(ApiError::field(
+            "operator",
+            "`operator`: an operator's token names their extension",
+        )),
+        (_, Some(_)) => Err(ApiError::field(
+            "operator",
+            "`operator`: only operator tokens name an extension",
+        )),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Revoke a token at once.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "admin", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(Action::TokensManage)?;
+    tokens::revoke(&state.records.store, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the retention purge would delete now (a dry run).
+#[utoipa::path(get, path = "/retention", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = PurgeReport), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody)))]
+async fn retention_preview(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<PurgeReport>, ApiError> {
+    auth.require(Action::RetentionRun)?;
+    Ok(Json(
+        state
+            .records
+            .purge(&state.data_dir, true, auth.actor())
+            .await?,
+    ))
+}
+
+/// Purge records and recordings past retention.
+#[utoipa::path(post, path = "/retention/purge", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = PurgeReport), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody)))]
+async fn retention_purge(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<PurgeReport>, ApiError> {
+    auth.require(Action::RetentionRun)?;
+    Ok(Json(
+        state
+            .records
+            .purge(&state.data_dir, false, auth.actor())
+            .await?,
+    ))
+}

@@ -1,0 +1,178 @@
+//! Who may do what. Every API route names the [`Action`] it performs; [`allowed`] is the
+//! whole matrix (the README prints it), and a token whose role lacks the action gets 403.
+//! Tokens are bearer tokens made by `hotline token create` or `POST /api/v1/tokens`.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::tokens::{self, Role, TokenInfo};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+/// Everything the API lets someone do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    JournalRead,
+    JournalEdit,
+    JournalExport,
+    AuditRead,
+    CallbackCreate,
+    CallbackRead,
+    CallbackSend,
+    CallbackComplete,
+    VoicemailRead,
+    VoicemailProcess,
+    OperatorsRead,
+    StatsRead,
+    TokensManage,
+    RetentionRun,
+}
+
+impl Action {
+    pub const ALL: [Action; 14] = [
+        Action::JournalRead,
+        Action::JournalEdit,
+        Action::JournalExport,
+        Action::AuditRead,
+        Action::CallbackCreate,
+        Action::CallbackRead,
+        Action::CallbackSend,
+        Action::CallbackComplete,
+        Action::VoicemailRead,
+        Action::VoicemailProcess,
+        Action::OperatorsRead,
+        Action::StatsRead,
+        Action::TokensManage,
+        Action::RetentionRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::JournalRead => "read the journal",
+            Action::JournalEdit => "edit journal entries",
+            Action::JournalExport => "export the journal",
+            Action::AuditRead => "read the audit log",
+            Action::CallbackCreate => "create callback forms",
+            Action::CallbackRead => "read callback forms",
+            Action::CallbackSend => "send callback forms",
+            Action::CallbackComplete => "complete callback forms",
+            Action::VoicemailRead => "listen to voicemail",
+            Action::VoicemailProcess => "process voicemail",
+            Action::OperatorsRead => "list operators",
+            Action::StatsRead => "read statistics",
+            Action::TokensManage => "manage API tokens",
+            Action::RetentionRun => "run the retention purge",
+        }
+    }
+}
+
+/// The allowed-actions matrix.
+///
+/// - operators work calls: the journal, callback forms, voicemail;
+/// - supervisors (the head of the call centre) see and do everything operators do, plus
+///   export, statistics and the audit log;
+/// - the card department and the security service call customers back on the forms sent
+///   to them (their tickets come with the ATM issue);
+/// - admins run the system (tokens, retention) and see aggregate statistics, but not the
+///   customers' personal data in the journal.
+pub fn allowed(role: Role, action: Action) -> bool {
+    use Action::*;
+    match role {
+        Role::Operator => matches!(
+            action,
+            JournalRead
+                | JournalEdit
+                | CallbackCreate
+                | CallbackRead
+                | CallbackSend
+                | CallbackComplete
+                | VoicemailRead
+                | VoicemailProcess
+                | OperatorsRead
+        ),
+        Role::Supervisor => !matches!(action, TokensManage | RetentionRun),
+        Role::CardDepartment | Role::Security => {
+            matches!(action, CallbackRead | CallbackComplete | OperatorsRead)
+        }
+        Role::Admin => matches!(
+            action,
+            TokensManage | RetentionRun | OperatorsRead | StatsRead
+        ),
+    }
+}
+
+/// The authenticated caller of a route.
+#[derive(Debug, Clone)]
+pub struct Auth(pub TokenInfo);
+
+impl Auth {
+    /// 403 unless the role may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if allowed(self.0.role, action) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden {
+                role: self.0.role.as_str(),
+                action: action.as_str(),
+            })
+        }
+    }
+
+    /// The name the audit log records.
+    pub fn actor(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        match tokens::authenticate(&state.records.store, token).await? {
+            Some(info) => Ok(Auth(info)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admins_do_not_read_personal_data() {
+        for a in [
+            Action::JournalRead,
+            Action::JournalExport,
+            Action::VoicemailRead,
+            Action::CallbackRead,
+        ] {
+            assert!(!allowed(Role::Admin, a), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn only_admins_manage_tokens_and_retention() {
+        for role in Role::ALL {
+            assert_eq!(allowed(role, Action::TokensManage), role == Role::Admin);
+            assert_eq!(allowed(role, Action::RetentionRun), role == Role::Admin);
+        }
+    }
+
+    #[test]
+    fn every_action_has_someone() {
+        for a in Action::ALL {
+            assert!(Role::ALL.into_iter().any(|r| allowed(r, a)), "{a:?}");
+        }
+    }
+}

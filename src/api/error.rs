@@ -1,0 +1,104 @@
+//! The API's one error type: every failure is a JSON body `{"error": "...", "field": ...}`
+//! with a 4xx status for the client's mistakes and 500 only for ours (logged, without
+//! details in the body).
+
+use crate::records::RecordError;
+use crate::store::StoreError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input; `field` names the offending field when there is one.
+    #[error("{message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("the role {role} may not {action}")]
+    Forbidden {
+        role: &'static str,
+        action: &'static str,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The request field the error is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Invalid { field, message } => ApiError::BadRequest {
+                field: Some(field.to_string()),
+                message: format!("`{field}`: {message}"),
+            },
+            RecordError::Store(s) => s.into(),
+            RecordError::Writer(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let field = match &self {
+            ApiError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        let body = Json(ErrorBody {
+            error: self.to_string(),
+            field,
+        });
+        if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}

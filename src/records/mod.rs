@@ -1,0 +1,151 @@
+//! The records the bank's regulation demands (SPEC §3): the incoming-call journal, callback
+//! forms, voicemail, with the audit log of every change. This module is the domain: types,
+//! validation and rules, and [`Records`], the one façade the API and the call flow write
+//! through. It knows nothing of SIP; the SQL is in [`crate::store`].
+
+pub mod callback;
+pub mod journal;
+pub mod voicemail;
+pub mod writer;
+
+use crate::calendar::Calendar;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Datelike, Months, Utc};
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of the records layer: bad input (naming the field) or the database's.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The journal writer task failed the batch or is gone.
+    #[error("journal writer: {0}")]
+    Writer(String),
+}
+
+impl RecordError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> RecordError {
+        RecordError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Rejects text over `max` characters, naming the field.
+pub(crate) fn check_len(field: &'static str, v: &str, max: usize) -> Result<(), RecordError> {
+    if v.chars().count() > max {
+        Err(RecordError::invalid(
+            field,
+            format!("is longer than {max} characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `Option<Option<T>>` from JSON: absent → `None`, `null` → `Some(None)`, a value →
+/// `Some(Some(v))`. Used with `#[serde(default)]` so that a patch can clear a field.
+pub(crate) fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Settings of the records (`[records]` in hotline.toml).
+#[derive(Debug, Clone)]
+pub struct RecordsSettings {
+    /// A call from a number with an entry this recent is a repeat appeal (ch. 3).
+    pub repeat_window: Duration,
+    /// Records and recordings are kept this many years after their last document (§7.6).
+    pub retention_years: u32,
+    /// Service level: share of calls answered within this many seconds.
+    pub service_level: Duration,
+}
+
+impl Default for RecordsSettings {
+    fn default() -> Self {
+        RecordsSettings {
+            repeat_window: Duration::from_secs(30 * 86_400),
+            retention_years: 5,
+            service_level: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The records façade: the store, the calendar (for years, deadlines and local dates) and
+/// the settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Records {
+    pub store: Store,
+    pub calendar: Arc<Calendar>,
+    pub settings: RecordsSettings,
+}
+
+impl Records {
+    pub fn new(store: Store, calendar: Arc<Calendar>, settings: RecordsSettings) -> Records {
+        Records {
+            store,
+            calendar,
+            settings,
+        }
+    }
+
+    /// The journal year of a moment: the calendar year in the bank's time zone, so that a
+    /// call at 01:00 Moscow time on 1 January starts the new year's numbering.
+    pub fn journal_year(&self, at: DateTime<Utc>) -> i64 {
+        i64::from(self.calendar.local_date(at).year())
+    }
+
+    /// Creates the journal entry of an arriving call (one transaction: number, repeat link,
+    /// audit). Calls in bulk go through [`writer::JournalWriter`], which batches.
+    pub async fn record_call(&self, call: &journal::NewCall) -> Result<i64, RecordError> {
+        let ids = self.record_calls(std::slice::from_ref(call)).await?;
+        Ok(ids[0])
+    }
+
+    /// Creates entries for several calls in one transaction; ids in the same order.
+    pub async fn record_calls(&self, calls: &[journal::NewCall]) -> Result<Vec<i64>, RecordError> {
+        for c in calls {
+            journal::validate_phone("phone", &c.phone)?;
+        }
+        let years: Vec<i64> = calls
+            .iter()
+            .map(|c| self.journal_year(c.arrived_at))
+            .collect();
+        let window_ms = i64::try_from(self.settings.repeat_window.as_millis()).unwrap_or(i64::MAX);
+        Ok(crate::store::journal::insert_calls(&self.store, calls, &years, window_ms).await?)
+    }
+
+    /// Records a voicemail (and its callback form), due by the next working day's close.
+    pub async fn add_voicemail(&self, vm: &voicemail::NewVoicemail) -> Result<i64, RecordError> {
+        let deadline = self.calendar.next_working_day_deadline(vm.arrived_at);
+        Ok(crate::store::voicemail::insert(&self.store, vm, deadline).await?)
+    }
+
+    /// The moment before which a last document makes a record due for purging.
+    pub fn retention_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_sub_months(Months::new(12 * self.settings.retention_years))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Purges (or lists, with `dry_run`) what is past retention.
+    pub async fn purge(
+        &self,
+        data_dir: &std::path::Path,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<crate::store::retention::PurgeReport, RecordError> {
+        let cutoff = self.retention_cutoff(Utc::now());
+        Ok(crate::store::retention::purge(&self.store, data_dir, cutoff, dry_run, actor).await?)
+    }
+}

@@ -1,0 +1,53 @@
+//! Voicemail records: a message a caller left (the file itself is written by the call
+//! flow), and the duty to process it "no later than the next working day" (SPEC §2.6): the
+//! deadline is computed from the calendar when the record is made and stored with it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// A message as the call flow hands it over.
+#[derive(Debug, Clone)]
+pub struct NewVoicemail {
+    pub journal_id: i64,
+    pub arrived_at: DateTime<Utc>,
+    /// Path of the WAV relative to the data directory.
+    pub file: String,
+    pub duration: Duration,
+    /// Too short to hold a message; kept and journaled all the same.
+    pub empty: bool,
+    /// Left outside working hours.
+    pub after_hours: bool,
+}
+
+/// A voicemail as stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Voicemail {
+    pub id: i64,
+    pub journal_id: i64,
+    pub phone: String,
+    pub arrived_at: DateTime<Utc>,
+    pub file: String,
+    pub duration_s: f64,
+    pub empty: bool,
+    pub after_hours: bool,
+    /// End of the next working day after arrival.
+    pub deadline_at: DateTime<Utc>,
+    /// Past the deadline and not processed.
+    pub overdue: bool,
+    pub transcript: Option<String>,
+    pub processed_by: Option<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// The callback form made from this message.
+    pub callback_id: Option<i64>,
+}
+
+/// Which messages a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoicemailStatus {
+    Open,
+    Overdue,
+    Processed,
+}

@@ -1,0 +1,303 @@
+//! The records' database, through sqlx: SQLite as the embedded default (a file under the
+//! data directory, no set-up) and PostgreSQL for production, with the same behaviour.
+//!
+//! One code path serves both: the pool is sqlx's `Any` driver, every query uses `$1`-style
+//! placeholders (SQLite understands them too), every time is a BIGINT of Unix milliseconds
+//! and every flag a BIGINT 0/1, so no type differs between the two. Only the migrations
+//! differ in dialect (`schemas/sqlite/`, `schemas/postgres/`), and they are embedded in the
+//! binary so that a deployed hotline never depends on its working directory.
+//!
+//! The SQL of each record lives beside its kind: [`journal`], [`voicemail`], [`callback`],
+//! [`audit`], [`tokens`], [`retention`], [`stats`]. The domain types and rules are in
+//! [`crate::records`].
+
+pub mod audit;
+pub mod callback;
+pub mod journal;
+pub mod retention;
+pub mod stats;
+pub mod tokens;
+pub mod voicemail;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool};
+use std::sync::Once;
+use std::time::Duration;
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{0}` is neither sqlite:// nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: i64 },
+    /// The request conflicts with the record's state (e.g. a callback completed twice).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("schemas/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("schemas/postgres");
+
+/// A connection pool and the backend it talks to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the database (creating an SQLite file if it does not exist yet). Does not
+    /// migrate: [`Store::migrate`] does, at start-up and from `hotline migrate`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if let Some(dir) = sqlite_parent_dir(rest) {
+                std::fs::create_dir_all(&dir).map_err(|e| StoreError::Connect {
+                    url: url.to_string(),
+                    source: sqlx::Error::Io(e),
+                })?;
+            }
+            // `mode=rwc` creates the file; the driver's defaults give WAL, foreign keys on,
+            // synchronous=FULL (a committed record survives a power cut) and a 5 s busy wait.
+            let sep = if rest.contains('?') { '&' } else { '?' };
+            let url = if rest.contains("mode=") {
+                url.to_string()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let max = match backend {
+            // SQLite has one writer at a time; a few readers are enough beside it.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact(&url),
+                source,
+            })?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Applies the migrations of `schemas/<backend>/` that the database lacks.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The directory an `sqlite:` URL's file lives in, to create it first.
+fn sqlite_parent_dir(rest: &str) -> Option<std::path::PathBuf> {
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+}
+
+/// A URL without its password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the database's time format.
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`ms`]; out-of-range values (never written by us) clamp to the epoch.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub fn opt_from_ms(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(from_ms)
+}
+
+/// A value bound into dynamically built SQL.
+#[derive(Debug, Clone)]
+pub enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// SQL built piece by piece with `$n` placeholders numbered as values are bound, for the
+/// queries whose WHERE clause depends on the filters given.
+#[derive(Debug, Default)]
+pub struct Sql {
+    text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub fn bind(&mut self, value: Param) -> &mut Sql {
+        self.params.push(value);
+        self.text.push('$');
+        self.text.push_str(&self.params.len().to_string());
+        self
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The query with every value bound, ready to run.
+    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+        let mut q = sqlx::query(&self.text);
+        for p in &self.params {
+            q = match p {
+                Param::Int(v) => q.bind(*v),
+                Param::Text(v) => q.bind(v.as_str()),
+            };
+        }
+        q
+    }
+}
+
+/// A file the database names (recordings, voicemail), inside the data directory; `None`
+/// for an absolute path or one with `..`, which no record of ours holds.
+pub fn data_file(data_dir: &std::path::Path, rel: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(rel);
+    p.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| data_dir.join(p))
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://hotline:s3cret@db:5432/hotline"),
+            "postgres://hotline:***@db:5432/hotline"
+        );
+        assert_eq!(
+            redact("postgres://hotline@db/hotline"),
+            "postgres://hotline@db/hotline"
+        );
+        assert_eq!(redact("sqlite://data/h.db"), "sqlite://data/h.db");
+    }
+
+    #[test]
+    fn sqlite_parent_dir_of_urls() {
+        assert_eq!(
+            sqlite_parent_dir("//data/x/hotline.db?mode=rwc"),
+            Some("data/x".into())
+        );
+        assert_eq!(sqlite_parent_dir("//hotline.db"), None);
+        assert_eq!(sqlite_parent_dir(":memory:"), None);
+    }
+
+    #[test]
+    fn sql_numbers_placeholders_in_order() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        sql.bind(Param::Int(1))
+            .push(" AND b LIKE ")
+            .bind(Param::Text("x".into()));
+        assert_eq!(sql.text(), "SELECT 1 WHERE a = $1 AND b LIKE $2");
+    }
+
+    #[test]
+    fn data_file_stays_inside_the_data_dir() {
+        let d = std::path::Path::new("/data");
+        assert_eq!(
+            data_file(d, "voicemail/2026/x.wav"),
+            Some("/data/voicemail/2026/x.wav".into())
+        );
+        assert_eq!(data_file(d, "../etc/passwd"), None);
+        assert_eq!(data_file(d, "/etc/passwd"), None);
+    }
+
+    #[test]
+    fn like_escape_escapes_wildcards() {
+        assert_eq!(like_escape("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

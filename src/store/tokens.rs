@@ -1,0 +1,136 @@
+//! API bearer tokens. Only a SHA-256 of each token is stored: a copy of the database does
+//! not let anyone call the API. The token itself is shown once, when it is made.
+
+use super::{from_ms, ms, Store, StoreError};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+/// What a token is allowed to do; see the matrix in `api::auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Operator,
+    Supervisor,
+    CardDepartment,
+    Security,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Operator,
+        Role::Supervisor,
+        Role::CardDepartment,
+        Role::Security,
+        Role::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::CardDepartment => "card_department",
+            Role::Security => "security",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A token's holder, as the API sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    /// Who holds it; the audit log's actor.
+    pub name: String,
+    pub role: Role,
+    /// For operators: their extension (field 8 of the forms they make).
+    pub operator: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Makes a token; returns its id and the secret (shown once).
+pub async fn create(
+    store: &Store,
+    name: &str,
+    role: Role,
+    operator: Option<&str>,
+) -> Result<(i64, String), StoreError> {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let secret = format!("hl_{}", hex::encode(raw));
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api_tokens (name, role, operator, token_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(name)
+    .bind(role.as_str())
+    .bind(operator)
+    .bind(hash(&secret))
+    .bind(ms(Utc::now()))
+    .fetch_one(store.pool())
+    .await?;
+    Ok((id, secret))
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<TokenInfo, StoreError> {
+    let role: String = r.try_get(2)?;
+    Ok(TokenInfo {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Conflict(format!("unknown role {role} in api_tokens")))?,
+        operator: r.try_get(3)?,
+        created_at: from_ms(r.try_get(4)?),
+        revoked_at: r.try_get::<Option<i64>, _>(5)?.map(from_ms),
+    })
+}
+
+/// The holder of a valid (not revoked) token.
+pub async fn authenticate(store: &Store, token: &str) -> Result<Option<TokenInfo>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, name, role, operator, created_at, revoked_at FROM api_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash(token))
+    .fetch_optional(store.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list(store: &Store) -> Result<Vec<TokenInfo>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, name, role, operator, created_at, revoked_at FROM api_tokens ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn revoke(store: &Store, id: i64) -> Result<(), StoreError> {
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(ms(Utc::now()))
+            .bind(id)
+            .execute(store.pool())
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            entity: "token",
+            id,
+        });
+    }
+    Ok(())
+}

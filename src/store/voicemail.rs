@@ -1,0 +1,288 @@
+//! SQL of voicemail records. Adding a message also creates its callback form (field 8
+//! "voicemail", field 7 = the processing deadline) and sets the journal entry's
+//! disposition, all in one transaction: a message is never recorded without the duty to
+//! call back.
+
+use super::audit::{self, Change, Kind, Val};
+use super::journal::{refresh_search_text, touch, SYSTEM};
+use super::{from_ms, ms, opt_from_ms, Param, Sql, Store, StoreError};
+use crate::records::callback::VOICEMAIL_OPERATOR;
+use crate::records::journal::Disposition;
+use crate::records::voicemail::{NewVoicemail, Voicemail, VoicemailStatus};
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const SELECT: &str = "SELECT v.id, v.journal_id, v.phone, v.arrived_at, v.file, v.duration_ms, \
+     v.empty, v.after_hours, v.deadline_at, v.transcript, v.processed_by, v.processed_at, \
+     (SELECT c.id FROM callback_forms c WHERE c.voicemail_id = v.id ORDER BY c.id LIMIT 1) \
+     FROM voicemails v";
+
+fn from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<Voicemail, StoreError> {
+    let deadline = from_ms(row.try_get(8)?);
+    let processed_at = opt_from_ms(row.try_get(11)?);
+    Ok(Voicemail {
+        id: row.try_get(0)?,
+        journal_id: row.try_get(1)?,
+        phone: row.try_get(2)?,
+        arrived_at: from_ms(row.try_get(3)?),
+        file: row.try_get(4)?,
+        duration_s: row.try_get::<i64, _>(5)? as f64 / 1000.0,
+        empty: row.try_get::<i64, _>(6)? != 0,
+        after_hours: row.try_get::<i64, _>(7)? != 0,
+        deadline_at: deadline,
+        overdue: processed_at.is_none() && deadline < now,
+        transcript: row.try_get(9)?,
+        processed_by: row.try_get(10)?,
+        processed_at,
+        callback_id: row.try_get(12)?,
+    })
+}
+
+/// Records a message left on the call of `vm.journal_id`, with `deadline` (the next
+/// working day's close). Returns the voicemail's id.
+pub async fn insert(
+    store: &Store,
+    vm: &NewVoicemail,
+    deadline: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let now = Utc::now();
+    let mut tx = store.pool().begin().await?;
+    let disposition = if vm.after_hours {
+        Disposition::AfterHoursVoicemail
+    } else {
+        Disposition::Voicemail
+    };
+    // The entry's update comes first: it locks the row and proves the entry exists.
+    audit::update_with_audit(
+        &mut tx,
+        "journal_entries",
+        "journal",
+        vm.journal_id,
+        &[Change::new(
+            "disposition",
+            Kind::Text,
+            Val::Text(disposition.as_str().into()),
+        )],
+        SYSTEM,
+        now,
+    )
+    .await?;
+    let entry = sqlx::query(
+        "SELECT phone, caller_name, caller_status, arrived_at FROM journal_entries WHERE id = $1",
+    )
+    .bind(vm.journal_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let phone: String = entry.try_get(0)?;
+    let caller_name: Option<String> = entry.try_get(1)?;
+    let caller_status: Option<String> = entry.try_get(2)?;
+    let called_at: i64 = entry.try_get(3)?;
+    let duration_ms = i64::try_from(vm.duration.as_millis()).unwrap_or(i64::MAX);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO voicemails (journal_id, phone, arrived_at, file, duration_ms, empty, \
+         after_hours, deadline_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(vm.journal_id)
+    .bind(phone.as_str())
+    .bind(ms(vm.arrived_at))
+    .bind(vm.file.as_str())
+    .bind(duration_ms)
+    .bind(i64::from(vm.empty))
+    .bind(i64::from(vm.after_hours))
+    .bind(ms(deadline))
+    .bind(ms(now))
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        SYSTEM,
+        "voicemail",
+        id,
+        "create",
+        None,
+        None,
+        Some(&vm.file),
+    )
+    .await?;
+    let question = if vm.empty {
+        "Голосовое сообщение без текста (слишком короткое)"
+    } else {
+        "Голосовое сообщение (расшифровка ожидается)"
+    };
+    let form: i64 = sqlx::query_scalar(
+        "INSERT INTO callback_forms (journal_id, voicemail_id, called_at, caller_name, phone, \
+         caller_status, question, convenient_at, operator, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+    )
+    .bind(vm.journal_id)
+    .bind(id)
+    .bind(called_at)
+    .bind(caller_name.as_deref())
+    .bind(phone.as_str())
+    .bind(caller_status.as_deref())
+    .bind(question)
+    .bind(ms(deadline))
+    .bind(VOICEMAIL_OPERATOR)
+    .bind(SYSTEM)
+    .bind(ms(now))
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        SYSTEM,
+        "callback",
+        form,
+        "create",
+        None,
+        None,
+        Some(&format!("from voicemail {id}")),
+    )
+    .await?;
+    touch(&mut tx, vm.journal_id, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Stores a transcript: on the message, as its callback form's question (field 6) and,
+/// when the operator has not written one, as the journal's content (column 7).
+pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let mut tx = store.pool().begin().await?;
+    audit::update_with_audit(
+        &mut tx,
+        "voicemails",
+        "voicemail",
+        id,
+        &[Change::new(
+            "transcript",
+            Kind::Text,
+            Val::Text(transcript.into()),
+        )],
+        SYSTEM,
+        now,
+    )
+    .await?;
+    let journal_id: i64 = sqlx::query_scalar("SELECT journal_id FROM voicemails WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE callback_forms SET question = $1, updated_at = $2 \
+         WHERE voicemail_id = $3 AND called_back_at IS NULL",
+    )
+    .bind(transcript)
+    .bind(ms(now))
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let content: Option<String> =
+        sqlx::query_scalar("SELECT content FROM journal_entries WHERE id = $1")
+            .bind(journal_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if content.is_none() {
+        audit::update_with_audit(
+            &mut tx,
+            "journal_entries",
+            "journal",
+            journal_id,
+            &[Change::new(
+                "content",
+                Kind::Text,
+                Val::Text(transcript.into()),
+            )],
+            SYSTEM,
+            now,
+        )
+        .await?;
+    }
+    refresh_search_text(&mut tx, journal_id).await?;
+    touch(&mut tx, journal_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An operator has processed the message (listened, acted on it).
+pub async fn mark_processed(store: &Store, id: i64, actor: &str) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let mut tx = store.pool().begin().await?;
+    let done: Option<i64> = {
+        audit::update_with_audit(&mut tx, "voicemails", "voicemail", id, &[], actor, now).await?;
+        sqlx::query_scalar("SELECT processed_at FROM voicemails WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+    };
+    if done.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "voicemail {id} is already processed"
+        )));
+    }
+    audit::update_with_audit(
+        &mut tx,
+        "voicemails",
+        "voicemail",
+        id,
+        &[
+            Change::new("processed_by", Kind::Text, Val::Text(actor.into())),
+            Change::new("processed_at", Kind::Time, Val::Int(ms(now))),
+        ],
+        actor,
+        now,
+    )
+    .await?;
+    let journal_id: i64 = sqlx::query_scalar("SELECT journal_id FROM voicemails WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    touch(&mut tx, journal_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get(store: &Store, id: i64) -> Result<Voicemail, StoreError> {
+    let row = sqlx::query(&format!("{SELECT} WHERE v.id = $1"))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(StoreError::NotFound {
+            entity: "voicemail",
+            id,
+        })?;
+    from_row(&row, Utc::now())
+}
+
+/// Messages newest first, optionally by status; `before_id` pages.
+pub async fn list(
+    store: &Store,
+    status: Option<VoicemailStatus>,
+    before_id: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Voicemail>, StoreError> {
+    let now = Utc::now();
+    let mut sql = Sql::new(SELECT);
+    sql.push(" WHERE 1 = 1");
+    match status {
+        Some(VoicemailStatus::Open) => {
+            sql.push(" AND v.processed_at IS NULL");
+        }
+        Some(VoicemailStatus::Overdue) => {
+            sql.push(" AND v.processed_at IS NULL AND v.deadline_at < ")
+                .bind(Param::Int(ms(now)));
+        }
+        Some(VoicemailStatus::Processed) => {
+            sql.push(" AND v.processed_at IS NOT NULL");
+        }
+        None => {}
+    }
+    if let Some(b) = before_id {
+        sql.push(" AND v.id < ").bind(Param::Int(b));
+    }
+    sql.push(" ORDER BY v.id DESC LIMIT ")
+        .bind(Param::Int(limit as i64));
+    let rows = sql.query().fetch_all(store.pool()).await?;
+    rows.iter().map(|r| from_row(r, now)).collect()
+}
