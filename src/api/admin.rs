@@ -1,6 +1,6 @@
 //! Administration: API tokens and the retention purge (§7.6).
 
-use super::auth::{Action, Auth};
+use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::AppState;
@@ -33,9 +33,8 @@ pub struct TokenList {
                (status = 403, body = ErrorBody)))]
 async fn list_tokens(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::TokensManage>,
 ) -> Result<Json<TokenList>, ApiError> {
-    auth.require(Action::TokensManage)?;
     Ok(Json(TokenList {
         tokens: tokens::list(&state.records.store).await?,
     }))
@@ -66,10 +65,9 @@ pub struct CreatedToken {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::TokensManage>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    auth.require(Action::TokensManage)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::field("name", "`name`: 1 to 200 characters"));
@@ -116,10 +114,9 @@ pub fn check_operator(
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::TokensManage>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    auth.require(Action::TokensManage)?;
     tokens::revoke(&state.records.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -130,9 +127,8 @@ async fn revoke_token(
                (status = 403, body = ErrorBody)))]
 async fn retention_preview(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::RetentionRun>,
 ) -> Result<Json<PurgeReport>, ApiError> {
-    auth.require(Action::RetentionRun)?;
     Ok(Json(
         state
             .records
@@ -147,9 +143,8 @@ async fn retention_preview(
                (status = 403, body = ErrorBody)))]
 async fn retention_purge(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::RetentionRun>,
 ) -> Result<Json<PurgeReport>, ApiError> {
-    auth.require(Action::RetentionRun)?;
     Ok(Json(
         state
             .records

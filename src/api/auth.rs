@@ -8,6 +8,7 @@ use crate::store::tokens::{self, Role, TokenInfo};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use std::marker::PhantomData;
 
 /// Everything the API lets someone do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,30 +102,70 @@ pub fn allowed(role: Role, action: Action) -> bool {
     }
 }
 
-/// The authenticated caller of a route.
-#[derive(Debug, Clone)]
-pub struct Auth(pub TokenInfo);
+/// What a route needs, as a type: handlers take [`Allowed<can::X>`](Allowed), so the action
+/// of every route is in its signature and is checked before its path or body is parsed (a
+/// role that may not use a route gets 403 whatever it sends).
+pub trait Permission {
+    const ACTION: Action;
+}
 
-impl Auth {
-    /// 403 unless the role may do `action`.
-    pub fn require(&self, action: Action) -> Result<(), ApiError> {
-        if allowed(self.0.role, action) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden {
-                role: self.0.role.as_str(),
-                action: action.as_str(),
-            })
+macro_rules! permissions {
+    ($($name:ident),* $(,)?) => {
+        /// One marker type per [`Action`](super::Action).
+        pub mod can {
+            $(
+                pub struct $name;
+                impl super::Permission for $name {
+                    const ACTION: super::Action = super::Action::$name;
+                }
+            )*
         }
-    }
+    };
+}
 
+permissions!(
+    JournalRead,
+    JournalEdit,
+    JournalExport,
+    AuditRead,
+    CallbackCreate,
+    CallbackRead,
+    CallbackSend,
+    CallbackComplete,
+    VoicemailRead,
+    VoicemailProcess,
+    OperatorsRead,
+    StatsRead,
+    TokensManage,
+    RetentionRun,
+);
+
+/// The caller of a route, authenticated and allowed to do `P`.
+pub struct Allowed<P> {
+    pub token: TokenInfo,
+    _permission: PhantomData<P>,
+}
+
+impl<P> Allowed<P> {
     /// The name the audit log records.
     pub fn actor(&self) -> &str {
-        &self.0.name
+        &self.token.name
     }
 }
 
-impl FromRequestParts<AppState> for Auth {
+/// 403 unless `role` may do `action`.
+pub fn require(role: Role, action: Action) -> Result<(), ApiError> {
+    if allowed(role, action) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            role: role.as_str(),
+            action: action.as_str(),
+        })
+    }
+}
+
+impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Allowed<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -133,15 +174,19 @@ impl FromRequestParts<AppState> for Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let token = value
+        let secret = value
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        match tokens::authenticate(&state.records.store, token).await? {
-            Some(info) => Ok(Auth(info)),
-            None => Err(ApiError::Unauthorized),
-        }
+        let token = tokens::authenticate(&state.records.store, secret)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        require(token.role, P::ACTION)?;
+        Ok(Allowed {
+            token,
+            _permission: PhantomData,
+        })
     }
 }
 

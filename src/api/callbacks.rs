@@ -1,7 +1,7 @@
 //! `/api/v1/callbacks`: callback forms (Table 6.1) — made by operators, sent to the
 //! employee who calls back, completed with field 10.
 
-use super::auth::{Action, Auth};
+use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, QueryParams};
 use super::AppState;
@@ -52,10 +52,9 @@ pub struct CallbackList {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_callbacks(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::CallbackRead>,
     QueryParams(q): QueryParams<CallbackQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
-    auth.require(Action::CallbackRead)?;
     let limit = super::page_limit(q.limit)?;
     let forms = sql::list(
         &state.records.store,
@@ -76,16 +75,15 @@ async fn list_callbacks(
                (status = 404, body = ErrorBody)))]
 async fn create_callback(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::CallbackCreate>,
     JsonBody(form): JsonBody<NewCallbackForm>,
 ) -> Result<(StatusCode, Json<CallbackForm>), ApiError> {
-    auth.require(Action::CallbackCreate)?;
     form.validate()?;
     let operator = auth
-        .0
+        .token
         .operator
         .clone()
-        .unwrap_or_else(|| auth.0.name.clone());
+        .unwrap_or_else(|| auth.token.name.clone());
     let id = sql::create(&state.records.store, &form, &operator, auth.actor()).await?;
     Ok((
         StatusCode::CREATED,
@@ -100,10 +98,9 @@ async fn create_callback(
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_callback(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::CallbackRead>,
     Path(id): Path<i64>,
 ) -> Result<Json<CallbackForm>, ApiError> {
-    auth.require(Action::CallbackRead)?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }
 
@@ -115,11 +112,10 @@ async fn get_callback(
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn send_callback(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::CallbackSend>,
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<SendCallback>,
 ) -> Result<Json<CallbackForm>, ApiError> {
-    auth.require(Action::CallbackSend)?;
     if body.assigned_to.trim().is_empty() {
         return Err(ApiError::field(
             "assigned_to",
@@ -145,11 +141,10 @@ async fn send_callback(
                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn complete_callback(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::CallbackComplete>,
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<CompleteCallback>,
 ) -> Result<Json<CallbackForm>, ApiError> {
-    auth.require(Action::CallbackComplete)?;
     let now = Utc::now();
     let at = body.called_back_at.unwrap_or(now);
     if at > now + chrono::Duration::minutes(1) {

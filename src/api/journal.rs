@@ -1,7 +1,7 @@
 //! `/api/v1/journal`: the incoming-call journal — filtered pages, one entry, operators'
 //! edits, and the CSV export with the regulation's Appendix 6 headings.
 
-use super::auth::{Action, Auth};
+use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{parse_time, Bound, JsonBody, QueryParams};
 use super::AppState;
@@ -98,10 +98,9 @@ pub struct JournalPage {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_journal(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::JournalRead>,
     QueryParams(q): QueryParams<JournalQuery>,
 ) -> Result<Json<JournalPage>, ApiError> {
-    auth.require(Action::JournalRead)?;
     let filter = q.filter(&state)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -122,10 +121,9 @@ async fn list_journal(
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_entry(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::JournalRead>,
     Path(id): Path<i64>,
 ) -> Result<Json<Entry>, ApiError> {
-    auth.require(Action::JournalRead)?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }
 
@@ -137,11 +135,10 @@ async fn get_entry(
                (status = 404, body = ErrorBody)))]
 async fn patch_entry(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::JournalEdit>,
     Path(id): Path<i64>,
     JsonBody(patch): JsonBody<EntryPatch>,
 ) -> Result<Json<Entry>, ApiError> {
-    auth.require(Action::JournalEdit)?;
     patch.validate()?;
     if patch.is_empty() {
         return Err(ApiError::BadRequest {
@@ -188,10 +185,9 @@ const EXPORT_PAGE: usize = 2000;
                (status = 403, body = ErrorBody)))]
 async fn export_journal(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::JournalExport>,
     QueryParams(q): QueryParams<JournalQuery>,
 ) -> Result<Response, ApiError> {
-    auth.require(Action::JournalExport)?;
     let filter = q.filter(&state)?;
     if q.cursor.is_some() || q.limit.is_some() {
         return Err(ApiError::field(

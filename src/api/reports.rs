@@ -1,7 +1,7 @@
 //! Supervisors' reads: statistics over a period, the audit log of a record, and the
 //! operators list.
 
-use super::auth::{Action, Auth};
+use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{local_midnight, parse_time, Bound, QueryParams};
 use super::AppState;
@@ -39,10 +39,9 @@ pub struct StatsQuery {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn get_stats(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::StatsRead>,
     QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<Stats>, ApiError> {
-    auth.require(Action::StatsRead)?;
     let cal = &state.records.calendar;
     let now = Utc::now();
     let from = match &q.from {
@@ -88,10 +87,9 @@ pub struct AuditList {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn get_audit(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::AuditRead>,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    auth.require(Action::AuditRead)?;
     if !matches!(q.entity.as_str(), "journal" | "callback" | "voicemail") {
         return Err(ApiError::field(
             "entity",
@@ -123,9 +121,8 @@ pub struct OperatorList {
                (status = 403, body = ErrorBody)))]
 async fn list_operators(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::OperatorsRead>,
 ) -> Result<Json<OperatorList>, ApiError> {
-    auth.require(Action::OperatorsRead)?;
     Ok(Json(OperatorList {
         operators: state.operators.as_ref().clone(),
     }))

@@ -1,7 +1,7 @@
 //! `/api/v1/voicemail`: the messages callers left, their audio (with HTTP range requests,
 //! so a browser's player can seek) and marking them processed.
 
-use super::auth::{Action, Auth};
+use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use super::AppState;
@@ -49,10 +49,9 @@ pub struct VoicemailList {
                (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_voicemail(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::VoicemailRead>,
     QueryParams(q): QueryParams<VoicemailQuery>,
 ) -> Result<Json<VoicemailList>, ApiError> {
-    auth.require(Action::VoicemailRead)?;
     let limit = super::page_limit(q.limit)?;
     let voicemail = sql::list(&state.records.store, q.status, q.before, limit).await?;
     Ok(Json(VoicemailList { voicemail }))
@@ -65,10 +64,9 @@ async fn list_voicemail(
                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_voicemail(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::VoicemailRead>,
     Path(id): Path<i64>,
 ) -> Result<Json<Voicemail>, ApiError> {
-    auth.require(Action::VoicemailRead)?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }
 
@@ -81,11 +79,10 @@ async fn get_voicemail(
                (status = 404, body = ErrorBody), (status = 416, description = "Range not satisfiable")))]
 async fn voicemail_audio(
     State(state): State<AppState>,
-    auth: Auth,
+    _auth: Allowed<can::VoicemailRead>,
     Path(id): Path<i64>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    auth.require(Action::VoicemailRead)?;
     let vm = sql::get(&state.records.store, id).await?;
     let path = crate::store::data_file(&state.data_dir, &vm.file)
         .ok_or_else(|| ApiError::Internal(format!("voicemail {id}: bad file path {}", vm.file)))?;
@@ -117,10 +114,9 @@ async fn voicemail_audio(
                (status = 409, body = ErrorBody)))]
 async fn process_voicemail(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Allowed<can::VoicemailProcess>,
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<Voicemail>), ApiError> {
-    auth.require(Action::VoicemailProcess)?;
     sql::mark_processed(&state.records.store, id, auth.actor()).await?;
     Ok((
         StatusCode::OK,

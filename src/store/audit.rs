@@ -110,6 +110,47 @@ pub async fn record(
     Ok(())
 }
 
+/// Appends a `create` line for each `(id, summary)`, in one statement.
+pub async fn record_creations(
+    conn: &mut AnyConnection,
+    at: DateTime<Utc>,
+    actor: &str,
+    entity: &str,
+    created: &[(i64, String)],
+) -> Result<(), StoreError> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
+        "INSERT INTO audit_log (at, actor, entity, entity_id, action, new_value) VALUES ",
+    );
+    for n in 0..created.len() {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        let b = n * 5;
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, 'create', ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        ));
+    }
+    let mut q = sqlx::query(&sql);
+    for (id, summary) in created {
+        q = q
+            .bind(ms(at))
+            .bind(actor)
+            .bind(entity)
+            .bind(*id)
+            .bind(summary.as_str());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
 /// Sets `changes` on row `id` of `table`, logging each column whose value changes. Returns
 /// how many columns changed. `entity` is the name the log uses (`journal`, `callback`…).
 pub async fn update_with_audit(

@@ -61,11 +61,21 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
     })
 }
 
+/// Calls per multi-row statement: 14 values each stays far below both databases' limits
+/// on bound parameters.
+const CHUNK: usize = 200;
+
 /// Inserts `calls` in one transaction and returns their ids. `years[i]` is the journal
 /// year of `calls[i]` (the caller knows the time zone). A call whose `call_id` is already
 /// journaled keeps its entry: a retried write never makes a second one, and never takes a
 /// number. A call from a number with an entry that arrived within `repeat_window_ms`, or
 /// with an agreed callback not yet made, is linked to the newest such entry.
+///
+/// The work is a fixed number of statements per chunk of calls, not per call: one look-up
+/// of the Call-IDs, one counter bump per year, one look-up of the numbers' previous
+/// entries, one multi-row insert and one for the audit lines. That is what lets the
+/// [`JournalWriter`](crate::records::writer::JournalWriter) commit thousands of calls a
+/// second on PostgreSQL, where every statement is a round trip.
 pub async fn insert_calls(
     store: &Store,
     calls: &[NewCall],
@@ -78,31 +88,82 @@ pub async fn insert_calls(
     sqlx::query("UPDATE journal_counters SET last_seq = last_seq WHERE year = -1")
         .execute(&mut *tx)
         .await?;
-    let mut ids: Vec<Option<i64>> = Vec::with_capacity(calls.len());
-    for call in calls {
-        let existing = match &call.call_id {
-            Some(cid) => {
-                sqlx::query_scalar::<_, i64>("SELECT id FROM journal_entries WHERE call_id = $1")
-                    .bind(cid.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            None => None,
-        };
-        ids.push(existing);
+    let mut out = Vec::with_capacity(calls.len());
+    for (chunk, chunk_years) in calls.chunks(CHUNK).zip(years.chunks(CHUNK)) {
+        out.extend(insert_chunk(&mut tx, chunk, chunk_years, repeat_window_ms, now).await?);
     }
-    // Numbers: one counter bump per year for the calls that are new.
-    let mut next: Vec<(i64, i64)> = Vec::new(); // (year, next seq to hand out)
-    let mut years_needed: Vec<(i64, i64)> = Vec::new();
-    for (i, year) in years.iter().enumerate() {
-        if ids[i].is_none() {
-            match years_needed.iter_mut().find(|(y, _)| y == year) {
-                Some((_, n)) => *n += 1,
-                None => years_needed.push((*year, 1)),
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// `(a, b, …)` placeholders for `n` values starting at `$first`.
+fn placeholders(first: usize, n: usize) -> String {
+    let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}
+
+/// A previous entry of a caller, for the repeat link.
+struct Previous {
+    arrived: i64,
+    /// `Ok(id)` of a stored entry, `Err(i)` of the `i`-th call of this chunk.
+    entry: Result<i64, usize>,
+    open: bool,
+}
+
+async fn insert_chunk(
+    conn: &mut AnyConnection,
+    calls: &[NewCall],
+    years: &[i64],
+    repeat_window_ms: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    use std::collections::HashMap;
+    // Calls already journaled, by Call-ID; a Call-ID twice in the chunk is one call.
+    let cids: Vec<&str> = calls.iter().filter_map(|c| c.call_id.as_deref()).collect();
+    let mut by_cid: HashMap<String, i64> = HashMap::new();
+    if !cids.is_empty() {
+        let sql = format!(
+            "SELECT call_id, id FROM journal_entries WHERE call_id IN {}",
+            placeholders(1, cids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for c in &cids {
+            q = q.bind(*c);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            by_cid.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    // `fresh[i]`: the call is new and takes a number; else it maps to an existing entry
+    // (`Ok`) or to an earlier call of the chunk with the same Call-ID (`Err`).
+    let mut fresh = vec![true; calls.len()];
+    let mut same_as: Vec<Option<Result<i64, usize>>> = vec![None; calls.len()];
+    let mut first_in_chunk: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        if let Some(cid) = c.call_id.as_deref() {
+            if let Some(id) = by_cid.get(cid) {
+                fresh[i] = false;
+                same_as[i] = Some(Ok(*id));
+            } else if let Some(first) = first_in_chunk.get(cid) {
+                fresh[i] = false;
+                same_as[i] = Some(Err(*first));
+            } else {
+                first_in_chunk.insert(cid, i);
             }
         }
     }
-    for (year, n) in years_needed {
+    // Numbers: one counter bump per year for the new calls.
+    let mut per_year: Vec<(i64, i64)> = Vec::new();
+    for (i, year) in years.iter().enumerate() {
+        if fresh[i] {
+            match per_year.iter_mut().find(|(y, _)| y == year) {
+                Some((_, n)) => *n += 1,
+                None => per_year.push((*year, 1)),
+            }
+        }
+    }
+    let mut next_seq: Vec<(i64, i64)> = Vec::new();
+    for (year, n) in per_year {
         let last: i64 = sqlx::query_scalar(
             "INSERT INTO journal_counters (year, last_seq) VALUES ($1, $2) \
              ON CONFLICT (year) DO UPDATE SET last_seq = journal_counters.last_seq + excluded.last_seq \
@@ -110,73 +171,163 @@ pub async fn insert_calls(
         )
         .bind(year)
         .bind(n)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-        next.push((year, last - n + 1));
+        next_seq.push((year, last - n + 1));
     }
-    let mut out = Vec::with_capacity(calls.len());
-    for (i, call) in calls.iter().enumerate() {
-        if let Some(id) = ids[i] {
-            out.push(id);
+    // The callers' previous entries: recent ones, and older ones with a callback pending.
+    let keys: Vec<String> = calls.iter().map(|c| phone_key(&c.phone)).collect();
+    let wanted: Vec<&str> = {
+        let mut k: Vec<&str> = (0..calls.len())
+            .filter(|&i| fresh[i] && !keys[i].is_empty())
+            .map(|i| keys[i].as_str())
+            .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    let mut previous: HashMap<String, Vec<Previous>> = HashMap::new();
+    if !wanted.is_empty() {
+        let earliest = (0..calls.len())
+            .filter(|&i| fresh[i])
+            .map(|i| ms(calls[i].arrived_at).saturating_sub(repeat_window_ms))
+            .min()
+            .unwrap_or(0);
+        let sql = format!(
+            "SELECT phone_key, id, arrived_at, \
+             CAST(CASE WHEN callback_at IS NOT NULL AND done_at IS NULL THEN 1 ELSE 0 END AS BIGINT) \
+             FROM journal_entries WHERE phone_key IN {} \
+             AND (arrived_at >= $1 OR (callback_at IS NOT NULL AND done_at IS NULL))",
+            placeholders(2, wanted.len())
+        );
+        let mut q = sqlx::query(&sql).bind(earliest);
+        for k in &wanted {
+            q = q.bind(*k);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            previous.entry(row.try_get(0)?).or_default().push(Previous {
+                entry: Ok(row.try_get(1)?),
+                arrived: row.try_get(2)?,
+                open: row.try_get::<i64, _>(3)? != 0,
+            });
+        }
+    }
+    // Sequence numbers and repeat links, call by call in order.
+    let mut seqs = vec![0i64; calls.len()];
+    let mut repeat: Vec<Option<Result<i64, usize>>> = vec![None; calls.len()];
+    for i in (0..calls.len()).filter(|&i| fresh[i]) {
+        let slot = next_seq
+            .iter_mut()
+            .find(|(y, _)| *y == years[i])
+            .expect("a counter was bumped for every year with a new call");
+        seqs[i] = slot.1;
+        slot.1 += 1;
+        if keys[i].is_empty() {
             continue;
         }
-        let year = years[i];
-        let slot = next
-            .iter_mut()
-            .find(|(y, _)| *y == year)
-            .expect("a counter was bumped for every year with a new call");
-        let seq = slot.1;
-        slot.1 += 1;
-        let key = phone_key(&call.phone);
-        let arrived = ms(call.arrived_at);
-        let repeat_of: Option<i64> = if key.is_empty() {
-            None
-        } else {
-            sqlx::query_scalar(
-                "SELECT id FROM journal_entries WHERE phone_key = $1 AND arrived_at <= $2 \
-                 AND (arrived_at >= $3 OR (callback_at IS NOT NULL AND done_at IS NULL)) \
-                 ORDER BY arrived_at DESC, id DESC LIMIT 1",
-            )
-            .bind(key.as_str())
-            .bind(arrived)
-            .bind(arrived.saturating_sub(repeat_window_ms))
-            .fetch_optional(&mut *tx)
-            .await?
-        };
-        let id: i64 = sqlx::query_scalar(
+        let arrived = ms(calls[i].arrived_at);
+        let since = arrived.saturating_sub(repeat_window_ms);
+        let list = previous.entry(keys[i].clone()).or_default();
+        repeat[i] = list
+            .iter()
+            .filter(|p| p.arrived <= arrived && (p.arrived >= since || p.open))
+            .max_by_key(|p| {
+                // Newest first; at the same instant, this chunk's calls are newer still.
+                (
+                    p.arrived,
+                    p.entry.is_err(),
+                    p.entry.unwrap_or_else(|j| j as i64),
+                )
+            })
+            .map(|p| p.entry);
+        list.push(Previous {
+            arrived,
+            entry: Err(i),
+            open: false,
+        });
+    }
+    // One multi-row insert; ids come back with their (year, seq), which are unique.
+    let new: Vec<usize> = (0..calls.len()).filter(|&i| fresh[i]).collect();
+    let mut ids = vec![0i64; calls.len()];
+    if !new.is_empty() {
+        const COLS: usize = 11;
+        let mut sql = String::from(
             "INSERT INTO journal_entries (year, seq, call_id, arrived_at, caller_name, phone, \
-             phone_key, disposition, repeat_of, search_text, last_activity_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $10, $11, $11) RETURNING id",
-        )
-        .bind(year)
-        .bind(seq)
-        .bind(call.call_id.as_deref())
-        .bind(arrived)
-        .bind(call.caller_name.as_deref())
-        .bind(call.phone.as_str())
-        .bind(key.as_str())
-        .bind(repeat_of)
-        .bind(search_text(&[call.caller_name.as_deref()]))
-        .bind(arrived)
-        .bind(ms(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        audit::record(
-            &mut tx,
+             phone_key, repeat_of, search_text, last_activity_at, created_at, disposition, updated_at) VALUES ",
+        );
+        for (n, _) in new.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            let p = placeholders(1 + n * COLS, COLS);
+            // created_at doubles as updated_at; the disposition starts as in progress.
+            let last = format!("${}", n * COLS + COLS);
+            sql.push_str(&format!("{}, 'in_progress', {last})", &p[..p.len() - 1]));
+        }
+        sql.push_str(" RETURNING id, year, seq");
+        let mut q = sqlx::query(&sql);
+        for &i in &new {
+            let c = &calls[i];
+            let arrived = ms(c.arrived_at);
+            q = q
+                .bind(years[i])
+                .bind(seqs[i])
+                .bind(c.call_id.as_deref())
+                .bind(arrived)
+                .bind(c.caller_name.as_deref())
+                .bind(c.phone.as_str())
+                .bind(keys[i].as_str())
+                .bind(match repeat[i] {
+                    Some(Ok(id)) => Some(id),
+                    _ => None,
+                })
+                .bind(search_text(&[c.caller_name.as_deref()]))
+                .bind(arrived)
+                .bind(ms(now));
+        }
+        let mut by_number: HashMap<(i64, i64), i64> = HashMap::new();
+        for row in q.fetch_all(&mut *conn).await? {
+            by_number.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+        }
+        for &i in &new {
+            ids[i] = *by_number.get(&(years[i], seqs[i])).ok_or_else(|| {
+                StoreError::Conflict(format!("entry № {}/{} was not inserted", seqs[i], years[i]))
+            })?;
+        }
+        // Repeats of a call earlier in this chunk learn its id now.
+        for &i in &new {
+            if let Some(Err(j)) = repeat[i] {
+                sqlx::query("UPDATE journal_entries SET repeat_of = $1 WHERE id = $2")
+                    .bind(ids[j])
+                    .bind(ids[i])
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        audit::record_creations(
+            conn,
             now,
             SYSTEM,
             "journal",
-            id,
-            "create",
-            None,
-            None,
-            Some(&format!("№ {seq}/{year}, {}", call.phone)),
+            &new.iter()
+                .map(|&i| {
+                    (
+                        ids[i],
+                        format!("№ {}/{}, {}", seqs[i], years[i], calls[i].phone),
+                    )
+                })
+                .collect::<Vec<_>>(),
         )
         .await?;
-        out.push(id);
     }
-    tx.commit().await?;
-    Ok(out)
+    for i in 0..calls.len() {
+        match same_as[i] {
+            Some(Ok(id)) => ids[i] = id,
+            Some(Err(j)) => ids[i] = ids[j],
+            None => {}
+        }
+    }
+    Ok(ids)
 }
 
 /// Marks the entry as touched: the retention clock restarts from its last document.
