@@ -792,8 +792,9 @@ async fn csv_export_parses_back(db: Db) {
     let api = start(db).await;
     let r = &api.hotline.records;
     let calls: Vec<NewCall> = (0..2500)
-        .map(|i| {
-            call(
+        .map(|i| NewCall {
+            caller_name: Some(format!("Абонент {i}")),
+            ..call(
                 &format!("x{i}"),
                 &format!("+7978{i:07}"),
                 &format!("2026-04-{:02}T08:{:02}:00Z", 1 + i / 100, i % 60),
@@ -801,6 +802,25 @@ async fn csv_export_parses_back(db: Db) {
         })
         .collect();
     let ids = r.record_calls(&calls).await.unwrap();
+    // The text filter finds a word in 2,500 entries (SQLite walks the journal newest first)
+    // and one in a single entry (SQLite narrows by its trigram table) alike.
+    let (_, common) = api
+        .get(
+            "supervisor",
+            "/journal?q=%D0%B0%D0%B1%D0%BE%D0%BD%D0%B5%D0%BD%D1%82&limit=500",
+        )
+        .await; // "абонент"
+    assert_eq!(common["entries"].as_array().unwrap().len(), 500);
+    assert_eq!(common["entries"][0]["caller_name"], "Абонент 2459"); // 25 April 08:59
+    let (_, rare) = api
+        .get(
+            "supervisor",
+            "/journal?q=%D0%B0%D0%B1%D0%BE%D0%BD%D0%B5%D0%BD%D1%82%201234",
+        )
+        .await; // "абонент 1234"
+    let rare = rare["entries"].as_array().unwrap();
+    assert_eq!(rare.len(), 1);
+    assert_eq!(rare[0]["caller_name"], "Абонент 1234");
     let (s, _) = api
         .call(
             Some("operator"),

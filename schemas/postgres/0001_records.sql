@@ -62,6 +62,10 @@ CREATE TABLE voicemails (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX voicemails_journal ON voicemails (journal_id);
+
+-- The call's (latest) voicemail, kept on the entry so that pages and the export join it
+-- by key instead of searching voicemails for every row.
+ALTER TABLE journal_entries ADD COLUMN voicemail_id BIGINT REFERENCES voicemails (id);
 CREATE INDEX voicemails_open ON voicemails (processed_at, deadline_at);
 
 CREATE TABLE callback_forms (
@@ -111,3 +115,9 @@ CREATE TABLE api_tokens (
     created_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
+
+-- The journal's text filter is `search_text LIKE '%term%'`; a trigram index (pg_trgm, a
+-- trusted extension shipped with PostgreSQL) answers it without scanning the table. The
+-- extension lives in `public` (one per database, whatever schema the hotline uses).
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+CREATE INDEX journal_search ON journal_entries USING gin (search_text public.gin_trgm_ops);

@@ -62,6 +62,10 @@ CREATE TABLE voicemails (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX voicemails_journal ON voicemails (journal_id);
+
+-- The call's (latest) voicemail, kept on the entry so that pages and the export join it
+-- by key instead of searching voicemails for every row.
+ALTER TABLE journal_entries ADD COLUMN voicemail_id BIGINT REFERENCES voicemails (id);
 CREATE INDEX voicemails_open ON voicemails (processed_at, deadline_at);
 
 CREATE TABLE callback_forms (
@@ -111,3 +115,22 @@ CREATE TABLE api_tokens (
     created_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
+
+-- The journal's text filter is `search_text LIKE '%term%'`; this trigram index finds the
+-- candidate rows for terms of 3 characters or more (FTS5 with the trigram tokenizer, kept
+-- in step with journal_entries by the triggers), so a rare word does not scan the table.
+CREATE VIRTUAL TABLE journal_search USING fts5 (
+    search_text, content = 'journal_entries', content_rowid = 'id', tokenize = 'trigram'
+);
+CREATE TRIGGER journal_search_insert AFTER INSERT ON journal_entries BEGIN
+    INSERT INTO journal_search (rowid, search_text) VALUES (new.id, new.search_text);
+END;
+CREATE TRIGGER journal_search_delete AFTER DELETE ON journal_entries BEGIN
+    INSERT INTO journal_search (journal_search, rowid, search_text)
+        VALUES ('delete', old.id, old.search_text);
+END;
+CREATE TRIGGER journal_search_update AFTER UPDATE OF search_text ON journal_entries BEGIN
+    INSERT INTO journal_search (journal_search, rowid, search_text)
+        VALUES ('delete', old.id, old.search_text);
+    INSERT INTO journal_search (rowid, search_text) VALUES (new.id, new.search_text);
+END;

@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -174,10 +173,12 @@ pub const CSV_HEADINGS: [&str; 20] = [
     "Повторное обращение к №",
 ];
 
-/// Rows fetched per page of the export.
-const EXPORT_PAGE: usize = 2000;
+/// The export's body is sent in chunks of about this many bytes.
+const EXPORT_CHUNK: usize = 64 * 1024;
 
-/// The journal as CSV (UTF-8 with BOM, so that Excel opens it), streamed page by page.
+/// The journal as CSV (UTF-8 with BOM, so that Excel opens it), oldest first, streamed: one
+/// query read row by row by a task that sends the CSV in chunks, so a year of calls is
+/// never held in memory.
 #[utoipa::path(get, path = "/journal/export.csv", tag = "journal", params(JournalQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String),
@@ -195,56 +196,19 @@ async fn export_journal(
             "the export takes no `cursor` or `limit`: it streams every entry that matches",
         ));
     }
-    let mut head = Vec::from("\u{feff}".as_bytes());
-    {
-        let mut w = csv::Writer::from_writer(&mut head);
-        w.write_record(CSV_HEADINGS)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        w.flush().map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    enum Next {
-        Head(Vec<u8>),
-        Page(Option<Cursor>),
-        Done,
-    }
     let tz = state.records.calendar.tz();
     let store = state.records.store.clone();
-    let stream = futures::stream::unfold(Next::Head(head), move |next| {
-        let store = store.clone();
-        let filter = filter.clone();
-        async move {
-            let cursor = match next {
-                Next::Done => return None,
-                Next::Head(bytes) => return Some((Ok(Bytes::from(bytes)), Next::Page(None))),
-                Next::Page(c) => c,
-            };
-            match sql::list(&store, &filter, cursor, EXPORT_PAGE).await {
-                Ok((entries, next)) => {
-                    let mut buf = Vec::with_capacity(entries.len() * 256);
-                    let written = {
-                        let mut w = csv::Writer::from_writer(&mut buf);
-                        entries
-                            .iter()
-                            .try_for_each(|e| w.write_record(csv_row(e, tz)))
-                            .and_then(|_| w.flush().map_err(csv::Error::from))
-                    };
-                    let state = match next {
-                        Some(c) => Next::Page(Some(c)),
-                        None => Next::Done,
-                    };
-                    match written {
-                        Ok(()) => Some((Ok(Bytes::from(buf)), state)),
-                        Err(e) => Some((Err(std::io::Error::other(e)), Next::Done)),
-                    }
-                }
-                Err(e) => {
-                    // The status is already sent: cut the stream so the client sees a
-                    // broken download rather than a silently short file.
-                    tracing::error!(error = %e, "journal export failed");
-                    Some((Err(std::io::Error::other(e)), Next::Done))
-                }
-            }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        if let Err(e) = stream_csv(&store, &filter, tz, &tx).await {
+            // The status is already sent: cut the body so the client sees a broken
+            // download rather than a silently short file.
+            tracing::error!(error = %e, "journal export failed");
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
         }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
     });
     Ok((
         [
@@ -254,47 +218,107 @@ async fn export_journal(
                 "attachment; filename=\"journal.csv\"",
             ),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(body),
     )
         .into_response())
 }
 
-fn local(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
-    t.map(|t| t.with_timezone(&tz).format("%d.%m.%Y %H:%M:%S").to_string())
-        .unwrap_or_default()
+/// Writes the BOM, the headings and every matching row into `tx`; stops early, without
+/// error, when the client has gone.
+async fn stream_csv(
+    store: &crate::store::Store,
+    filter: &JournalFilter,
+    tz: chrono_tz::Tz,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let writer = |bytes: Vec<u8>| csv::Writer::from_writer(bytes);
+    let mut bom = Vec::with_capacity(EXPORT_CHUNK * 2);
+    bom.extend_from_slice("\u{feff}".as_bytes());
+    let mut w = writer(bom);
+    w.write_record(CSV_HEADINGS)?;
+    let sql = sql::export_sql(filter, store.backend());
+    let mut rows = sql.query().persistent(false).fetch(store.pool());
+    let mut fields: [String; 20] = Default::default();
+    while let Some(row) = rows.try_next().await? {
+        csv_fields(&sql::export_row(&row)?, tz, &mut fields);
+        w.write_record(&fields)?;
+        // The writer buffers 8 KiB itself; what it has handed on is in get_ref().
+        if w.get_ref().len() >= EXPORT_CHUNK {
+            let full = std::mem::replace(&mut w, writer(Vec::with_capacity(EXPORT_CHUNK * 2)));
+            let chunk = full
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let rest = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+    let _ = tx.send(Ok(Bytes::from(rest))).await;
+    Ok(())
 }
 
-/// One entry as a CSV row, in the order of [`CSV_HEADINGS`]; times in the calendar's zone.
-pub fn csv_row(e: &Entry, tz: chrono_tz::Tz) -> [String; 20] {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    [
-        e.seq.to_string(),
-        e.arrived_at
-            .with_timezone(&tz)
-            .format("%d.%m.%Y")
-            .to_string(),
-        opt(&e.caller_name),
-        e.caller_status
-            .map(|s| s.russian().to_string())
-            .unwrap_or_default(),
-        e.phone.clone(),
-        local(e.callback_at, tz),
-        opt(&e.content),
-        opt(&e.forwarded_to),
-        local(e.forwarded_at, tz),
-        local(e.done_at, tz),
-        e.year.to_string(),
-        opt(&e.call_id),
-        local(Some(e.arrived_at), tz),
-        local(e.answered_at, tz),
-        local(e.ended_at, tz),
-        e.wait_s.map(|w| format!("{w:.1}")).unwrap_or_default(),
-        e.disposition.russian().to_string(),
-        opt(&e.operator),
-        opt(&e.recording),
-        e.repeat_of
-            .as_ref()
-            .map(|r| format!("{}/{}", r.seq, r.year))
-            .unwrap_or_default(),
-    ]
+/// `dd.mm.yyyy HH:MM:SS` in the calendar's zone, into `out` (cleared); nothing for `None`.
+fn local_time(ms: Option<i64>, tz: chrono_tz::Tz, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    out.clear();
+    if let Some(ms) = ms {
+        let t = crate::store::from_ms(ms).with_timezone(&tz);
+        let _ = write!(
+            out,
+            "{:02}.{:02}.{:04} {:02}:{:02}:{:02}",
+            t.day(),
+            t.month(),
+            t.year(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    }
+}
+
+fn set(out: &mut String, v: Option<&str>) {
+    out.clear();
+    if let Some(v) = v {
+        out.push_str(v);
+    }
+}
+
+/// One entry's CSV fields, in the order of [`CSV_HEADINGS`], written into `f` (reused from
+/// row to row, so the export allocates per row only what the database driver does).
+pub fn csv_fields(e: &sql::ExportRow, tz: chrono_tz::Tz, f: &mut [String; 20]) {
+    use std::fmt::Write;
+    f[0].clear();
+    let _ = write!(f[0], "{}", e.seq);
+    local_time(Some(e.arrived_at), tz, &mut f[1]);
+    f[1].truncate(10); // the date only
+    set(&mut f[2], e.caller_name.as_deref());
+    set(&mut f[3], e.caller_status.map(|s| s.russian()));
+    set(&mut f[4], Some(&e.phone));
+    local_time(e.callback_at, tz, &mut f[5]);
+    set(&mut f[6], e.content.as_deref());
+    set(&mut f[7], e.forwarded_to.as_deref());
+    local_time(e.forwarded_at, tz, &mut f[8]);
+    local_time(e.done_at, tz, &mut f[9]);
+    f[10].clear();
+    let _ = write!(f[10], "{}", e.year);
+    set(&mut f[11], e.call_id.as_deref());
+    local_time(Some(e.arrived_at), tz, &mut f[12]);
+    local_time(e.answered_at, tz, &mut f[13]);
+    local_time(e.ended_at, tz, &mut f[14]);
+    f[15].clear();
+    if let Some(w) = e.wait_ms {
+        let _ = write!(f[15], "{:.1}", w as f64 / 1000.0);
+    }
+    set(&mut f[16], Some(e.disposition.russian()));
+    set(&mut f[17], e.operator.as_deref());
+    set(&mut f[18], e.recording.as_deref());
+    f[19].clear();
+    if let Some((seq, year)) = e.repeat_of {
+        let _ = write!(f[19], "{seq}/{year}");
+    }
 }

@@ -138,7 +138,7 @@ pub async fn record_creations(
             b + 5
         ));
     }
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(&sql).persistent(false);
     for (id, summary) in created {
         q = q
             .bind(ms(at))

@@ -18,10 +18,9 @@ pub const SYSTEM: &str = "system";
 const SELECT: &str = "SELECT e.id, e.year, e.seq, e.arrived_at, e.caller_name, e.caller_status, \
      e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.appeal_type, \
      e.call_id, e.disposition, e.answered_at, e.ended_at, e.wait_ms, e.operator, e.recording, \
-     e.repeat_of, r.year, r.seq, e.updated_at, \
-     (SELECT v.id FROM voicemails v WHERE v.journal_id = e.id ORDER BY v.id DESC LIMIT 1), \
-     (SELECT v.transcript FROM voicemails v WHERE v.journal_id = e.id ORDER BY v.id DESC LIMIT 1) \
-     FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of";
+     e.repeat_of, r.year, r.seq, e.updated_at, v.id, v.transcript \
+     FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of \
+     LEFT JOIN voicemails v ON v.id = e.voicemail_id";
 
 fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
     let text = |i: usize| row.try_get::<Option<String>, _>(i);
@@ -97,6 +96,12 @@ pub async fn insert_calls(
 }
 
 /// `(a, b, …)` placeholders for `n` values starting at `$first`.
+///
+/// Statements built with them are run with `persistent(false)`: their text varies with the
+/// chunk's size, so caching them would fill the connection's statement cache, and a cached
+/// (generic) PostgreSQL plan for `col IN ($1, …, $200)` made while the table was small is a
+/// sequential scan that stays one — 50–200 ms a chunk at 50,000 entries, where a plan made
+/// for the actual values takes the index.
 fn placeholders(first: usize, n: usize) -> String {
     let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
     format!("({})", list.join(", "))
@@ -126,7 +131,7 @@ async fn insert_chunk(
             "SELECT call_id, id FROM journal_entries WHERE call_id IN {}",
             placeholders(1, cids.len())
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for c in &cids {
             q = q.bind(*c);
         }
@@ -200,7 +205,7 @@ async fn insert_chunk(
              AND (arrived_at >= $1 OR (callback_at IS NOT NULL AND done_at IS NULL))",
             placeholders(2, wanted.len())
         );
-        let mut q = sqlx::query(&sql).bind(earliest);
+        let mut q = sqlx::query(&sql).persistent(false).bind(earliest);
         for k in &wanted {
             q = q.bind(*k);
         }
@@ -265,7 +270,7 @@ async fn insert_chunk(
             sql.push_str(&format!("{}, 'in_progress', {last})", &p[..p.len() - 1]));
         }
         sql.push_str(" RETURNING id, year, seq");
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for &i in &new {
             let c = &calls[i];
             let arrived = ms(c.arrived_at);
@@ -494,15 +499,45 @@ pub async fn get(store: &Store, id: i64) -> Result<Entry, StoreError> {
     entry_from_row(&row)
 }
 
-/// One page, newest first, starting after `cursor`; the cursor of the next page is
-/// returned when there is one.
-pub async fn list(
+/// The FTS5 query that finds the rows containing `term` (lower-cased) with the trigram
+/// tokenizer: a quoted phrase of its trigrams is the substring. `None` under 3 characters,
+/// which have no trigram.
+fn trigram_phrase(term: &str) -> Option<String> {
+    (term.chars().count() >= 3).then(|| format!("\"{}\"", term.replace('"', "\"\"")))
+}
+
+/// Above this many candidates from SQLite's trigram table, a page is found faster by
+/// walking the entries newest first and testing each (a common word soon fills a page)
+/// than by sorting every candidate.
+const TRIGRAM_PAGE_MAX: i64 = 2_000;
+
+/// Whether a page of `filter` should narrow by SQLite's trigram table (see
+/// [`TRIGRAM_PAGE_MAX`]); one bounded count on the FTS index decides.
+async fn page_uses_trigram_table(
     store: &Store,
     filter: &JournalFilter,
-    cursor: Option<Cursor>,
-    limit: usize,
-) -> Result<(Vec<Entry>, Option<Cursor>), StoreError> {
-    let mut sql = Sql::new(SELECT);
+) -> Result<bool, StoreError> {
+    let phrase = match (&filter.text, store.backend()) {
+        (Some(q), super::Backend::Sqlite) => trigram_phrase(&q.to_lowercase()),
+        _ => None,
+    };
+    let Some(phrase) = phrase else {
+        return Ok(false);
+    };
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM \
+         (SELECT rowid FROM journal_search WHERE journal_search MATCH $1 LIMIT $2)",
+    )
+    .bind(phrase)
+    .bind(TRIGRAM_PAGE_MAX)
+    .fetch_one(store.pool())
+    .await?;
+    Ok(n < TRIGRAM_PAGE_MAX)
+}
+
+/// The WHERE clause of the list and the export; `trigram_table`: narrow a text filter by
+/// SQLite's `journal_search`.
+fn push_filters(sql: &mut Sql, filter: &JournalFilter, trigram_table: bool) {
     sql.push(" WHERE 1 = 1");
     if let Some(t) = filter.from {
         sql.push(" AND e.arrived_at >= ").bind(Param::Int(ms(t)));
@@ -522,10 +557,18 @@ pub async fn list(
             .bind(Param::Text(phone_key(p)));
     }
     if let Some(q) = &filter.text {
-        let pattern = format!("%{}%", super::like_escape(&q.to_lowercase()));
+        let term = q.to_lowercase();
+        let pattern = format!("%{}%", super::like_escape(&term));
         sql.push(" AND e.search_text LIKE ")
             .bind(Param::Text(pattern))
             .push(" ESCAPE '\\'");
+        // On SQLite the trigram index is a table of its own: narrow to its candidates.
+        // PostgreSQL's trigram index serves the LIKE itself.
+        if let (true, Some(phrase)) = (trigram_table, trigram_phrase(&term)) {
+            sql.push(" AND e.id IN (SELECT rowid FROM journal_search WHERE journal_search MATCH ")
+                .bind(Param::Text(phrase))
+                .push(")");
+        }
     }
     match filter.repeat {
         Some(true) => {
@@ -536,6 +579,23 @@ pub async fn list(
         }
         None => {}
     }
+}
+
+/// One page, newest first, starting after `cursor`; the cursor of the next page is
+/// returned when there is one.
+///
+/// Not a cached statement (`persistent(false)`): the best plan depends on the values (a rare
+/// word wants the trigram index, a common one the arrival order), and PostgreSQL's generic
+/// plan for a cached statement cannot know them.
+pub async fn list(
+    store: &Store,
+    filter: &JournalFilter,
+    cursor: Option<Cursor>,
+    limit: usize,
+) -> Result<(Vec<Entry>, Option<Cursor>), StoreError> {
+    let mut sql = Sql::new(SELECT);
+    let trigram_table = page_uses_trigram_table(store, filter).await?;
+    push_filters(&mut sql, filter, trigram_table);
     if let Some(c) = cursor {
         sql.push(" AND (e.arrived_at < ")
             .bind(Param::Int(c.arrived_ms))
@@ -547,7 +607,11 @@ pub async fn list(
     }
     sql.push(" ORDER BY e.arrived_at DESC, e.id DESC LIMIT ")
         .bind(Param::Int(limit as i64 + 1));
-    let rows = sql.query().fetch_all(store.pool()).await?;
+    let rows = sql
+        .query()
+        .persistent(false)
+        .fetch_all(store.pool())
+        .await?;
     let mut entries = rows
         .iter()
         .map(entry_from_row)
@@ -562,4 +626,75 @@ pub async fn list(
         None
     };
     Ok((entries, next))
+}
+
+/// The columns of the CSV export, in the order of [`ExportRow`]'s fields.
+const EXPORT_SELECT: &str = "SELECT e.seq, e.year, e.arrived_at, e.caller_name, e.caller_status, \
+     e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.call_id, \
+     e.answered_at, e.ended_at, e.wait_ms, e.disposition, e.operator, e.recording, r.seq, r.year \
+     FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of";
+
+/// One row of the export: only what the CSV shows, without [`Entry`]'s joins.
+#[derive(Debug)]
+pub struct ExportRow {
+    pub seq: i64,
+    pub year: i64,
+    pub arrived_at: i64,
+    pub caller_name: Option<String>,
+    pub caller_status: Option<CallerStatus>,
+    pub phone: String,
+    pub callback_at: Option<i64>,
+    pub content: Option<String>,
+    pub forwarded_to: Option<String>,
+    pub forwarded_at: Option<i64>,
+    pub done_at: Option<i64>,
+    pub call_id: Option<String>,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub wait_ms: Option<i64>,
+    pub disposition: Disposition,
+    pub operator: Option<String>,
+    pub recording: Option<String>,
+    /// № and year of the entry this one repeats.
+    pub repeat_of: Option<(i64, i64)>,
+}
+
+/// The export's query: every entry the filter matches, oldest first (the order of the
+/// paper journal), read as one stream rather than in pages.
+pub fn export_sql(filter: &JournalFilter, backend: super::Backend) -> Sql {
+    let mut sql = Sql::new(EXPORT_SELECT);
+    // Every match is read and sorted anyway: the index is worth it whatever the word.
+    push_filters(&mut sql, filter, backend == super::Backend::Sqlite);
+    sql.push(" ORDER BY e.arrived_at, e.id");
+    sql
+}
+
+pub fn export_row(row: &AnyRow) -> Result<ExportRow, StoreError> {
+    let text = |i: usize| row.try_get::<Option<String>, _>(i);
+    let int = |i: usize| row.try_get::<Option<i64>, _>(i);
+    let disposition: String = row.try_get(15)?;
+    Ok(ExportRow {
+        seq: row.try_get(0)?,
+        year: row.try_get(1)?,
+        arrived_at: row.try_get(2)?,
+        caller_name: text(3)?,
+        caller_status: text(4)?.as_deref().and_then(CallerStatus::parse),
+        phone: row.try_get(5)?,
+        callback_at: int(6)?,
+        content: text(7)?,
+        forwarded_to: text(8)?,
+        forwarded_at: int(9)?,
+        done_at: int(10)?,
+        call_id: text(11)?,
+        answered_at: int(12)?,
+        ended_at: int(13)?,
+        wait_ms: int(14)?,
+        disposition: Disposition::parse(&disposition).unwrap_or(Disposition::Failed),
+        operator: text(16)?,
+        recording: text(17)?,
+        repeat_of: match (int(18)?, int(19)?) {
+            (Some(seq), Some(year)) => Some((seq, year)),
+            _ => None,
+        },
+    })
 }

@@ -165,6 +165,7 @@ async fn delete_batch(
             }
         }
         for sql in [
+            "UPDATE journal_entries SET voicemail_id = NULL WHERE id = $1",
             "DELETE FROM callback_forms WHERE journal_id = $1",
             "DELETE FROM voicemails WHERE journal_id = $1",
             "UPDATE journal_entries SET repeat_of = NULL WHERE repeat_of = $1",

@@ -141,6 +141,11 @@ pub async fn insert(
         Some(&format!("from voicemail {id}")),
     )
     .await?;
+    sqlx::query("UPDATE journal_entries SET voicemail_id = $1 WHERE id = $2")
+        .bind(id)
+        .bind(vm.journal_id)
+        .execute(&mut *tx)
+        .await?;
     touch(&mut tx, vm.journal_id, now).await?;
     tx.commit().await?;
     Ok(id)

@@ -35,6 +35,18 @@ pub async fn fresh_database(db: Db) -> (Option<String>, Option<String>) {
             let mut conn = sqlx::PgConnection::connect(&postgres_url())
                 .await
                 .expect("PostgreSQL on 127.0.0.1:5432 (see .ci/run)");
+            // The migrations' extension, made once: tests migrating side by side would race
+            // to create it.
+            static EXTENSION: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+            EXTENSION
+                .get_or_init(|| async {
+                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+                    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+                        .execute(&mut c)
+                        .await
+                        .expect("pg_trgm");
+                })
+                .await;
             sqlx::query(&format!("CREATE SCHEMA {schema}"))
                 .execute(&mut conn)
                 .await
