@@ -173,12 +173,12 @@ pub const CSV_HEADINGS: [&str; 20] = [
     "Повторное обращение к №",
 ];
 
-/// The export's body is sent in chunks of about this many bytes.
+/// The export's body is sent in chunks of at least this many bytes.
 const EXPORT_CHUNK: usize = 64 * 1024;
 
-/// The journal as CSV (UTF-8 with BOM, so that Excel opens it), oldest first, streamed: one
-/// query read row by row by a task that sends the CSV in chunks, so a year of calls is
-/// never held in memory.
+/// The journal as CSV (UTF-8 with BOM, so that Excel opens it), oldest first, streamed: a
+/// task reads it page by page and sends the CSV in chunks, so a year of calls is never held
+/// in memory.
 #[utoipa::path(get, path = "/journal/export.csv", tag = "journal", params(JournalQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String),
@@ -231,18 +231,18 @@ async fn stream_csv(
     tz: chrono_tz::Tz,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> anyhow::Result<()> {
-    use futures::TryStreamExt;
     let writer = |bytes: Vec<u8>| csv::Writer::from_writer(bytes);
     let mut bom = Vec::with_capacity(EXPORT_CHUNK * 2);
     bom.extend_from_slice("\u{feff}".as_bytes());
     let mut w = writer(bom);
     w.write_record(CSV_HEADINGS)?;
-    let sql = sql::export_sql(filter, store.backend());
-    let mut rows = sql.query().persistent(false).fetch(store.pool());
     let mut fields: [String; 20] = Default::default();
-    while let Some(row) = rows.try_next().await? {
-        csv_fields(&sql::export_row(&row)?, tz, &mut fields);
-        w.write_record(&fields)?;
+    let mut batches = sql::export(store.clone(), filter.clone());
+    while let Some(batch) = batches.recv().await {
+        for row in &batch? {
+            csv_fields(row, tz, &mut fields);
+            w.write_record(&fields)?;
+        }
         // The writer buffers 8 KiB itself; what it has handed on is in get_ref().
         if w.get_ref().len() >= EXPORT_CHUNK {
             let full = std::mem::replace(&mut w, writer(Vec::with_capacity(EXPORT_CHUNK * 2)));
@@ -318,7 +318,7 @@ pub fn csv_fields(e: &sql::ExportRow, tz: chrono_tz::Tz, f: &mut [String; 20]) {
     set(&mut f[17], e.operator.as_deref());
     set(&mut f[18], e.recording.as_deref());
     f[19].clear();
-    if let Some((seq, year)) = e.repeat_of {
+    if let (Some(seq), Some(year)) = (e.repeat_seq, e.repeat_year) {
         let _ = write!(f[19], "{seq}/{year}");
     }
 }

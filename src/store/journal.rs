@@ -628,14 +628,9 @@ pub async fn list(
     Ok((entries, next))
 }
 
-/// The columns of the CSV export, in the order of [`ExportRow`]'s fields.
-const EXPORT_SELECT: &str = "SELECT e.seq, e.year, e.arrived_at, e.caller_name, e.caller_status, \
-     e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.call_id, \
-     e.answered_at, e.ended_at, e.wait_ms, e.disposition, e.operator, e.recording, r.seq, r.year \
-     FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of";
-
-/// One row of the export: only what the CSV shows, without [`Entry`]'s joins.
-#[derive(Debug)]
+/// One row of the export: only what the CSV shows, without [`Entry`]'s joins. Read by
+/// position, from a row or from a JSON array (see [`export`]), in this field order.
+#[derive(Debug, serde::Deserialize)]
 pub struct ExportRow {
     pub seq: i64,
     pub year: i64,
@@ -656,20 +651,81 @@ pub struct ExportRow {
     pub operator: Option<String>,
     pub recording: Option<String>,
     /// № and year of the entry this one repeats.
-    pub repeat_of: Option<(i64, i64)>,
+    pub repeat_seq: Option<i64>,
+    pub repeat_year: Option<i64>,
+    pub id: i64,
 }
 
-/// The export's query: every entry the filter matches, oldest first (the order of the
-/// paper journal), read as one stream rather than in pages.
-pub fn export_sql(filter: &JournalFilter, backend: super::Backend) -> Sql {
-    let mut sql = Sql::new(EXPORT_SELECT);
-    // Every match is read and sorted anyway: the index is worth it whatever the word.
-    push_filters(&mut sql, filter, backend == super::Backend::Sqlite);
+/// Where the next page of the export starts: after this (arrival, id).
+type ExportCursor = (i64, i64);
+
+/// The columns of an export row, in [`ExportRow`]'s order.
+const EXPORT_COLUMNS: &str = "e.seq, e.year, e.arrived_at, e.caller_name, e.caller_status, \
+     e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.call_id, \
+     e.answered_at, e.ended_at, e.wait_ms, e.disposition, e.operator, e.recording, \
+     r.seq AS r_seq, r.year AS r_year, e.id";
+
+/// The export's rows, oldest first (the order of the paper journal), in batches, from a
+/// task of its own; the receiver ends after the last batch or an error.
+///
+/// The two databases are read differently, each the faster way measured on 1,000,000
+/// entries: PostgreSQL as one query streamed row by row; SQLite in pages of 5,000 that the
+/// database hands over as one JSON array each (`json_group_array`), because sqlx's SQLite
+/// driver passes every row from its worker thread through a channel, and waking the reader
+/// for each row cost more than everything else of the export (70,000 rows/s that way,
+/// against 150,000 in pages; PostgreSQL's own JSON building is the slower way there).
+pub fn export(
+    store: Store,
+    filter: JournalFilter,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<ExportRow>, StoreError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let result = match store.backend() {
+            super::Backend::Sqlite => export_in_pages(&store, &filter, &tx).await,
+            super::Backend::Postgres => export_streamed(&store, &filter, &tx).await,
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}
+
+type ExportSender = tokio::sync::mpsc::Sender<Result<Vec<ExportRow>, StoreError>>;
+
+/// Rows per batch of the streamed export.
+const EXPORT_BATCH: usize = 1000;
+
+async fn export_streamed(
+    store: &Store,
+    filter: &JournalFilter,
+    tx: &ExportSender,
+) -> Result<(), StoreError> {
+    use futures::TryStreamExt;
+    let mut sql = Sql::new(&format!(
+        "SELECT {EXPORT_COLUMNS} FROM journal_entries e \
+         LEFT JOIN journal_entries r ON r.id = e.repeat_of"
+    ));
+    push_filters(&mut sql, filter, false);
     sql.push(" ORDER BY e.arrived_at, e.id");
-    sql
+    let mut rows = sql.query().persistent(false).fetch(store.pool());
+    let mut batch = Vec::with_capacity(EXPORT_BATCH);
+    while let Some(row) = rows.try_next().await? {
+        batch.push(export_row(&row)?);
+        if batch.len() == EXPORT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+            if tx.send(Ok(full)).await.is_err() {
+                return Ok(()); // the client has gone
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch)).await;
+    }
+    Ok(())
 }
 
-pub fn export_row(row: &AnyRow) -> Result<ExportRow, StoreError> {
+fn export_row(row: &AnyRow) -> Result<ExportRow, StoreError> {
     let text = |i: usize| row.try_get::<Option<String>, _>(i);
     let int = |i: usize| row.try_get::<Option<i64>, _>(i);
     let disposition: String = row.try_get(15)?;
@@ -692,9 +748,58 @@ pub fn export_row(row: &AnyRow) -> Result<ExportRow, StoreError> {
         disposition: Disposition::parse(&disposition).unwrap_or(Disposition::Failed),
         operator: text(16)?,
         recording: text(17)?,
-        repeat_of: match (int(18)?, int(19)?) {
-            (Some(seq), Some(year)) => Some((seq, year)),
-            _ => None,
-        },
+        repeat_seq: int(18)?,
+        repeat_year: int(19)?,
+        id: row.try_get(20)?,
     })
+}
+
+/// Rows per page of the paged export.
+const EXPORT_PAGE: i64 = 5000;
+
+async fn export_in_pages(
+    store: &Store,
+    filter: &JournalFilter,
+    tx: &ExportSender,
+) -> Result<(), StoreError> {
+    let mut after: Option<ExportCursor> = None;
+    loop {
+        let mut sql = Sql::new(&format!(
+            "SELECT json_group_array(json_array(seq, year, arrived_at, caller_name, \
+             caller_status, phone, callback_at, content, forwarded_to, forwarded_at, done_at, \
+             call_id, answered_at, ended_at, wait_ms, disposition, operator, recording, r_seq, \
+             r_year, id) ORDER BY arrived_at, id) FROM (SELECT {EXPORT_COLUMNS} \
+             FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of"
+        ));
+        // Every match is read and sorted anyway: the trigram table is worth it for any word.
+        push_filters(&mut sql, filter, true);
+        if let Some((a, id)) = after {
+            sql.push(" AND (e.arrived_at > ")
+                .bind(Param::Int(a))
+                .push(" OR (e.arrived_at = ")
+                .bind(Param::Int(a))
+                .push(" AND e.id > ")
+                .bind(Param::Int(id))
+                .push("))");
+        }
+        sql.push(" ORDER BY e.arrived_at, e.id LIMIT ")
+            .bind(Param::Int(EXPORT_PAGE))
+            .push(") AS page");
+        let json: Option<String> = sql
+            .query()
+            .persistent(false)
+            .fetch_one(store.pool())
+            .await?
+            .try_get(0)?;
+        let rows: Vec<ExportRow> = match json {
+            Some(j) => serde_json::from_str(&j)
+                .map_err(|e| StoreError::Conflict(format!("export page: {e}")))?,
+            None => Vec::new(),
+        };
+        let full_page = rows.len() as i64 == EXPORT_PAGE;
+        after = rows.last().map(|r| (r.arrived_at, r.id));
+        if rows.is_empty() || tx.send(Ok(rows)).await.is_err() || !full_page {
+            return Ok(());
+        }
+    }
 }
