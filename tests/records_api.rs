@@ -1102,3 +1102,49 @@ async fn tokens_are_managed_by_admins(db: Db) {
     api.stop().await;
 }
 on_both_databases!(tokens_are_managed_by_admins);
+
+// The two dialects' migrations make the same tables with the same columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_schemas_have_the_same_columns() {
+    use sqlx::Row;
+    let sqlite = start(Db::Sqlite).await;
+    let postgres = start(Db::Postgres).await;
+    let tables = [
+        "journal_counters",
+        "journal_entries",
+        "voicemails",
+        "callback_forms",
+        "audit_log",
+        "api_tokens",
+    ];
+    for table in tables {
+        let lite: Vec<String> = sqlx::query(&format!(
+            "SELECT name FROM pragma_table_info('{table}') ORDER BY name"
+        ))
+        .fetch_all(sqlite.hotline.records.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+        let pg: Vec<String> = sqlx::query(
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY column_name",
+        )
+        .bind(table)
+        .fetch_all(postgres.hotline.records.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+        // Sorted here: PostgreSQL's collation orders `_` differently from SQLite's bytes.
+        let (mut lite, mut pg) = (lite, pg);
+        lite.sort();
+        pg.sort();
+        assert!(!lite.is_empty(), "{table}");
+        assert_eq!(lite, pg, "{table}");
+    }
+    sqlite.stop().await;
+    postgres.stop().await;
+}

@@ -3,7 +3,7 @@
 //! journal and the form never disagree.
 
 use super::audit::{self, Change, Kind, Val};
-use super::journal::touch;
+use super::journal::{touch, update_entry};
 use super::{from_ms, ms, opt_from_ms, Param, Sql, Store, StoreError};
 use crate::records::callback::{CallbackForm, CallbackStatus, NewCallbackForm};
 use crate::records::journal::CallerStatus;
@@ -176,19 +176,25 @@ pub async fn list(
     rows.iter().map(|r| from_row(r, now)).collect()
 }
 
-/// The linked journal entry of a form, after taking the form's lock.
-async fn lock_form(
+/// Takes the lock of a form that is not completed yet (409 once field 10 is written) and
+/// returns its journal entry.
+async fn lock_open_form(
     conn: &mut AnyConnection,
     id: i64,
     actor: &str,
     now: DateTime<Utc>,
-) -> Result<(Option<i64>, Option<i64>), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     audit::update_with_audit(conn, "callback_forms", "callback", id, &[], actor, now).await?;
     let row = sqlx::query("SELECT journal_id, called_back_at FROM callback_forms WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    if row.try_get::<Option<i64>, _>(1)?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "callback form {id} is already completed"
+        )));
+    }
+    Ok(row.try_get(0)?)
 }
 
 /// Sends the form to `assigned_to` (journal columns 8 and 9).
@@ -200,12 +206,7 @@ pub async fn send(
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
-    let (journal_id, done) = lock_form(&mut tx, id, actor, now).await?;
-    if done.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "callback form {id} is already completed"
-        )));
-    }
+    let journal_id = lock_open_form(&mut tx, id, actor, now).await?;
     let fields = [
         Change::new("assigned_to", Kind::Text, Val::Text(assigned_to.into())),
         Change::new("sent_at", Kind::Time, Val::Int(ms(now))),
@@ -225,17 +226,7 @@ pub async fn send(
             Change::new("forwarded_to", Kind::Text, Val::Text(assigned_to.into())),
             Change::new("forwarded_at", Kind::Time, Val::Int(ms(now))),
         ];
-        audit::update_with_audit(
-            &mut tx,
-            "journal_entries",
-            "journal",
-            jid,
-            &cols,
-            actor,
-            now,
-        )
-        .await?;
-        touch(&mut tx, jid, now).await?;
+        update_entry(&mut tx, jid, &cols, actor, now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -251,12 +242,7 @@ pub async fn complete(
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
-    let (journal_id, done) = lock_form(&mut tx, id, actor, now).await?;
-    if done.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "callback form {id} is already completed"
-        )));
-    }
+    let journal_id = lock_open_form(&mut tx, id, actor, now).await?;
     let fields = [
         Change::new("called_back_at", Kind::Time, Val::Int(ms(at))),
         Change::new("called_back_by", Kind::Text, Val::Text(actor.into())),
@@ -274,17 +260,7 @@ pub async fn complete(
     .await?;
     if let Some(jid) = journal_id {
         let cols = [Change::new("done_at", Kind::Time, Val::Int(ms(at)))];
-        audit::update_with_audit(
-            &mut tx,
-            "journal_entries",
-            "journal",
-            jid,
-            &cols,
-            actor,
-            now,
-        )
-        .await?;
-        touch(&mut tx, jid, now).await?;
+        update_entry(&mut tx, jid, &cols, actor, now).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -353,6 +353,19 @@ pub(crate) async fn touch(
     Ok(())
 }
 
+/// Sets columns of entry `id` (audited under `actor`) and marks it touched: the way forms
+/// and voicemail fill in the journal columns they own.
+pub(crate) async fn update_entry(
+    conn: &mut AnyConnection,
+    id: i64,
+    changes: &[Change],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    audit::update_with_audit(conn, "journal_entries", "journal", id, changes, actor, now).await?;
+    touch(conn, id, now).await
+}
+
 /// Rebuilds the lower-cased text the journal's text filter searches.
 pub(crate) async fn refresh_search_text(
     conn: &mut AnyConnection,
