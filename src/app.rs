@@ -65,6 +65,9 @@ impl Hotline {
             }
         })?;
         let calendar = Arc::new(Calendar::load(&config.calendar)?);
+        if let Some(w) = calendar.coverage_warning(chrono::Utc::now()) {
+            tracing::warn!("calendar: {w}");
+        }
         let store = Store::connect(&config.storage.effective_database_url()).await?;
         store.migrate().await?;
         let records = Records::new(store, calendar, config.records.settings());

@@ -543,6 +543,25 @@ impl Calendar {
         self.years.contains_key(&year)
     }
 
+    /// What to warn about at `now`: the current year has no file, or (from November on)
+    /// the next one has none yet. A missing year silently makes its holidays working days.
+    pub fn coverage_warning(&self, now: DateTime<Utc>) -> Option<String> {
+        let today = self.local_date(now);
+        let year = today.year();
+        if !self.covers(year) {
+            Some(format!(
+                "no calendar file for {year}: only weekends count as days off"
+            ))
+        } else if today.month() >= 11 && !self.covers(year + 1) {
+            Some(format!(
+                "no calendar file for {} yet: add it before 1 January, or its holidays count as working days",
+                year + 1
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The loaded years, ascending.
     pub fn years(&self) -> Vec<i32> {
         self.years.keys().copied().collect()
@@ -887,6 +906,17 @@ mod tests {
     }
 
     #[test]
+    fn coverage_warnings() {
+        let cal = shipped();
+        assert_eq!(cal.coverage_warning(utc(2026, 6, 1, 9, 0)), None);
+        assert_eq!(cal.coverage_warning(utc(2027, 6, 1, 9, 0)), None);
+        let w = cal.coverage_warning(utc(2027, 11, 2, 9, 0)).unwrap();
+        assert!(w.contains("2028"), "{w}");
+        let w = cal.coverage_warning(utc(2029, 3, 1, 9, 0)).unwrap();
+        assert!(w.contains("no calendar file for 2029"), "{w}");
+    }
+
+    #[test]
     fn add_working_days_2026() {
         let cal = shipped();
         assert_eq!(cal.add_working_days(d(2026, 3, 10), 0), d(2026, 3, 10));
@@ -895,9 +925,13 @@ mod tests {
         assert_eq!(cal.add_working_days(d(2026, 4, 30), 3), d(2026, 5, 6));
         assert_eq!(cal.add_working_days(d(2026, 3, 6), 1), d(2026, 3, 10));
         assert_eq!(cal.add_working_days(d(2026, 3, 10), 10), d(2026, 3, 24));
-        // Beyond the loaded years only weekends count: 1 Jan 2027 is a Friday.
-        assert!(!cal.covers(2027));
-        assert_eq!(cal.add_working_days(d(2026, 12, 30), 1), d(2027, 1, 1));
+        // Across the new year into the (provisional) 2027 file: 1–8 January are holidays.
+        assert!(cal.covers(2027));
+        assert_eq!(cal.add_working_days(d(2026, 12, 30), 1), d(2027, 1, 11));
+        // Beyond the loaded years only weekends count: 3 January 2028 is a Monday, which a
+        // 2028 file will make a holiday. `check-config` warns about a missing year.
+        assert!(!cal.covers(2028));
+        assert_eq!(cal.add_working_days(d(2027, 12, 31), 1), d(2028, 1, 3));
     }
 
     #[test]

@@ -146,11 +146,8 @@ fn main() -> ExitCode {
                             c.calendar.time_zone,
                             cal.years()
                         );
-                        let year = chrono::Datelike::year(&cal.local_date(chrono::Utc::now()));
-                        if !cal.covers(year) {
-                            println!(
-                                "  warning: no calendar file for {year}: only weekends count as days off"
-                            );
+                        if let Some(w) = cal.coverage_warning(chrono::Utc::now()) {
+                            println!("  warning: {w}");
                         }
                     }
                     Err(e) => {

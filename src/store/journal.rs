@@ -610,13 +610,14 @@ pub async fn list(
     let trigram_table = page_uses_trigram_table(store, filter).await?;
     push_filters(&mut sql, filter, trigram_table);
     if let Some(c) = cursor {
-        sql.push(" AND (e.arrived_at < ")
+        // A row value, not `a < x OR (a = x AND id < y)`: both databases take it as a range
+        // of the (arrived_at, id) index, so a page deep in the journal costs no more than
+        // the first.
+        sql.push(" AND (e.arrived_at, e.id) < (")
             .bind(Param::Int(c.arrived_ms))
-            .push(" OR (e.arrived_at = ")
-            .bind(Param::Int(c.arrived_ms))
-            .push(" AND e.id < ")
+            .push(", ")
             .bind(Param::Int(c.id))
-            .push("))");
+            .push(")");
     }
     sql.push(" ORDER BY e.arrived_at DESC, e.id DESC LIMIT ")
         .bind(Param::Int(limit as i64 + 1));
@@ -787,13 +788,12 @@ async fn export_in_pages(
         // Every match is read and sorted anyway: the trigram table is worth it for any word.
         push_filters(&mut sql, filter, true);
         if let Some((a, id)) = after {
-            sql.push(" AND (e.arrived_at > ")
+            // A row value: a range of the (arrived_at, id) index (see `list`).
+            sql.push(" AND (e.arrived_at, e.id) > (")
                 .bind(Param::Int(a))
-                .push(" OR (e.arrived_at = ")
-                .bind(Param::Int(a))
-                .push(" AND e.id > ")
+                .push(", ")
                 .bind(Param::Int(id))
-                .push("))");
+                .push(")");
         }
         sql.push(" ORDER BY e.arrived_at, e.id LIMIT ")
             .bind(Param::Int(EXPORT_PAGE))
