@@ -10,62 +10,62 @@ use axum::http::header;
 use axum::http::request::Parts;
 use std::marker::PhantomData;
 
-/// Everything the API lets someone do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    JournalRead,
-    JournalEdit,
-    JournalExport,
-    AuditRead,
-    CallbackCreate,
-    CallbackRead,
-    CallbackSend,
-    CallbackComplete,
-    VoicemailRead,
-    VoicemailProcess,
-    OperatorsRead,
-    StatsRead,
-    TokensManage,
-    RetentionRun,
+/// What a route needs, as a type: handlers take [`Allowed<can::X>`](Allowed), so the action
+/// of every route is in its signature and is checked before its path or body is parsed (a
+/// role that may not use a route gets 403 whatever it sends).
+pub trait Permission {
+    const ACTION: Action;
 }
 
-impl Action {
-    pub const ALL: [Action; 14] = [
-        Action::JournalRead,
-        Action::JournalEdit,
-        Action::JournalExport,
-        Action::AuditRead,
-        Action::CallbackCreate,
-        Action::CallbackRead,
-        Action::CallbackSend,
-        Action::CallbackComplete,
-        Action::VoicemailRead,
-        Action::VoicemailProcess,
-        Action::OperatorsRead,
-        Action::StatsRead,
-        Action::TokensManage,
-        Action::RetentionRun,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::JournalRead => "read the journal",
-            Action::JournalEdit => "edit journal entries",
-            Action::JournalExport => "export the journal",
-            Action::AuditRead => "read the audit log",
-            Action::CallbackCreate => "create callback forms",
-            Action::CallbackRead => "read callback forms",
-            Action::CallbackSend => "send callback forms",
-            Action::CallbackComplete => "complete callback forms",
-            Action::VoicemailRead => "listen to voicemail",
-            Action::VoicemailProcess => "process voicemail",
-            Action::OperatorsRead => "list operators",
-            Action::StatsRead => "read statistics",
-            Action::TokensManage => "manage API tokens",
-            Action::RetentionRun => "run the retention purge",
+/// Defines [`Action`], its list and wording, and one marker type per action in [`can`],
+/// from one table.
+macro_rules! actions {
+    ($($name:ident => $text:literal),* $(,)?) => {
+        /// Everything the API lets someone do.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Action {
+            $($name),*
         }
-    }
+
+        impl Action {
+            pub const ALL: &'static [Action] = &[$(Action::$name),*];
+
+            /// What the action is, for 403 messages.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$name => $text),*
+                }
+            }
+        }
+
+        /// One marker type per [`Action`].
+        pub mod can {
+            $(
+                pub struct $name;
+                impl super::Permission for $name {
+                    const ACTION: super::Action = super::Action::$name;
+                }
+            )*
+        }
+    };
 }
+
+actions!(
+    JournalRead => "read the journal",
+    JournalEdit => "edit journal entries",
+    JournalExport => "export the journal",
+    AuditRead => "read the audit log",
+    CallbackCreate => "create callback forms",
+    CallbackRead => "read callback forms",
+    CallbackSend => "send callback forms",
+    CallbackComplete => "complete callback forms",
+    VoicemailRead => "listen to voicemail",
+    VoicemailProcess => "process voicemail",
+    OperatorsRead => "list operators",
+    StatsRead => "read statistics",
+    TokensManage => "manage API tokens",
+    RetentionRun => "run the retention purge",
+);
 
 /// The allowed-actions matrix.
 ///
@@ -101,44 +101,6 @@ pub fn allowed(role: Role, action: Action) -> bool {
         ),
     }
 }
-
-/// What a route needs, as a type: handlers take [`Allowed<can::X>`](Allowed), so the action
-/// of every route is in its signature and is checked before its path or body is parsed (a
-/// role that may not use a route gets 403 whatever it sends).
-pub trait Permission {
-    const ACTION: Action;
-}
-
-macro_rules! permissions {
-    ($($name:ident),* $(,)?) => {
-        /// One marker type per [`Action`](super::Action).
-        pub mod can {
-            $(
-                pub struct $name;
-                impl super::Permission for $name {
-                    const ACTION: super::Action = super::Action::$name;
-                }
-            )*
-        }
-    };
-}
-
-permissions!(
-    JournalRead,
-    JournalEdit,
-    JournalExport,
-    AuditRead,
-    CallbackCreate,
-    CallbackRead,
-    CallbackSend,
-    CallbackComplete,
-    VoicemailRead,
-    VoicemailProcess,
-    OperatorsRead,
-    StatsRead,
-    TokensManage,
-    RetentionRun,
-);
 
 /// The caller of a route, authenticated and allowed to do `P`.
 pub struct Allowed<P> {
@@ -216,7 +178,7 @@ mod tests {
 
     #[test]
     fn every_action_has_someone() {
-        for a in Action::ALL {
+        for &a in Action::ALL {
             assert!(Role::ALL.into_iter().any(|r| allowed(r, a)), "{a:?}");
         }
     }
