@@ -90,8 +90,8 @@ async fn journal_numbering_and_repeats(db: Db) {
     assert!(ea["repeat_of"].is_null());
     // 92 days later: not a repeat. A withheld number never matches.
     assert!(entry(&api, late).await["repeat_of"].is_null());
+    assert!(entry(&api, anon).await["repeat_of"].is_null());
     assert!(entry(&api, anon2).await["repeat_of"].is_null());
-    let _ = anon;
     // An agreed callback not yet made keeps the appeal open beyond the window.
     let (s, _) = api
         .call(
@@ -671,6 +671,34 @@ async fn voicemail_records_and_audio(db: Db) {
         .get("operator", &format!("/callbacks/{}", vm["callback_id"]))
         .await;
     assert_eq!(form["question"], "У меня банкомат СКИММЕР на Ленина");
+    // …and each of those changes is in the audit log.
+    let (_, audit) = api
+        .get(
+            "supervisor",
+            &format!("/audit?entity=callback&id={}", form["id"]),
+        )
+        .await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["field"] == "question"
+                && l["actor"] == "system"
+                && l["new_value"] == "У меня банкомат СКИММЕР на Ленина"),
+        "{audit}"
+    );
+    let (_, audit) = api
+        .get("supervisor", &format!("/audit?entity=journal&id={jid}"))
+        .await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["field"] == "content"),
+        "{audit}"
+    );
 
     let (_, open) = api.get("operator", "/voicemail?status=overdue").await;
     assert_eq!(open["voicemail"].as_array().unwrap().len(), 1);

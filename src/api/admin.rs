@@ -129,12 +129,7 @@ async fn retention_preview(
     State(state): State<AppState>,
     auth: Allowed<can::RetentionRun>,
 ) -> Result<Json<PurgeReport>, ApiError> {
-    Ok(Json(
-        state
-            .records
-            .purge(&state.data_dir, true, auth.actor())
-            .await?,
-    ))
+    purge(&state, true, auth.actor()).await
 }
 
 /// Purge records and recordings past retention.
@@ -145,10 +140,15 @@ async fn retention_purge(
     State(state): State<AppState>,
     auth: Allowed<can::RetentionRun>,
 ) -> Result<Json<PurgeReport>, ApiError> {
+    purge(&state, false, auth.actor()).await
+}
+
+async fn purge(
+    state: &AppState,
+    dry_run: bool,
+    actor: &str,
+) -> Result<Json<PurgeReport>, ApiError> {
     Ok(Json(
-        state
-            .records
-            .purge(&state.data_dir, false, auth.actor())
-            .await?,
+        state.records.purge(&state.data_dir, dry_run, actor).await?,
     ))
 }

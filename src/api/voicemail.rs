@@ -9,7 +9,7 @@ use crate::records::voicemail::{Voicemail, VoicemailStatus};
 use crate::store::voicemail as sql;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -116,10 +116,7 @@ async fn process_voicemail(
     State(state): State<AppState>,
     auth: Allowed<can::VoicemailProcess>,
     Path(id): Path<i64>,
-) -> Result<(StatusCode, Json<Voicemail>), ApiError> {
+) -> Result<Json<Voicemail>, ApiError> {
     sql::mark_processed(&state.records.store, id, auth.actor()).await?;
-    Ok((
-        StatusCode::OK,
-        Json(sql::get(&state.records.store, id).await?),
-    ))
+    Ok(Json(sql::get(&state.records.store, id).await?))
 }

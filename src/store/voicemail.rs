@@ -4,7 +4,7 @@
 //! call back.
 
 use super::audit::{self, Change, Kind, Val};
-use super::journal::{refresh_search_text, touch, SYSTEM};
+use super::journal::{refresh_search_text, touch, update_entry, SYSTEM};
 use super::{from_ms, ms, opt_from_ms, Param, Sql, Store, StoreError};
 use crate::records::callback::VOICEMAIL_OPERATOR;
 use crate::records::journal::Disposition;
@@ -151,21 +151,25 @@ pub async fn insert(
     Ok(id)
 }
 
-/// Stores a transcript: on the message, as its callback form's question (field 6) and,
-/// when the operator has not written one, as the journal's content (column 7).
+/// Stores a transcript: on the message, as its open callback form's question (field 6)
+/// and, when the operator has not written one, as the journal's content (column 7). Every
+/// one of these changes is audited.
 pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<(), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
+    let text = |column| {
+        [Change::new(
+            column,
+            Kind::Text,
+            Val::Text(transcript.into()),
+        )]
+    };
     audit::update_with_audit(
         &mut tx,
         "voicemails",
         "voicemail",
         id,
-        &[Change::new(
-            "transcript",
-            Kind::Text,
-            Val::Text(transcript.into()),
-        )],
+        &text("transcript"),
         SYSTEM,
         now,
     )
@@ -174,76 +178,69 @@ pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE callback_forms SET question = $1, updated_at = $2 \
-         WHERE voicemail_id = $3 AND called_back_at IS NULL",
+    let forms: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM callback_forms WHERE voicemail_id = $1 AND called_back_at IS NULL",
     )
-    .bind(transcript)
-    .bind(ms(now))
     .bind(id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let content: Option<String> =
-        sqlx::query_scalar("SELECT content FROM journal_entries WHERE id = $1")
-            .bind(journal_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    if content.is_none() {
+    for form in forms {
         audit::update_with_audit(
             &mut tx,
-            "journal_entries",
-            "journal",
-            journal_id,
-            &[Change::new(
-                "content",
-                Kind::Text,
-                Val::Text(transcript.into()),
-            )],
+            "callback_forms",
+            "callback",
+            form,
+            &text("question"),
             SYSTEM,
             now,
         )
         .await?;
     }
+    let content: Option<String> =
+        sqlx::query_scalar("SELECT content FROM journal_entries WHERE id = $1")
+            .bind(journal_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let changes: &[Change] = if content.is_none() {
+        &text("content")
+    } else {
+        &[]
+    };
+    update_entry(&mut tx, journal_id, changes, SYSTEM, now).await?;
     refresh_search_text(&mut tx, journal_id).await?;
-    touch(&mut tx, journal_id, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// An operator has processed the message (listened, acted on it).
+/// An operator has processed the message (listened, acted on it); 409 the second time.
 pub async fn mark_processed(store: &Store, id: i64, actor: &str) -> Result<(), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
-    let done: Option<i64> = {
-        audit::update_with_audit(&mut tx, "voicemails", "voicemail", id, &[], actor, now).await?;
-        sqlx::query_scalar("SELECT processed_at FROM voicemails WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-    };
-    if done.is_some() {
+    audit::update_with_audit(&mut tx, "voicemails", "voicemail", id, &[], actor, now).await?;
+    let row = sqlx::query("SELECT processed_at, journal_id FROM voicemails WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if row.try_get::<Option<i64>, _>(0)?.is_some() {
         return Err(StoreError::Conflict(format!(
             "voicemail {id} is already processed"
         )));
     }
+    let processed = [
+        Change::new("processed_by", Kind::Text, Val::Text(actor.into())),
+        Change::new("processed_at", Kind::Time, Val::Int(ms(now))),
+    ];
     audit::update_with_audit(
         &mut tx,
         "voicemails",
         "voicemail",
         id,
-        &[
-            Change::new("processed_by", Kind::Text, Val::Text(actor.into())),
-            Change::new("processed_at", Kind::Time, Val::Int(ms(now))),
-        ],
+        &processed,
         actor,
         now,
     )
     .await?;
-    let journal_id: i64 = sqlx::query_scalar("SELECT journal_id FROM voicemails WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    touch(&mut tx, journal_id, now).await?;
+    touch(&mut tx, row.try_get(1)?, now).await?;
     tx.commit().await?;
     Ok(())
 }
