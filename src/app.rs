@@ -1,18 +1,22 @@
 //! Starting and stopping the whole hotline: prompts and the recordings' crash repair first
-//! (a bad prompt file stops start-up), then SIP, the call dispatcher and HTTP (so that
-//! `/healthz` answers 200 only once SIP is listening), with one shutdown signal for every
-//! task.
+//! (a bad prompt file stops start-up), the records and their call log (which replays what a
+//! database outage left spooled), the operator queue, then SIP, the call flow and HTTP (so
+//! that `/healthz` answers 200 only once SIP is listening). Shutdown stops the calls first
+//! (their recordings are finalised and their last journal writes handed over), then the
+//! call log, then closes the database.
 
 use crate::api::{self, AppState};
 use crate::calendar::Calendar;
-use crate::callflow::dispatch::Dispatcher;
+use crate::callflow::acd::AcdHandle;
+use crate::callflow::service::{self, Context, FlowPrompts, LiveRequest};
 use crate::callflow::Event;
 use crate::config::Config;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
+use crate::records::calllog::{CallLog, CallLogError};
 use crate::records::Records;
-use crate::sip::transport::{self, TransportError};
+use crate::sip::transport::{self, SipControl, TransportError};
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +40,8 @@ pub enum StartError {
     Calendar(#[from] crate::calendar::CalendarError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("call log: {0}")]
+    CallLog(#[from] CallLogError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -51,9 +57,17 @@ pub struct Hotline {
     pub http_addr: SocketAddr,
     /// The records (journal, forms, voicemail) the hotline writes.
     pub records: Records,
+    /// The operator queue.
+    pub acd: AcdHandle,
+    /// Where the call flow's journal writes go (and wait while the database is away).
+    pub calllog: CallLog,
+    control: SipControl,
+    live: mpsc::Sender<LiveRequest>,
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    calllog_shutdown: watch::Sender<bool>,
+    calllog_task: JoinHandle<()>,
 }
 
 impl Hotline {
@@ -70,19 +84,39 @@ impl Hotline {
         }
         let store = Store::connect(&config.storage.effective_database_url()).await?;
         store.migrate().await?;
-        let records = Records::new(store, calendar, config.records.settings());
+        let records = Records::new(store, calendar.clone(), config.records.settings());
         let prompts = Prompts::load(&config.media.prompts_dir)?;
-        let (greeting, hold) = Dispatcher::prompts(&prompts)?;
+        let flow_prompts = FlowPrompts::load(&prompts, &calendar)?;
         let recordings = config.storage.data_dir.join("recordings");
-        let repair = recorder::repair_dir(&recordings)?;
-        if !repair.repaired.is_empty() || !repair.broken.is_empty() {
-            tracing::warn!(
-                repaired = ?repair.repaired,
-                broken = ?repair.broken,
-                "recordings left open by a crash"
-            );
+        // Call recordings and voicemail left open by a crash are made playable before any
+        // new call can write next to them.
+        for dir in [recordings, config.storage.data_dir.join("voicemail")] {
+            let repair = recorder::repair_dir(&dir)?;
+            if !repair.repaired.is_empty() || !repair.broken.is_empty() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    repaired = ?repair.repaired,
+                    broken = ?repair.broken,
+                    "recordings left open by a crash"
+                );
+            }
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (calllog_shutdown, calllog_shutdown_rx) = watch::channel(false);
+        let (calllog, calllog_task) = CallLog::spawn(
+            records.clone(),
+            config.storage.data_dir.join("spool"),
+            calllog_shutdown_rx,
+        )?;
+        let (acd, acd_task) = AcdHandle::spawn(
+            config.queue.queue_config(),
+            config
+                .operators
+                .iter()
+                .map(|o| o.extension.clone())
+                .collect(),
+            shutdown_rx.clone(),
+        );
         let ports = PortPool::new(
             config.sip.listen.ip(),
             config.media.rtp_port_min,
@@ -91,16 +125,27 @@ impl Hotline {
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let sip = transport::start(&config, ports.clone(), calls_tx, shutdown_rx.clone()).await?;
         let (events, _) = broadcast::channel(16384);
-        let dispatcher = Dispatcher {
+        let (live_events, _) = broadcast::channel(4096);
+        let metrics = Arc::new(api::live::Metrics::default());
+        let ctx = Arc::new(Context {
             ports,
-            greeting,
-            hold,
-            recordings,
+            prompts: flow_prompts,
+            data_dir: config.storage.data_dir.clone(),
             rtp_timeout: config.media.rtp_timeout(),
             control: sip.control.clone(),
             observers: events.clone(),
-        };
-        let dispatch = tokio::spawn(dispatcher.run(calls_rx, shutdown_rx.clone()));
+            acd: acd.clone(),
+            calllog: calllog.clone(),
+            calendar: calendar.clone(),
+            flow: crate::callflow::call::FlowSettings {
+                voicemail_key: config.queue.voicemail_key(),
+            },
+            voicemail: config.voicemail.clone(),
+            live: live_events.clone(),
+            metrics: metrics.clone(),
+        });
+        let (live, live_rx) = mpsc::channel(64);
+        let flow = tokio::spawn(service::run(ctx, calls_rx, live_rx, shutdown_rx.clone()));
         let http_error = |source| StartError::Http {
             addr: config.http.listen,
             source,
@@ -124,6 +169,14 @@ impl Hotline {
             records: records.clone(),
             data_dir: config.storage.data_dir.clone(),
             operators: Arc::new(operators),
+            live: Some(api::live::Live {
+                acd: acd.clone(),
+                calls: live.clone(),
+                events: live_events.clone(),
+                metrics,
+                calllog: calllog.clone(),
+                shutdown: shutdown_rx.clone(),
+            }),
         });
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
@@ -139,15 +192,36 @@ impl Hotline {
         tracing::info!(%http_addr, "HTTP listening");
         let mut tasks = sip.tasks;
         tasks.push(http);
-        tasks.push(dispatch);
+        tasks.push(flow);
+        tasks.push(acd_task);
         Ok(Hotline {
             sip_addr: sip.local_addr,
             http_addr,
             records,
+            acd,
+            calllog,
+            control: sip.control.clone(),
+            live,
             events,
             shutdown,
             tasks,
+            calllog_shutdown,
+            calllog_task,
         })
+    }
+
+    /// The SIP core's controls (hang up, ring an operator), for tests and tools.
+    pub fn sip_control(&self) -> SipControl {
+        self.control.clone()
+    }
+
+    /// The calls in progress.
+    pub async fn live_calls(&self) -> Vec<service::LiveCall> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.live.send(tx).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Events of calls (SIP, DTMF, media, recordings) and registrations from now on.
@@ -161,6 +235,8 @@ impl Hotline {
         for t in self.tasks {
             let _ = t.await;
         }
+        let _ = self.calllog_shutdown.send(true);
+        let _ = self.calllog_task.await;
         self.records.store.close().await;
     }
 }

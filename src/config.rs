@@ -54,6 +54,89 @@ pub struct Config {
     pub calendar: crate::calendar::CalendarConfig,
     #[serde(default)]
     pub records: RecordsConfig,
+    #[serde(default)]
+    pub queue: QueueSettings,
+    #[serde(default)]
+    pub voicemail: VoicemailConfig,
+}
+
+/// `[voicemail]`: when a message ends (SPEC §2.6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoicemailConfig {
+    /// Longest message, in seconds (SPEC: 120).
+    #[serde(default = "default_vm_max_length_s")]
+    pub max_length_s: u64,
+    /// A message ends after this many seconds of silence.
+    #[serde(default = "default_vm_silence_s")]
+    pub silence_s: u64,
+    /// Less speech than this (milliseconds) marks the message empty; it is kept and
+    /// journaled all the same.
+    #[serde(default = "default_vm_min_speech_ms")]
+    pub min_speech_ms: u64,
+    /// Frames quieter than this (dBFS RMS) count as silence.
+    #[serde(default = "default_vm_silence_dbfs")]
+    pub silence_dbfs: f32,
+}
+
+impl Default for VoicemailConfig {
+    fn default() -> Self {
+        VoicemailConfig {
+            max_length_s: default_vm_max_length_s(),
+            silence_s: default_vm_silence_s(),
+            min_speech_ms: default_vm_min_speech_ms(),
+            silence_dbfs: default_vm_silence_dbfs(),
+        }
+    }
+}
+
+impl VoicemailConfig {
+    pub fn max_length(&self) -> Duration {
+        Duration::from_secs(self.max_length_s)
+    }
+
+    pub fn silence(&self) -> Duration {
+        Duration::from_secs(self.silence_s)
+    }
+
+    pub fn min_speech(&self) -> Duration {
+        Duration::from_millis(self.min_speech_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.max_length_s) {
+            return Err(ConfigError::invalid(
+                "voicemail.max_length_s",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        if self.silence_s == 0 {
+            return Err(ConfigError::invalid(
+                "voicemail.silence_s",
+                "must be at least 1 second",
+            ));
+        }
+        if !(-96.0..=0.0).contains(&self.silence_dbfs) {
+            return Err(ConfigError::invalid(
+                "voicemail.silence_dbfs",
+                "must be between -96 and 0 (dBFS)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_vm_max_length_s() -> u64 {
+    120
+}
+fn default_vm_silence_s() -> u64 {
+    7
+}
+fn default_vm_min_speech_ms() -> u64 {
+    1000
+}
+fn default_vm_silence_dbfs() -> f32 {
+    -45.0
 }
 
 /// `[records]`: the journal's repeat-appeal window, retention and the service level.
@@ -99,6 +182,108 @@ fn default_retention_years() -> u32 {
 }
 fn default_service_level_s() -> u64 {
     20
+}
+
+/// `[queue]`: the operator queue (SPEC §2.5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// An operator's phone rings this long, then the next free operator is tried.
+    #[serde(default = "default_ring_timeout_s")]
+    pub ring_timeout_s: u64,
+    /// After a call the operator gets no call for this long (journal entry, callback form).
+    #[serde(default = "default_wrap_up_s")]
+    pub wrap_up_s: u64,
+    /// The longest a caller waits for an operator before voicemail (the service standard:
+    /// 2 minutes); 0 sends them to voicemail at once when nobody is free, as §6.1 has it.
+    #[serde(default = "default_max_wait_s")]
+    pub max_wait_s: u64,
+    /// A waiting caller hears their position this often; 0 never.
+    #[serde(default = "default_position_every_s")]
+    pub position_every_s: u64,
+    /// The key that leaves the queue for voicemail: one of 0-9, `*`, `#`.
+    #[serde(default = "default_voicemail_key")]
+    pub voicemail_key: String,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            ring_timeout_s: default_ring_timeout_s(),
+            wrap_up_s: default_wrap_up_s(),
+            max_wait_s: default_max_wait_s(),
+            position_every_s: default_position_every_s(),
+            voicemail_key: default_voicemail_key(),
+        }
+    }
+}
+
+impl QueueSettings {
+    pub fn queue_config(&self) -> crate::callflow::queue::QueueConfig {
+        crate::callflow::queue::QueueConfig {
+            ring_timeout: Duration::from_secs(self.ring_timeout_s),
+            wrap_up: Duration::from_secs(self.wrap_up_s),
+            max_wait: Duration::from_secs(self.max_wait_s),
+            position_every: Duration::from_secs(self.position_every_s),
+        }
+    }
+
+    /// The voicemail key as a DTMF digit (validated: falls back to `1` only on a config
+    /// that skipped [`Config::validate`]).
+    pub fn voicemail_key(&self) -> char {
+        match self.voicemail_key.chars().next() {
+            Some(c) if self.voicemail_key.len() == 1 && is_dtmf_key(c) => c,
+            _ => '1',
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=300).contains(&self.ring_timeout_s) {
+            return Err(ConfigError::invalid(
+                "queue.ring_timeout_s",
+                "must be between 1 and 300 seconds",
+            ));
+        }
+        for (key, value) in [
+            ("queue.wrap_up_s", self.wrap_up_s),
+            ("queue.max_wait_s", self.max_wait_s),
+            ("queue.position_every_s", self.position_every_s),
+        ] {
+            if value > 3600 {
+                return Err(ConfigError::invalid(key, "must be at most 3600 seconds"));
+            }
+        }
+        let mut chars = self.voicemail_key.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if is_dtmf_key(c) => Ok(()),
+            _ => Err(ConfigError::invalid(
+                "queue.voicemail_key",
+                format!(
+                    "{:?} is not one DTMF key (one of 0-9, *, #)",
+                    self.voicemail_key
+                ),
+            )),
+        }
+    }
+}
+
+fn is_dtmf_key(c: char) -> bool {
+    c.is_ascii_digit() || c == '*' || c == '#'
+}
+fn default_ring_timeout_s() -> u64 {
+    15
+}
+fn default_wrap_up_s() -> u64 {
+    10
+}
+fn default_max_wait_s() -> u64 {
+    120
+}
+fn default_position_every_s() -> u64 {
+    30
+}
+fn default_voicemail_key() -> String {
+    "1".to_string()
 }
 
 /// Digest algorithms the registrar may offer (RFC 8760), in the configured order of preference.
@@ -438,6 +623,8 @@ impl Config {
 
     /// Checks everything serde cannot: names, ranges, uniqueness.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.voicemail.validate()?;
+        self.queue.validate()?;
         if self.records.retention_years == 0 {
             return Err(ConfigError::invalid(
                 "records.retention_years",
@@ -689,6 +876,39 @@ mod tests {
         );
         let limits = "[limits]\nmax_calls = 0\n";
         assert_eq!(err_key(&format!("{MINIMAL}{limits}")), "limits.max_calls");
+        for bad in ["\"\"", "\"12\"", "\"a\""] {
+            let queue = format!("[queue]\nvoicemail_key = {bad}\n");
+            assert_eq!(err_key(&format!("{MINIMAL}{queue}")), "queue.voicemail_key");
+        }
+        let queue = "[queue]\nring_timeout_s = 0\n";
+        assert_eq!(
+            err_key(&format!("{MINIMAL}{queue}")),
+            "queue.ring_timeout_s"
+        );
+    }
+
+    #[test]
+    fn queue_table_defaults_keys_and_unknown_fields() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        let q = c.queue.queue_config();
+        assert_eq!(q, crate::callflow::queue::QueueConfig::default());
+        assert_eq!(c.queue.voicemail_key(), '1');
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}[queue]\nmax_wait_s = 0\nwrap_up_s = 0\nvoicemail_key = \"#\"\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.queue.queue_config().max_wait, Duration::ZERO);
+        assert_eq!(c.queue.queue_config().ring_timeout, Duration::from_secs(15));
+        assert_eq!(c.queue.voicemail_key(), '#');
+        let e = Config::from_toml(&format!("{MINIMAL}[queue]\nmax_wait = 5\n")).unwrap_err();
+        assert!(e.to_string().contains("max_wait"), "{e}");
+        let c = Config::from_toml(&format!("{MINIMAL}[queue]\nvoicemail_key = \"12\"\n")).unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("queue.voicemail_key") && msg.contains("\"12\""),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -81,6 +81,26 @@ fn routes() -> Vec<(Method, &'static str, Action, Option<Value>)> {
         (Method::DELETE, "/tokens/{id}", TokensManage, None),
         (Method::GET, "/retention", RetentionRun, None),
         (Method::POST, "/retention/purge", RetentionRun, None),
+        (Method::GET, "/live", LiveRead, None),
+        (Method::GET, "/live/events", LiveRead, None),
+        (
+            Method::POST,
+            "/operators/{extension}/sign-in",
+            OperatorPresence,
+            None,
+        ),
+        (
+            Method::POST,
+            "/operators/{extension}/sign-out",
+            OperatorPresence,
+            None,
+        ),
+        (
+            Method::POST,
+            "/operators/{extension}/pause",
+            OperatorPresence,
+            None,
+        ),
     ]
 }
 
@@ -111,14 +131,33 @@ async fn every_role_gets_what_the_matrix_says(db: Db) {
         .await;
     let _ = jid;
     for (method, path, action, body) in routes() {
-        let path = path.replace(
-            "{id}",
-            if method == Method::DELETE {
-                "99999"
-            } else {
-                "1"
-            },
-        );
+        let path = path
+            .replace(
+                "{id}",
+                if method == Method::DELETE {
+                    "99999"
+                } else {
+                    "1"
+                },
+            )
+            .replace("{extension}", support::OPERATOR);
+        if path == "/live/events" {
+            // A stream: only the status is checked.
+            assert_eq!(
+                api.status_only(None, method.clone(), &path).await,
+                StatusCode::UNAUTHORIZED
+            );
+            for name in ROLES {
+                let s = api.status_only(Some(name), method.clone(), &path).await;
+                let want = if allowed(Role::parse(name).unwrap(), action) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(s, want, "{name} GET {path}");
+            }
+            continue;
+        }
         let (s, _) = api.call(None, method.clone(), &path, body.clone()).await;
         assert_eq!(
             s,

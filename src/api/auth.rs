@@ -65,6 +65,8 @@ actions!(
     StatsRead => "read statistics",
     TokensManage => "manage API tokens",
     RetentionRun => "run the retention purge",
+    LiveRead => "watch the live queue and calls",
+    OperatorPresence => "sign operators in and out",
 );
 
 /// The allowed-actions matrix.
@@ -90,6 +92,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
                 | VoicemailRead
                 | VoicemailProcess
                 | OperatorsRead
+                | OperatorPresence
         ),
         Role::Supervisor => !matches!(action, TokensManage | RetentionRun),
         Role::CardDepartment | Role::Security => {

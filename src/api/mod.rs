@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod error;
 pub mod extract;
 pub mod journal;
+pub mod live;
 pub mod reports;
 pub mod voicemail;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Recordings and voicemail files are named relative to this.
     pub data_dir: PathBuf,
     pub operators: Arc<Vec<reports::Operator>>,
+    /// The call flow's live state; `None` where only the records are served (benches).
+    pub live: Option<live::Live>,
 }
 
 #[derive(OpenApi)]
@@ -72,6 +75,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(voicemail::router())
         .merge(reports::router())
         .merge(admin::router())
+        .merge(live::router())
 }
 
 /// The OpenAPI description of `/api/v1`, as `hotline openapi` prints it.
@@ -87,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(live::metrics))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)

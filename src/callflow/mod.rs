@@ -1,9 +1,11 @@
-//! What happens on a call. For now the default flow the media issue asks for: answer, play
-//! the working-hours greeting, then hold audio, recording the whole call; DTMF and media
-//! events are reported. The full flow (calendar, queue, operators, voicemail) replaces
-//! [`dispatch`] with per-call state machines.
+//! What happens on a call (SPEC §2): the per-call state machine ([`call`]), the operator
+//! queue ([`queue`], run by the [`acd`] actor), and the run-time that wires them to the SIP
+//! core, the media and the records ([`service`]). Every call is recorded and journaled.
 
-pub mod dispatch;
+pub mod acd;
+pub mod call;
+pub mod queue;
+pub mod service;
 
 use crate::media::recorder::RecordingSummary;
 use crate::media::session::LegId;

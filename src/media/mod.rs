@@ -6,6 +6,7 @@
 //! * [`dtmf`]: RFC 4733 telephone-events and SIP INFO bodies
 //! * [`prompt`]: the IVR prompts, loaded once and pre-encoded in 20 ms frames
 //! * [`recorder`]: two-channel WAV recordings flushed as they grow, crash repair
+//! * [`voicemail`]: the caller's message in a mono WAV file; when a message ends
 //! * [`leg`]: one RTP leg's state without its socket
 //! * [`bridge`]: the per-packet relay between two legs, feeding the recorder
 //! * [`ports`]: RTP port allocation (binding real sockets)
@@ -22,3 +23,4 @@ pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod udp;
+pub mod voicemail;

@@ -46,7 +46,8 @@
 //! At start-up, before any recording begins, [`repair_dir`] walks the recordings and
 //! fixes the header of every file a crash left open, so that the audio written after the
 //! last flush is playable too. Files too short to hold a header are moved aside, never
-//! deleted.
+//! deleted. The frame size comes from each file's `fmt ` chunk, so the mono voicemail
+//! files of [`super::voicemail`] are repaired the same way.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -218,23 +219,7 @@ impl Recorder {
     /// day, or two Call-IDs that sanitise alike) gets `-2`, `-3`, … before `.wav`: a call
     /// is never left unrecorded because of its name.
     pub fn create_unique(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
-        let stem = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let mut candidate = path.to_path_buf();
-        for n in 2..=1000 {
-            match Recorder::create(&candidate, now) {
-                Err(RecorderError::AlreadyExists { .. }) => {
-                    candidate = path.with_file_name(format!("{stem}-{n}.wav"));
-                }
-                other => return other,
-            }
-        }
-        Err(RecorderError::AlreadyExists {
-            path: path.to_path_buf(),
-        })
+        create_unique_with(path, |candidate| Recorder::create(candidate, now))
     }
 
     pub fn create(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
@@ -544,6 +529,32 @@ fn take_front(queue: &mut VecDeque<i16>, out: &mut [i16]) {
     out[from_a..n].copy_from_slice(&b[..n - from_a]);
     out[n..].fill(0);
     queue.drain(..n);
+}
+
+/// Calls `create` with `path`, then, while it answers [`RecorderError::AlreadyExists`],
+/// with `<stem>-2.wav`, `<stem>-3.wav`, … up to `-1000`: the search behind
+/// [`Recorder::create_unique`], shared with the voicemail writer.
+pub(crate) fn create_unique_with<T>(
+    path: &Path,
+    mut create: impl FnMut(&Path) -> Result<T, RecorderError>,
+) -> Result<T, RecorderError> {
+    let stem = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut candidate = path.to_path_buf();
+    for n in 2..=1000 {
+        match create(&candidate) {
+            Err(RecorderError::AlreadyExists { .. }) => {
+                candidate = path.with_file_name(format!("{stem}-{n}.wav"));
+            }
+            other => return other,
+        }
+    }
+    Err(RecorderError::AlreadyExists {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Where the recording of `call_id` on `date` (year, month, day) goes:

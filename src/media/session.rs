@@ -13,6 +13,13 @@
 //! stall, a hold, a bridge that ended) the pacing restarts rather than flood the phone. Relayed packets go out as soon as they arrive:
 //! the bridge adds no buffering and so no jitter of its own.
 //!
+//! A voicemail ([`Command::RecordVoicemail`]) is a second, mono file of the caller's
+//! decoded audio, written beside the call recording by a [`Voicemail`] that also decides
+//! when the message ends (length, silence; see [`super::voicemail`]). It is reported by
+//! exactly one [`SessionEvent::VoicemailDone`]: when it decides, on
+//! [`Command::StopVoicemail`], or when the session stops (the caller hung up), before
+//! [`SessionEvent::Ended`] and with what was said finalised on disk.
+//!
 //! The recorder writes to a buffered file from this task. Those writes land in the page
 //! cache (32 kB a second per call) and the flush once a second is one `write` plus a header
 //! update, cheap enough not to need a thread of their own.
@@ -23,6 +30,8 @@ use super::leg::{Inbound, LegState, FRAME_SAMPLES};
 use super::prompt::Prompt;
 use super::recorder::{Channel, Recorder, RecordingSummary};
 use super::udp::{RxBatch, BATCH};
+use super::voicemail::Voicemail;
+pub use super::voicemail::{VoicemailSpec, VoicemailStop, VoicemailSummary};
 use crate::sip::sdp::Negotiated;
 use std::collections::VecDeque;
 use std::net::UdpSocket;
@@ -43,6 +52,8 @@ const HOUSEKEEPING: Duration = Duration::from_millis(200);
 const PTIME: Duration = Duration::from_millis(20);
 /// Late frames are sent at once up to this lateness; beyond it the pacing restarts.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+/// Batches read per leg after the session is told to stop (16 × 4 packets, over a second).
+const DRAIN_BATCHES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -93,6 +104,15 @@ pub enum Command {
     Bridge(LegConfig),
     /// The operator's leg ends; the caller hears silence until the next `Play`.
     Unbridge,
+    /// Record a voicemail: the caller's audio alone, in a mono file, until it ends by
+    /// itself (length, silence), by [`Command::StopVoicemail`] or by the session's end;
+    /// [`SessionEvent::VoicemailDone`] follows in every case. Prompts play on, the call
+    /// recording goes on. Refused (an immediate `VoicemailDone` with
+    /// [`VoicemailStop::Error`]) while another voicemail records.
+    RecordVoicemail(VoicemailSpec),
+    /// End the voicemail now (the caller pressed `#`): `VoicemailDone` with
+    /// [`VoicemailStop::Key`]. Nothing happens when none records.
+    StopVoicemail,
     /// End the session: the recording is finalised and [`SessionEvent::Ended`] sent.
     Stop,
 }
@@ -106,6 +126,9 @@ pub enum SessionEvent {
     PlaybackDone,
     /// A leg's RTP stopped for longer than the timeout.
     RtpTimeout(LegId),
+    /// The voicemail started by [`Command::RecordVoicemail`] ended; its file is final.
+    /// Once per `RecordVoicemail`, and before `Ended`.
+    VoicemailDone(VoicemailSummary),
     /// The session is over.
     Ended(SessionSummary),
 }
@@ -163,6 +186,7 @@ impl Session {
             operator_rx: RxBatch::default(),
             player: Player::default(),
             recorder,
+            voicemail: None,
             rtp_timeout: config.rtp_timeout,
             events,
             out: [0; MAX_DATAGRAM],
@@ -314,6 +338,8 @@ struct MediaTask {
     operator_rx: RxBatch,
     player: Player,
     recorder: Option<Recorder>,
+    /// The voicemail being recorded.
+    voicemail: Option<Voicemail>,
     rtp_timeout: Option<Duration>,
     events: mpsc::UnboundedSender<(u64, SessionEvent)>,
     out: [u8; MAX_DATAGRAM],
@@ -359,7 +385,38 @@ impl MediaTask {
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }
+        self.drain();
         self.finish();
+    }
+
+    /// Takes in what the legs sent before the session stopped but the loop had not read:
+    /// commands go first, so a hang-up can overtake the last packets of a sentence, which
+    /// belong in the recording and the voicemail. At most [`DRAIN_BATCHES`] batches a leg.
+    fn drain(&mut self) {
+        for _ in 0..DRAIN_BATCHES {
+            let n = self
+                .caller_rx
+                .recv(self.caller.socket.get_ref())
+                .unwrap_or(0);
+            for i in 0..n {
+                self.on_caller(i);
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        for _ in 0..DRAIN_BATCHES {
+            let Some(op) = self.operator.as_ref() else {
+                break;
+            };
+            let n = self.operator_rx.recv(op.socket.get_ref()).unwrap_or(0);
+            for i in 0..n {
+                self.on_operator(i);
+            }
+            if n < BATCH {
+                break;
+            }
+        }
     }
 
     fn emit(&self, event: SessionEvent) {
@@ -394,6 +451,8 @@ impl MediaTask {
                 self.operator = None;
                 self.caller.state.resync();
             }
+            Command::RecordVoicemail(spec) => self.start_voicemail(spec),
+            Command::StopVoicemail => self.end_voicemail(VoicemailStop::Key),
             // Handled by the loop in `run`, which ends the session.
             Command::Stop => {}
         }
@@ -408,6 +467,13 @@ impl MediaTask {
         let inbound = self.caller.state.receive(datagram, from, now);
         match inbound {
             Inbound::Audio(audio) => {
+                // The voicemail gets the same PCM (and gaps) as the recording's caller
+                // channel. `forward` decodes again into the same buffer: 160 table
+                // look-ups, only while a voicemail records.
+                let stop = self.voicemail.as_mut().and_then(|vm| {
+                    let n = g711::decode(audio.codec, audio.packet.payload, &mut self.pcm);
+                    vm.audio(audio.gap, &self.pcm[..n])
+                });
                 let to = self.operator.as_mut().map(|op| &mut op.state);
                 let len = bridge::forward(
                     &audio,
@@ -419,6 +485,9 @@ impl MediaTask {
                 );
                 if let (Some(op), Some(len)) = (self.operator.as_mut(), len) {
                     op.send(&self.out[..len]);
+                }
+                if let Some(stop) = stop {
+                    self.end_voicemail(stop);
                 }
             }
             Inbound::Digit(d) => {
@@ -485,6 +554,9 @@ impl MediaTask {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        if let Some(stop) = self.voicemail.as_mut().and_then(|vm| vm.tick(now)) {
+            self.end_voicemail(stop);
+        }
         if let Some(r) = self.recorder.as_mut() {
             if let Err(e) = r.tick(now) {
                 tracing::error!(call = self.call, error = %e, "recording stopped");
@@ -510,7 +582,58 @@ impl MediaTask {
         }
     }
 
+    fn start_voicemail(&mut self, spec: VoicemailSpec) {
+        if self.voicemail.is_some() {
+            tracing::error!(
+                call = self.call,
+                "voicemail requested while one records; refused"
+            );
+            self.emit(SessionEvent::VoicemailDone(VoicemailSummary::failed(
+                spec.path,
+            )));
+            return;
+        }
+        let now = Instant::now();
+        match Voicemail::start(&spec, now) {
+            Ok(vm) => {
+                tracing::info!(call = self.call, path = %vm.path().display(), "voicemail recording");
+                self.voicemail = Some(vm);
+                // Limits that end it at once (a zero length) end it here.
+                if let Some(stop) = self.voicemail.as_mut().and_then(|vm| vm.tick(now)) {
+                    self.end_voicemail(stop);
+                }
+            }
+            Err(e) => {
+                // The call goes on; the flow hears of the failure as an empty message.
+                tracing::error!(call = self.call, error = %e, "voicemail NOT recorded");
+                self.emit(SessionEvent::VoicemailDone(VoicemailSummary::failed(
+                    spec.path,
+                )));
+            }
+        }
+    }
+
+    /// Finalises the voicemail, if one records, and reports it.
+    fn end_voicemail(&mut self, stop: VoicemailStop) {
+        let Some(vm) = self.voicemail.take() else {
+            return;
+        };
+        let summary = vm.finish(stop);
+        tracing::info!(
+            call = self.call,
+            path = %summary.path.display(),
+            duration_ms = summary.duration.as_millis() as u64,
+            speech_ms = summary.speech.as_millis() as u64,
+            empty = summary.empty,
+            stop = ?summary.stop,
+            "voicemail done"
+        );
+        self.emit(SessionEvent::VoicemailDone(summary));
+    }
+
     fn finish(mut self) {
+        // The caller hung up mid-message: what was said is kept, and reported first.
+        self.end_voicemail(VoicemailStop::HangUp);
         let recording = self.recorder.take().and_then(|r| match r.finish() {
             Ok(s) => Some(s),
             Err(e) => {

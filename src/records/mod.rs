@@ -4,6 +4,7 @@
 //! through. It knows nothing of SIP; the SQL is in [`crate::store`].
 
 pub mod callback;
+pub mod calllog;
 pub mod journal;
 pub mod voicemail;
 pub mod writer;

@@ -1,9 +1,12 @@
-//! Dialogs on the hotline's side of a call (UAS, RFC 3261 §12–§13, §15).
+//! Dialogs on the hotline's side of a call (RFC 3261 §12–§13, §15): as UAS for callers, as
+//! UAC for the legs to operators.
 //!
 //! A [`Dialog`] keeps what every in-dialog request needs (tags, CSeq numbers, remote target,
 //! route set) and the 2xx retransmission state: the INVITE server transaction ends when the
 //! 2xx is sent, so the UA core itself resends the 2xx with T1 doubling up to T2 until the ACK
-//! arrives, and gives up after 64·T1 (§13.3.1.4) by sending BYE.
+//! arrives, and gives up after 64·T1 (§13.3.1.4) by sending BYE. On a leg we place, the dialog
+//! is built from our INVITE and completed from the 2xx ([`Dialog::uac`],
+//! [`Dialog::confirm_uac`]); the ACK for that 2xx is ours to send ([`Dialog::ack`], §13.2.2.4).
 
 use super::message::{addr_uri, first_header, parse_cseq, tag_param};
 use super::sdp::Negotiated;
@@ -23,7 +26,7 @@ pub struct DialogKey {
 /// Where a dialog is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DialogState {
-    /// INVITE received, 1xx sent, final not yet sent.
+    /// INVITE received, 1xx sent, final not yet sent (UAS); or INVITE sent, no 2xx yet (UAC).
     Early,
     /// 2xx sent, waiting for the ACK.
     WaitingAck,
@@ -105,17 +108,7 @@ impl Dialog {
         let remote_target = first_header(&req.headers, "Contact")
             .map(|c| addr_uri(c).to_string())
             .unwrap_or_else(|| req.uri.to_string());
-        let route_set = req
-            .headers
-            .iter()
-            .filter_map(|h| match h {
-                rsip::Header::RecordRoute(r) => {
-                    use rsip::headers::UntypedHeader;
-                    Some(r.value().to_string())
-                }
-                _ => None,
-            })
-            .collect();
+        let route_set = record_routes(&req.headers);
         Some(Dialog {
             id,
             remote_tag: tag_param(&from).map(str::to_string),
@@ -138,6 +131,59 @@ impl Dialog {
         })
     }
 
+    /// The dialog of an INVITE we send (§12.1.2), before any response: `local_header` is our
+    /// From (with our tag), `remote_header` the To (without a tag yet), `remote_target` the
+    /// Request-URI. The INVITE has CSeq 1; the remote CSeq is empty until the peer sends a
+    /// request (0 here, so any CSeq of theirs is accepted first).
+    pub fn uac(
+        id: u64,
+        key: DialogKey,
+        local_header: String,
+        remote_header: String,
+        remote_target: String,
+        peer: Peer,
+    ) -> Dialog {
+        Dialog {
+            id,
+            key,
+            remote_tag: None,
+            local_header,
+            remote_header,
+            remote_target,
+            route_set: Vec::new(),
+            remote_cseq: 0,
+            local_cseq: 1,
+            peer,
+            state: DialogState::Early,
+            pending_ack: None,
+            reinvite_in_progress: false,
+            media: None,
+            sdp_session_id: id + 1000,
+            sdp_version: 1,
+            rtp_port: 0,
+            answer_at: None,
+        }
+    }
+
+    /// Completes a UAC dialog from the 2xx to our INVITE (§12.1.2): the remote tag and To
+    /// from the response, the remote target from its Contact (kept if it has none), the route
+    /// set from its Record-Route in reverse order. The state becomes Confirmed (we ACK at once).
+    pub fn confirm_uac(&mut self, resp: &rsip::Response) {
+        if let Some(to) = first_header(&resp.headers, "To") {
+            self.remote_tag = tag_param(to).map(str::to_string);
+            self.remote_header = to.to_string();
+        }
+        if let Some(c) = first_header(&resp.headers, "Contact") {
+            let uri = addr_uri(c).trim();
+            if !uri.is_empty() {
+                self.remote_target = uri.to_string();
+            }
+        }
+        self.route_set = record_routes(&resp.headers);
+        self.route_set.reverse();
+        self.state = DialogState::Confirmed;
+    }
+
     /// Checks and records the CSeq of an in-dialog request (§12.2.2): lower than the last
     /// one means out of order and is refused with 500.
     pub fn accept_remote_cseq(&mut self, cseq: u32, is_ack: bool) -> bool {
@@ -154,6 +200,16 @@ impl Dialog {
     /// An in-dialog request from us (BYE, re-INVITE) per §12.2.1.1.
     pub fn request(&mut self, method: &str, via_host: &str, branch: &str, server: &str) -> Bytes {
         self.local_cseq += 1;
+        self.build(method, self.local_cseq, via_host, branch, server)
+    }
+
+    /// The ACK for a 2xx to our INVITE with CSeq `cseq` (§13.2.2.4): sent to the remote
+    /// target with the route set, the INVITE's CSeq number, a branch of its own and no body.
+    pub fn ack(&self, cseq: u32, via_host: &str, branch: &str, server: &str) -> Bytes {
+        self.build("ACK", cseq, via_host, branch, server)
+    }
+
+    fn build(&self, method: &str, cseq: u32, via_host: &str, branch: &str, server: &str) -> Bytes {
         let mut out = String::with_capacity(512);
         let _ = write!(out, "{method} {} SIP/2.0\r\n", self.remote_target);
         let _ = write!(
@@ -165,13 +221,25 @@ impl Dialog {
         let _ = write!(out, "From: {}\r\n", self.local_header);
         let _ = write!(out, "To: {}\r\n", self.remote_header);
         let _ = write!(out, "Call-ID: {}\r\n", self.key.call_id);
-        let _ = write!(out, "CSeq: {} {method}\r\n", self.local_cseq);
+        let _ = write!(out, "CSeq: {cseq} {method}\r\n");
         for r in &self.route_set {
             let _ = write!(out, "Route: {r}\r\n");
         }
         let _ = write!(out, "User-Agent: {server}\r\nContent-Length: 0\r\n\r\n");
         Bytes::from(out)
     }
+}
+
+/// Record-Route values of a message, in order.
+fn record_routes(headers: &rsip::Headers) -> Vec<String> {
+    use rsip::headers::UntypedHeader;
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            rsip::Header::RecordRoute(r) => Some(r.value().to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -210,6 +278,53 @@ mod tests {
         assert!(
             text.find("Route: <sip:p1;lr>").unwrap() < text.find("Route: <sip:p2;lr>").unwrap()
         );
+    }
+
+    #[test]
+    fn uac_dialog_from_the_2xx_and_its_ack() {
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: "198.51.100.20:40000".parse().unwrap(),
+        };
+        let key = DialogKey {
+            call_id: "c9".into(),
+            local_tag: "ours".into(),
+        };
+        let mut d = Dialog::uac(
+            4,
+            key,
+            "\"7978\" <sip:7978@h>;tag=ours".into(),
+            "<sip:1001@h>".into(),
+            "sip:1001@10.0.0.5:5070".into(),
+            peer,
+        );
+        assert_eq!(d.state, DialogState::Early);
+        let ok = rsip::Response::try_from(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             Record-Route: <sip:p1;lr>\r\nRecord-Route: <sip:p2;lr>\r\n\
+             From: \"7978\" <sip:7978@h>;tag=ours\r\nTo: <sip:1001@h>;tag=theirs\r\nCall-ID: c9\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:1001@10.0.0.5:5070;ob>\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        d.confirm_uac(&ok);
+        assert_eq!(d.state, DialogState::Confirmed);
+        assert_eq!(d.remote_tag.as_deref(), Some("theirs"));
+        assert_eq!(d.remote_target, "sip:1001@10.0.0.5:5070;ob");
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p2;lr>", "<sip:p1;lr>"],
+            "reversed (§12.1.2)"
+        );
+        let ack = String::from_utf8(d.ack(1, "127.0.0.1:5060", "z9hG4bKa", "H").to_vec()).unwrap();
+        assert!(
+            ack.starts_with("ACK sip:1001@10.0.0.5:5070;ob SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(ack.contains("CSeq: 1 ACK\r\n") && ack.contains("To: <sip:1001@h>;tag=theirs\r\n"));
+        assert!(ack.find("Route: <sip:p2;lr>").unwrap() < ack.find("Route: <sip:p1;lr>").unwrap());
+        let bye = String::from_utf8(d.request("BYE", "127.0.0.1:5060", "z9hG4bKb", "H").to_vec())
+            .unwrap();
+        assert!(bye.contains("CSeq: 2 BYE\r\n"), "the INVITE had CSeq 1");
     }
 
     #[test]

@@ -507,8 +507,8 @@ pub fn tag_param(value: &str) -> Option<&str> {
 
 /// A header parameter of a name-addr / addr-spec value such as From, To or Contact.
 pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let params = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
+    let params = match angle_span(value) {
+        Some((_, end)) => &value[end + 1..],
         None => value,
     };
     params.split(';').skip(1).find_map(|p| {
@@ -521,10 +521,32 @@ pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 
 /// The URI inside a name-addr (`"Bob" <sip:bob@host>;tag=1` -> `sip:bob@host`).
 pub fn addr_uri(value: &str) -> &str {
-    match (value.find('<'), value.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &value[a + 1..b],
-        _ => value.split(';').next().unwrap_or_default().trim(),
+    match angle_span(value) {
+        Some((a, b)) => &value[a + 1..b],
+        None => value.split(';').next().unwrap_or_default().trim(),
     }
+}
+
+/// The `<` and `>` around a name-addr's URI: the first `<` outside the quoted display name
+/// and the first `>` after it. Not the last `>`: header parameters may hold angle brackets
+/// of their own (`;+sip.instance="<urn:uuid:…>"`, RFC 5626, sent by baresip and most
+/// desk phones).
+fn angle_span(value: &str) -> Option<(usize, usize)> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => {
+                let end = value[i..].find('>')? + i;
+                return Some((i, end));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The user part of a SIP URI string (`sip:1001@host;x` -> `1001`).
@@ -744,6 +766,20 @@ pub fn contacts(headers: &rsip::Headers) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_addr_with_angle_brackets_in_its_parameters() {
+        let c = "<sip:1001-0x5@127.0.0.1:25070>;expires=600;+sip.instance=\"<urn:uuid:d1aa>\"";
+        assert_eq!(super::addr_uri(c), "sip:1001-0x5@127.0.0.1:25070");
+        assert_eq!(super::header_param(c, "expires"), Some("600"));
+        assert_eq!(
+            super::header_param(c, "+sip.instance"),
+            Some("<urn:uuid:d1aa>")
+        );
+        let q = "\"A <B>\" <sip:a@h>;tag=1";
+        assert_eq!(super::addr_uri(q), "sip:a@h");
+        assert_eq!(super::header_param(q, "tag"), Some("1"));
+    }
+
     use super::*;
 
     fn ctx() -> DecodeContext<'static> {

@@ -3,10 +3,11 @@
 //! * [`message`]: lenient scan and checks before `rsip`, error responses, response builder
 //! * [`framing`]: message boundaries on TCP
 //! * [`transaction`]: RFC 3261 §17 state machines (sans-IO)
-//! * [`dialog`]: calls as UAS dialogs, 2xx retransmission, in-dialog requests
+//! * [`dialog`]: calls as UAS dialogs and operator legs as UAC dialogs, 2xx retransmission,
+//!   in-dialog requests
 //! * [`registrar`] + [`digest`] + [`guard`]: operators' registrations, auth, lock-out, rate limit
 //! * [`sdp`]: offer/answer for G.711 + telephone-event
-//! * [`ua`]: the sans-IO core that ties them together
+//! * [`ua`]: the sans-IO core that ties them together: answers callers, rings operators
 //! * [`transport`]: the only part that touches sockets
 
 pub mod dialog;

@@ -33,6 +33,8 @@ pub struct Binding {
     /// Where the REGISTER came from: behind NAT this, not the Contact, reaches the phone.
     pub source: SocketAddr,
     pub transport: Transport,
+    /// When the binding was last added or refreshed (the newest one is rung).
+    pub updated_at: Instant,
 }
 
 /// A change the rest of the system may care about (operator came online / went away).
@@ -112,6 +114,20 @@ impl Registrar {
             .get(extension)
             .map(|v| v.iter().filter(|b| b.expires_at > now).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `extension` is a configured operator (only those can ever be registered or
+    /// rung).
+    pub fn is_operator(&self, extension: &str) -> bool {
+        self.accounts.contains_key(extension)
+    }
+
+    /// The most recently registered or refreshed unexpired binding of an extension: where an
+    /// operator leg is sent.
+    pub fn newest(&self, extension: &str, now: Instant) -> Option<&Binding> {
+        self.lookup(extension, now)
+            .into_iter()
+            .max_by_key(|b| b.updated_at)
     }
 
     /// Whether an address is currently locked out.
@@ -305,6 +321,7 @@ impl Registrar {
                     cseq,
                     source,
                     transport,
+                    updated_at: now,
                 };
                 match existing {
                     Some(i) => list[i] = binding,

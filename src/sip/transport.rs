@@ -6,7 +6,9 @@
 //! * one task per TCP connection owns its [`Framer`] (and a writer task owns the socket's
 //!   write half);
 //! * the core task owns the [`UserAgent`] and the table of TCP connections' writers, and
-//!   is the only one that sends on behalf of the SIP logic.
+//!   is the only one that sends on behalf of the SIP logic; the call flow reaches it through
+//!   [`SipControl`] (hang up, ring an operator, cancel an operator leg). A request to a peer
+//!   whose TCP connection is open (an operator's phone registered over TCP) reuses it.
 //!
 //! Messages are parsed before they reach the core, so parsing runs beside the core on the
 //! second CPU.
@@ -14,7 +16,7 @@
 use super::framing::{Frame, Framer};
 use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
-use super::ua::{EndReason, Event, UaSettings, UserAgent};
+use super::ua::{EndReason, Event, Originate, OriginateError, UaSettings, UserAgent};
 use super::{Transmit, Transport};
 use crate::config::Config;
 use crate::media::ports::PortPool;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,15 @@ enum Input {
         call: u64,
         reason: EndReason,
     },
+    /// From the call flow: ring an operator.
+    Originate {
+        o: Originate,
+        reply: oneshot::Sender<Result<u64, OriginateError>>,
+    },
+    /// From the call flow: withdraw an operator leg.
+    Cancel {
+        call: u64,
+    },
 }
 
 /// Lets the call flow act on calls in the SIP core.
@@ -72,6 +83,22 @@ impl SipControl {
     /// Ends a call from our side (BYE). Does nothing if it has already ended.
     pub async fn hangup(&self, call: u64, reason: EndReason) {
         let _ = self.core.send(Input::Hangup { call, reason }).await;
+    }
+
+    /// Rings an operator ([`UserAgent::originate`]): the leg's call number, whose progress
+    /// arrives as events; [`OriginateError::Unavailable`] when the SIP core has stopped.
+    pub async fn originate(&self, o: Originate) -> Result<u64, OriginateError> {
+        let (reply, rx) = oneshot::channel();
+        if self.core.send(Input::Originate { o, reply }).await.is_err() {
+            return Err(OriginateError::Unavailable);
+        }
+        rx.await.unwrap_or(Err(OriginateError::Unavailable))
+    }
+
+    /// Withdraws an operator leg ([`UserAgent::cancel`]): CANCEL before the answer, BYE
+    /// after. Does nothing if it has already ended.
+    pub async fn cancel(&self, call: u64) {
+        let _ = self.core.send(Input::Cancel { call }).await;
     }
 }
 
@@ -563,6 +590,10 @@ fn handle_input(
             tcp.remove(&addr);
         }
         Input::Hangup { call, reason } => ua.hangup(call, reason, Instant::now()),
+        Input::Originate { o, reply } => {
+            let _ = reply.send(ua.originate(o, Instant::now()));
+        }
+        Input::Cancel { call } => ua.cancel(call, Instant::now()),
     }
 }
 

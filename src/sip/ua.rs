@@ -15,10 +15,27 @@
 //! * 404 for other request-URIs, 488 without SDP or a common codec, 481 outside dialogs,
 //!   405/501 for methods the hotline does not serve, 503 over the call limit;
 //! * DTMF by SIP INFO (`application/dtmf-relay`, `application/dtmf`) as [`Event::Dtmf`];
-//! * BYE from our side when the call flow hangs up ([`UserAgent::hangup`]).
+//! * BYE from our side when the call flow hangs up ([`UserAgent::hangup`]);
+//! * the B2BUA's leg to an operator ([`UserAgent::originate`]): an INVITE with our SDP offer,
+//!   sent only to the newest registrar binding of a configured operator extension (to the
+//!   address the REGISTER came from, over its transport), run by a [`ClientInvite`]
+//!   transaction (Timer A/B). 180/183 → [`Event::OperatorRinging`]; a 2xx builds the UAC
+//!   dialog, is ACKed by us (again for each retransmitted 2xx, §13.2.2.4) and gives
+//!   [`Event::OperatorAnswered`] with the negotiated media; a final ≥ 300 (ACKed by the
+//!   transaction) or Timer B gives [`Event::OperatorFailed`]. [`UserAgent::cancel`] sends
+//!   CANCEL (§9.1: not before a provisional response, and giving up 64·T1 later); a 2xx that
+//!   crosses it is ACKed and ended with BYE. Either way a cancelled leg ends with exactly one
+//!   [`Event::CallEnded`] with [`EndReason::Cancelled`]. Once answered the leg is a call like
+//!   any other: BYE, INFO and re-INVITE from the operator, BYE from us.
+//!
+//! Inbound calls and operator legs share one numbering (`call` in every [`Event`]) and one
+//! table; every call or leg ends with exactly one [`Event::CallEnded`], except an operator
+//! leg that was never answered and not cancelled, which ends with its
+//! [`Event::OperatorFailed`] instead.
 //!
 //! RTP ports come from an [`RtpPorts`] allocator: the real one binds sockets
-//! ([`crate::media::ports::PortPool`]); tests use [`CountingPorts`].
+//! ([`crate::media::ports::PortPool`]); tests use [`CountingPorts`]. A call's or leg's port is
+//! released when it ends.
 
 use super::dialog::{Dialog, DialogKey, DialogState, PendingAck};
 use super::message::{
@@ -27,8 +44,8 @@ use super::message::{
 use super::registrar::{Registrar, RegistrationEvent};
 use super::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 use super::transaction::{
-    self, ClientNonInvite, Output, ServerInvite, ServerInviteState, ServerNonInvite, Timers,
-    TransactionKey,
+    self, ClientInvite, ClientNonInvite, Output, ServerInvite, ServerInviteState, ServerNonInvite,
+    Timers, TransactionKey,
 };
 use super::{Peer, Transmit, Transport};
 use crate::config::Config;
@@ -43,6 +60,10 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 /// Initial size of the server transaction table (boxed entries: ~10 MB of slots).
 const INITIAL_TRANSACTIONS: usize = 1 << 17;
 
+/// Most 2xx dialogs (forks) one INVITE of ours ACKs and ends with BYE: a phone that keeps
+/// answering with new tags gets no more of our requests.
+const MAX_2XX_DIALOGS: usize = 8;
+
 /// How often expired registrations and lock-outs are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -50,6 +71,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct UaSettings {
     pub hotline_numbers: HashSet<String>,
+    /// The SIP domain (`sip.domain`): host part of the From/To/P-Asserted-Identity URIs of the
+    /// legs to operators.
+    pub domain: String,
     pub server: String,
     /// `host:port` for our Contact and Via.
     pub contact_host: String,
@@ -76,6 +100,7 @@ impl UaSettings {
         let t = &config.sip.timers;
         UaSettings {
             hotline_numbers: config.sip.hotline_numbers.iter().cloned().collect(),
+            domain: config.sip.domain.clone(),
             server: config.sip.user_agent.clone(),
             contact_host,
             media_ip: ip,
@@ -136,9 +161,10 @@ impl RtpPorts for CountingPorts {
 /// Why a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
-    /// The caller sent BYE.
+    /// The caller (or, on an operator leg, the operator) sent BYE.
     RemoteBye,
-    /// The caller cancelled before the answer.
+    /// The caller cancelled before the answer; or we cancelled an operator leg
+    /// ([`UserAgent::cancel`]).
     Cancelled,
     /// We answered but the ACK never came; we sent BYE.
     AckTimeout,
@@ -185,6 +211,53 @@ pub enum Event {
         reason: EndReason,
     },
     Registration(RegistrationEvent),
+    /// The operator's phone rings (first 180 or 183 to our INVITE).
+    OperatorRinging {
+        call: u64,
+    },
+    /// The operator answered and we sent the ACK: media may flow.
+    OperatorAnswered {
+        call: u64,
+        /// Our RTP port in the SDP offer (bound by the [`RtpPorts`] allocator).
+        rtp_port: u16,
+        /// What the operator's SDP answer agreed.
+        media: Negotiated,
+    },
+    /// The leg failed before an answer: the operator's final status (486 busy, 480, 603 …),
+    /// 408 when nothing answered within Timer B, 488 for a 2xx without a usable SDP answer
+    /// (ACKed and ended with BYE). The leg is over; no [`Event::CallEnded`] follows.
+    OperatorFailed {
+        call: u64,
+        status: u16,
+    },
+}
+
+/// A leg to ring an operator for a waiting caller ([`UserAgent::originate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Originate {
+    /// The operator's extension: a configured operator that is registered now.
+    pub extension: String,
+    /// The caller's number, from the caller's From (sanitised before use).
+    pub caller_number: String,
+    /// The caller's display name, if the caller sent one (sanitised before use).
+    pub caller_name: Option<String>,
+}
+
+/// Why no operator leg was placed; nothing was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OriginateError {
+    #[error("{0:?} is not an operator extension")]
+    UnknownExtension(String),
+    #[error("operator {0:?} is not registered")]
+    NotRegistered(String),
+    #[error("operator {0:?} registered a contact we cannot call")]
+    BadContact(String),
+    /// The RTP port range is exhausted (the 503 of an inbound call).
+    #[error("no free RTP port")]
+    NoRtpPort,
+    /// The SIP core task has stopped.
+    #[error("the SIP core is not running")]
+    Unavailable,
 }
 
 enum ServerTx {
@@ -200,11 +273,71 @@ struct ServerEntry {
     dialog: Option<DialogKey>,
 }
 
-/// Our own requests (BYE so far; the INVITE to operators arrives with the call flow).
+enum ClientTx {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+impl ClientTx {
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            ClientTx::Invite(t) => t.poll_output(),
+            ClientTx::NonInvite(t) => t.poll_output(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientTx::Invite(t) => t.poll_timeout(),
+            ClientTx::NonInvite(t) => t.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            ClientTx::Invite(t) => t.handle_timeout(now),
+            ClientTx::NonInvite(t) => t.handle_timeout(now),
+        }
+    }
+
+    fn on_response(&mut self, resp: rsip::Response, now: Instant) {
+        match self {
+            ClientTx::Invite(t) => t.on_response(resp, now),
+            ClientTx::NonInvite(t) => t.on_response(resp, now),
+        }
+    }
+}
+
+/// Our own requests: the INVITE of an operator leg, and BYE / CANCEL.
 struct ClientEntry {
-    tx: ClientNonInvite,
+    tx: ClientTx,
     peer: Peer,
     scheduled: Option<Instant>,
+    /// An INVITE's leg: its responses go there.
+    leg: Option<DialogKey>,
+    /// The ACKs we sent for 2xx responses to this INVITE, by the 2xx's To tag: a
+    /// retransmitted 2xx gets the same ACK again (§13.2.2.4), even after the leg ended.
+    acks: Vec<(String, Bytes)>,
+}
+
+/// Whether we want an operator leg cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CancelState {
+    No,
+    /// Asked for before any provisional response: sent when the first one arrives (§9.1).
+    Wanted,
+    Sent,
+}
+
+/// What a leg we placed (to an operator) needs besides its dialog.
+struct Outbound {
+    /// The INVITE's client transaction.
+    invite_tx: TransactionKey,
+    /// A 180/183 was reported.
+    ringing: bool,
+    cancel: CancelState,
+    /// After our CANCEL: when to stop waiting for the INVITE's final response (§9.1, 64·T1).
+    give_up_at: Option<Instant>,
 }
 
 /// A call as the core sees it: the dialog plus what answering still needs.
@@ -222,6 +355,8 @@ struct Call {
     scheduled: Option<Instant>,
     /// The call flow hung up before the ACK came: BYE once it does.
     hangup_on_ack: Option<EndReason>,
+    /// `Some` for a leg we placed to an operator.
+    outbound: Option<Outbound>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,20 +416,194 @@ impl UserAgent {
         self
     }
 
-    /// Ends an answered call from our side with BYE (the call flow finished, or its RTP
-    /// stopped). A call still waiting for its ACK is ended as soon as the ACK arrives: the
-    /// callee must not send BYE before it (RFC 3261 §15). Unknown calls are ignored (the
-    /// caller may have hung up at the same moment).
-    pub fn hangup(&mut self, call: u64, reason: EndReason, now: Instant) {
-        let Some(dkey) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.dialog.id == call)
-            .map(|(k, _)| k.clone())
-        else {
+    /// Rings an operator for a waiting caller: an INVITE with our SDP offer to the newest
+    /// current registrar binding of `o.extension`, which must be a configured operator.
+    /// Returns the leg's call number (from the same numbering as inbound calls); what happens
+    /// next arrives as [`Event::OperatorRinging`], [`Event::OperatorAnswered`],
+    /// [`Event::OperatorFailed`] and [`Event::CallEnded`].
+    ///
+    /// The request goes to the address the operator's REGISTER came from, over its transport
+    /// (phones behind NAT are reached there, not at their Contact), with the registered
+    /// Contact as Request-URI. The caller's number and name are reduced to characters that
+    /// cannot leave a URI user part or a quoted string, so a hostile From cannot add headers.
+    /// On an error nothing is sent and no port is held.
+    pub fn originate(&mut self, o: Originate, now: Instant) -> Result<u64, OriginateError> {
+        if !self.registrar.is_operator(&o.extension) {
+            return Err(OriginateError::UnknownExtension(o.extension));
+        }
+        let Some(binding) = self.registrar.newest(&o.extension, now) else {
+            return Err(OriginateError::NotRegistered(o.extension));
+        };
+        let target = binding.contact.clone();
+        let peer = Peer {
+            transport: binding.transport,
+            addr: binding.source,
+        };
+        if !is_plain_uri(&target) {
+            return Err(OriginateError::BadContact(o.extension));
+        }
+        let Some(rtp_port) = self.ports.allocate() else {
+            return Err(OriginateError::NoRtpPort);
+        };
+        let id = self.next_call;
+        let number = sanitize_user(&o.caller_number);
+        let display = o
+            .caller_name
+            .as_deref()
+            .map(sanitize_display)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| number.clone());
+        let domain = &self.settings.domain;
+        let key = DialogKey {
+            call_id: format!("{}{}@{domain}", random_tag(), random_tag()),
+            local_tag: random_tag(),
+        };
+        let identity = format!("\"{display}\" <sip:{number}@{domain}>");
+        let from = format!("{identity};tag={}", key.local_tag);
+        let to = format!("<sip:{}@{domain}>", o.extension);
+        let contact = contact_header("hotline", &self.settings.contact_host, peer.transport);
+        let mut dialog = Dialog::uac(id, key.clone(), from, to, target, peer);
+        dialog.rtp_port = rtp_port;
+        let local = LocalMedia {
+            address: self.settings.media_ip,
+            port: rtp_port,
+            session_id: dialog.sdp_session_id,
+            session_version: dialog.sdp_version,
+        };
+        let offer = sdp::offer(&local, Direction::SendRecv);
+        let text = format!(
+            "INVITE {target} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} {host};branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: {contact}\r\nP-Asserted-Identity: {identity}\r\n\
+             Allow: {ALLOW}\r\nUser-Agent: {server}\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{offer}",
+            target = dialog.remote_target,
+            transport = peer.transport.as_str(),
+            host = self.settings.contact_host,
+            branch = random_tag(),
+            from = dialog.local_header,
+            to = dialog.remote_header,
+            call_id = key.call_id,
+            server = self.settings.server,
+            len = offer.len(),
+        );
+        let parsed = rsip::Request::try_from(text.as_bytes())
+            .ok()
+            .and_then(|req| Some((transaction::client_request_key(&req).ok()?, req)));
+        let Some((tx_key, req)) = parsed else {
+            tracing::warn!(extension = %o.extension, "cannot build an INVITE to the operator's contact");
+            self.ports.release(rtp_port);
+            return Err(OriginateError::BadContact(o.extension));
+        };
+        self.next_call += 1;
+        let tx = ClientInvite::new(req, peer.transport.is_reliable(), self.settings.timers, now);
+        self.client.insert(
+            tx_key.clone(),
+            ClientEntry {
+                tx: ClientTx::Invite(tx),
+                peer,
+                scheduled: None,
+                leg: Some(key.clone()),
+                acks: Vec::new(),
+            },
+        );
+        self.calls.insert(
+            key,
+            Call {
+                dialog,
+                invite_tx: None,
+                invite: None,
+                source: peer.addr,
+                contact,
+                answer_sdp: String::new(),
+                scheduled: None,
+                hangup_on_ack: None,
+                outbound: Some(Outbound {
+                    invite_tx: tx_key.clone(),
+                    ringing: false,
+                    cancel: CancelState::No,
+                    give_up_at: None,
+                }),
+            },
+        );
+        tracing::info!(call = id, extension = %o.extension, peer = %peer.addr, "ringing operator");
+        self.drive_client(&tx_key, now);
+        Ok(id)
+    }
+
+    /// Withdraws an operator leg: CANCEL while it has no final response (held back until a
+    /// provisional response has arrived, §9.1), BYE once answered. The leg ends with one
+    /// [`Event::CallEnded`] with [`EndReason::Cancelled`] — after the 487, after a 2xx that
+    /// crossed the CANCEL (ACKed, then BYE), or when nothing came (Timer B before any 1xx,
+    /// 64·T1 after the CANCEL). Inbound calls and unknown numbers are ignored.
+    pub fn cancel(&mut self, call: u64, now: Instant) {
+        let Some(dkey) = self.call_key(call) else {
             return;
         };
         let c = self.calls.get_mut(&dkey).expect("found");
+        let Some(out) = c.outbound.as_mut() else {
+            tracing::debug!(call, "cancel of an inbound call ignored");
+            return;
+        };
+        if c.dialog.state == DialogState::Confirmed {
+            self.send_bye(&dkey, now);
+            self.end_call(&dkey, EndReason::Cancelled);
+            return;
+        }
+        if out.cancel == CancelState::No {
+            out.cancel = CancelState::Wanted;
+            self.send_cancel(&dkey, now);
+        }
+    }
+
+    /// Sends the CANCEL a leg wants once its INVITE transaction allows it (Proceeding).
+    fn send_cancel(&mut self, dkey: &DialogKey, now: Instant) {
+        let Some(out) = self.calls.get_mut(dkey).and_then(|c| c.outbound.as_mut()) else {
+            return;
+        };
+        if out.cancel != CancelState::Wanted {
+            return;
+        }
+        let Some(ClientEntry {
+            tx: ClientTx::Invite(tx),
+            peer,
+            ..
+        }) = self.client.get(&out.invite_tx)
+        else {
+            return;
+        };
+        let Some(cancel) = tx.cancel() else {
+            return; // no provisional response yet
+        };
+        let peer = *peer;
+        out.cancel = CancelState::Sent;
+        out.give_up_at = Some(now + self.settings.timers.t1 * 64);
+        self.start_client(cancel, peer, now);
+        self.reschedule_call(dkey);
+    }
+
+    /// The dialog of call number `call`.
+    fn call_key(&self, call: u64) -> Option<DialogKey> {
+        self.calls
+            .iter()
+            .find(|(_, c)| c.dialog.id == call)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Ends an answered call from our side with BYE (the call flow finished, or its RTP
+    /// stopped). A call still waiting for its ACK is ended as soon as the ACK arrives: the
+    /// callee must not send BYE before it (RFC 3261 §15). An operator leg not answered yet is
+    /// cancelled instead ([`UserAgent::cancel`]; it ends as [`EndReason::Cancelled`]). Unknown
+    /// calls are ignored (the caller may have hung up at the same moment).
+    pub fn hangup(&mut self, call: u64, reason: EndReason, now: Instant) {
+        let Some(dkey) = self.call_key(call) else {
+            return;
+        };
+        let c = self.calls.get_mut(&dkey).expect("found");
+        if c.outbound.is_some() && c.dialog.state != DialogState::Confirmed {
+            return self.cancel(call, now);
+        }
         match c.dialog.state {
             DialogState::Confirmed => {
                 self.send_bye(&dkey, now);
@@ -315,7 +624,7 @@ impl UserAgent {
         }
     }
 
-    /// Calls in progress (answered or ringing).
+    /// Calls in progress (answered or ringing), inbound calls and operator legs alike.
     pub fn active_calls(&self) -> usize {
         self.calls.len()
     }
@@ -644,6 +953,7 @@ impl UserAgent {
             answer_sdp: answer.sdp,
             scheduled: None,
             hangup_on_ack: None,
+            outbound: None,
         };
         self.calls.insert(dkey.clone(), call);
         if let Some(entry) = self.server.get_mut(&key) {
@@ -909,6 +1219,7 @@ impl UserAgent {
         };
         let next = [
             call.dialog.answer_at,
+            call.outbound.as_ref().and_then(|o| o.give_up_at),
             call.dialog
                 .pending_ack
                 .as_ref()
@@ -930,6 +1241,16 @@ impl UserAgent {
             return;
         };
         call.scheduled = None;
+        if let Some(out) = &call.outbound {
+            if out.give_up_at.is_some_and(|t| t <= now) {
+                // §9.1: no final response 64·T1 after our CANCEL: the INVITE counts as
+                // cancelled and its transaction is destroyed.
+                let tx = out.invite_tx.clone();
+                self.client.remove(&tx);
+                self.end_call(dkey, EndReason::Cancelled);
+                return;
+            }
+        }
         if call.dialog.answer_at.is_some_and(|t| t <= now) {
             call.dialog.answer_at = None;
             self.answer(dkey, now);
@@ -974,6 +1295,11 @@ impl UserAgent {
             tracing::error!("could not parse our own BYE");
             return;
         };
+        self.start_client(req, peer, now);
+    }
+
+    /// Runs one of our non-INVITE requests (BYE, CANCEL) in a client transaction.
+    fn start_client(&mut self, req: rsip::Request, peer: Peer, now: Instant) {
         let Ok(key) = transaction::client_request_key(&req) else {
             return;
         };
@@ -981,12 +1307,190 @@ impl UserAgent {
         self.client.insert(
             key.clone(),
             ClientEntry {
-                tx,
+                tx: ClientTx::NonInvite(tx),
                 peer,
                 scheduled: None,
+                leg: None,
+                acks: Vec::new(),
             },
         );
         self.drive_client(&key, now);
+    }
+
+    // ---------------------------------------------------------------- operator legs
+
+    /// A response the INVITE transaction of leg `leg` delivered.
+    fn on_leg_response(
+        &mut self,
+        tx_key: &TransactionKey,
+        leg: &DialogKey,
+        resp: rsip::Response,
+        now: Instant,
+    ) {
+        match resp.status_code.code() {
+            100..=199 => self.on_leg_provisional(leg, resp.status_code.code(), now),
+            200..=299 => self.on_leg_2xx(tx_key, leg, &resp, now),
+            status => self.on_leg_failed(leg, status),
+        }
+    }
+
+    fn on_leg_provisional(&mut self, leg: &DialogKey, status: u16, now: Instant) {
+        let Some(call) = self.calls.get_mut(leg) else {
+            return;
+        };
+        let Some(out) = call.outbound.as_mut() else {
+            return;
+        };
+        match out.cancel {
+            CancelState::Wanted => self.send_cancel(leg, now),
+            CancelState::Sent => {}
+            CancelState::No => {
+                if matches!(status, 180 | 183) && !out.ringing {
+                    out.ringing = true;
+                    let call = call.dialog.id;
+                    self.events.push_back(Event::OperatorRinging { call });
+                }
+            }
+        }
+    }
+
+    /// A 2xx to a leg's INVITE: the answer, a retransmission of it, or one nobody wants any
+    /// more (the leg was cancelled or has ended, or a second fork answered).
+    fn on_leg_2xx(
+        &mut self,
+        tx_key: &TransactionKey,
+        leg: &DialogKey,
+        resp: &rsip::Response,
+        now: Instant,
+    ) {
+        let tag = first_header(&resp.headers, "To")
+            .and_then(tag_param)
+            .unwrap_or_default()
+            .to_string();
+        let Some(entry) = self.client.get(tx_key) else {
+            return;
+        };
+        let peer = entry.peer;
+        if let Some((_, ack)) = entry.acks.iter().find(|(t, _)| *t == tag) {
+            // §13.2.2.4: every retransmission of the 2xx gets the ACK again.
+            let bytes = ack.clone();
+            self.transmits.push_back(Transmit { peer, bytes });
+            return;
+        }
+        let branch = format!("z9hG4bK{}", random_tag());
+        let (host, server) = (&self.settings.contact_host, &self.settings.server);
+        let wanted = self.calls.get_mut(leg).filter(|c| {
+            c.dialog.state == DialogState::Early
+                && c.outbound
+                    .as_ref()
+                    .is_some_and(|o| o.cancel == CancelState::No)
+        });
+        if let Some(call) = wanted {
+            call.dialog.confirm_uac(resp);
+            let ack = call.dialog.ack(1, host, &branch, server);
+            let answer = sdp_of(&resp.headers, &resp.body).and_then(sdp::parse_answer);
+            let id = call.dialog.id;
+            let rtp_port = call.dialog.rtp_port;
+            if let Ok(media) = &answer {
+                call.dialog.media = Some(media.clone());
+            }
+            self.remember_ack(tx_key, tag, ack.clone());
+            self.transmits.push_back(Transmit { peer, bytes: ack });
+            match answer {
+                Ok(media) => {
+                    tracing::info!(call = id, "operator answered");
+                    self.events.push_back(Event::OperatorAnswered {
+                        call: id,
+                        rtp_port,
+                        media,
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(call = id, error = %e, "operator's 2xx without a usable SDP answer; BYE");
+                    self.send_bye(leg, now);
+                    self.fail_leg(leg, 488);
+                }
+            }
+            return;
+        }
+        // Still a dialog the far end considers up: ACK it, then end it (§13.2.2.4, §15).
+        if entry.acks.len() >= MAX_2XX_DIALOGS {
+            tracing::debug!(call_id = %leg.call_id, "too many 2xx dialogs for one INVITE; dropped");
+            return;
+        }
+        let ClientTx::Invite(tx) = &entry.tx else {
+            return;
+        };
+        let invite = tx.request();
+        let text = |name| first_header(&invite.headers, name).unwrap_or_default();
+        let key = DialogKey {
+            call_id: text("Call-ID").to_string(),
+            local_tag: tag_param(text("From")).unwrap_or_default().to_string(),
+        };
+        let mut dialog = Dialog::uac(
+            0,
+            key,
+            text("From").to_string(),
+            text("To").to_string(),
+            invite.uri.to_string(),
+            peer,
+        );
+        dialog.confirm_uac(resp);
+        let ack = dialog.ack(1, host, &branch, server);
+        let bye_branch = format!("z9hG4bK{}", random_tag());
+        let bye = dialog.request("BYE", host, &bye_branch, server);
+        self.remember_ack(tx_key, tag, ack.clone());
+        self.transmits.push_back(Transmit { peer, bytes: ack });
+        if let Ok(req) = rsip::Request::try_from(&bye[..]) {
+            self.start_client(req, peer, now);
+        }
+        let cancelled = self.calls.get(leg).is_some_and(|c| {
+            c.dialog.state == DialogState::Early
+                && c.outbound
+                    .as_ref()
+                    .is_some_and(|o| o.cancel != CancelState::No)
+        });
+        if cancelled {
+            tracing::info!(call_id = %leg.call_id, "2xx crossed our CANCEL; ACK and BYE");
+            self.end_call(leg, EndReason::Cancelled);
+        }
+    }
+
+    fn remember_ack(&mut self, tx_key: &TransactionKey, tag: String, ack: Bytes) {
+        if let Some(e) = self.client.get_mut(tx_key) {
+            e.acks.push((tag, ack));
+        }
+    }
+
+    /// A leg's INVITE got a final ≥ 300 (ACKed by the transaction) or timed out (408): the
+    /// leg ends, as cancelled if we had asked for that.
+    fn on_leg_failed(&mut self, leg: &DialogKey, status: u16) {
+        let Some(call) = self.calls.get(leg) else {
+            return;
+        };
+        let Some(out) = &call.outbound else {
+            return;
+        };
+        if call.dialog.state != DialogState::Early {
+            return;
+        }
+        if out.cancel == CancelState::No {
+            self.fail_leg(leg, status);
+        } else {
+            self.end_call(leg, EndReason::Cancelled);
+        }
+    }
+
+    /// Ends an operator leg that was never answered with [`Event::OperatorFailed`].
+    fn fail_leg(&mut self, leg: &DialogKey, status: u16) {
+        if let Some(call) = self.calls.remove(leg) {
+            self.ports.release(call.dialog.rtp_port);
+            tracing::info!(call = call.dialog.id, status, "operator leg failed");
+            self.events.push_back(Event::OperatorFailed {
+                call: call.dialog.id,
+                status,
+            });
+        }
     }
 
     // ---------------------------------------------------------------- responses
@@ -1063,7 +1567,10 @@ impl UserAgent {
         let Some(e) = self.client.get_mut(key) else {
             return;
         };
+        let leg = e.leg.clone();
         let mut terminated = false;
+        let mut timed_out = false;
+        let mut delivered = Vec::new();
         loop {
             let out = e.tx.poll_output();
             match out {
@@ -1073,9 +1580,13 @@ impl UserAgent {
                 }),
                 Some(Output::Deliver(resp)) => {
                     tracing::debug!(status = resp.status_code.code(), "response to our request");
+                    if leg.is_some() {
+                        delivered.push(resp);
+                    }
                 }
                 Some(Output::Timeout) => {
                     tracing::info!(peer = %e.peer.addr, "our request timed out");
+                    timed_out = true;
                 }
                 Some(Output::Terminated) => terminated = true,
                 None => break,
@@ -1083,14 +1594,20 @@ impl UserAgent {
         }
         if terminated {
             self.client.remove(key);
-            return;
-        }
-        let next = e.tx.poll_timeout();
-        if let Some(at) = next {
+        } else if let Some(at) = e.tx.poll_timeout() {
             if e.scheduled.is_none_or(|s| at < s) {
                 e.scheduled = Some(at);
                 self.schedule(at.max(now), TimerRef::Client(key.clone()));
             }
+        }
+        let Some(leg) = leg else {
+            return;
+        };
+        for resp in delivered {
+            self.on_leg_response(key, &leg, resp, now);
+        }
+        if timed_out {
+            self.on_leg_failed(&leg, 408);
         }
     }
 }
@@ -1106,16 +1623,65 @@ fn contact_header(number: &str, host: &str, transport: Transport) -> String {
 
 /// The SDP offer of an INVITE, if it carries one.
 fn sdp_offer(req: &rsip::Request) -> Result<&[u8], SdpError> {
-    let ctype = first_header(&req.headers, "Content-Type").unwrap_or_default();
-    if req.body.is_empty()
+    sdp_of(&req.headers, &req.body)
+}
+
+/// The SDP body of a message, if it carries one.
+fn sdp_of<'a>(headers: &rsip::Headers, body: &'a [u8]) -> Result<&'a [u8], SdpError> {
+    let ctype = first_header(headers, "Content-Type").unwrap_or_default();
+    if body.is_empty()
         || !ctype
             .trim()
             .to_ascii_lowercase()
             .starts_with("application/sdp")
     {
-        return Err(SdpError::Parse("an SDP offer is required".into()));
+        return Err(SdpError::Parse("an SDP body is required".into()));
     }
-    Ok(&req.body)
+    Ok(body)
+}
+
+/// A registered Contact we can put on a request line as it is: no spaces, controls, angle
+/// brackets or quotes (it is parsed again with the whole INVITE before anything is sent).
+fn is_plain_uri(uri: &str) -> bool {
+    (uri.starts_with("sip:") || uri.starts_with("sips:"))
+        && !uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+/// A caller's number reduced to a SIP URI user part that needs no escaping and cannot end
+/// the URI or the header: letters, digits and `+-._~*!`, at most 32 of them; `anonymous`
+/// when nothing is left.
+pub fn sanitize_user(raw: &str) -> String {
+    let user: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+-._~*!".contains(*c))
+        .take(32)
+        .collect();
+    if user.is_empty() {
+        "anonymous".to_string()
+    } else {
+        user
+    }
+}
+
+/// A caller's display name reduced to what a quoted string may hold unescaped (RFC 3261
+/// `qdtext`): no quotes, backslashes or control characters (CR and LF among them), and no
+/// angle brackets either (legal there, but they mislead parsers that look for `<` to find the
+/// URI); runs of white space become one space; at most 64 characters.
+pub fn sanitize_display(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !matches!(c, '"' | '\\' | '<' | '>'))
+        .collect();
+    cleaned
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(64)
+        .collect()
 }
 
 /// RFC 3261 §20.43 warning codes: 305 incompatible media format, 304 media type not available.
@@ -1427,5 +1993,1005 @@ mod tests {
         assert!(sent[1].starts_with("SIP/2.0 503"), "{}", sent[1]);
         assert!(sent[1].contains("no free RTP port"));
         assert_eq!(ua.active_calls(), 0);
+    }
+
+    // ------------------------------------------------------------ operator legs
+
+    /// Where operator 1001's REGISTER comes from (its NAT's public side)…
+    const OP_SOURCE: &str = "198.51.100.20:40000";
+    /// …and the Contact it registers (its private address).
+    const OP_CONTACT: &str = "sip:1001@10.0.0.5:5070";
+
+    /// Allocates like [`CountingPorts`] and remembers what is held, so tests see releases.
+    #[derive(Clone, Default)]
+    struct HeldPorts(std::sync::Arc<std::sync::Mutex<(u16, HashSet<u16>)>>);
+    impl HeldPorts {
+        fn held(&self) -> HashSet<u16> {
+            self.0.lock().unwrap().1.clone()
+        }
+    }
+    impl RtpPorts for HeldPorts {
+        fn allocate(&mut self) -> Option<u16> {
+            let mut g = self.0.lock().unwrap();
+            let port = 20000 + g.0 * 2;
+            g.0 += 1;
+            g.1.insert(port);
+            Some(port)
+        }
+        fn release(&mut self, port: u16) {
+            self.0.lock().unwrap().1.remove(&port);
+        }
+    }
+
+    fn op_ua(t0: Instant) -> (UserAgent, HeldPorts) {
+        let config = Config::from_toml(
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\n\
+             hotline_numbers = [\"8800\"]\n\n\
+             [[operators]]\nextension = \"1001\"\nname = \"Op One\"\npassword = \"pw1\"\n\n\
+             [[operators]]\nextension = \"1002\"\nname = \"Op Two\"\npassword = \"pw2\"\n",
+        )
+        .unwrap();
+        let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
+        let ports = HeldPorts::default();
+        let ua = UserAgent::new(&config, settings, t0).with_ports(Box::new(ports.clone()));
+        (ua, ports)
+    }
+
+    /// Digest REGISTER of `user` (challenge, then the answer) from `source`.
+    fn register_op(
+        ua: &mut UserAgent,
+        user: &str,
+        password: &str,
+        contact: &str,
+        source: &str,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let tr = transport.as_str();
+        let register = |n: u32, auth: &str| {
+            format!(
+                "REGISTER sip:hotline.test SIP/2.0\r\nVia: SIP/2.0/{tr} {source};branch=z9hG4bKreg{user}{n};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@hotline.test>;tag=r{user}\r\nTo: <sip:{user}@hotline.test>\r\n\
+                 Call-ID: reg-{user}\r\nCSeq: {n} REGISTER\r\nContact: <{contact}>\r\nExpires: 300\r\n{auth}\
+                 Content-Length: 0\r\n\r\n"
+            )
+        };
+        let source: SocketAddr = source.parse().unwrap();
+        let n = now.elapsed().as_nanos() as u32 % 1000 * 2 + 1;
+        ua.handle_message(request(&register(n, "")), source, transport, now);
+        let challenge = drain(ua).pop().unwrap();
+        assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+        let www = challenge
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .unwrap();
+        let auth = crate::sip::digest::client_authorization(
+            www,
+            "REGISTER",
+            "sip:hotline.test",
+            user,
+            password,
+            "c0ffee",
+            1,
+        )
+        .unwrap();
+        let msg = register(n + 1, &format!("Authorization: {auth}\r\n"));
+        ua.handle_message(request(&msg), source, transport, now);
+        let ok = drain(ua).pop().unwrap();
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let _: Vec<Event> = std::iter::from_fn(|| ua.poll_event()).collect();
+    }
+
+    fn leg_to(ext: &str, number: &str, name: Option<&str>) -> Originate {
+        Originate {
+            extension: ext.into(),
+            caller_number: number.into(),
+            caller_name: name.map(str::to_string),
+        }
+    }
+
+    fn drain_peers(ua: &mut UserAgent) -> Vec<(Peer, String)> {
+        std::iter::from_fn(|| ua.poll_transmit())
+            .map(|t| (t.peer, String::from_utf8(t.bytes.to_vec()).unwrap()))
+            .collect()
+    }
+
+    fn events(ua: &mut UserAgent) -> Vec<Event> {
+        std::iter::from_fn(|| ua.poll_event()).collect()
+    }
+
+    fn line<'a>(msg: &'a str, name: &str) -> &'a str {
+        msg.split("\r\n")
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+            .unwrap_or_else(|| panic!("no {name} in {msg}"))
+    }
+
+    fn op_src() -> SocketAddr {
+        OP_SOURCE.parse().unwrap()
+    }
+
+    /// The operator's SDP answer: PCMA and telephone-event.
+    const OP_ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+        m=audio 30000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    /// The operator's response to one of our requests (`req` as sent).
+    fn op_reply(
+        req: &str,
+        status: u16,
+        to_tag: Option<&str>,
+        extra: &str,
+        body: &str,
+    ) -> rsip::SipMessage {
+        let to = match to_tag {
+            Some(t) if !line(req, "To").contains(";tag=") => format!("{};tag={t}", line(req, "To")),
+            _ => line(req, "To").to_string(),
+        };
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        request(&format!(
+            "SIP/2.0 {status} Whatever\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+             {extra}{ctype}Content-Length: {}\r\n\r\n{body}",
+            line(req, "Via"),
+            line(req, "From"),
+            line(req, "Call-ID"),
+            line(req, "CSeq"),
+            body.len()
+        ))
+    }
+
+    const OP_2XX_EXTRA: &str = "Contact: <sip:1001@10.0.0.5:5070;ob>\r\n\
+        Record-Route: <sip:p1.test;lr>\r\nRecord-Route: <sip:p2.test;lr>\r\n";
+
+    /// A registered operator and an INVITE sent to it: (ua, ports, leg, INVITE text).
+    fn rung(t0: Instant) -> (UserAgent, HeldPorts, u64, String) {
+        let (mut ua, ports) = op_ua(t0);
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            t0,
+        );
+        let leg = ua
+            .originate(leg_to("1001", "+79780000001", Some("Иван Петров")), t0)
+            .unwrap();
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        (ua, ports, leg, sent[0].1.clone())
+    }
+
+    /// `rung`, then 180 and a 200 with SDP: returns the ACK too.
+    fn answered(t0: Instant) -> (UserAgent, HeldPorts, u64, String, String) {
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        ua.handle_message(
+            op_reply(&invite, 200, Some("op1"), OP_2XX_EXTRA, OP_ANSWER),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        (ua, ports, leg, invite, sent[0].1.clone())
+    }
+
+    #[test]
+    fn originate_sends_the_invite_to_the_registered_source() {
+        let t0 = Instant::now();
+        let (mut ua, ports) = op_ua(t0);
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            t0,
+        );
+        let before = ua.next_call;
+        let leg = ua
+            .originate(leg_to("1001", "+79780000001", Some("Иван Петров")), t0)
+            .unwrap();
+        assert_eq!(leg, before, "legs are numbered like inbound calls");
+        assert_eq!(ua.active_calls(), 1);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        let (peer, invite) = &sent[0];
+        assert_eq!(
+            *peer,
+            Peer {
+                transport: Transport::Udp,
+                addr: op_src()
+            },
+            "sent to where the REGISTER came from, not to the Contact"
+        );
+        assert!(
+            invite.starts_with(&format!("INVITE {OP_CONTACT} SIP/2.0\r\n")),
+            "{invite}"
+        );
+        let via = line(invite, "Via");
+        assert!(
+            via.starts_with("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"),
+            "{via}"
+        );
+        assert!(via.ends_with(";rport"), "{via}");
+        assert_eq!(line(invite, "Max-Forwards"), "70");
+        let from = line(invite, "From");
+        assert!(
+            from.starts_with("\"Иван Петров\" <sip:+79780000001@hotline.test>;tag="),
+            "{from}"
+        );
+        assert_eq!(line(invite, "To"), "<sip:1001@hotline.test>");
+        assert_eq!(
+            line(invite, "P-Asserted-Identity"),
+            "\"Иван Петров\" <sip:+79780000001@hotline.test>"
+        );
+        assert_eq!(line(invite, "CSeq"), "1 INVITE");
+        assert_eq!(line(invite, "Contact"), "<sip:hotline@127.0.0.1:5060>");
+        assert_eq!(line(invite, "Allow"), ALLOW);
+        assert_eq!(line(invite, "User-Agent"), ua.settings.server);
+        assert_eq!(line(invite, "Content-Type"), "application/sdp");
+        let body = invite.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(line(invite, "Content-Length"), body.len().to_string());
+        let port = *ports.held().iter().next().unwrap();
+        assert!(
+            body.contains(&format!("m=audio {port} RTP/AVP 0 8 101\r\n")),
+            "{body}"
+        );
+        assert!(body.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(body.contains("a=rtpmap:8 PCMA/8000\r\n"));
+        assert!(body.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        // Without a name the number is the display name.
+        let _ = ua
+            .originate(leg_to("1001", "84950000000", None), t0)
+            .unwrap();
+        let invite = drain_peers(&mut ua).pop().unwrap().1;
+        assert!(
+            line(&invite, "From")
+                .starts_with("\"84950000000\" <sip:84950000000@hotline.test>;tag="),
+            "{invite}"
+        );
+        assert_ne!(line(&invite, "Call-ID"), line(&sent[0].1, "Call-ID"));
+    }
+
+    #[test]
+    fn ringing_answer_ack_and_retransmitted_2xx() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        // 100 is not ringing; 180 is, once.
+        ua.handle_message(
+            op_reply(&invite, 100, None, "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert!(events(&mut ua).is_empty());
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert_eq!(events(&mut ua), vec![Event::OperatorRinging { call: leg }]);
+        assert!(
+            drain(&mut ua).is_empty(),
+            "no INVITE retransmissions once ringing"
+        );
+        let ok = op_reply(&invite, 200, Some("op1"), OP_2XX_EXTRA, OP_ANSWER);
+        let t1 = t0 + Duration::from_secs(3);
+        ua.handle_message(ok.clone(), op_src(), Transport::Udp, t1);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let (peer, ack) = &sent[0];
+        assert_eq!(peer.addr, op_src());
+        assert!(
+            ack.starts_with("ACK sip:1001@10.0.0.5:5070;ob SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert_eq!(line(ack, "CSeq"), "1 ACK");
+        assert_eq!(line(ack, "To"), "<sip:1001@hotline.test>;tag=op1");
+        assert_eq!(line(ack, "From"), line(&invite, "From"));
+        assert_eq!(line(ack, "Call-ID"), line(&invite, "Call-ID"));
+        assert_ne!(
+            line(ack, "Via"),
+            line(&invite, "Via"),
+            "an ACK to a 2xx has its own branch"
+        );
+        // Route set: the Record-Route in reverse.
+        assert!(
+            ack.find("Route: <sip:p2.test;lr>").unwrap()
+                < ack.find("Route: <sip:p1.test;lr>").unwrap()
+        );
+        let port = *ports.held().iter().next().unwrap();
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::OperatorAnswered {
+                call: leg,
+                rtp_port: port,
+                media: Negotiated {
+                    codecs: vec![(8, sdp::Codec::Pcma)],
+                    telephone_event: Some(101),
+                    remote_rtp: Some("10.0.0.5:30000".parse().unwrap()),
+                    direction: Direction::SendRecv,
+                    ptime: None,
+                },
+            }]
+        );
+        // The 2xx again (our ACK was lost): the same ACK again, no second event.
+        ua.handle_message(
+            ok,
+            op_src(),
+            Transport::Udp,
+            t1 + Duration::from_millis(500),
+        );
+        assert_eq!(drain_peers(&mut ua), sent);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.active_calls(), 1);
+        // The operator hangs up.
+        let bye = format!(
+            "BYE sip:hotline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKobye;rport\r\n\
+             From: <sip:1001@hotline.test>;tag=op1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\n\
+             Content-Length: 0\r\n\r\n",
+            line(&invite, "From"),
+            line(&invite, "Call-ID")
+        );
+        ua.handle_message(request(&bye), op_src(), Transport::Udp, t1);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].1.starts_with("SIP/2.0 200"), "{}", sent[0].1);
+        assert_eq!(sent[0].0.addr, op_src(), "rport: back to the source");
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::RemoteBye
+            }]
+        );
+        assert_eq!(ua.active_calls(), 0);
+        assert!(ports.held().is_empty(), "port released");
+        // Timer M ends the INVITE transaction, Timer J the BYE's.
+        run(&mut ua, t1, t1 + Duration::from_secs(40));
+        assert_eq!(ua.open_transactions(), 0);
+    }
+
+    #[test]
+    fn in_dialog_requests_on_the_leg_and_our_bye() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite, _ack) = answered(t0);
+        let _ = events(&mut ua);
+        let our_tag = tag_param(line(&invite, "From")).unwrap().to_string();
+        let in_dialog = |method: &str, cseq: u32, extra: &str, body: &str| {
+            let ctype = if body.is_empty() {
+                String::new()
+            } else {
+                format!("Content-Type: {extra}\r\n")
+            };
+            format!(
+                "{method} sip:hotline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKo{method}{cseq}\r\n\
+                 From: <sip:1001@hotline.test>;tag=op1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+                 Contact: <sip:1001@10.0.0.5:5070;ob>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+                line(&invite, "From"),
+                line(&invite, "Call-ID"),
+                body.len()
+            )
+        };
+        // INFO keepalive and DTMF.
+        ua.handle_message(
+            request(&in_dialog("INFO", 1, "", "")),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert!(drain(&mut ua)[0].starts_with("SIP/2.0 200"));
+        let dtmf = in_dialog(
+            "INFO",
+            2,
+            "application/dtmf-relay",
+            "Signal=5\r\nDuration=160\r\n",
+        );
+        ua.handle_message(request(&dtmf), op_src(), Transport::Udp, t0);
+        assert!(drain(&mut ua)[0].starts_with("SIP/2.0 200"));
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::Dtmf {
+                call: leg,
+                digit: '5'
+            }]
+        );
+        // Hold: re-INVITE with sendonly, answered with our port, recvonly.
+        let hold = OP_ANSWER.replace("a=rtpmap:8", "a=sendonly\r\na=rtpmap:8");
+        let reinvite = in_dialog("INVITE", 3, "application/sdp", &hold);
+        ua.handle_message(request(&reinvite), op_src(), Transport::Udp, t0);
+        let ok = drain(&mut ua).pop().unwrap();
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let port = *ports.held().iter().next().unwrap();
+        assert!(
+            ok.contains(&format!("m=audio {port} RTP/AVP 8 101")),
+            "{ok}"
+        );
+        assert!(ok.contains("a=recvonly"), "{ok}");
+        assert_eq!(line(&ok, "Contact"), "<sip:hotline@127.0.0.1:5060>");
+        assert!(line(&ok, "To").ends_with(&format!(";tag={our_tag}")));
+        let ev = events(&mut ua);
+        assert!(
+            matches!(&ev[..], [Event::MediaChanged { call, media }] if *call == leg && media.direction == Direction::RecvOnly),
+            "{ev:?}"
+        );
+        ua.handle_message(
+            request(&in_dialog("ACK", 3, "", "")),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert!(drain(&mut ua).is_empty());
+        // We hang up: BYE to the 2xx Contact (the re-INVITE's), via the route set, to the source.
+        ua.hangup(leg, EndReason::Hangup, t0);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        let (peer, bye) = &sent[0];
+        assert_eq!(peer.addr, op_src());
+        assert!(
+            bye.starts_with("BYE sip:1001@10.0.0.5:5070;ob SIP/2.0\r\n"),
+            "{bye}"
+        );
+        assert_eq!(line(bye, "CSeq"), "2 BYE");
+        assert_eq!(line(bye, "To"), "<sip:1001@hotline.test>;tag=op1");
+        assert_eq!(line(bye, "From"), line(&invite, "From"));
+        assert!(
+            bye.find("Route: <sip:p2.test;lr>").unwrap()
+                < bye.find("Route: <sip:p1.test;lr>").unwrap()
+        );
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Hangup
+            }]
+        );
+        assert!(ports.held().is_empty());
+        assert_eq!(ua.active_calls(), 0);
+    }
+
+    #[test]
+    fn cancel_after_180_then_487() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert_eq!(events(&mut ua), vec![Event::OperatorRinging { call: leg }]);
+        ua.cancel(leg, t0);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        let (peer, cancel) = &sent[0];
+        assert_eq!(peer.addr, op_src());
+        assert!(
+            cancel.starts_with(&format!("CANCEL {OP_CONTACT} SIP/2.0\r\n")),
+            "{cancel}"
+        );
+        assert_eq!(
+            line(cancel, "Via"),
+            line(&invite, "Via"),
+            "same branch as the INVITE"
+        );
+        assert_eq!(line(cancel, "CSeq"), "1 CANCEL");
+        assert_eq!(line(cancel, "To"), "<sip:1001@hotline.test>");
+        assert_eq!(line(cancel, "Call-ID"), line(&invite, "Call-ID"));
+        ua.cancel(leg, t0);
+        assert!(drain(&mut ua).is_empty(), "one CANCEL");
+        assert_eq!(
+            ua.active_calls(),
+            1,
+            "the leg lasts until the INVITE's final response"
+        );
+        ua.handle_message(
+            op_reply(cancel, 200, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert!(drain(&mut ua).is_empty());
+        ua.handle_message(
+            op_reply(&invite, 487, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        let sent = drain(&mut ua);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].starts_with(&format!("ACK {OP_CONTACT} SIP/2.0")),
+            "{}",
+            sent[0]
+        );
+        assert_eq!(line(&sent[0], "CSeq"), "1 ACK");
+        assert_eq!(
+            line(&sent[0], "Via"),
+            line(&invite, "Via"),
+            "the transaction's ACK"
+        );
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert!(ports.held().is_empty());
+        assert_eq!(ua.active_calls(), 0);
+        run(&mut ua, t0, t0 + Duration::from_secs(40));
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.open_transactions(), 0);
+    }
+
+    #[test]
+    fn cancel_before_any_provisional_waits_for_it() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.cancel(leg, t0);
+        assert!(
+            drain(&mut ua).is_empty(),
+            "§9.1: no CANCEL before a provisional response"
+        );
+        // hangup() of a leg not answered is the same as cancel().
+        ua.hangup(leg, EndReason::Hangup, t0);
+        assert!(drain(&mut ua).is_empty());
+        let t1 = t0 + Duration::from_millis(200);
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t1,
+        );
+        let sent = drain(&mut ua);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("CANCEL "), "{}", sent[0]);
+        assert!(
+            events(&mut ua).is_empty(),
+            "no ringing for a leg being cancelled"
+        );
+        ua.handle_message(
+            op_reply(&sent[0], 200, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t1,
+        );
+        ua.handle_message(
+            op_reply(&invite, 487, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t1,
+        );
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert!(ports.held().is_empty());
+
+        // Nothing ever comes: Timer B ends the leg, still as cancelled, without a CANCEL.
+        let t2 = t0 + Duration::from_secs(100);
+        let leg = ua.originate(leg_to("1001", "1", None), t2).unwrap();
+        drain(&mut ua);
+        ua.cancel(leg, t2);
+        let later = run(&mut ua, t2, t2 + Duration::from_secs(33));
+        assert!(
+            later.iter().all(|(_, m)| m.starts_with("INVITE ")),
+            "{later:?}"
+        );
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert!(ports.held().is_empty());
+
+        // A CANCEL the operator never answers: given up 64·T1 after it.
+        let t3 = t0 + Duration::from_secs(200);
+        let leg = ua.originate(leg_to("1001", "1", None), t3).unwrap();
+        let invite = drain(&mut ua).pop().unwrap();
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t3,
+        );
+        let _ = events(&mut ua);
+        ua.cancel(leg, t3);
+        assert!(drain(&mut ua)[0].starts_with("CANCEL "));
+        run(&mut ua, t3, t3 + Duration::from_secs(31));
+        assert!(events(&mut ua).is_empty());
+        run(
+            &mut ua,
+            t3 + Duration::from_secs(31),
+            t3 + Duration::from_secs(33),
+        );
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert!(ports.held().is_empty());
+        assert_eq!(ua.active_calls(), 0);
+    }
+
+    #[test]
+    fn a_2xx_crossing_the_cancel_is_acked_and_ended_with_bye() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.handle_message(
+            op_reply(&invite, 180, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        let _ = events(&mut ua);
+        ua.cancel(leg, t0);
+        let cancel = drain(&mut ua).pop().unwrap();
+        let ok = op_reply(&invite, 200, Some("op1"), OP_2XX_EXTRA, OP_ANSWER);
+        ua.handle_message(ok.clone(), op_src(), Transport::Udp, t0);
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(
+            sent[0]
+                .1
+                .starts_with("ACK sip:1001@10.0.0.5:5070;ob SIP/2.0"),
+            "{}",
+            sent[0].1
+        );
+        assert_eq!(line(&sent[0].1, "To"), "<sip:1001@hotline.test>;tag=op1");
+        let bye = &sent[1].1;
+        assert!(
+            bye.starts_with("BYE sip:1001@10.0.0.5:5070;ob SIP/2.0"),
+            "{bye}"
+        );
+        assert_eq!(line(bye, "CSeq"), "2 BYE");
+        assert_eq!(line(bye, "To"), "<sip:1001@hotline.test>;tag=op1");
+        assert_eq!(line(bye, "From"), line(&invite, "From"));
+        assert!(sent.iter().all(|(p, _)| p.addr == op_src()));
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert!(ports.held().is_empty());
+        // The CANCEL's 200 (or a 481), a retransmitted 2xx: the ACK again, nothing else.
+        ua.handle_message(
+            op_reply(&cancel, 200, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        ua.handle_message(
+            ok,
+            op_src(),
+            Transport::Udp,
+            t0 + Duration::from_millis(500),
+        );
+        let again = drain(&mut ua);
+        assert_eq!(again, vec![sent[0].1.clone()]);
+        ua.handle_message(
+            op_reply(bye, 200, None, "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        run(&mut ua, t0, t0 + Duration::from_secs(40));
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.open_transactions(), 0);
+    }
+
+    #[test]
+    fn busy_operator_fails_the_leg() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.handle_message(
+            op_reply(&invite, 486, Some("op1"), "", ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0.addr, op_src());
+        assert!(
+            sent[0].1.starts_with(&format!("ACK {OP_CONTACT} SIP/2.0")),
+            "{}",
+            sent[0].1
+        );
+        assert_eq!(line(&sent[0].1, "To"), "<sip:1001@hotline.test>;tag=op1");
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::OperatorFailed {
+                call: leg,
+                status: 486
+            }]
+        );
+        assert!(ports.held().is_empty());
+        assert_eq!(ua.active_calls(), 0);
+        // Cancelling or hanging up a failed leg does nothing.
+        ua.cancel(leg, t0);
+        ua.hangup(leg, EndReason::Hangup, t0);
+        assert!(drain(&mut ua).is_empty());
+        assert!(events(&mut ua).is_empty());
+    }
+
+    #[test]
+    fn answer_without_sdp_is_acked_ended_and_fails_with_488() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        ua.handle_message(
+            op_reply(&invite, 200, Some("op1"), OP_2XX_EXTRA, ""),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        let sent = drain(&mut ua);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(sent[0].starts_with("ACK "), "{}", sent[0]);
+        assert!(sent[1].starts_with("BYE "), "{}", sent[1]);
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::OperatorFailed {
+                call: leg,
+                status: 488
+            }]
+        );
+        assert!(ports.held().is_empty());
+        // An answer with no codec in common counts the same.
+        let leg = ua.originate(leg_to("1001", "2", None), t0).unwrap();
+        let invite = drain(&mut ua).pop().unwrap();
+        let g729 = OP_ANSWER
+            .replace("RTP/AVP 8 101", "RTP/AVP 18")
+            .replace("a=rtpmap:8 PCMA", "a=rtpmap:18 G729");
+        ua.handle_message(
+            op_reply(&invite, 200, Some("op1"), OP_2XX_EXTRA, &g729),
+            op_src(),
+            Transport::Udp,
+            t0,
+        );
+        assert_eq!(drain(&mut ua).len(), 2);
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::OperatorFailed {
+                call: leg,
+                status: 488
+            }]
+        );
+        assert!(ports.held().is_empty());
+    }
+
+    #[test]
+    fn no_response_retransmits_on_timer_a_then_408() {
+        let t0 = Instant::now();
+        let (mut ua, ports, leg, invite) = rung(t0);
+        let later = run(&mut ua, t0, t0 + Duration::from_secs(33));
+        let resends: Vec<u64> = later
+            .iter()
+            .filter(|(_, m)| *m == invite)
+            .map(|(d, _)| d.as_millis() as u64)
+            .collect();
+        assert_eq!(resends, vec![500, 1500, 3500, 7500, 15500, 31500]);
+        assert_eq!(later.len(), resends.len());
+        assert_eq!(
+            events(&mut ua),
+            vec![Event::OperatorFailed {
+                call: leg,
+                status: 408
+            }]
+        );
+        assert!(ports.held().is_empty());
+        assert_eq!(ua.active_calls(), 0);
+        assert_eq!(ua.open_transactions(), 0);
+    }
+
+    #[test]
+    fn originate_only_to_registered_operators() {
+        let t0 = Instant::now();
+        let (mut ua, ports) = op_ua(t0);
+        assert_eq!(
+            ua.originate(leg_to("1001", "1", None), t0),
+            Err(OriginateError::NotRegistered("1001".into()))
+        );
+        assert_eq!(
+            ua.originate(leg_to("8800", "1", None), t0),
+            Err(OriginateError::UnknownExtension("8800".into())),
+            "a hotline number is no operator"
+        );
+        assert_eq!(
+            ua.originate(leg_to("sip:evil@203.0.113.9", "1", None), t0),
+            Err(OriginateError::UnknownExtension(
+                "sip:evil@203.0.113.9".into()
+            ))
+        );
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            t0,
+        );
+        assert_eq!(
+            ua.originate(leg_to("1002", "1", None), t0),
+            Err(OriginateError::NotRegistered("1002".into()))
+        );
+        // The binding expires (Expires: 300).
+        let late = t0 + Duration::from_secs(301);
+        assert_eq!(
+            ua.originate(leg_to("1001", "1", None), late),
+            Err(OriginateError::NotRegistered("1001".into()))
+        );
+        assert!(drain(&mut ua).is_empty(), "nothing sent");
+        assert!(events(&mut ua).is_empty());
+        assert!(ports.held().is_empty(), "no port held");
+        assert_eq!(ua.active_calls(), 0);
+        let mut ua = ua.with_ports(Box::new(NoPorts));
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            late,
+        );
+        assert_eq!(
+            ua.originate(leg_to("1001", "1", None), late),
+            Err(OriginateError::NoRtpPort)
+        );
+        assert!(drain(&mut ua).is_empty());
+    }
+
+    #[test]
+    fn the_newest_binding_is_rung_over_its_transport() {
+        let t0 = Instant::now();
+        let (mut ua, _ports) = op_ua(t0);
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            t0,
+        );
+        let t1 = t0 + Duration::from_secs(5);
+        let tcp_contact = "sip:1001@10.0.0.6:5080;transport=tcp";
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            tcp_contact,
+            "198.51.100.21:41000",
+            Transport::Tcp,
+            t1,
+        );
+        ua.originate(leg_to("1001", "5", None), t1).unwrap();
+        let sent = drain_peers(&mut ua);
+        assert_eq!(sent.len(), 1);
+        let (peer, invite) = &sent[0];
+        assert_eq!(
+            *peer,
+            Peer {
+                transport: Transport::Tcp,
+                addr: "198.51.100.21:41000".parse().unwrap()
+            }
+        );
+        // (rsip prints the transport parameter's value in capitals.)
+        let request_line = invite.split("\r\n").next().unwrap();
+        assert!(
+            request_line.eq_ignore_ascii_case(&format!("INVITE {tcp_contact} SIP/2.0")),
+            "{invite}"
+        );
+        assert!(line(invite, "Via").starts_with("SIP/2.0/TCP "));
+        assert_eq!(
+            line(invite, "Contact"),
+            "<sip:hotline@127.0.0.1:5060;transport=tcp>"
+        );
+        // No Timer A on TCP: silence until Timer B.
+        let later = run(&mut ua, t1, t1 + Duration::from_secs(33));
+        assert!(later.is_empty(), "{later:?}");
+        assert!(matches!(
+            &events(&mut ua)[..],
+            [Event::OperatorFailed { status: 408, .. }]
+        ));
+    }
+
+    #[test]
+    fn a_hostile_caller_cannot_inject_headers() {
+        let t0 = Instant::now();
+        let (mut ua, _ports) = op_ua(t0);
+        register_op(
+            &mut ua,
+            "1001",
+            "pw1",
+            OP_CONTACT,
+            OP_SOURCE,
+            Transport::Udp,
+            t0,
+        );
+        let leg = ua
+            .originate(
+                leg_to(
+                    "1001",
+                    "+7978\r\nX-Evil: 1\r\n<sip:x@y>;\"",
+                    Some("Bob\" <sip:bob@evil>\r\nX-Injected: yes\r\n\r\nv=0\\"),
+                ),
+                t0,
+            )
+            .unwrap();
+        let invite = drain(&mut ua).pop().unwrap();
+        let (head, body) = invite.split_once("\r\n\r\n").unwrap();
+        assert!(body.starts_with("v=0\r\no=hotline "), "{body}");
+        for l in head.split("\r\n").skip(1) {
+            let name = l.split(':').next().unwrap();
+            assert!(
+                [
+                    "Via",
+                    "Max-Forwards",
+                    "From",
+                    "To",
+                    "Call-ID",
+                    "CSeq",
+                    "Contact",
+                    "P-Asserted-Identity",
+                    "Allow",
+                    "User-Agent",
+                    "Content-Type",
+                    "Content-Length"
+                ]
+                .contains(&name),
+                "unexpected header line {l:?} in {invite}"
+            );
+        }
+        let from = line(&invite, "From");
+        assert!(
+            from.starts_with("\"Bob sip:bob@evil X-Injected: yes v=0\" <sip:+7978X-Evil1sipxy@hotline.test>;tag="),
+            "{from}"
+        );
+        assert_eq!(
+            line(&invite, "P-Asserted-Identity"),
+            "\"Bob sip:bob@evil X-Injected: yes v=0\" <sip:+7978X-Evil1sipxy@hotline.test>"
+        );
+        ua.cancel(leg, t0);
+        // Nothing usable left: anonymous, and the number as name.
+        ua.originate(leg_to("1001", "\"\r\n<>;@", Some("\r\n\"\"")), t0)
+            .unwrap();
+        let invite = drain(&mut ua).pop().unwrap();
+        assert!(
+            line(&invite, "From").starts_with("\"anonymous\" <sip:anonymous@hotline.test>;tag="),
+            "{invite}"
+        );
+        assert_eq!(sanitize_display(&"я".repeat(100)).chars().count(), 64);
+        assert_eq!(sanitize_user(&"1".repeat(100)).len(), 32);
     }
 }

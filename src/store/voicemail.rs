@@ -46,6 +46,28 @@ pub async fn insert(
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
+    Ok(insert_inner(store, vm, deadline, false).await?.0)
+}
+
+/// [`insert`], unless the entry already has a voicemail with this file: then only the
+/// entry's disposition is set (again) and that voicemail's id is returned with `false`.
+/// The check is made in the insert's transaction, after the entry's row is locked, so that
+/// a write replayed from the call log's spool (or two at once) never records a message
+/// twice.
+pub async fn insert_once(
+    store: &Store,
+    vm: &NewVoicemail,
+    deadline: DateTime<Utc>,
+) -> Result<(i64, bool), StoreError> {
+    insert_inner(store, vm, deadline, true).await
+}
+
+async fn insert_inner(
+    store: &Store,
+    vm: &NewVoicemail,
+    deadline: DateTime<Utc>,
+    once: bool,
+) -> Result<(i64, bool), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
     let disposition = if vm.after_hours {
@@ -68,6 +90,21 @@ pub async fn insert(
         now,
     )
     .await?;
+    if once {
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM voicemails WHERE journal_id = $1 AND file = $2")
+                .bind(vm.journal_id)
+                .bind(vm.file.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(id) = known {
+            // The disposition is set again all the same: in a replay an earlier progress
+            // may have just set another, and the final state must be the original one's.
+            touch(&mut tx, vm.journal_id, now).await?;
+            tx.commit().await?;
+            return Ok((id, false));
+        }
+    }
     let entry = sqlx::query(
         "SELECT phone, caller_name, caller_status, arrived_at FROM journal_entries WHERE id = $1",
     )
@@ -148,7 +185,7 @@ pub async fn insert(
         .await?;
     touch(&mut tx, vm.journal_id, now).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// Stores a transcript: on the message, as its open callback form's question (field 6)

@@ -104,7 +104,11 @@ pub async fn start_with(db: Db, tables: &str) -> Api {
     let (mut config, dir) = super::config("", tables);
     let (url, pg_schema) = fresh_database(db).await;
     config.storage.database_url = url;
-    config.calendar.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/calendar").into();
+    // The records' deadlines are checked against the real calendar and default hours.
+    config.calendar = hotline::calendar::CalendarConfig {
+        dir: concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/calendar").into(),
+        ..Default::default()
+    };
     let hotline = Hotline::start(config).await.expect("hotline starts");
     let base = format!("http://{}/api/v1", hotline.http_addr);
     let mut tokens = HashMap::new();
@@ -148,6 +152,15 @@ impl Api {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (status, json)
+    }
+
+    /// The status of a request whose body is not read (an event stream never ends).
+    pub async fn status_only(&self, role: Option<&str>, method: Method, path: &str) -> StatusCode {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(r) = role {
+            req = req.bearer_auth(&self.tokens[r]);
+        }
+        req.send().await.expect("HTTP request").status()
     }
 
     pub async fn raw(

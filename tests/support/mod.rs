@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 pub mod api;
+pub mod phone;
 pub mod rtp;
 
 /// The prompts shipped in the repository.
@@ -22,7 +23,20 @@ pub const PASSWORD: &str = "secret-1001";
 /// A config for tests: loopback, ephemeral ports, a temporary data dir, one operator.
 /// `extra` is TOML appended to the `[sip]` table first, then whole tables after it.
 pub fn config(sip_extra: &str, tables: &str) -> (Config, tempfile::TempDir) {
+    // Unless a test sets its own hours, the hotline is open around the clock, with no
+    // holidays (an empty calendar directory), so that a test means the same at any hour.
+    config_hours(sip_extra, tables, "00:00-23:59")
+}
+
+/// [`config`] with the hotline open `hours` (`HH:MM-HH:MM`) every day, without holidays
+/// (ignored when `tables` has its own `[calendar]`).
+pub fn config_hours(sip_extra: &str, tables: &str, hours: &str) -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let calendar = if tables.contains("[calendar") {
+        String::new()
+    } else {
+        calendar_tables(dir.path(), hours)
+    };
     let text = format!(
         r#"
 [sip]
@@ -38,6 +52,7 @@ listen = "127.0.0.1:0"
 data_dir = "{}"
 
 {tables}
+{calendar}
 
 [[operators]]
 extension = "{OPERATOR}"
@@ -50,6 +65,33 @@ password = "{PASSWORD}"
     config.media.prompts_dir = PROMPTS.into();
     config.validate().expect("test config is valid");
     (config, dir)
+}
+
+/// `[calendar]` tables with `hours` on every day of the week and no holidays (an empty
+/// calendar directory under `data_dir`).
+pub fn calendar_tables(data_dir: &std::path::Path, hours: &str) -> String {
+    let cal_dir = data_dir.join("no-calendar");
+    std::fs::create_dir_all(&cal_dir).expect("calendar dir");
+    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = \"{hours}\"\n"))
+        .collect();
+    format!(
+        "[calendar]\ntime_zone = \"Europe/Moscow\"\ndir = \"{}\"\nshortened_by_minutes = 0\n\
+         [calendar.hours]\n{days}",
+        cal_dir.display()
+    )
+}
+
+/// Two hours that do not include now (Moscow time): the hotline is closed.
+pub fn closed_hours() -> &'static str {
+    use chrono::Timelike;
+    let msk = chrono::Utc::now() + chrono::Duration::hours(3);
+    if (12..14).contains(&msk.hour()) {
+        "03:00-05:00"
+    } else {
+        "12:00-14:00"
+    }
 }
 
 /// The `[limits]` line that exempts loopback from the per-source rate limit.
@@ -520,4 +562,65 @@ impl Phone {
         self.sip.send(&text).await;
         self.sip.expect("SIP/2.0 200").await;
     }
+}
+
+/// Registers `user` with `password` from `peer` (REGISTER, the digest challenge, REGISTER
+/// with the answer), with `contact` as its Contact URI; returns the final response (200).
+pub async fn register_operator(
+    peer: &UdpPeer,
+    user: &str,
+    password: &str,
+    contact: &str,
+) -> String {
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK-opreg-{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@hotline.test>;tag=opreg\r\nTo: <sip:{user}@hotline.test>\r\n\
+             Call-ID: opreg-{user}-{addr}\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 300\r\n\
+             {auth}Content-Length: 0\r\n\r\n",
+            addr = peer.addr(),
+        )
+    };
+    peer.send(&register(1, "")).await;
+    let challenge = peer.expect("SIP/2.0 401").await;
+    let www = header(&challenge, "WWW-Authenticate").expect("a challenge");
+    let auth = hotline::sip::digest::client_authorization(
+        www,
+        "REGISTER",
+        "sip:hotline.test",
+        user,
+        password,
+        "0a4f113b",
+        1,
+    )
+    .expect("client computes the response");
+    peer.send(&register(2, &format!("Authorization: {auth}\r\n")))
+        .await;
+    peer.expect("SIP/2.0 200").await
+}
+
+/// A response from a test UA to `request` (its raw text): Via, From, To (with `to_tag` added
+/// unless it has one), Call-ID and CSeq copied, then `extra` header lines and an SDP `body`.
+pub fn response_to(request: &str, status: &str, to_tag: &str, extra: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for via in headers(request, "Via") {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    let to = header(request, "To").unwrap_or_default();
+    let to = if to.contains(";tag=") {
+        to.to_string()
+    } else {
+        format!("{to};tag={to_tag}")
+    };
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}",
+        header(request, "From").unwrap_or_default(),
+        header(request, "Call-ID").unwrap_or_default(),
+        header(request, "CSeq").unwrap_or_default(),
+    ));
+    if !body.is_empty() {
+        out.push_str("Content-Type: application/sdp\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out
 }

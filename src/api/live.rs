@@ -1,0 +1,397 @@
+//! The live view for supervisors and the operators' presence: `GET /live` (calls in
+//! progress, the queue, every operator's state), `GET /live/events` (the same changes as a
+//! server-sent event stream), sign-in / sign-out / pause of operators, and Prometheus
+//! `/metrics`.
+//!
+//! Nothing here holds state of its own: the queue actor and the call dispatcher own it and
+//! answer snapshot requests, so a page refresh never races the calls.
+
+use super::auth::{can, Allowed};
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::callflow::acd::AcdHandle;
+use crate::callflow::queue::{OperatorState, QueueError};
+use crate::callflow::service::{LiveCall, LiveEvent, LiveRequest};
+use crate::records::calllog::CallLog;
+use crate::store::tokens::Role;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures::Stream;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What the live routes read: the queue, the dispatcher, the call log's backlog.
+#[derive(Clone)]
+pub struct Live {
+    pub acd: AcdHandle,
+    pub calls: mpsc::Sender<LiveRequest>,
+    pub events: broadcast::Sender<LiveEvent>,
+    pub metrics: Arc<Metrics>,
+    pub calllog: CallLog,
+    /// Event streams end when the hotline shuts down (HTTP's graceful shutdown waits for
+    /// every open connection).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Live {
+    async fn calls(&self) -> Vec<LiveCall> {
+        let (tx, rx) = oneshot::channel();
+        if self.calls.send(tx).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_live))
+        .routes(routes!(live_events))
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(pause))
+}
+
+fn live(state: &AppState) -> Result<&Live, ApiError> {
+    state
+        .live
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("the call flow is not running".into()))
+}
+
+/// An operator's state as the live view shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LiveOperator {
+    pub extension: String,
+    /// offline, available, ringing, busy, wrap_up or paused.
+    pub state: &'static str,
+    /// Seconds in this state.
+    pub since_s: f64,
+    pub registered: bool,
+    pub calls_answered: u64,
+}
+
+/// A caller waiting in the queue.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LiveWaiting {
+    pub call: u64,
+    pub position: usize,
+    pub waited_s: f64,
+    /// The operator whose phone rings for this caller now.
+    pub offered_to: Option<String>,
+}
+
+/// The hotline now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveView {
+    pub calls: Vec<LiveCall>,
+    pub waiting: Vec<LiveWaiting>,
+    pub operators: Vec<LiveOperator>,
+    /// Journal writes waiting for the database (non-zero while it is unavailable).
+    pub journal_backlog: usize,
+}
+
+pub fn state_name(s: OperatorState) -> &'static str {
+    match s {
+        OperatorState::Offline => "offline",
+        OperatorState::Available => "available",
+        OperatorState::Ringing => "ringing",
+        OperatorState::Busy => "busy",
+        OperatorState::WrapUp => "wrap_up",
+        OperatorState::Paused => "paused",
+    }
+}
+
+async fn view(live: &Live) -> LiveView {
+    let snapshot = live.acd.snapshot().await;
+    LiveView {
+        calls: live.calls().await,
+        waiting: snapshot
+            .waiting
+            .iter()
+            .map(|w| LiveWaiting {
+                call: w.call,
+                position: w.position,
+                waited_s: w.waited.as_secs_f64(),
+                offered_to: w.offered_to.clone(),
+            })
+            .collect(),
+        operators: snapshot
+            .operators
+            .iter()
+            .map(|o| LiveOperator {
+                extension: o.extension.clone(),
+                state: state_name(o.state),
+                since_s: o.since.as_secs_f64(),
+                registered: o.registered,
+                calls_answered: o.calls_answered,
+            })
+            .collect(),
+        journal_backlog: live.calllog.pending(),
+    }
+}
+
+/// Calls in progress, the queue and the operators' states.
+#[utoipa::path(get, path = "/live", tag = "live", security(("bearer" = [])),
+    responses((status = 200, body = LiveView), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody)))]
+async fn get_live(
+    State(state): State<AppState>,
+    _auth: Allowed<can::LiveRead>,
+) -> Result<Json<LiveView>, ApiError> {
+    Ok(Json(view(live(&state)?).await))
+}
+
+/// Changes as they happen (server-sent events, one JSON object each): calls starting,
+/// moving on (`stage`) and ending, operators changing state, callers joining and leaving
+/// the queue.
+#[utoipa::path(get, path = "/live/events", tag = "live", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", description = "events"),
+               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn live_events(
+    State(state): State<AppState>,
+    _auth: Allowed<can::LiveRead>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let live = live(&state)?;
+    let rx = live.events.subscribe();
+    let shutdown = live.shutdown.clone();
+    if *shutdown.borrow() {
+        return Err(ApiError::Internal("shutting down".into()));
+    }
+    let stream = futures::stream::unfold(rx, move |mut rx| {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+            };
+            let event = match received {
+                Ok(ev) => {
+                    let data = serde_json::to_string(&ev).unwrap_or_default();
+                    Event::default().event(ev.kind()).data(data)
+                }
+                // A slow client misses events, not the stream: it is told how many.
+                Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(event), rx))
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Operators sign themselves in and out; supervisors may do it for anyone.
+fn may_act_for(auth: &Allowed<can::OperatorPresence>, ext: &str) -> Result<(), ApiError> {
+    if auth.token.role == Role::Operator && auth.token.operator.as_deref() != Some(ext) {
+        return Err(ApiError::Forbidden {
+            role: "operator",
+            action: "sign another operator in or out",
+        });
+    }
+    Ok(())
+}
+
+fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::UnknownOperator(_) => ApiError::NotFound(e.to_string()),
+        other => ApiError::Conflict(other.to_string()),
+    }
+}
+
+async fn presence(
+    state: &AppState,
+    auth: &Allowed<can::OperatorPresence>,
+    ext: &str,
+    what: Presence,
+) -> Result<StatusCode, ApiError> {
+    may_act_for(auth, ext)?;
+    if !state.operators.iter().any(|o| o.extension == ext) {
+        return Err(ApiError::NotFound(format!("no operator {ext}")));
+    }
+    let acd = &live(state)?.acd;
+    let result = match what {
+        Presence::In => acd.sign_in(ext).await,
+        Presence::Out => acd.sign_out(ext).await,
+        Presence::Pause => acd.pause(ext).await,
+    };
+    result.map_err(queue_error)?;
+    tracing::info!(
+        operator = ext,
+        by = auth.actor(),
+        ?what,
+        "operator presence"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Presence {
+    In,
+    Out,
+    Pause,
+}
+
+/// Signs an operator in: their registered phone starts getting calls (409 when it is not
+/// registered). Also how a paused operator comes back.
+#[utoipa::path(post, path = "/operators/{extension}/sign-in", tag = "live",
+    params(("extension" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn sign_in(
+    State(state): State<AppState>,
+    auth: Allowed<can::OperatorPresence>,
+    Path(ext): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    presence(&state, &auth, &ext, Presence::In).await
+}
+
+/// Signs an operator out: no more calls (a call in progress goes on).
+#[utoipa::path(post, path = "/operators/{extension}/sign-out", tag = "live",
+    params(("extension" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn sign_out(
+    State(state): State<AppState>,
+    auth: Allowed<can::OperatorPresence>,
+    Path(ext): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    presence(&state, &auth, &ext, Presence::Out).await
+}
+
+/// Pauses an operator (a break): no calls until they sign in again.
+#[utoipa::path(post, path = "/operators/{extension}/pause", tag = "live",
+    params(("extension" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn pause(
+    State(state): State<AppState>,
+    auth: Allowed<can::OperatorPresence>,
+    Path(ext): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    presence(&state, &auth, &ext, Presence::Pause).await
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DispositionLabel {
+    disposition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// The hotline's Prometheus metrics. Counters are bumped by the call flow as calls end;
+/// the gauges are read from the queue and the dispatcher when scraped.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<DispositionLabel, Counter>,
+    active: Gauge,
+    waiting: Gauge,
+    operators: Family<StateLabel, Gauge>,
+    backlog: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hotline");
+        let calls = Family::<DispositionLabel, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls ended, by journal disposition",
+            calls.clone(),
+        );
+        let active = Gauge::default();
+        registry.register("active_calls", "Calls in progress", active.clone());
+        let waiting = Gauge::default();
+        registry.register("waiting_callers", "Callers in the queue", waiting.clone());
+        let operators = Family::<StateLabel, Gauge>::default();
+        registry.register("operators", "Operators by state", operators.clone());
+        let backlog = Gauge::default();
+        registry.register(
+            "journal_backlog",
+            "Journal writes waiting for the database",
+            backlog.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            active,
+            waiting,
+            operators,
+            backlog,
+        }
+    }
+}
+
+impl Metrics {
+    /// A call ended with this disposition.
+    pub fn call_ended(&self, disposition: &str) {
+        self.calls
+            .get_or_create(&DispositionLabel {
+                disposition: disposition.to_string(),
+            })
+            .inc();
+    }
+}
+
+const ALL_STATES: [OperatorState; 6] = [
+    OperatorState::Offline,
+    OperatorState::Available,
+    OperatorState::Ringing,
+    OperatorState::Busy,
+    OperatorState::WrapUp,
+    OperatorState::Paused,
+];
+
+/// Prometheus metrics (OpenMetrics text). Counts only, no personal data, so no token.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    let Some(live) = state.live.as_ref() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let view = view(live).await;
+    let m = &live.metrics;
+    m.active.set(view.calls.len() as i64);
+    m.waiting.set(view.waiting.len() as i64);
+    m.backlog.set(view.journal_backlog as i64);
+    for s in ALL_STATES {
+        let n = view
+            .operators
+            .iter()
+            .filter(|o| o.state == state_name(s))
+            .count();
+        m.operators
+            .get_or_create(&StateLabel {
+                state: state_name(s).to_string(),
+            })
+            .set(n as i64);
+    }
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
+        tracing::error!(error = %e, "metrics encoding failed");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,958 @@
+//! The call flow at run time: one dispatcher task that routes the SIP core's events, and one
+//! task per call that carries out its [`CallFlow`]'s actions.
+//!
+//! The dispatcher owns the table of calls (inbound call → its task, operator leg → the call
+//! it serves) and nothing else; it never waits on the database or the media. Each call's
+//! task owns that call's media session, its queue notices and its journal writes, so a slow
+//! call slows nobody else.
+//!
+//! Operator legs are placed through the dispatcher ([`Routed::Originate`]): it asks the SIP
+//! core and records "leg → call" before it reads the core's next event, so the leg's first
+//! response always finds its call. The SIP core only rings registered operators' bindings
+//! (`UserAgent::originate`); nothing here can name another destination.
+//!
+//! Journal writes of one call go, in order, through a small writer task of the call's own
+//! ([`CallLog`]): the call's loop never blocks on the database, and the one write the flow
+//! must wait for (a voicemail, before "your message is saved") comes back as
+//! [`Input::Durable`].
+
+use super::acd::{AcdHandle, QueueChange};
+use super::call::{Action, CallFlow, FlowSettings, Input, Outcome, PromptName};
+use super::queue::QueueNotice;
+use super::{DtmfVia, Event};
+use crate::calendar::Calendar;
+use crate::media::ports::PortPool;
+use crate::media::prompt::{Prompt, PromptError, Prompts};
+use crate::media::recorder::path_for;
+use crate::media::session::{
+    Command, LegConfig, LegId, Session, SessionConfig, SessionEvent, VoicemailSpec,
+    VoicemailSummary,
+};
+use crate::records::calllog::{CallLog, CallVoicemail};
+use crate::records::journal::{CallProgress, Disposition, NewCall};
+use crate::sip::sdp::Negotiated;
+use crate::sip::transport::SipControl;
+use crate::sip::ua::{self, EndReason, Originate};
+use chrono::{DateTime, Datelike, Utc};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// The prompts of the flow, resolved and checked at start-up.
+pub struct FlowPrompts {
+    greeting: Arc<Prompt>,
+    after_hours: Vec<Arc<Prompt>>,
+    all_busy: Arc<Prompt>,
+    position: Arc<Prompt>,
+    /// `number_N` by N (index 0 unused); a position without a prompt is not announced.
+    numbers: Vec<Option<Arc<Prompt>>>,
+    beep: Arc<Prompt>,
+    message_saved: Arc<Prompt>,
+    hold: Arc<Prompt>,
+}
+
+impl FlowPrompts {
+    /// Resolves every prompt the flow plays. The after-hours greeting states the calendar's
+    /// weekday hours, so changing `[calendar.hours]` changes what callers hear; when the
+    /// weekdays' hours differ (the sentence «с __ до __» would be wrong) the hours are left
+    /// out, with a warning.
+    pub fn load(prompts: &Prompts, calendar: &Calendar) -> Result<FlowPrompts, PromptError> {
+        let after_hours = match calendar.weekday_hours() {
+            Some((open, close)) => {
+                use chrono::Timelike;
+                let hm = |t: chrono::NaiveTime| (t.hour() as u8, t.minute() as u8);
+                // 24:00 is kept as 23:59:59.999 by some calendars: round it up.
+                let close = if close.hour() == 23 && close.minute() == 59 {
+                    (24, 0)
+                } else {
+                    hm(close)
+                };
+                prompts.after_hours(hm(open), close)?
+            }
+            None => {
+                tracing::warn!(
+                    "weekday hours differ: the after-hours greeting does not state them"
+                );
+                vec![
+                    prompts.require("after_hours_intro")?,
+                    prompts.require("after_hours_outro")?,
+                ]
+            }
+        };
+        Ok(FlowPrompts {
+            greeting: prompts.require("greeting_working")?,
+            after_hours,
+            all_busy: prompts.require("all_busy")?,
+            position: prompts.require("queue_position")?,
+            numbers: (0..=99)
+                .map(|n| prompts.get(&format!("number_{n}")))
+                .collect(),
+            beep: prompts.require("beep")?,
+            message_saved: prompts.require("message_saved")?,
+            hold: prompts.require("hold")?,
+        })
+    }
+
+    fn resolve(&self, names: &[PromptName]) -> Option<Vec<Arc<Prompt>>> {
+        let mut out = Vec::new();
+        for name in names {
+            match name {
+                PromptName::Greeting => out.push(self.greeting.clone()),
+                PromptName::AfterHours => out.extend(self.after_hours.iter().cloned()),
+                PromptName::AllBusy => out.push(self.all_busy.clone()),
+                PromptName::Position(n) => {
+                    let number = self.numbers.get(*n).cloned().flatten()?;
+                    out.push(self.position.clone());
+                    out.push(number);
+                }
+                PromptName::Beep => out.push(self.beep.clone()),
+                PromptName::MessageSaved => out.push(self.message_saved.clone()),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Everything the calls share. Read-only after start.
+pub struct Context {
+    pub ports: PortPool,
+    pub prompts: FlowPrompts,
+    pub data_dir: PathBuf,
+    pub rtp_timeout: Option<Duration>,
+    pub control: SipControl,
+    pub observers: broadcast::Sender<Event>,
+    pub acd: AcdHandle,
+    pub calllog: CallLog,
+    pub calendar: Arc<Calendar>,
+    pub flow: FlowSettings,
+    pub voicemail: crate::config::VoicemailConfig,
+    pub live: broadcast::Sender<LiveEvent>,
+    pub metrics: Arc<crate::api::live::Metrics>,
+}
+
+/// A call as the live view shows it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LiveCall {
+    pub call: u64,
+    pub call_id: String,
+    pub phone: String,
+    pub arrived_at: DateTime<Utc>,
+    /// answering, greeting, queued, ringing, connected, to_voicemail, voicemail, ending.
+    pub stage: String,
+    pub operator: Option<String>,
+}
+
+/// A change the live feed (`GET /api/v1/live/events`) reports.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    CallStarted {
+        call: u64,
+        phone: String,
+        arrived_at: DateTime<Utc>,
+    },
+    CallStage {
+        call: u64,
+        stage: &'static str,
+        operator: Option<String>,
+    },
+    CallEnded {
+        call: u64,
+        disposition: &'static str,
+    },
+    Operator {
+        extension: String,
+        state: &'static str,
+    },
+    Queue {
+        call: u64,
+        /// Joined (true) or left (false) the queue.
+        joined: bool,
+    },
+}
+
+impl LiveEvent {
+    /// The SSE event name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LiveEvent::CallStarted { .. } => "call_started",
+            LiveEvent::CallStage { .. } => "call_stage",
+            LiveEvent::CallEnded { .. } => "call_ended",
+            LiveEvent::Operator { .. } => "operator",
+            LiveEvent::Queue { .. } => "queue",
+        }
+    }
+}
+
+/// What a call's task tells the dispatcher, and what the dispatcher routes to a call.
+enum Routed {
+    /// To the dispatcher: place the operator leg for `call`.
+    Originate {
+        call: u64,
+        o: Originate,
+        reply: oneshot::Sender<Option<u64>>,
+    },
+    /// To the dispatcher: the call's task has ended.
+    Gone { call: u64 },
+    /// To the dispatcher: the call's stage changed (for the live view).
+    Stage {
+        call: u64,
+        stage: &'static str,
+        operator: Option<String>,
+    },
+}
+
+/// What reaches a call's task from the SIP core.
+#[derive(Debug)]
+enum ToCall {
+    Answered,
+    MediaChanged(Negotiated),
+    Dtmf(char),
+    CallerEnded,
+    LegRinging,
+    LegAnswered {
+        leg: u64,
+        media: Negotiated,
+        rtp_port: u16,
+    },
+    LegFailed(u64),
+    LegEnded(u64),
+}
+
+/// Asks the dispatcher for the live calls.
+pub type LiveRequest = oneshot::Sender<Vec<LiveCall>>;
+
+/// Runs the dispatcher until shutdown; every call's task is waited for, so that every
+/// recording is final and every journal write handed over before this returns.
+pub async fn run(
+    ctx: Arc<Context>,
+    mut sip: mpsc::UnboundedReceiver<ua::Event>,
+    mut live: mpsc::Receiver<LiveRequest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (routed_tx, mut routed) = mpsc::unbounded_channel::<Routed>();
+    let mut calls: HashMap<u64, (mpsc::UnboundedSender<ToCall>, LiveCall)> = HashMap::new();
+    let mut legs: HashMap<u64, u64> = HashMap::new();
+    let mut bindings: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut queue_changes = ctx.acd.subscribe();
+    let mut queue_open = true;
+    loop {
+        tokio::select! {
+            ev = sip.recv() => {
+                let Some(ev) = ev else { break };
+                let _ = ctx.observers.send(Event::Sip(ev.clone()));
+                route(&ctx, ev, &mut calls, &mut legs, &mut bindings, &routed_tx, &mut tasks);
+            }
+            Some(msg) = routed.recv() => match msg {
+                Routed::Originate { call, o, reply } => {
+                    let placed = match ctx.control.originate(o).await {
+                        Ok(leg) => {
+                            legs.insert(leg, call);
+                            Some(leg)
+                        }
+                        Err(e) => {
+                            tracing::warn!(call, error = %e, "operator leg not placed");
+                            None
+                        }
+                    };
+                    let _ = reply.send(placed);
+                }
+                Routed::Gone { call } => {
+                    calls.remove(&call);
+                    legs.retain(|_, c| *c != call);
+                }
+                Routed::Stage { call, stage, operator } => {
+                    if let Some((_, info)) = calls.get_mut(&call) {
+                        info.stage = stage.to_string();
+                        info.operator = operator.clone();
+                    }
+                    let _ = ctx.live.send(LiveEvent::CallStage { call, stage, operator });
+                }
+            },
+            Some(reply) = live.recv() => {
+                let mut list: Vec<LiveCall> = calls.values().map(|(_, l)| l.clone()).collect();
+                list.sort_by_key(|c| c.call);
+                let _ = reply.send(list);
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            change = queue_changes.recv(), if queue_open => match change {
+                Ok(c) => {
+                    let _ = ctx.live.send(live_event(c));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => queue_open = false,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Hang every call up: each task stops its media (finalising the recording and any
+    // voicemail) and hands its last journal writes over before it ends.
+    for (_, (tx, _)) in calls.drain() {
+        let _ = tx.send(ToCall::CallerEnded);
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The live feed's form of a queue change.
+fn live_event(c: QueueChange) -> LiveEvent {
+    match c {
+        QueueChange::Operator { extension, state } => LiveEvent::Operator {
+            extension,
+            state: crate::api::live::state_name(state),
+        },
+        QueueChange::CallerJoined { call } => LiveEvent::Queue { call, joined: true },
+        QueueChange::CallerLeft { call, .. } => LiveEvent::Queue {
+            call,
+            joined: false,
+        },
+    }
+}
+
+fn route(
+    ctx: &Arc<Context>,
+    ev: ua::Event,
+    calls: &mut HashMap<u64, (mpsc::UnboundedSender<ToCall>, LiveCall)>,
+    legs: &mut HashMap<u64, u64>,
+    bindings: &mut HashMap<String, HashSet<String>>,
+    routed: &mpsc::UnboundedSender<Routed>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let send = |calls: &HashMap<u64, (mpsc::UnboundedSender<ToCall>, LiveCall)>, call, m| {
+        if let Some((tx, _)) = calls.get(&call) {
+            let _ = tx.send(m);
+        }
+    };
+    match ev {
+        ua::Event::CallOffered {
+            call,
+            call_id,
+            from,
+            rtp_port,
+            media,
+            ..
+        } => {
+            let (phone, name) = caller_of(&from);
+            let arrived_at = Utc::now();
+            let _ = ctx.live.send(LiveEvent::CallStarted {
+                call,
+                phone: phone.clone(),
+                arrived_at,
+            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            calls.insert(
+                call,
+                (
+                    tx,
+                    LiveCall {
+                        call,
+                        call_id: call_id.clone(),
+                        phone: phone.clone(),
+                        arrived_at,
+                        stage: "answering".into(),
+                        operator: None,
+                    },
+                ),
+            );
+            let offered = Offered {
+                call,
+                call_id,
+                phone,
+                name,
+                arrived_at,
+                rtp_port,
+                media,
+            };
+            tasks.spawn(run_call(ctx.clone(), offered, rx, routed.clone()));
+        }
+        ua::Event::CallAnswered { call } => send(calls, call, ToCall::Answered),
+        ua::Event::CallConfirmed { .. } => {}
+        ua::Event::MediaChanged { call, media } => send(calls, call, ToCall::MediaChanged(media)),
+        ua::Event::Dtmf { call, digit } => {
+            let _ = ctx.observers.send(Event::Dtmf {
+                call,
+                digit,
+                via: DtmfVia::SipInfo,
+            });
+            send(calls, call, ToCall::Dtmf(digit));
+        }
+        ua::Event::OperatorRinging { call: leg } => {
+            if let Some(&call) = legs.get(&leg) {
+                send(calls, call, ToCall::LegRinging);
+            }
+        }
+        ua::Event::OperatorAnswered {
+            call: leg,
+            media,
+            rtp_port,
+        } => {
+            if let Some(&call) = legs.get(&leg) {
+                send(
+                    calls,
+                    call,
+                    ToCall::LegAnswered {
+                        leg,
+                        media,
+                        rtp_port,
+                    },
+                );
+            }
+        }
+        ua::Event::OperatorFailed { call: leg, .. } => {
+            if let Some(call) = legs.remove(&leg) {
+                send(calls, call, ToCall::LegFailed(leg));
+            }
+        }
+        ua::Event::CallEnded { call, .. } => {
+            if let Some(parent) = legs.remove(&call) {
+                send(calls, parent, ToCall::LegEnded(call));
+            } else {
+                send(calls, call, ToCall::CallerEnded);
+            }
+        }
+        ua::Event::Registration(r) => {
+            use crate::sip::registrar::RegistrationEvent as R;
+            let (extension, now_registered) = match r {
+                R::Registered { extension, contact } => {
+                    bindings
+                        .entry(extension.clone())
+                        .or_default()
+                        .insert(contact);
+                    (extension, true)
+                }
+                R::Unregistered { extension, contact } => {
+                    let set = bindings.entry(extension.clone()).or_default();
+                    set.remove(&contact);
+                    let any = !set.is_empty();
+                    (extension, any)
+                }
+            };
+            ctx.acd.set_registered(&extension, now_registered);
+        }
+    }
+}
+
+/// The caller's number and display name from the INVITE's From. A user part that is not a
+/// phone number (a softphone's user name, a scanner's junk) is journaled as `anonymous`.
+fn caller_of(from: &str) -> (String, Option<String>) {
+    let name = from
+        .split('<')
+        .next()
+        .map(|d| d.trim().trim_matches('"').trim().to_string())
+        .filter(|d| !d.is_empty() && from.contains('<'));
+    let uri = from
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(u, _)| u)
+        .unwrap_or(from);
+    let user = uri
+        .trim()
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .trim_start_matches("tel:")
+        .split(['@', ';'])
+        .next()
+        .unwrap_or_default();
+    let phone = if crate::records::journal::validate_phone("phone", user).is_ok() {
+        user.to_string()
+    } else {
+        "anonymous".to_string()
+    };
+    let name = name.map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect());
+    (phone, name)
+}
+
+/// A call the SIP core has accepted, with what its media will need.
+struct Offered {
+    call: u64,
+    call_id: String,
+    phone: String,
+    name: Option<String>,
+    arrived_at: DateTime<Utc>,
+    rtp_port: u16,
+    media: Negotiated,
+}
+
+/// One journal write of a call, in order.
+enum Write {
+    Progress(CallProgress),
+    /// The flow waits for this one ([`Input::Durable`]).
+    Voicemail(CallVoicemail),
+}
+
+/// The task of one call. See the module documentation.
+async fn run_call(
+    ctx: Arc<Context>,
+    offered: Offered,
+    mut sip: mpsc::UnboundedReceiver<ToCall>,
+    routed: mpsc::UnboundedSender<Routed>,
+) {
+    let call = offered.call;
+    let started = Instant::now();
+    // The entry is durable (in the database, or spooled while it is away) before the
+    // caller hears anything.
+    let arrival = NewCall {
+        call_id: Some(offered.call_id.clone()),
+        arrived_at: offered.arrived_at,
+        phone: offered.phone.clone(),
+        caller_name: offered.name.clone(),
+    };
+    if let Err(e) = ctx.calllog.arrived(arrival).await {
+        tracing::error!(call, error = %e, "call NOT journaled");
+    }
+    let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<()>();
+    let (writes, writer) = spawn_writer(ctx.calllog.clone(), offered.call_id.clone(), durable_tx);
+
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel::<(u64, SessionEvent)>();
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<QueueNotice>();
+    let mut c = CallTask {
+        ctx: ctx.clone(),
+        call,
+        offered,
+        flow: CallFlow::new(ctx.flow.clone()),
+        session: None,
+        leg: None,
+        pending_media: None,
+        answered_at: None,
+        recording: None,
+        voicemail: None,
+        inputs: Vec::new(),
+        routed,
+        writes,
+        queue_tx,
+        media_tx,
+        stage: "answering",
+    };
+    loop {
+        c.drain().await;
+        if c.flow.is_done() {
+            break;
+        }
+        tokio::select! {
+            m = sip.recv() => match m {
+                Some(m) => c.on_sip(m),
+                None => c.inputs.push(Input::CallerEnded),
+            },
+            Some((_, ev)) = media_rx.recv() => c.on_media(ev),
+            Some(n) = queue_rx.recv() => c.inputs.push(match n {
+                QueueNotice::Offer { operator } => Input::Offer(operator),
+                QueueNotice::CancelOffer { operator } => Input::CancelOffer(operator),
+                QueueNotice::Position(p) => Input::Position(p),
+                QueueNotice::MaxWait => Input::MaxWait,
+            }),
+            Some(()) = durable_rx.recv() => c.inputs.push(Input::Durable),
+        }
+    }
+    tracing::debug!(call, secs = started.elapsed().as_secs(), "call over");
+    let _ = c.routed.send(Routed::Gone { call });
+    // The call is over once its last write is handed to the call log (at shutdown the log
+    // is stopped only after every call).
+    let CallTask { writes, .. } = c;
+    drop(writes);
+    let _ = writer.await;
+}
+
+/// Performs a call's journal writes in order, off the call's loop.
+fn spawn_writer(
+    calllog: CallLog,
+    call_id: String,
+    durable: mpsc::UnboundedSender<()>,
+) -> (mpsc::UnboundedSender<Write>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
+    let task = tokio::spawn(async move {
+        while let Some(w) = rx.recv().await {
+            match w {
+                Write::Progress(p) => {
+                    if let Err(e) = calllog.progress(call_id.clone(), p).await {
+                        tracing::error!(%call_id, error = %e, "call progress NOT journaled");
+                    }
+                }
+                Write::Voicemail(v) => {
+                    if let Err(e) = calllog.voicemail(call_id.clone(), v).await {
+                        tracing::error!(%call_id, error = %e, "voicemail NOT journaled");
+                    }
+                    // The flow goes on either way; the error is logged loudly above.
+                    let _ = durable.send(());
+                }
+            }
+        }
+    });
+    (tx, task)
+}
+
+struct CallTask {
+    ctx: Arc<Context>,
+    call: u64,
+    offered: Offered,
+    flow: CallFlow,
+    session: Option<Session>,
+    /// The operator leg's SIP call number.
+    leg: Option<u64>,
+    /// A caller re-INVITE that came before the media started.
+    pending_media: Option<Negotiated>,
+    answered_at: Option<DateTime<Utc>>,
+    /// The call recording, relative to the data directory.
+    recording: Option<String>,
+    voicemail: Option<VoicemailSummary>,
+    /// Inputs produced while carrying out actions, fed before waiting again.
+    inputs: Vec<Input>,
+    routed: mpsc::UnboundedSender<Routed>,
+    writes: mpsc::UnboundedSender<Write>,
+    queue_tx: mpsc::UnboundedSender<QueueNotice>,
+    media_tx: mpsc::UnboundedSender<(u64, SessionEvent)>,
+    stage: &'static str,
+}
+
+impl CallTask {
+    /// Feeds pending inputs and carries out the actions until both are exhausted.
+    async fn drain(&mut self) {
+        loop {
+            let now = Instant::now();
+            for input in std::mem::take(&mut self.inputs) {
+                self.flow.handle(input, now);
+            }
+            let mut any = false;
+            while let Some(a) = self.flow.poll_action() {
+                any = true;
+                self.perform(a).await;
+            }
+            if !any && self.inputs.is_empty() {
+                break;
+            }
+        }
+        let stage = self.flow.stage();
+        if stage != self.stage {
+            self.stage = stage;
+            let _ = self.routed.send(Routed::Stage {
+                call: self.call,
+                stage,
+                operator: self.flow.operator().map(str::to_string),
+            });
+        }
+    }
+
+    fn on_sip(&mut self, m: ToCall) {
+        match m {
+            ToCall::Answered => self.start_media(),
+            ToCall::MediaChanged(media) => match &self.session {
+                Some(s) => {
+                    s.command(Command::UpdateCaller(media));
+                }
+                None => self.pending_media = Some(media),
+            },
+            ToCall::Dtmf(d) => self.inputs.push(Input::Dtmf(d)),
+            ToCall::CallerEnded => self.inputs.push(Input::CallerEnded),
+            ToCall::LegRinging => {}
+            ToCall::LegAnswered {
+                leg,
+                media,
+                rtp_port,
+            } => {
+                if self.leg == Some(leg) {
+                    self.inputs.push(Input::OperatorAnswered);
+                    self.bridge(media, rtp_port);
+                }
+            }
+            ToCall::LegFailed(leg) => {
+                if self.leg == Some(leg) {
+                    self.leg = None;
+                    self.inputs.push(Input::OperatorFailed);
+                }
+            }
+            ToCall::LegEnded(leg) => {
+                if self.leg == Some(leg) {
+                    self.leg = None;
+                    if let Some(s) = &self.session {
+                        s.command(Command::Unbridge);
+                    }
+                    // Before the answer an ended leg is a failed offer (the phone vanished).
+                    let input = if self.flow.stage() == "ringing" {
+                        Input::OperatorFailed
+                    } else {
+                        Input::OperatorEnded
+                    };
+                    self.inputs.push(input);
+                }
+            }
+        }
+    }
+
+    fn start_media(&mut self) {
+        let o = &self.offered;
+        let Some(socket) = self.ctx.ports.take(o.rtp_port) else {
+            tracing::error!(call = self.call, port = o.rtp_port, "RTP socket missing");
+            self.inputs.push(Input::CallerEnded);
+            return;
+        };
+        let local = self.ctx.calendar.local_date(o.arrived_at);
+        let path = path_for(
+            &self.ctx.data_dir.join("recordings"),
+            (local.year(), local.month(), local.day()),
+            &o.call_id,
+        );
+        let mut media = o.media.clone();
+        if let Some(m) = self.pending_media.take() {
+            media = m;
+        }
+        let config = SessionConfig {
+            call: self.call,
+            caller: LegConfig { socket, media },
+            recording: Some(path),
+            rtp_timeout: self.ctx.rtp_timeout,
+        };
+        match Session::spawn(config, self.media_tx.clone()) {
+            Ok(s) => {
+                self.session = Some(s);
+                let open = self.ctx.calendar.is_open(Utc::now());
+                self.inputs.push(Input::Answered { open });
+            }
+            Err(e) => {
+                tracing::error!(call = self.call, error = %e, "cannot start media");
+                let _ = self
+                    .writes
+                    .send(Write::Progress(failed(Utc::now(), Disposition::Failed)));
+                self.inputs.push(Input::CallerEnded);
+            }
+        }
+    }
+
+    fn bridge(&mut self, media: Negotiated, port: u16) {
+        let Some(socket) = self.ctx.ports.take(port) else {
+            tracing::error!(call = self.call, port, "operator RTP socket missing");
+            return;
+        };
+        if let Some(s) = &self.session {
+            s.command(Command::Bridge(LegConfig { socket, media }));
+        }
+    }
+
+    fn on_media(&mut self, ev: SessionEvent) {
+        match ev {
+            SessionEvent::Dtmf(d) => {
+                let _ = self.ctx.observers.send(Event::Dtmf {
+                    call: self.call,
+                    digit: d,
+                    via: DtmfVia::Rtp,
+                });
+                self.inputs.push(Input::Dtmf(d));
+            }
+            SessionEvent::PlaybackDone => {
+                let _ = self
+                    .ctx
+                    .observers
+                    .send(Event::PlaybackDone { call: self.call });
+                self.inputs.push(Input::PlaybackDone);
+            }
+            SessionEvent::RtpTimeout(leg) => {
+                let _ = self.ctx.observers.send(Event::RtpTimeout {
+                    call: self.call,
+                    leg,
+                });
+                match leg {
+                    LegId::Caller => {
+                        let control = self.ctx.control.clone();
+                        let call = self.call;
+                        tokio::spawn(async move {
+                            control.hangup(call, EndReason::RtpTimeout).await;
+                        });
+                    }
+                    LegId::Operator => {
+                        if let Some(leg) = self.leg {
+                            let control = self.ctx.control.clone();
+                            tokio::spawn(async move {
+                                control.hangup(leg, EndReason::RtpTimeout).await;
+                            });
+                        }
+                    }
+                }
+            }
+            SessionEvent::VoicemailDone(summary) => {
+                self.voicemail = Some(summary);
+                self.inputs.push(Input::VoicemailDone);
+            }
+            SessionEvent::Ended(summary) => {
+                self.recording = summary
+                    .recording
+                    .as_ref()
+                    .and_then(|r| relative(&self.ctx.data_dir, &r.path));
+                let _ = self.ctx.observers.send(Event::RecordingSaved {
+                    call: self.call,
+                    recording: summary.recording,
+                });
+                self.session = None;
+                self.inputs.push(Input::MediaEnded);
+            }
+        }
+    }
+
+    async fn perform(&mut self, a: Action) {
+        let ctx = self.ctx.clone();
+        match a {
+            Action::Play {
+                prompts,
+                hold_after,
+            } => {
+                let Some(list) = ctx.prompts.resolve(&prompts) else {
+                    return; // a position past the numbers we have: not announced
+                };
+                if let Some(s) = &self.session {
+                    s.command(Command::Play {
+                        prompts: list,
+                        then: hold_after.then(|| ctx.prompts.hold.clone()),
+                    });
+                }
+            }
+            Action::Enqueue => ctx.acd.enqueue(self.call, self.queue_tx.clone()),
+            Action::LeaveQueue => ctx.acd.leave(self.call),
+            Action::RingOperator(extension) => {
+                let (reply, rx) = oneshot::channel();
+                let o = Originate {
+                    extension,
+                    caller_number: self.offered.phone.clone(),
+                    caller_name: self.offered.name.clone(),
+                };
+                let _ = self.routed.send(Routed::Originate {
+                    call: self.call,
+                    o,
+                    reply,
+                });
+                match rx.await.ok().flatten() {
+                    Some(leg) => self.leg = Some(leg),
+                    None => self.inputs.push(Input::OperatorFailed),
+                }
+            }
+            Action::CancelOperator => {
+                if let Some(leg) = self.leg.take() {
+                    ctx.control.cancel(leg).await;
+                }
+            }
+            Action::Connected(op) => {
+                ctx.acd.answered(self.call, &op);
+                let now = Utc::now();
+                self.answered_at = Some(now);
+                let _ = self.writes.send(Write::Progress(CallProgress {
+                    answered_at: Some(now),
+                    operator: Some(op),
+                    wait_ms: None,
+                    ..CallProgress::default()
+                }));
+            }
+            Action::OfferFailed(op) => ctx.acd.offer_failed(self.call, &op),
+            Action::OperatorDone(op) => ctx.acd.call_ended(&op),
+            Action::StartVoicemail => {
+                let local = ctx.calendar.local_date(self.offered.arrived_at);
+                let path = path_for(
+                    &ctx.data_dir.join("voicemail"),
+                    (local.year(), local.month(), local.day()),
+                    &self.offered.call_id,
+                );
+                let v = &ctx.voicemail;
+                if let Some(s) = &self.session {
+                    s.command(Command::RecordVoicemail(VoicemailSpec {
+                        path,
+                        max_length: v.max_length(),
+                        silence: v.silence(),
+                        min_speech: v.min_speech(),
+                        threshold_dbfs: v.silence_dbfs,
+                    }));
+                }
+            }
+            Action::StopVoicemail => {
+                if let Some(s) = &self.session {
+                    s.command(Command::StopVoicemail);
+                }
+            }
+            Action::SaveVoicemail => match self.voicemail.take().and_then(|v| {
+                relative(&ctx.data_dir, &v.path).map(|file| CallVoicemail {
+                    arrived_at: self.offered.arrived_at,
+                    file,
+                    duration: v.duration,
+                    empty: v.empty,
+                    after_hours: !ctx.calendar.is_open(self.offered.arrived_at),
+                })
+            }) {
+                Some(vm) => {
+                    let _ = self.writes.send(Write::Voicemail(vm));
+                }
+                None => {
+                    tracing::error!(call = self.call, "voicemail has no file to journal");
+                    self.inputs.push(Input::Durable);
+                }
+            },
+            Action::HangUpCaller => ctx.control.hangup(self.call, EndReason::Hangup).await,
+            Action::HangUpOperator => {
+                if let Some(leg) = self.leg.take() {
+                    ctx.control.hangup(leg, EndReason::Hangup).await;
+                }
+            }
+            Action::StopMedia => match &self.session {
+                Some(s) => {
+                    s.command(Command::Stop);
+                }
+                None => self.inputs.push(Input::MediaEnded),
+            },
+            Action::Finish(outcome) => self.finish(outcome),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        let Outcome {
+            disposition,
+            operator,
+            wait,
+        } = outcome;
+        self.ctx.metrics.call_ended(disposition.as_str());
+        let _ = self.ctx.live.send(LiveEvent::CallEnded {
+            call: self.call,
+            disposition: disposition.as_str(),
+        });
+        let progress = CallProgress {
+            answered_at: self.answered_at,
+            ended_at: Some(Utc::now()),
+            wait_ms: wait.map(|w| w.as_millis() as i64),
+            disposition: Some(disposition),
+            operator,
+            recording: self.recording.clone(),
+        };
+        let _ = self.writes.send(Write::Progress(progress));
+    }
+}
+
+fn failed(at: DateTime<Utc>, d: Disposition) -> CallProgress {
+    CallProgress {
+        ended_at: Some(at),
+        disposition: Some(d),
+        ..CallProgress::default()
+    }
+}
+
+/// `path` relative to the data directory, as records name files.
+fn relative(data_dir: &Path, path: &Path) -> Option<String> {
+    path.strip_prefix(data_dir)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caller_of;
+
+    #[test]
+    fn caller_number_and_name_from_the_from_header() {
+        assert_eq!(
+            caller_of("\"Иван\" <sip:+79781234567@10.0.0.1>;tag=1"),
+            ("+79781234567".into(), Some("Иван".into()))
+        );
+        assert_eq!(
+            caller_of("<sip:89781234567@h;user=phone>;tag=x"),
+            ("89781234567".into(), None)
+        );
+        assert_eq!(
+            caller_of("sipp <sip:sipp@127.0.0.1:5061>;tag=1"),
+            ("anonymous".into(), Some("sipp".into()))
+        );
+        assert_eq!(caller_of("sip:8800@h"), ("8800".into(), None));
+    }
+}
