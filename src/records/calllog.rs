@@ -987,7 +987,7 @@ mod tests {
         // Every write is handed over before the first is answered (join_all polls them in
         // order): a progress ahead of its arrival would find no entry and be refused, and
         // the last disposition given must be the one that stays.
-        let mut writes: Vec<Pin<Box<dyn Future<Output = Result<Durable, CallLogError>>>>> =
+        let mut writes: Vec<futures::future::LocalBoxFuture<'_, Result<Durable, CallLogError>>> =
             Vec::new();
         for i in 0..20 {
             let cid = format!("o{i}");
