@@ -256,7 +256,6 @@ async fn answered_call_audio_both_ways_recorded_and_journaled() {
     let left = channel(&samples, 0);
     let right = channel(&samples, 1);
     assert!(power(&left, 1000.0) > 10.0 * power(&left, 600.0));
-    assert!(power(&right, 600.0) > 0.0);
     let tail = &right[right.len().saturating_sub(16000)..];
     assert!(power(tail, 600.0) > 10.0 * power(tail, 1000.0));
     flow.stop().await;
@@ -308,7 +307,8 @@ async fn all_busy_queue_then_voicemail_kept_and_journaled() {
     assert!(vm["duration_s"].as_f64().unwrap() >= 1.5);
     let (samples, channels) = flow.wav(vm["file"].as_str().unwrap());
     assert_eq!(channels, 1);
-    assert!(power(&samples, 1000.0) > 0.0);
+    // The caller's 1 kHz is in the message, not just noise.
+    assert!(power(&samples, 1000.0) > 10.0 * power(&samples, 600.0));
     flow.stop().await;
 }
 

@@ -437,30 +437,24 @@ fn route(
 /// The caller's number and display name from the INVITE's From. A user part that is not a
 /// phone number (a softphone's user name, a scanner's junk) is journaled as `anonymous`.
 fn caller_of(from: &str) -> (String, Option<String>) {
+    use crate::sip::message::{addr_uri, uri_user};
     let name = from
-        .split('<')
-        .next()
-        .map(|d| d.trim().trim_matches('"').trim().to_string())
-        .filter(|d| !d.is_empty() && from.contains('<'));
-    let uri = from
         .split_once('<')
-        .and_then(|(_, r)| r.split_once('>'))
-        .map(|(u, _)| u)
-        .unwrap_or(from);
-    let user = uri
-        .trim()
-        .trim_start_matches("sips:")
-        .trim_start_matches("sip:")
-        .trim_start_matches("tel:")
-        .split(['@', ';'])
-        .next()
+        .map(|(d, _)| d.trim().trim_matches('"').trim())
+        .filter(|d| !d.is_empty())
+        .map(|d| d.chars().filter(|c| !c.is_control()).take(200).collect());
+    let uri = addr_uri(from);
+    let user = uri_user(uri)
+        .or_else(|| {
+            uri.strip_prefix("tel:")
+                .map(|t| t.split(';').next().unwrap_or(t))
+        })
         .unwrap_or_default();
     let phone = if crate::records::journal::validate_phone("phone", user).is_ok() {
         user.to_string()
     } else {
         "anonymous".to_string()
     };
-    let name = name.map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect());
     (phone, name)
 }
 
@@ -954,5 +948,9 @@ mod tests {
             ("anonymous".into(), Some("sipp".into()))
         );
         assert_eq!(caller_of("sip:8800@h"), ("8800".into(), None));
+        assert_eq!(
+            caller_of("<tel:+79781234567;phone-context=x>"),
+            ("+79781234567".into(), None)
+        );
     }
 }

@@ -223,34 +223,7 @@ impl Recorder {
     }
 
     pub fn create(path: &Path, now: Instant) -> Result<Recorder, RecorderError> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                fs::create_dir_all(parent)
-                    .map_err(|e| RecorderError::io(parent, "creating directory", e))?;
-            }
-        }
-        let file = match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(RecorderError::AlreadyExists {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(e) => return Err(RecorderError::io(path, "creating file", e)),
-        };
-        let started = WavWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), SPEC)
-            .and_then(|mut writer| writer.flush().map(|()| writer));
-        let mut writer = match started {
-            Ok(writer) => writer,
-            Err(source) => {
-                // The file is ours and holds nothing useful; do not leave it for repair.
-                let _ = fs::remove_file(path);
-                return Err(RecorderError::Wav {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let mut writer = create_wav(path, SPEC)?;
         // Let hound allocate its sample buffer now rather than on the first packet.
         let _ = writer.get_i16_writer(2 * CHUNK_FRAMES as u32);
         Ok(Recorder {
@@ -529,6 +502,39 @@ fn take_front(queue: &mut VecDeque<i16>, out: &mut [i16]) {
     out[from_a..n].copy_from_slice(&b[..n - from_a]);
     out[n..].fill(0);
     queue.drain(..n);
+}
+
+/// A new WAV file at `path` (and its directories) with its header on disk; never
+/// overwrites a file (`AlreadyExists`). Shared by the call recording and the voicemail.
+pub(crate) fn create_wav(
+    path: &Path,
+    spec: WavSpec,
+) -> Result<WavWriter<BufWriter<File>>, RecorderError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent)
+                .map_err(|e| RecorderError::io(parent, "creating directory", e))?;
+        }
+    }
+    let file = match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(RecorderError::AlreadyExists {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(RecorderError::io(path, "creating file", e)),
+    };
+    WavWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), spec)
+        .and_then(|mut writer| writer.flush().map(|()| writer))
+        .map_err(|source| {
+            // The file is ours and holds nothing useful; do not leave it for repair.
+            let _ = fs::remove_file(path);
+            RecorderError::Wav {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
 }
 
 /// Calls `create` with `path`, then, while it answers [`RecorderError::AlreadyExists`],

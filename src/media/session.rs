@@ -467,13 +467,8 @@ impl MediaTask {
         let inbound = self.caller.state.receive(datagram, from, now);
         match inbound {
             Inbound::Audio(audio) => {
-                // The voicemail gets the same PCM (and gaps) as the recording's caller
-                // channel. `forward` decodes again into the same buffer: 160 table
-                // look-ups, only while a voicemail records.
-                let stop = self.voicemail.as_mut().and_then(|vm| {
-                    let n = g711::decode(audio.codec, audio.packet.payload, &mut self.pcm);
-                    vm.audio(audio.gap, &self.pcm[..n])
-                });
+                // `forward` leaves the packet's PCM in `self.pcm` when it records it.
+                let decoded = self.recorder.is_some();
                 let to = self.operator.as_mut().map(|op| &mut op.state);
                 let len = bridge::forward(
                     &audio,
@@ -486,6 +481,16 @@ impl MediaTask {
                 if let (Some(op), Some(len)) = (self.operator.as_mut(), len) {
                     op.send(&self.out[..len]);
                 }
+                // The voicemail gets the same PCM (and gaps) as the recording's caller
+                // channel, decoded once.
+                let stop = self.voicemail.as_mut().and_then(|vm| {
+                    let n = if decoded {
+                        audio.packet.payload.len().min(self.pcm.len())
+                    } else {
+                        g711::decode(audio.codec, audio.packet.payload, &mut self.pcm)
+                    };
+                    vm.audio(audio.gap, &self.pcm[..n])
+                });
                 if let Some(stop) = stop {
                     self.end_voicemail(stop);
                 }

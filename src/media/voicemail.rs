@@ -35,8 +35,8 @@
 //! [`Voicemail::start`] allocates the write buffers; feeding audio and ticking never
 //! allocate, so the per-packet path of the media session stays allocation-free.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter};
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,9 @@ use hound::{SampleFormat, WavSpec, WavWriter};
 use tracing::warn;
 
 use super::leg::FRAME_SAMPLES;
-use super::recorder::{create_unique_with, RecorderError, FLUSH_INTERVAL, MAX_SKEW, SAMPLE_RATE};
+use super::recorder::{
+    create_unique_with, create_wav, RecorderError, FLUSH_INTERVAL, MAX_SKEW, SAMPLE_RATE,
+};
 
 /// Default longest message (SPEC §2.6).
 pub const DEFAULT_MAX_LENGTH: Duration = Duration::from_secs(120);
@@ -69,9 +71,6 @@ const HEADER_LEN: u64 = 44;
 
 /// Most samples a WAV file can hold (the RIFF size is a `u32`): about 74 hours.
 const MAX_SAMPLES: u64 = (u32::MAX as u64 - (HEADER_LEN - 8)) / BLOCK_ALIGN;
-
-/// Write buffer in front of the file: about a second of audio.
-const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Samples handed to hound's 16-bit writer in one go (its buffer is allocated once).
 const CHUNK: usize = 512;
@@ -410,37 +409,7 @@ impl MonoWriter {
     /// Creates the file (and its directories); refuses to overwrite one. The header is on
     /// disk at once.
     pub fn create(path: &Path, now: Instant) -> Result<MonoWriter, RecorderError> {
-        let io_err = |at: &Path, action, source| RecorderError::Io {
-            path: at.to_path_buf(),
-            action,
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                fs::create_dir_all(parent).map_err(|e| io_err(parent, "creating directory", e))?;
-            }
-        }
-        let file = match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(RecorderError::AlreadyExists {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(e) => return Err(io_err(path, "creating file", e)),
-        };
-        let started = WavWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), SPEC)
-            .and_then(|mut writer| writer.flush().map(|()| writer));
-        let mut writer = match started {
-            Ok(writer) => writer,
-            Err(source) => {
-                let _ = fs::remove_file(path);
-                return Err(RecorderError::Wav {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let mut writer = create_wav(path, SPEC)?;
         // hound allocates its sample buffer now rather than on the first packet.
         let _ = writer.get_i16_writer(CHUNK as u32);
         Ok(MonoWriter {
@@ -651,6 +620,7 @@ mod tests {
     use super::*;
     use crate::media::recorder::repair_dir;
     use hound::WavReader;
+    use std::fs;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
