@@ -242,6 +242,7 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         data_dir: database._dir.path().to_path_buf(),
         operators: Arc::new(Vec::new()),
         live: None,
+        transcription: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

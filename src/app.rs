@@ -3,21 +3,28 @@
 //! database outage left spooled), the operator queue, then SIP, the call flow and HTTP (so
 //! that `/healthz` answers 200 only once SIP is listening). Shutdown stops the calls first
 //! (their recordings are finalised and their last journal writes handed over), then the
-//! call log, then closes the database.
+//! call log, then transcription and notifications (what they have not finished waits in
+//! the database), then closes the database.
 
 use crate::api::{self, AppState};
 use crate::calendar::Calendar;
 use crate::callflow::acd::AcdHandle;
+use crate::callflow::service::LiveEvent;
 use crate::callflow::service::{self, Context, FlowPrompts, LiveRequest};
 use crate::callflow::Event;
 use crate::config::Config;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
+use crate::notify::outbox::Targets;
+use crate::notify::worker::Deliverer;
 use crate::records::calllog::{CallLog, CallLogError};
 use crate::records::Records;
 use crate::sip::transport::{self, SipControl, TransportError};
 use crate::store::Store;
+use crate::transcribe::worker::{
+    EngineStatus, JobEvent, StatusHandle, Worker as TranscriptionWorker,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -42,6 +49,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("call log: {0}")]
     CallLog(#[from] CallLogError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -68,6 +77,10 @@ pub struct Hotline {
     tasks: Vec<JoinHandle<()>>,
     calllog_shutdown: watch::Sender<bool>,
     calllog_task: JoinHandle<()>,
+    background_shutdown: watch::Sender<bool>,
+    background_tasks: Vec<JoinHandle<()>>,
+    job_events: broadcast::Sender<JobEvent>,
+    transcription: StatusHandle,
 }
 
 impl Hotline {
@@ -84,7 +97,8 @@ impl Hotline {
         }
         let store = Store::connect(&config.storage.effective_database_url()).await?;
         store.migrate().await?;
-        let records = Records::new(store, calendar.clone(), config.records.settings());
+        let records = Records::new(store, calendar.clone(), config.records.settings())
+            .with_targets(Targets::from_config(&config.notify));
         let prompts = Prompts::load(&config.media.prompts_dir)?;
         let flow_prompts = FlowPrompts::load(&prompts, &calendar)?;
         let recordings = config.storage.data_dir.join("recordings");
@@ -154,6 +168,23 @@ impl Hotline {
             .await
             .map_err(http_error)?;
         let http_addr = listener.local_addr().map_err(http_error)?;
+        // Transcription and notifications run until the calls have stopped (their last
+        // voicemail is recorded), and stop before the database closes.
+        let (background_shutdown, background_rx) = watch::channel(false);
+        let (job_events, _) = broadcast::channel(1024);
+        let (transcription, transcription_task) = TranscriptionWorker {
+            records: records.clone(),
+            data_dir: config.storage.data_dir.clone(),
+            config: config.transcription.clone(),
+            engine: None,
+            events: job_events.clone(),
+        }
+        .spawn(background_rx.clone());
+        let deliverer = Deliverer::new(records.clone(), &config.notify)?.spawn(background_rx);
+        tokio::spawn(forward_job_events(
+            job_events.subscribe(),
+            live_events.clone(),
+        ));
         let operators = config
             .operators
             .iter()
@@ -177,6 +208,7 @@ impl Hotline {
                 calllog: calllog.clone(),
                 shutdown: shutdown_rx.clone(),
             }),
+            transcription: Some(transcription.clone()),
         });
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
@@ -207,7 +239,24 @@ impl Hotline {
             tasks,
             calllog_shutdown,
             calllog_task,
+            background_shutdown,
+            background_tasks: vec![transcription_task, deliverer],
+            job_events,
+            transcription,
         })
+    }
+
+    /// Transcription results from now on.
+    pub fn subscribe_transcriptions(&self) -> broadcast::Receiver<JobEvent> {
+        self.job_events.subscribe()
+    }
+
+    /// Whether voicemail can be transcribed (the model's state).
+    pub fn transcription_status(&self) -> EngineStatus {
+        self.transcription
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// The SIP core's controls (hang up, ring an operator), for tests and tools.
@@ -237,6 +286,41 @@ impl Hotline {
         }
         let _ = self.calllog_shutdown.send(true);
         let _ = self.calllog_task.await;
+        let _ = self.background_shutdown.send(true);
+        for t in self.background_tasks {
+            let _ = t.await;
+        }
         self.records.store.close().await;
+    }
+}
+
+/// Transcription results on the supervisors' live feed.
+async fn forward_job_events(
+    mut jobs: broadcast::Receiver<JobEvent>,
+    live: broadcast::Sender<LiveEvent>,
+) {
+    loop {
+        let event = match jobs.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let _ = live.send(match event {
+            JobEvent::Done {
+                voicemail_id,
+                suggestion,
+            } => LiveEvent::Transcription {
+                voicemail_id,
+                status: "done",
+                kind: Some(suggestion.kind.as_str()),
+                category: suggestion.category.map(|c| c.code()),
+            },
+            JobEvent::Failed { voicemail_id, .. } => LiveEvent::Transcription {
+                voicemail_id,
+                status: "failed",
+                kind: None,
+                category: None,
+            },
+        });
     }
 }

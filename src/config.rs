@@ -27,7 +27,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
             problem: problem.into(),
@@ -58,6 +58,10 @@ pub struct Config {
     pub queue: QueueSettings,
     #[serde(default)]
     pub voicemail: VoicemailConfig,
+    #[serde(default)]
+    pub transcription: crate::transcribe::TranscriptionConfig,
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// `[voicemail]`: when a message ends (SPEC §2.6).
@@ -625,6 +629,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.voicemail.validate()?;
         self.queue.validate()?;
+        self.transcription.validate()?;
+        self.notify.validate()?;
         if self.records.retention_years == 0 {
             return Err(ConfigError::invalid(
                 "records.retention_years",

@@ -3,7 +3,9 @@
 //! The SIP side ([`sip`]) answers calls and registers operators; [`media`] carries their
 //! audio (RTP, prompts, recording, bridging); [`callflow`] decides what a call hears;
 //! [`app`] starts everything;
-//! [`api`] is the HTTP side; [`config`] reads `sip-config/hotline.toml`.
+//! [`transcribe`] turns voicemail into text and suggests tickets; [`notify`] delivers
+//! e-mail and webhooks from an outbox; [`api`] is the HTTP side; [`config`] reads
+//! `sip-config/hotline.toml`.
 
 pub mod api;
 pub mod app;
@@ -11,6 +13,8 @@ pub mod calendar;
 pub mod callflow;
 pub mod config;
 pub mod media;
+pub mod notify;
 pub mod records;
 pub mod sip;
 pub mod store;
+pub mod transcribe;

@@ -1,7 +1,7 @@
 //! `hotline` command line: `serve` runs the hotline, `check-config` validates a config file,
 //! `migrate` brings the database up to date, `token` makes and revokes API tokens,
-//! `retention` lists or purges records past retention, `openapi` prints the API's
-//! description.
+//! `retention` lists or purges records past retention, `transcribe` prints what whisper
+//! hears in a recording (to check a model), `openapi` prints the API's description.
 
 use clap::{Parser, Subcommand};
 use hotline::app::Hotline;
@@ -69,6 +69,23 @@ enum Command {
         /// Delete them; without it, only list what would be deleted.
         #[arg(long)]
         purge: bool,
+    },
+    /// Transcribe a WAV file with the configured whisper model and print the text (and the
+    /// classifier's suggestion): the way to check a model before the hotline uses it.
+    Transcribe {
+        /// A 16-bit PCM WAV (a voicemail recording, any sample rate).
+        file: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// A ggml whisper model, overrides transcription.model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Spoken language, overrides transcription.language.
+        #[arg(long)]
+        language: Option<String>,
+        /// CPU threads, overrides transcription.threads.
+        #[arg(long)]
+        threads: Option<u32>,
     },
     /// Print the OpenAPI description of /api/v1 (committed as schemas/openapi.json).
     Openapi,
@@ -259,6 +276,28 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Transcribe {
+            file,
+            config,
+            model,
+            language,
+            threads,
+        } => {
+            let c = match Config::load(&config, &Overrides::default()) {
+                Ok(c) => c,
+                Err(e) => return config_error(&config, e),
+            };
+            let t = &c.transcription;
+            let Some(model) = model.or_else(|| t.model.clone()) else {
+                eprintln!(
+                    "hotline: no whisper model: set [transcription] model in {} or pass --model",
+                    config.display()
+                );
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
+            let language = language.unwrap_or_else(|| t.language.clone());
+            transcribe(&file, &model, &language, threads.unwrap_or(t.threads))
+        }
         Command::Openapi => match hotline::api::openapi().to_pretty_json() {
             Ok(json) => {
                 println!("{json}");
@@ -304,6 +343,44 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `hotline transcribe`: the transcript on stdout, the figures on stderr.
+fn transcribe(
+    file: &std::path::Path,
+    model: &std::path::Path,
+    language: &str,
+    threads: u32,
+) -> ExitCode {
+    use hotline::transcribe::{classify, engine};
+    let engine = match engine::WhisperTranscriber::load(model, language, threads.max(1)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("hotline: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match engine::transcribe_wav(&engine, file) {
+        Ok(t) => {
+            println!("{}", t.text);
+            let s = classify::classify(&t.text);
+            eprintln!(
+                "{:.1} s of audio in {:.2} s (real-time factor {:.3}); suggestion: {}{}",
+                t.audio_seconds,
+                t.elapsed.as_secs_f64(),
+                t.elapsed.as_secs_f64() / t.audio_seconds.max(1e-9),
+                s.kind.as_str(),
+                s.category
+                    .map(|c| format!(" / {}", c.code()))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hotline: {e}");
+            ExitCode::FAILURE
         }
     }
 }

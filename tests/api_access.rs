@@ -71,6 +71,9 @@ fn routes() -> Vec<(Method, &'static str, Action, Option<Value>)> {
         (Method::GET, "/stats", StatsRead, None),
         (Method::GET, "/audit?entity=journal&id=1", AuditRead, None),
         (Method::GET, "/operators", OperatorsRead, None),
+        (Method::GET, "/notifications", OutboxManage, None),
+        (Method::POST, "/notifications/retry", OutboxManage, None),
+        (Method::POST, "/transcription/retry", OutboxManage, None),
         (Method::GET, "/tokens", TokensManage, None),
         (
             Method::POST,

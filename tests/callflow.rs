@@ -8,7 +8,7 @@ use hotline::store::tokens::{self, Role};
 use serde_json::Value;
 use std::time::Duration;
 use support::phone::{Caller, Operator};
-use support::rtp::{self, Rtp};
+use support::rtp::{self, ulaw_tone as tone, Rtp};
 use support::*;
 
 const SECOND_OPERATOR: &str = "1002";
@@ -153,17 +153,6 @@ impl Flow {
     async fn stop(self) {
         self.hotline.shutdown().await;
     }
-}
-
-/// `secs` of a µ-law sine at `hz`, −10 dBFS.
-fn tone(hz: f64, secs: f64) -> Vec<u8> {
-    let n = (8000.0 * secs) as usize;
-    (0..n)
-        .map(|i| {
-            let s = (i as f64 * hz * 2.0 * std::f64::consts::PI / 8000.0).sin() * 10_000.0;
-            rtp::ulaw_encode(s as i16)
-        })
-        .collect()
 }
 
 /// Goertzel power of `hz` in `pcm`, normalised by length.

@@ -204,3 +204,66 @@ fn bad_prompt_file_is_a_start_up_error_naming_the_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("greeting_working.wav"), "{stderr}");
 }
+
+/// `hotline transcribe` runs the real whisper.cpp on a WAV: here with a model the test
+/// writes (whisper's format, decodes a known phrase), on an 8 kHz recording.
+#[test]
+fn transcribe_prints_the_transcript_and_the_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("ggml-test.bin");
+    hotline::transcribe::test_model::write_test_model(&model, "Банкомат выдал неправильную сумму")
+        .unwrap();
+    let wav = dir.path().join("vm.wav");
+    support::rtp::write_wav_8k(&wav, &support::rtp::sine_8k(300.0, 4.0, 8000.0));
+    let out = Command::new(BIN)
+        .args([
+            "transcribe",
+            "--config",
+            SAMPLE,
+            "--threads",
+            "1",
+            "--model",
+        ])
+        .arg(&model)
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Банкомат выдал неправильную сумму"
+    );
+    assert!(stderr.contains("4.0 s of audio"), "{stderr}");
+    assert!(
+        stderr.contains("suggestion: atm_fault / fault_wrong_amount"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn transcribe_without_a_usable_model_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ggml-base.bin");
+    let out = Command::new(BIN)
+        .args(["transcribe", "--config", SAMPLE, "--model"])
+        .arg(&missing)
+        .arg(dir.path().join("vm.wav"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ggml-base.bin"), "{stderr}");
+    let bad_wav = dir.path().join("bad.wav");
+    std::fs::write(&bad_wav, b"not a wav").unwrap();
+    let model = dir.path().join("m.bin");
+    hotline::transcribe::test_model::write_test_model(&model, "да").unwrap();
+    let out = Command::new(BIN)
+        .args(["transcribe", "--config", SAMPLE, "--model"])
+        .arg(&model)
+        .arg(&bad_wav)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.wav"));
+}

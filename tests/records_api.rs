@@ -542,19 +542,10 @@ async fn callback_forms_lifecycle(db: Db) {
 on_both_databases!(callback_forms_lifecycle);
 
 fn write_wav(path: &std::path::Path, samples: usize) -> Vec<u8> {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..samples {
-        w.write_sample(((i as f64 * 0.3).sin() * 8000.0) as i16)
-            .unwrap();
-    }
-    w.finalize().unwrap();
+    let pcm: Vec<i16> = (0..samples)
+        .map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16)
+        .collect();
+    support::rtp::write_wav_8k(path, &pcm);
     std::fs::read(path).unwrap()
 }
 

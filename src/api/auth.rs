@@ -67,6 +67,7 @@ actions!(
     RetentionRun => "run the retention purge",
     LiveRead => "watch the live queue and calls",
     OperatorPresence => "sign operators in and out",
+    OutboxManage => "see notifications and retry failed deliveries and transcriptions",
 );
 
 /// The allowed-actions matrix.

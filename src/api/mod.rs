@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod journal;
 pub mod live;
+pub mod notifications;
 pub mod reports;
 pub mod voicemail;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub operators: Arc<Vec<reports::Operator>>,
     /// The call flow's live state; `None` where only the records are served (benches).
     pub live: Option<live::Live>,
+    /// Whether voicemail can be transcribed (the model), for `/healthz`.
+    pub transcription: Option<crate::transcribe::worker::StatusHandle>,
 }
 
 #[derive(OpenApi)]
@@ -76,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(reports::router())
         .merge(admin::router())
         .merge(live::router())
+        .merge(notifications::router())
 }
 
 /// The OpenAPI description of `/api/v1`, as `hotline openapi` prints it.
@@ -113,6 +117,25 @@ struct Health {
     version: &'static str,
     sip: SipHealth,
     database: DatabaseHealth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transcription: Option<TranscriptionHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notifications: Option<NotificationHealth>,
+}
+
+/// The model and the jobs. A missing model does not make the hotline unhealthy (calls and
+/// voicemail work; transcripts wait), it is a warning here and in the log.
+#[derive(Serialize)]
+struct TranscriptionHealth {
+    #[serde(flatten)]
+    engine: crate::transcribe::worker::EngineStatus,
+    jobs: Option<crate::store::transcription::Counts>,
+}
+
+#[derive(Serialize)]
+struct NotificationHealth {
+    /// Notices not delivered yet.
+    backlog: i64,
 }
 
 #[derive(Serialize)]
@@ -137,6 +160,24 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
         Ok(Ok(_))
     );
+    let transcription = match &state.transcription {
+        Some(handle) => {
+            let engine = handle.read().map(|s| s.clone()).ok();
+            let jobs = crate::store::transcription::counts(&state.records.store)
+                .await
+                .ok();
+            engine.map(|engine| TranscriptionHealth { engine, jobs })
+        }
+        None => None,
+    };
+    let notifications = if state.transcription.is_some() {
+        crate::store::outbox::backlog(&state.records.store)
+            .await
+            .ok()
+            .map(|backlog| NotificationHealth { backlog })
+    } else {
+        None
+    };
     let status = if running {
         StatusCode::OK
     } else {
@@ -158,6 +199,8 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 },
                 reachable,
             },
+            transcription,
+            notifications,
         }),
     )
 }

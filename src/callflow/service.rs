@@ -171,6 +171,14 @@ pub enum LiveEvent {
         /// Joined (true) or left (false) the queue.
         joined: bool,
     },
+    /// A voicemail was transcribed (with the classifier's suggestion) or its
+    /// transcription failed.
+    Transcription {
+        voicemail_id: i64,
+        status: &'static str,
+        kind: Option<&'static str>,
+        category: Option<&'static str>,
+    },
 }
 
 impl LiveEvent {
@@ -182,6 +190,7 @@ impl LiveEvent {
             LiveEvent::CallEnded { .. } => "call_ended",
             LiveEvent::Operator { .. } => "operator",
             LiveEvent::Queue { .. } => "queue",
+            LiveEvent::Transcription { .. } => "transcription",
         }
     }
 }

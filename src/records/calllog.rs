@@ -773,7 +773,9 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
                 after_hours: *after_hours,
             };
             let deadline = records.calendar.next_working_day_deadline(vm.arrived_at);
-            let (_, created) = crate::store::voicemail::insert_once(store, &vm, deadline).await?;
+            let (_, created) =
+                crate::store::voicemail::insert_once(store, &vm, deadline, &records.notifying())
+                    .await?;
             if !created {
                 tracing::debug!(call_id, file, "voicemail already recorded (a replay)");
             }

@@ -3,6 +3,7 @@
 //! validation and rules, and [`Records`], the one façade the API and the call flow write
 //! through. It knows nothing of SIP; the SQL is in [`crate::store`].
 
+pub mod atm;
 pub mod callback;
 pub mod calllog;
 pub mod journal;
@@ -10,6 +11,8 @@ pub mod voicemail;
 pub mod writer;
 
 use crate::calendar::Calendar;
+use crate::notify::outbox::Targets;
+use crate::store::voicemail::Notifying;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Months, Utc};
 use serde::{Deserialize, Deserializer};
@@ -90,6 +93,8 @@ pub struct Records {
     pub store: Store,
     pub calendar: Arc<Calendar>,
     pub settings: RecordsSettings,
+    /// Who is told of new voicemail and the like (nobody unless configured).
+    pub targets: Arc<Targets>,
 }
 
 impl Records {
@@ -98,6 +103,21 @@ impl Records {
             store,
             calendar,
             settings,
+            targets: Arc::new(Targets::default()),
+        }
+    }
+
+    /// The same records, telling `targets` of what happens.
+    pub fn with_targets(mut self, targets: Targets) -> Records {
+        self.targets = Arc::new(targets);
+        self
+    }
+
+    /// The notice recipients and the time zone their texts use, for the store's writes.
+    pub fn notifying(&self) -> Notifying<'_> {
+        Notifying {
+            targets: &self.targets,
+            tz: self.calendar.tz(),
         }
     }
 
@@ -130,7 +150,7 @@ impl Records {
     /// Records a voicemail (and its callback form), due by the next working day's close.
     pub async fn add_voicemail(&self, vm: &voicemail::NewVoicemail) -> Result<i64, RecordError> {
         let deadline = self.calendar.next_working_day_deadline(vm.arrived_at);
-        Ok(crate::store::voicemail::insert(&self.store, vm, deadline).await?)
+        Ok(crate::store::voicemail::insert(&self.store, vm, deadline, &self.notifying()).await?)
     }
 
     /// The moment before which a last document makes a record due for purging.

@@ -41,6 +41,14 @@ pub struct Voicemail {
     pub processed_at: Option<DateTime<Utc>>,
     /// The callback form made from this message.
     pub callback_id: Option<i64>,
+    /// What the transcript suggests to the operator: an ATM ticket kind and category, and
+    /// the words that made it so (SPEC §2.7). None until transcribed.
+    #[schema(value_type = Option<Object>)]
+    pub suggestion: Option<crate::transcribe::classify::Suggestion>,
+    /// The transcription job: pending / running / done / failed; none for an empty message.
+    pub transcription_status: Option<String>,
+    /// Why the last attempt failed.
+    pub transcription_error: Option<String>,
 }
 
 /// Which messages a list shows.

@@ -8,15 +8,18 @@
 //! binary so that a deployed hotline never depends on its working directory.
 //!
 //! The SQL of each record lives beside its kind: [`journal`], [`voicemail`], [`callback`],
-//! [`audit`], [`tokens`], [`retention`], [`stats`]. The domain types and rules are in
+//! [`audit`], [`tokens`], [`retention`], [`stats`], [`transcription`] (jobs) and
+//! [`outbox`] (notifications). The domain types and rules are in
 //! [`crate::records`].
 
 pub mod audit;
 pub mod callback;
 pub mod journal;
+pub mod outbox;
 pub mod retention;
 pub mod stats;
 pub mod tokens;
+pub mod transcription;
 pub mod voicemail;
 
 use chrono::{DateTime, Utc};

@@ -167,6 +167,12 @@ async fn delete_batch(
         for sql in [
             "UPDATE journal_entries SET voicemail_id = NULL WHERE id = $1",
             "DELETE FROM callback_forms WHERE journal_id = $1",
+            // A purged message takes its transcription job and its notices (sent long
+            // ago: nothing is pending after five years) with it.
+            "DELETE FROM transcription_jobs WHERE voicemail_id IN \
+             (SELECT id FROM voicemails WHERE journal_id = $1)",
+            "DELETE FROM notifications WHERE entity = 'voicemail' AND entity_id IN \
+             (SELECT id FROM voicemails WHERE journal_id = $1)",
             "DELETE FROM voicemails WHERE journal_id = $1",
             "UPDATE journal_entries SET repeat_of = NULL WHERE repeat_of = $1",
             "DELETE FROM audit_log WHERE entity = 'journal' AND entity_id = $1",

@@ -5,18 +5,24 @@
 
 use super::audit::{self, Change, Kind, Val};
 use super::journal::{refresh_search_text, touch, update_entry, SYSTEM};
-use super::{from_ms, ms, opt_from_ms, Param, Sql, Store, StoreError};
+use super::{from_ms, ms, opt_from_ms, outbox, Param, Sql, Store, StoreError};
+use crate::notify::message::{self, VoicemailFacts};
+use crate::notify::outbox::Targets;
+use crate::records::atm::AtmCategory;
 use crate::records::callback::VOICEMAIL_OPERATOR;
 use crate::records::journal::Disposition;
 use crate::records::voicemail::{NewVoicemail, Voicemail, VoicemailStatus};
+use crate::transcribe::classify::{SuggestedKind, Suggestion};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 const SELECT: &str = "SELECT v.id, v.journal_id, v.phone, v.arrived_at, v.file, v.duration_ms, \
      v.empty, v.after_hours, v.deadline_at, v.transcript, v.processed_by, v.processed_at, \
-     (SELECT c.id FROM callback_forms c WHERE c.voicemail_id = v.id ORDER BY c.id LIMIT 1) \
-     FROM voicemails v";
+     (SELECT c.id FROM callback_forms c WHERE c.voicemail_id = v.id ORDER BY c.id LIMIT 1), \
+     v.suggested_kind, v.suggested_category, v.suggested_words, t.status, t.error \
+     FROM voicemails v LEFT JOIN transcription_jobs t ON t.voicemail_id = v.id";
 
 fn from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<Voicemail, StoreError> {
     let deadline = from_ms(row.try_get(8)?);
@@ -36,6 +42,9 @@ fn from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<Voicemail, StoreError> {
         processed_by: row.try_get(10)?,
         processed_at,
         callback_id: row.try_get(12)?,
+        suggestion: suggestion_from(row.try_get(13)?, row.try_get(14)?, row.try_get(15)?),
+        transcription_status: row.try_get(16)?,
+        transcription_error: row.try_get(17)?,
     })
 }
 
@@ -45,8 +54,9 @@ pub async fn insert(
     store: &Store,
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
+    notify: &Notifying<'_>,
 ) -> Result<i64, StoreError> {
-    Ok(insert_inner(store, vm, deadline, false).await?.0)
+    Ok(insert_inner(store, vm, deadline, false, notify).await?.0)
 }
 
 /// [`insert`], unless the entry already has a voicemail with this file: then only the
@@ -58,8 +68,16 @@ pub async fn insert_once(
     store: &Store,
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
+    notify: &Notifying<'_>,
 ) -> Result<(i64, bool), StoreError> {
-    insert_inner(store, vm, deadline, true).await
+    insert_inner(store, vm, deadline, true, notify).await
+}
+
+/// Who is told of a record's changes, and the time zone their texts are written in.
+#[derive(Clone, Copy)]
+pub struct Notifying<'a> {
+    pub targets: &'a Targets,
+    pub tz: Tz,
 }
 
 async fn insert_inner(
@@ -67,6 +85,7 @@ async fn insert_inner(
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
     once: bool,
+    notify: &Notifying<'_>,
 ) -> Result<(i64, bool), StoreError> {
     let now = Utc::now();
     let mut tx = store.pool().begin().await?;
@@ -184,16 +203,90 @@ async fn insert_inner(
         .execute(&mut *tx)
         .await?;
     touch(&mut tx, vm.journal_id, now).await?;
+    // The duties the message brings are recorded with it: its transcription (a message
+    // too short to hold words has none) and the head of the call centre's notice.
+    if !vm.empty {
+        super::transcription::enqueue(&mut tx, id, now).await?;
+    }
+    let facts = facts(&mut tx, id).await?;
+    let notice = message::voicemail_new(&facts, notify.targets, notify.tz);
+    outbox::enqueue(&mut tx, &notice, &notify.targets.voicemail_sinks(), now).await?;
     tx.commit().await?;
     Ok((id, true))
+}
+
+/// What the notices say about message `id`, read in the caller's transaction.
+pub(crate) async fn facts(conn: &mut AnyConnection, id: i64) -> Result<VoicemailFacts, StoreError> {
+    let r = sqlx::query(
+        "SELECT v.id, v.journal_id, j.seq, j.year, v.phone, v.arrived_at, v.duration_ms, \
+         v.after_hours, v.empty, v.deadline_at, v.transcript, v.suggested_kind, \
+         v.suggested_category, v.suggested_words, \
+         (SELECT c.id FROM callback_forms c WHERE c.voicemail_id = v.id ORDER BY c.id LIMIT 1) \
+         FROM voicemails v JOIN journal_entries j ON j.id = v.journal_id WHERE v.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound {
+        entity: "voicemail",
+        id,
+    })?;
+    let seq: i64 = r.try_get(2)?;
+    let year: i64 = r.try_get(3)?;
+    Ok(VoicemailFacts {
+        id: r.try_get(0)?,
+        journal_id: r.try_get(1)?,
+        journal_no: format!("№ {seq}/{year}"),
+        phone: r.try_get(4)?,
+        arrived_at: from_ms(r.try_get(5)?),
+        duration_s: r.try_get::<i64, _>(6)? as f64 / 1000.0,
+        after_hours: r.try_get::<i64, _>(7)? != 0,
+        empty: r.try_get::<i64, _>(8)? != 0,
+        deadline_at: from_ms(r.try_get(9)?),
+        transcript: r.try_get(10)?,
+        suggestion: suggestion_from(r.try_get(11)?, r.try_get(12)?, r.try_get(13)?),
+        callback_id: r.try_get(14)?,
+    })
+}
+
+/// The classifier's suggestion as stored (kind, category code, JSON array of words).
+fn suggestion_from(
+    kind: Option<String>,
+    category: Option<String>,
+    words: Option<String>,
+) -> Option<Suggestion> {
+    let kind = match kind?.as_str() {
+        "atm_fault" => SuggestedKind::AtmFault,
+        "atm_security" => SuggestedKind::AtmSecurity,
+        _ => SuggestedKind::Other,
+    };
+    Some(Suggestion {
+        kind,
+        category: category.as_deref().and_then(AtmCategory::parse),
+        matched: words
+            .and_then(|w| serde_json::from_str(&w).ok())
+            .unwrap_or_default(),
+    })
 }
 
 /// Stores a transcript: on the message, as its open callback form's question (field 6)
 /// and, when the operator has not written one, as the journal's content (column 7). Every
 /// one of these changes is audited.
 pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<(), StoreError> {
-    let now = Utc::now();
     let mut tx = store.pool().begin().await?;
+    apply_transcript(&mut tx, id, transcript, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`set_transcript`] in the caller's transaction (the transcription worker's, which also
+/// finishes the job and enqueues the notices).
+pub(crate) async fn apply_transcript(
+    tx: &mut AnyConnection,
+    id: i64,
+    transcript: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let text = |column| {
         [Change::new(
             column,
@@ -202,7 +295,7 @@ pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<
         )]
     };
     audit::update_with_audit(
-        &mut tx,
+        &mut *tx,
         "voicemails",
         "voicemail",
         id,
@@ -223,7 +316,7 @@ pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<
     .await?;
     for form in forms {
         audit::update_with_audit(
-            &mut tx,
+            &mut *tx,
             "callback_forms",
             "callback",
             form,
@@ -243,9 +336,8 @@ pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<
     } else {
         &[]
     };
-    update_entry(&mut tx, journal_id, changes, SYSTEM, now).await?;
-    refresh_search_text(&mut tx, journal_id).await?;
-    tx.commit().await?;
+    update_entry(&mut *tx, journal_id, changes, SYSTEM, now).await?;
+    refresh_search_text(&mut *tx, journal_id).await?;
     Ok(())
 }
 
@@ -324,4 +416,35 @@ pub async fn list(
         .bind(Param::Int(limit as i64));
     let rows = sql.query().fetch_all(store.pool()).await?;
     rows.iter().map(|r| from_row(r, now)).collect()
+}
+
+/// Enqueues the reminder of every message past its deadline and not processed (§2.6: by
+/// the next working day) that has none yet; returns how many notices were added. Run
+/// periodically: each message is reminded of once.
+pub async fn remind_overdue(
+    store: &Store,
+    notify: &Notifying<'_>,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let sinks = notify.targets.voicemail_sinks();
+    if sinks.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT v.id FROM voicemails v WHERE v.processed_at IS NULL AND v.deadline_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.entity = 'voicemail' \
+         AND n.entity_id = v.id AND n.event = 'voicemail_overdue') ORDER BY v.id LIMIT 500",
+    )
+    .bind(ms(now))
+    .fetch_all(store.pool())
+    .await?;
+    let mut added = 0;
+    for id in ids {
+        let mut tx = store.pool().begin().await?;
+        let facts = facts(&mut tx, id).await?;
+        let notice = message::voicemail_overdue(&facts, notify.targets, notify.tz);
+        added += outbox::enqueue(&mut tx, &notice, &sinks, now).await?;
+        tx.commit().await?;
+    }
+    Ok(added)
 }

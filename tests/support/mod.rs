@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 pub mod api;
+pub mod notify;
 pub mod phone;
 pub mod rtp;
 

@@ -224,6 +224,39 @@ pub fn read_wav(path: &std::path::Path) -> (Vec<i16>, u16) {
     (r.samples::<i16>().map(Result::unwrap).collect(), channels)
 }
 
+/// `secs` of a µ-law sine at `hz`, −10 dBFS.
+pub fn ulaw_tone(hz: f64, secs: f64) -> Vec<u8> {
+    sine_8k(hz, secs, 10_000.0)
+        .into_iter()
+        .map(ulaw_encode)
+        .collect()
+}
+
+/// `secs` of a 16-bit sine at `hz` sampled at 8 kHz, peak `amplitude`.
+pub fn sine_8k(hz: f64, secs: f64, amplitude: f64) -> Vec<i16> {
+    let n = (8000.0 * secs) as usize;
+    (0..n)
+        .map(|i| ((i as f64 * hz * std::f64::consts::TAU / 8000.0).sin() * amplitude) as i16)
+        .collect()
+}
+
+/// Writes a mono 8 kHz 16-bit WAV (a voicemail as the hotline records one), creating its
+/// directory.
+pub fn write_wav_8k(path: &std::path::Path, samples: &[i16]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 /// Position of `needle` inside `hay`, if it occurs.
 pub fn find(hay: &[i16], needle: &[i16]) -> Option<usize> {
     if needle.is_empty() || needle.len() > hay.len() {

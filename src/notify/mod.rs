@@ -1,0 +1,234 @@
+//! Notifications (SPEC §2.6, §3.2): an outbox table that every notice is written to in the
+//! same transaction as the record it announces, and a worker that delivers it by e-mail
+//! ([`smtp`], through `lettre`) or webhook ([`webhook`], JSON signed with HMAC-SHA256),
+//! retrying with backoff. A notice is therefore never lost to a crash or an SMTP outage:
+//! it waits in the table until delivered.
+
+pub mod message;
+pub mod outbox;
+pub mod smtp;
+pub mod webhook;
+pub mod worker;
+
+use crate::config::ConfigError;
+use serde::Deserialize;
+
+/// Why a notice was not delivered (or the notifier could not start).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The configuration cannot work (bad sender address, relay name).
+    #[error("notification config: {0}")]
+    Config(String),
+    /// Worth retrying: the relay or the hook is down, slow or busy.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: a bad address, a refusal.
+    #[error("{0}")]
+    Permanent(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// `[notify]` in `hotline.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The hotline's web address as people reach it: links in e-mails start with it.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    /// The head of the call centre, who gets every new voicemail (§6.1).
+    #[serde(default)]
+    pub head_email: Option<String>,
+    /// Sender of the hotline's e-mail.
+    #[serde(default = "default_from")]
+    pub from: String,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// First retry after this many seconds, doubling up to `retry_max_s`.
+    #[serde(default = "default_retry_base_s")]
+    pub retry_base_s: u64,
+    #[serde(default = "default_retry_max_s")]
+    pub retry_max_s: u64,
+    /// After this many failed attempts a notice is marked failed (kept, listed, retried
+    /// on request) instead of being tried forever.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How often the worker looks for notices due (it is also woken by new ones), ms.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// How often overdue voicemail is looked for, to remind the head of the call centre.
+    #[serde(default = "default_overdue_check_s")]
+    pub overdue_check_s: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            public_url: default_public_url(),
+            head_email: None,
+            from: default_from(),
+            smtp: None,
+            webhooks: Vec::new(),
+            retry_base_s: default_retry_base_s(),
+            retry_max_s: default_retry_max_s(),
+            max_attempts: default_max_attempts(),
+            poll_ms: default_poll_ms(),
+            overdue_check_s: default_overdue_check_s(),
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !is_http_url(&self.public_url) {
+            return Err(ConfigError::invalid(
+                "notify.public_url",
+                "must be an http:// or https:// address",
+            ));
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::invalid(
+                "notify.from",
+                "must be an e-mail address",
+            ));
+        }
+        if let Some(head) = &self.head_email {
+            if head.parse::<lettre::Address>().is_err() {
+                return Err(ConfigError::invalid(
+                    "notify.head_email",
+                    "must be an e-mail address",
+                ));
+            }
+            if self.smtp.is_none() {
+                return Err(ConfigError::invalid(
+                    "notify.smtp",
+                    "is needed to e-mail notify.head_email",
+                ));
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.is_empty() {
+                return Err(ConfigError::invalid(
+                    "notify.smtp.host",
+                    "must not be empty",
+                ));
+            }
+            if smtp.username.is_some() && smtp.password_env.is_none() {
+                return Err(ConfigError::invalid(
+                    "notify.smtp.password_env",
+                    "name the environment variable holding the password of notify.smtp.username",
+                ));
+            }
+        }
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            if !is_http_url(&hook.url) {
+                return Err(ConfigError::invalid(
+                    format!("notify.webhooks[{i}].url"),
+                    "must be an http:// or https:// address",
+                ));
+            }
+            if hook.secret.is_some() && hook.secret_env.is_some() {
+                return Err(ConfigError::invalid(
+                    format!("notify.webhooks[{i}]"),
+                    "give at most one of `secret` and `secret_env`",
+                ));
+            }
+        }
+        if self.retry_base_s == 0 || self.max_attempts == 0 || self.poll_ms == 0 {
+            return Err(ConfigError::invalid(
+                "notify",
+                "retry_base_s, max_attempts and poll_ms must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.parse::<reqwest::Url>()
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// `[notify.smtp]`: the bank's mail relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default: upgrade, refuse to send in clear), `tls` (implicit, port 465)
+    /// or `none` (a relay on the same host or a test listener).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The environment variable holding the SMTP password (no secrets in files).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default = "default_smtp_timeout_s")]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[[notify.webhooks]]`: a URL that gets every notice as JSON, signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The environment variable holding the HMAC key of the `X-Hotline-Signature` header.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The key inline (tests and labs only).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+impl WebhookConfig {
+    pub fn resolve_secret(&self) -> Option<String> {
+        if let Some(s) = &self.secret {
+            return Some(s.clone());
+        }
+        self.secret_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_from() -> String {
+    "hotline@localhost".into()
+}
+fn default_retry_base_s() -> u64 {
+    30
+}
+fn default_retry_max_s() -> u64 {
+    3600
+}
+fn default_max_attempts() -> u32 {
+    50
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_overdue_check_s() -> u64 {
+    300
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_smtp_timeout_s() -> u64 {
+    30
+}
