@@ -27,6 +27,7 @@ use crate::transcribe::worker::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -98,7 +99,15 @@ impl Hotline {
         let store = Store::connect(&config.storage.effective_database_url()).await?;
         store.migrate().await?;
         let records = Records::new(store, calendar.clone(), config.records.settings())
-            .with_targets(Targets::from_config(&config.notify));
+            .with_targets(Targets::from_config(
+                &config.notify,
+                config
+                    .operators
+                    .iter()
+                    .filter_map(|o| Some((o.extension.as_str(), o.email.as_deref()?))),
+            ))
+            .with_tickets(config.tickets.clone());
+        crate::store::tickets::sync_registry(&records.store, &config.tickets.atms).await?;
         let prompts = Prompts::load(&config.media.prompts_dir)?;
         let flow_prompts = FlowPrompts::load(&prompts, &calendar)?;
         let recordings = config.storage.data_dir.join("recordings");
@@ -180,6 +189,12 @@ impl Hotline {
             events: job_events.clone(),
         }
         .spawn(background_rx.clone());
+        let overdue_tickets = tokio::spawn(watch_overdue_tickets(
+            records.clone(),
+            live_events.clone(),
+            Duration::from_secs(config.notify.overdue_check_s.max(1)),
+            background_rx.clone(),
+        ));
         let deliverer = Deliverer::new(records.clone(), &config.notify)?.spawn(background_rx);
         tokio::spawn(forward_job_events(
             job_events.subscribe(),
@@ -240,7 +255,7 @@ impl Hotline {
             calllog_shutdown,
             calllog_task,
             background_shutdown,
-            background_tasks: vec![transcription_task, deliverer],
+            background_tasks: vec![transcription_task, deliverer, overdue_tickets],
             job_events,
             transcription,
         })
@@ -322,5 +337,38 @@ async fn forward_job_events(
                 category: None,
             },
         });
+    }
+}
+
+/// Alerts the supervisors of ATM tickets past their deadline (outbox and live feed), every
+/// `every`, until shutdown.
+async fn watch_overdue_tickets(
+    records: Records,
+    live: broadcast::Sender<LiveEvent>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let notifying = records.notifying();
+        match crate::store::tickets::remind_overdue(&records.store, &notifying, chrono::Utc::now())
+            .await
+        {
+            Ok(tickets) => {
+                for t in tickets {
+                    tracing::warn!(ticket = t.number, atm = t.atm_id, "ATM ticket overdue");
+                    let _ = live.send(LiveEvent::TicketAlert {
+                        alert: "overdue",
+                        ticket_id: t.id,
+                        atm_id: t.atm_id,
+                        count: 1,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "overdue ticket check failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

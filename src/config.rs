@@ -62,6 +62,8 @@ pub struct Config {
     pub transcription: crate::transcribe::TranscriptionConfig,
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    #[serde(default)]
+    pub tickets: crate::records::tickets::TicketsConfig,
 }
 
 /// `[voicemail]`: when a message ends (SPEC §2.6).
@@ -492,6 +494,9 @@ pub struct OperatorConfig {
     /// …or the name of an environment variable that holds it (production: no secrets in files).
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Where the operator is told that an ATM they registered a ticket for works again.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl OperatorConfig {
@@ -631,6 +636,17 @@ impl Config {
         self.queue.validate()?;
         self.transcription.validate()?;
         self.notify.validate()?;
+        self.tickets.validate()?;
+        for o in &self.operators {
+            if let Some(e) = &o.email {
+                if e.parse::<lettre::Address>().is_err() {
+                    return Err(ConfigError::invalid(
+                        "operators.email",
+                        format!("{e} (operator {}) is not an e-mail address", o.extension),
+                    ));
+                }
+            }
+        }
         if self.records.retention_years == 0 {
             return Err(ConfigError::invalid(
                 "records.retention_years",
@@ -924,6 +940,7 @@ mod tests {
             name: "A".into(),
             password: None,
             password_env: Some(var.into()),
+            email: None,
         };
         assert_eq!(
             op("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ").resolve_password(),

@@ -68,6 +68,12 @@ actions!(
     LiveRead => "watch the live queue and calls",
     OperatorPresence => "sign operators in and out",
     OutboxManage => "see notifications and retry failed deliveries and transcriptions",
+    TicketCreate => "register ATM tickets",
+    TicketRead => "read ATM tickets",
+    TicketTransition => "move ATM tickets through their lifecycle",
+    TicketStats => "read ATM ticket statistics",
+    AtmRead => "see the ATM registry and the ATMs' state",
+    AtmManage => "add ATMs to the registry and change their addresses",
 );
 
 /// The allowed-actions matrix.
@@ -76,7 +82,8 @@ actions!(
 /// - supervisors (the head of the call centre) see and do everything operators do, plus
 ///   export, statistics and the audit log;
 /// - the card department and the security service call customers back on the forms sent
-///   to them (their tickets come with the ATM issue);
+///   to them and work the ATM tickets routed to them (which step is whose is the
+///   lifecycle's table, `records::tickets::TRANSITIONS`);
 /// - admins run the system (tokens, retention) and see aggregate statistics, but not the
 ///   customers' personal data in the journal.
 pub fn allowed(role: Role, action: Action) -> bool {
@@ -94,10 +101,25 @@ pub fn allowed(role: Role, action: Action) -> bool {
                 | VoicemailProcess
                 | OperatorsRead
                 | OperatorPresence
+                | TicketCreate
+                | TicketRead
+                | TicketTransition
+                | AtmRead
         ),
         Role::Supervisor => !matches!(action, TokensManage | RetentionRun),
         Role::CardDepartment | Role::Security => {
-            matches!(action, CallbackRead | CallbackComplete | OperatorsRead)
+            matches!(
+                action,
+                CallbackRead
+                    | CallbackComplete
+                    | OperatorsRead
+                    | TicketRead
+                    | TicketTransition
+                    | TicketStats
+                    | AtmRead
+            )
+            // The card department owns the ATMs: it keeps the registry.
+            || (role == Role::CardDepartment && action == AtmManage)
         }
         Role::Admin => matches!(
             action,

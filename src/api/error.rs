@@ -29,6 +29,15 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 403 with its own reason (a record the role may not see, a step that is not theirs).
+    #[error("{0}")]
+    Refused(String),
+    /// 409: the lifecycle has no such step; `allowed` lists the steps it has.
+    #[error("{message}")]
+    NotAllowed {
+        message: String,
+        allowed: Vec<crate::records::tickets::AllowedTransition>,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -49,6 +58,9 @@ pub struct ErrorBody {
     /// The request field the error is about, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With a refused ticket transition: the steps there are from the ticket's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<crate::records::tickets::AllowedTransition>>,
 }
 
 impl From<StoreError> for ApiError {
@@ -79,7 +91,8 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::Refused(_) => StatusCode::FORBIDDEN,
+            ApiError::NotAllowed { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(detail) => {
@@ -91,9 +104,14 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { field, .. } => field.clone(),
             _ => None,
         };
+        let allowed = match &self {
+            ApiError::NotAllowed { allowed, .. } => Some(allowed.clone()),
+            _ => None,
+        };
         let body = Json(ErrorBody {
             error: self.to_string(),
             field,
+            allowed,
         });
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()

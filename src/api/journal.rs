@@ -150,7 +150,7 @@ async fn patch_entry(
 }
 
 /// The columns of the export: Appendix 6's ten, then the call detail.
-pub const CSV_HEADINGS: [&str; 20] = [
+pub const CSV_HEADINGS: [&str; 21] = [
     "№ п/п",
     "Дата",
     "ФИО заявителя",
@@ -171,6 +171,7 @@ pub const CSV_HEADINGS: [&str; 20] = [
     "Оператор",
     "Запись разговора",
     "Повторное обращение к №",
+    "Заявки по банкоматам",
 ];
 
 /// The export's body is sent in chunks of at least this many bytes.
@@ -236,7 +237,7 @@ async fn stream_csv(
     bom.extend_from_slice("\u{feff}".as_bytes());
     let mut w = writer(bom);
     w.write_record(CSV_HEADINGS)?;
-    let mut fields: [String; 20] = Default::default();
+    let mut fields: [String; 21] = Default::default();
     let mut batches = sql::export(store.clone(), filter.clone());
     while let Some(batch) = batches.recv().await {
         for row in &batch? {
@@ -290,7 +291,7 @@ fn set(out: &mut String, v: Option<&str>) {
 
 /// One entry's CSV fields, in the order of [`CSV_HEADINGS`], written into `f` (reused from
 /// row to row, so the export allocates per row only what the database driver does).
-pub fn csv_fields(e: &sql::ExportRow, tz: chrono_tz::Tz, f: &mut [String; 20]) {
+pub fn csv_fields(e: &sql::ExportRow, tz: chrono_tz::Tz, f: &mut [String; 21]) {
     use std::fmt::Write;
     f[0].clear();
     let _ = write!(f[0], "{}", e.seq);
@@ -321,4 +322,5 @@ pub fn csv_fields(e: &sql::ExportRow, tz: chrono_tz::Tz, f: &mut [String; 20]) {
     if let (Some(seq), Some(year)) = (e.repeat_seq, e.repeat_year) {
         let _ = write!(f[19], "{seq}/{year}");
     }
+    set(&mut f[20], e.tickets.as_deref());
 }

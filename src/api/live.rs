@@ -65,7 +65,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pause))
 }
 
-fn live(state: &AppState) -> Result<&Live, ApiError> {
+pub(crate) fn live(state: &AppState) -> Result<&Live, ApiError> {
     state
         .live
         .as_ref()
@@ -165,7 +165,15 @@ async fn live_events(
     State(state): State<AppState>,
     _auth: Allowed<can::LiveRead>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let live = live(&state)?;
+    event_stream(live(&state)?, |_| true)
+}
+
+/// The live events that `keep` lets through, as server-sent events (`lagged` when a slow
+/// client missed some), until the hotline shuts down.
+pub(crate) fn event_stream(
+    live: &Live,
+    keep: impl Fn(&LiveEvent) -> bool + Clone + Send + Sync + 'static,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let rx = live.events.subscribe();
     let shutdown = live.shutdown.clone();
     if *shutdown.borrow() {
@@ -173,10 +181,17 @@ async fn live_events(
     }
     let stream = futures::stream::unfold(rx, move |mut rx| {
         let mut shutdown = shutdown.clone();
+        let keep = keep.clone();
         async move {
-            let received = tokio::select! {
-                r = rx.recv() => r,
-                _ = shutdown.wait_for(|stop| *stop) => return None,
+            let received = loop {
+                let r = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                };
+                match r {
+                    Ok(ev) if !keep(&ev) => continue,
+                    other => break other,
+                }
             };
             let event = match received {
                 Ok(ev) => {

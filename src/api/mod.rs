@@ -14,6 +14,7 @@ pub mod journal;
 pub mod live;
 pub mod notifications;
 pub mod reports;
+pub mod tickets;
 pub mod voicemail;
 
 use crate::records::Records;
@@ -80,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(live::router())
         .merge(notifications::router())
+        .merge(tickets::router())
 }
 
 /// The OpenAPI description of `/api/v1`, as `hotline openapi` prints it.

@@ -70,7 +70,7 @@ async fn get_stats(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// `journal`, `callback` or `voicemail`.
+    /// `journal`, `callback`, `voicemail` or `atm_ticket`.
     entity: String,
     id: i64,
 }
@@ -90,10 +90,13 @@ async fn get_audit(
     _auth: Allowed<can::AuditRead>,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    if !matches!(q.entity.as_str(), "journal" | "callback" | "voicemail") {
+    if !matches!(
+        q.entity.as_str(),
+        "journal" | "callback" | "voicemail" | "atm_ticket"
+    ) {
         return Err(ApiError::field(
             "entity",
-            "`entity`: must be journal, callback or voicemail",
+            "`entity`: must be journal, callback, voicemail or atm_ticket",
         ));
     }
     Ok(Json(AuditList {

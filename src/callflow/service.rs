@@ -179,6 +179,24 @@ pub enum LiveEvent {
         kind: Option<&'static str>,
         category: Option<&'static str>,
     },
+    /// An ATM ticket was registered or moved on (`atm_state` when its ATM changed state).
+    Ticket {
+        ticket_id: i64,
+        number: String,
+        kind: &'static str,
+        state: &'static str,
+        atm_id: String,
+        atm_state: Option<&'static str>,
+        /// The registering operator.
+        operator: Option<String>,
+    },
+    /// A ticket alert for the supervisors (repeated events on an ATM, an overdue ticket).
+    TicketAlert {
+        alert: &'static str,
+        ticket_id: i64,
+        atm_id: String,
+        count: u32,
+    },
 }
 
 impl LiveEvent {
@@ -191,6 +209,8 @@ impl LiveEvent {
             LiveEvent::Operator { .. } => "operator",
             LiveEvent::Queue { .. } => "queue",
             LiveEvent::Transcription { .. } => "transcription",
+            LiveEvent::Ticket { .. } => "ticket",
+            LiveEvent::TicketAlert { .. } => "ticket_alert",
         }
     }
 }

@@ -188,7 +188,7 @@ mod tests {
         Targets {
             public_url: "https://hotline.bank".into(),
             head_email: Some("head@bank".into()),
-            webhooks: vec![],
+            ..Targets::default()
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod message;
 pub mod outbox;
 pub mod smtp;
+pub mod tickets;
 pub mod webhook;
 pub mod worker;
 
@@ -46,6 +47,14 @@ pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Where ATM tickets are routed (SPEC §3.3): `[notify.departments.card]` and
+    /// `[notify.departments.security]`.
+    #[serde(default)]
+    pub departments: DepartmentsConfig,
+    /// Supervisors told of ticket alerts (repeated events on an ATM, overdue tickets);
+    /// `head_email` when empty.
+    #[serde(default)]
+    pub supervisor_emails: Vec<String>,
     /// First retry after this many seconds, doubling up to `retry_max_s`.
     #[serde(default = "default_retry_base_s")]
     pub retry_base_s: u64,
@@ -71,6 +80,8 @@ impl Default for NotifyConfig {
             from: default_from(),
             smtp: None,
             webhooks: Vec::new(),
+            departments: DepartmentsConfig::default(),
+            supervisor_emails: Vec::new(),
             retry_base_s: default_retry_base_s(),
             retry_max_s: default_retry_max_s(),
             max_attempts: default_max_attempts(),
@@ -123,16 +134,37 @@ impl NotifyConfig {
             }
         }
         for (i, hook) in self.webhooks.iter().enumerate() {
-            if !is_http_url(&hook.url) {
-                return Err(ConfigError::invalid(
-                    format!("notify.webhooks[{i}].url"),
-                    "must be an http:// or https:// address",
-                ));
+            hook.validate(&format!("notify.webhooks[{i}]"))?;
+        }
+        let mut emails: Vec<(String, &String)> = self
+            .supervisor_emails
+            .iter()
+            .map(|e| ("notify.supervisor_emails".to_string(), e))
+            .collect();
+        let deps = [
+            ("card", &self.departments.card),
+            ("security", &self.departments.security),
+        ];
+        for (name, dep) in deps {
+            let Some(dep) = dep else { continue };
+            if let Some(hook) = &dep.webhook {
+                hook.validate(&format!("notify.departments.{name}.webhook"))?;
             }
-            if hook.secret.is_some() && hook.secret_env.is_some() {
+            if let Some(e) = &dep.email {
+                if self.smtp.is_none() {
+                    return Err(ConfigError::invalid(
+                        "notify.smtp",
+                        format!("is needed to e-mail notify.departments.{name}.email"),
+                    ));
+                }
+                emails.push((format!("notify.departments.{name}.email"), e));
+            }
+        }
+        for (field, e) in emails {
+            if e.parse::<lettre::Address>().is_err() {
                 return Err(ConfigError::invalid(
-                    format!("notify.webhooks[{i}]"),
-                    "give at most one of `secret` and `secret_env`",
+                    field,
+                    format!("{e} is not an e-mail address"),
                 ));
             }
         }
@@ -194,6 +226,22 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
+    fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        if !is_http_url(&self.url) {
+            return Err(ConfigError::invalid(
+                format!("{field}.url"),
+                "must be an http:// or https:// address",
+            ));
+        }
+        if self.secret.is_some() && self.secret_env.is_some() {
+            return Err(ConfigError::invalid(
+                field.to_string(),
+                "give at most one of `secret` and `secret_env`",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn resolve_secret(&self) -> Option<String> {
         if let Some(s) = &self.secret {
             return Some(s.clone());
@@ -202,6 +250,45 @@ impl WebhookConfig {
             .as_ref()
             .and_then(|var| std::env::var(var).ok())
             .filter(|s| !s.is_empty())
+    }
+}
+
+/// `[notify.departments]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentsConfig {
+    /// The card business department: every ATM ticket.
+    #[serde(default)]
+    pub card: Option<DepartmentConfig>,
+    /// The security service (ОИБ): security events.
+    #[serde(default)]
+    pub security: Option<DepartmentConfig>,
+}
+
+/// A department's contacts: its head's e-mail gets the ticket with the Table 6.1 form,
+/// the phone is printed for the operator who calls it (§6.7.4), the webhook is an
+/// alternative sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentConfig {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl NotifyConfig {
+    /// Every webhook notices may go to: the general ones and the departments'.
+    pub fn all_webhooks(&self) -> Vec<WebhookConfig> {
+        let deps = [&self.departments.card, &self.departments.security];
+        self.webhooks
+            .iter()
+            .cloned()
+            .chain(deps.into_iter().flatten().filter_map(|d| d.webhook.clone()))
+            .collect()
     }
 }
 

@@ -35,7 +35,7 @@ impl Deliverer {
         Ok(Deliverer {
             records,
             mailer,
-            webhooks: Webhooks::new(&config.webhooks)?,
+            webhooks: Webhooks::new(&config.all_webhooks())?,
             config: config.clone(),
         })
     }

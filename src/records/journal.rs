@@ -215,6 +215,9 @@ pub struct Entry {
     pub recording: Option<String>,
     pub repeat_of: Option<EntryRef>,
     pub voicemail: Option<EntryVoicemail>,
+    /// Registration numbers of the ATM tickets registered on this call (`АТМ-2026-000001,
+    /// …`); the tickets themselves are behind `/atm/tickets?journal_id=`.
+    pub tickets: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -7,6 +7,7 @@ pub mod atm;
 pub mod callback;
 pub mod calllog;
 pub mod journal;
+pub mod tickets;
 pub mod voicemail;
 pub mod writer;
 
@@ -95,6 +96,8 @@ pub struct Records {
     pub settings: RecordsSettings,
     /// Who is told of new voicemail and the like (nobody unless configured).
     pub targets: Arc<Targets>,
+    /// Ticket deadlines and alert thresholds.
+    pub tickets: Arc<tickets::TicketsConfig>,
 }
 
 impl Records {
@@ -104,7 +107,41 @@ impl Records {
             calendar,
             settings,
             targets: Arc::new(Targets::default()),
+            tickets: Arc::new(tickets::TicketsConfig::default()),
         }
+    }
+
+    /// The same records with these ticket rules.
+    pub fn with_tickets(mut self, rules: tickets::TicketsConfig) -> Records {
+        self.tickets = Arc::new(rules);
+        self
+    }
+
+    /// Registers an ATM ticket (SPEC §3.3), due in the kind's working days; `operator`
+    /// is the registering operator's extension, told when the ATM works again.
+    pub async fn register_ticket(
+        &self,
+        new: &tickets::NewTicket,
+        operator: Option<&str>,
+        actor: &str,
+    ) -> Result<crate::store::tickets::Registered, tickets::TicketError> {
+        new.validate()?;
+        let now = Utc::now();
+        let deadline = self
+            .calendar
+            .deadline_in_working_days(now, self.tickets.deadline_days(new.kind));
+        crate::store::tickets::create(
+            &self.store,
+            new,
+            operator,
+            actor,
+            self.journal_year(now),
+            now,
+            deadline,
+            &self.tickets,
+            &self.notifying(),
+        )
+        .await
     }
 
     /// The same records, telling `targets` of what happens.

@@ -18,7 +18,7 @@ pub const SYSTEM: &str = "system";
 const SELECT: &str = "SELECT e.id, e.year, e.seq, e.arrived_at, e.caller_name, e.caller_status, \
      e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.appeal_type, \
      e.call_id, e.disposition, e.answered_at, e.ended_at, e.wait_ms, e.operator, e.recording, \
-     e.repeat_of, r.year, r.seq, e.updated_at, v.id, v.transcript \
+     e.repeat_of, r.year, r.seq, e.updated_at, v.id, v.transcript, e.tickets \
      FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of \
      LEFT JOIN voicemails v ON v.id = e.voicemail_id";
 
@@ -57,6 +57,7 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
             id,
             transcript: text(25).ok().flatten(),
         }),
+        tickets: text(26)?,
     })
 }
 
@@ -681,6 +682,8 @@ pub struct ExportRow {
     pub repeat_seq: Option<i64>,
     pub repeat_year: Option<i64>,
     pub id: i64,
+    /// Registration numbers of the call's ATM tickets.
+    pub tickets: Option<String>,
 }
 
 /// Where the next page of the export starts: after this (arrival, id).
@@ -690,7 +693,7 @@ type ExportCursor = (i64, i64);
 const EXPORT_COLUMNS: &str = "e.seq, e.year, e.arrived_at, e.caller_name, e.caller_status, \
      e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.call_id, \
      e.answered_at, e.ended_at, e.wait_ms, e.disposition, e.operator, e.recording, \
-     r.seq AS r_seq, r.year AS r_year, e.id";
+     r.seq AS r_seq, r.year AS r_year, e.id, e.tickets";
 
 /// The export's rows, oldest first (the order of the paper journal), in batches, from a
 /// task of its own; the receiver ends after the last batch or an error.
@@ -793,6 +796,7 @@ fn export_row(row: &AnyRow) -> Result<ExportRow, StoreError> {
         repeat_seq: int(18)?,
         repeat_year: int(19)?,
         id: row.try_get(20)?,
+        tickets: text(21)?,
     })
 }
 
@@ -810,7 +814,7 @@ async fn export_in_pages(
             "SELECT json_group_array(json_array(seq, year, arrived_at, caller_name, \
              caller_status, phone, callback_at, content, forwarded_to, forwarded_at, done_at, \
              call_id, answered_at, ended_at, wait_ms, disposition, operator, recording, r_seq, \
-             r_year, id) ORDER BY arrived_at, id) FROM (SELECT {EXPORT_COLUMNS} \
+             r_year, id, tickets) ORDER BY arrived_at, id) FROM (SELECT {EXPORT_COLUMNS} \
              FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of"
         ));
         // Every match is read and sorted anyway: the trigram table is worth it for any word.

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod outbox;
 pub mod retention;
 pub mod stats;
+pub mod tickets;
 pub mod tokens;
 pub mod transcription;
 pub mod voicemail;

@@ -154,6 +154,10 @@ async fn delete_batch(
                 "callback",
                 "SELECT id FROM callback_forms WHERE journal_id = $1",
             ),
+            (
+                "atm_ticket",
+                "SELECT id FROM atm_tickets WHERE journal_id = $1",
+            ),
         ] {
             let ids: Vec<i64> = sqlx::query_scalar(sql).bind(id).fetch_all(&mut *tx).await?;
             for child in ids {
@@ -174,6 +178,15 @@ async fn delete_batch(
             "DELETE FROM notifications WHERE entity = 'voicemail' AND entity_id IN \
              (SELECT id FROM voicemails WHERE journal_id = $1)",
             "DELETE FROM voicemails WHERE journal_id = $1",
+            // The call's ATM tickets go with it (registering one counts as activity on
+            // the entry, so they are as old); an ATM they once suspended forgets them.
+            "UPDATE atms SET suspended_by = NULL WHERE suspended_by IN \
+             (SELECT id FROM atm_tickets WHERE journal_id = $1)",
+            "DELETE FROM atm_ticket_events WHERE ticket_id IN \
+             (SELECT id FROM atm_tickets WHERE journal_id = $1)",
+            "DELETE FROM notifications WHERE entity = 'atm_ticket' AND entity_id IN \
+             (SELECT id FROM atm_tickets WHERE journal_id = $1)",
+            "DELETE FROM atm_tickets WHERE journal_id = $1",
             "UPDATE journal_entries SET repeat_of = NULL WHERE repeat_of = $1",
             "DELETE FROM audit_log WHERE entity = 'journal' AND entity_id = $1",
             "DELETE FROM journal_entries WHERE id = $1",

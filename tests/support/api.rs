@@ -101,7 +101,17 @@ pub async fn start(db: Db) -> Api {
 
 /// Starts with `tables` appended to the test config (e.g. a `[records]` table).
 pub async fn start_with(db: Db, tables: &str) -> Api {
+    start_edited(db, tables, |_| {}).await
+}
+
+/// [`start_with`], with `edit` applied to the config first.
+pub async fn start_edited(
+    db: Db,
+    tables: &str,
+    edit: impl FnOnce(&mut hotline::config::Config),
+) -> Api {
     let (mut config, dir) = super::config("", tables);
+    edit(&mut config);
     let (url, pg_schema) = fresh_database(db).await;
     config.storage.database_url = url;
     // The records' deadlines are checked against the real calendar and default hours.

@@ -59,23 +59,28 @@ impl Mail {
     }
 }
 
-/// Decodes `=?utf-8?b?…?=` words (what lettre writes for non-ASCII headers).
+/// Decodes `=?utf-8?b?…?=` words (what lettre writes for non-ASCII headers). As RFC 2047
+/// says, the space between two encoded words is not text; the space next to a plain word
+/// is.
 fn decode_words(v: &str) -> String {
     let mut out = String::new();
-    for word in v.split_whitespace() {
+    let mut prev_encoded = false;
+    for (i, word) in v.split_whitespace().enumerate() {
         let lower = word.to_ascii_lowercase();
-        if lower.starts_with("=?utf-8?b?") && word.ends_with("?=") {
+        let encoded = lower.starts_with("=?utf-8?b?") && word.ends_with("?=");
+        if i > 0 && !(encoded && prev_encoded) {
+            out.push(' ');
+        }
+        if encoded {
             let b = &word[10..word.len() - 2];
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b)
                 .expect("encoded word");
             out.push_str(&String::from_utf8_lossy(&bytes));
         } else {
-            if !out.is_empty() {
-                out.push(' ');
-            }
             out.push_str(word);
         }
+        prev_encoded = encoded;
     }
     out
 }
