@@ -224,6 +224,10 @@ async fn fault_lifecycle(db: Db) {
     // The journal shows it, in the API and the export.
     let (_, entry) = api.get("operator", &format!("/journal/{journal}")).await;
     assert_eq!(entry["tickets"], number.as_str());
+    assert_eq!(
+        entry["appeal_type"], "atm_incident",
+        "the call is an ATM appeal now"
+    );
     let (_, _, csv) = api
         .raw(
             Some("supervisor"),
@@ -339,6 +343,7 @@ async fn fault_lifecycle(db: Db) {
     assert_eq!(events[2]["actor"], "test card_department");
     assert_eq!(events[2]["note"], "restored by card_department");
     assert_eq!(events[1]["from"], "registered");
+    assert_eq!(events[0]["role"], "operator");
     // And audited.
     let (_, audit) = api
         .get("supervisor", &format!("/audit?entity=atm_ticket&id={id}"))

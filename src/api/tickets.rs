@@ -194,7 +194,7 @@ async fn create_ticket(
     };
     let done = state
         .records
-        .register_ticket(&new, operator, auth.actor())
+        .register_ticket(&new, operator, auth.token.role, auth.actor())
         .await?;
     publish(&state, &done.ticket, done.suspended.then_some("suspended"));
     if let Some(live) = &state.live {

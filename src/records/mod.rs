@@ -118,11 +118,13 @@ impl Records {
     }
 
     /// Registers an ATM ticket (SPEC §3.3), due in the kind's working days; `operator`
-    /// is the registering operator's extension, told when the ATM works again.
+    /// is the registering operator's extension, told when the ATM works again; `role` the
+    /// registering token's, for the lifecycle's first event.
     pub async fn register_ticket(
         &self,
         new: &tickets::NewTicket,
         operator: Option<&str>,
+        role: crate::store::tokens::Role,
         actor: &str,
     ) -> Result<crate::store::tickets::Registered, tickets::TicketError> {
         new.validate()?;
@@ -134,6 +136,7 @@ impl Records {
             &self.store,
             new,
             operator,
+            role,
             actor,
             self.journal_year(now),
             now,

@@ -205,6 +205,7 @@ pub async fn create(
     store: &Store,
     new: &NewTicket,
     operator: Option<&str>,
+    role: Role,
     actor: &str,
     year: i64,
     now: DateTime<Utc>,
@@ -249,8 +250,7 @@ pub async fn create(
     )
     .bind(year)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
+    .await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO atm_tickets (year, seq, kind, category, atm_id, atm_address, phone, \
          caller_name, journal_id, description, state, operator, created_by, created_at, \
@@ -273,20 +273,14 @@ pub async fn create(
     .bind(ms(now))
     .bind(ms(deadline_at))
     .fetch_one(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
-    let role = if operator.is_some() {
-        "operator"
-    } else {
-        "supervisor"
-    };
+    .await?;
     event(
         &mut tx,
         id,
         None,
         TicketState::Registered,
         actor,
-        role,
+        role.as_str(),
         None,
         now,
     )
@@ -307,7 +301,8 @@ pub async fn create(
     if let Some(jid) = new.journal_id {
         sqlx::query(
             "UPDATE journal_entries SET tickets = CASE WHEN tickets IS NULL THEN $1 \
-             ELSE tickets || ', ' || $1 END, updated_at = $2, last_activity_at = $2 WHERE id = $3",
+             ELSE tickets || ', ' || $1 END, appeal_type = COALESCE(appeal_type, 'atm_incident'), \
+             updated_at = $2, last_activity_at = $2 WHERE id = $3",
         )
         .bind(num.as_str())
         .bind(ms(now))
@@ -315,6 +310,7 @@ pub async fn create(
         .execute(&mut *tx)
         .await?;
     }
+    // (The entry becomes an ATM appeal unless the operator typed it otherwise.)
     // §6.7.5: a security event suspends the ATM at once (an ATM already suspended stays
     // so, by the ticket that suspended it first).
     let suspended = new.kind == TicketKind::AtmSecurity && atm_state == "in_service";
@@ -363,8 +359,7 @@ pub async fn create(
     .bind(new.kind.code())
     .bind(ms(since))
     .fetch_one(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
+    .await?;
     let mut alerts = Vec::new();
     let count = u32::try_from(count).unwrap_or(u32::MAX);
     if count >= count_of {
@@ -468,8 +463,7 @@ pub async fn transition(
     .bind(id)
     .bind(t.state.as_str())
     .execute(&mut *tx)
-    .await
-    .map_err(StoreError::from)?;
+    .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Conflict(format!(
             "ticket {} changed meanwhile; reload it",
