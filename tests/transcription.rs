@@ -423,7 +423,19 @@ async fn a_missing_model_is_a_warning_and_jobs_wait() {
     let hotline = Hotline::start(config)
         .await
         .expect("starts without a model");
-    let status = hotline.transcription_status();
+    // The worker tries the model in the background, right after start.
+    let loading = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = hotline.transcription_status();
+        if status.warning.is_some() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < loading,
+            "no warning: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(!status.ready);
     let warning = status.warning.expect("a warning");
     assert!(warning.contains("/nonexistent/ggml-base.bin"), "{warning}");

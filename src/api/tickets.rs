@@ -63,19 +63,19 @@ impl From<TicketError> for ApiError {
     }
 }
 
+const SECURITY_ONLY: &str = "security tickets are visible only to the security service, the \
+     card department and supervisors";
+const OWN_ONLY: &str = "an operator sees only the tickets they registered";
+
 /// Whether `token` may see `t`.
 fn may_see(token: &TokenInfo, t: &Ticket) -> Result<(), ApiError> {
     match token.role {
         Role::Supervisor | Role::CardDepartment | Role::Security => Ok(()),
-        Role::Operator if t.kind == TicketKind::AtmSecurity => Err(ApiError::Refused(
-            "security tickets are visible only to the security service, the card department \
-             and supervisors"
-                .into(),
-        )),
+        Role::Operator if t.kind == TicketKind::AtmSecurity => {
+            Err(ApiError::Refused(SECURITY_ONLY.into()))
+        }
         Role::Operator if t.operator.is_some() && t.operator == token.operator => Ok(()),
-        _ => Err(ApiError::Refused(
-            "an operator sees only the tickets they registered".into(),
-        )),
+        _ => Err(ApiError::Refused(OWN_ONLY.into())),
     }
 }
 
@@ -155,16 +155,10 @@ async fn list_tickets(
     };
     if auth.token.role == Role::Operator {
         if f.kind == Some(TicketKind::AtmSecurity) {
-            return Err(ApiError::Refused(
-                "security tickets are visible only to the security service, the card \
-                 department and supervisors"
-                    .into(),
-            ));
+            return Err(ApiError::Refused(SECURITY_ONLY.into()));
         }
         if f.operator.is_some() && f.operator != auth.token.operator {
-            return Err(ApiError::Refused(
-                "an operator sees only the tickets they registered".into(),
-            ));
+            return Err(ApiError::Refused(OWN_ONLY.into()));
         }
         let Some(own) = auth.token.operator.clone() else {
             return Ok(Json(TicketList { tickets: vec![] }));

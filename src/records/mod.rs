@@ -12,8 +12,7 @@ pub mod voicemail;
 pub mod writer;
 
 use crate::calendar::Calendar;
-use crate::notify::outbox::Targets;
-use crate::store::voicemail::Notifying;
+use crate::notify::outbox::{Notifying, Targets};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Months, Utc};
 use serde::{Deserialize, Deserializer};

@@ -2,8 +2,8 @@
 //! its transition, its lifecycle event, the audit line, the ATM's state, the journal's
 //! reference and the notices it causes (outbox rows) commit together or not at all.
 
-use super::voicemail::Notifying;
 use super::{audit, from_ms, ms, opt_from_ms, Store, StoreError};
+use crate::notify::outbox::Notifying;
 use crate::notify::tickets::{self as notices, Addressed, AlertKind};
 use crate::records::atm::{AtmCategory, TicketKind};
 use crate::records::tickets::{
@@ -664,6 +664,7 @@ pub async fn remind_overdue(
     .fetch_all(store.pool())
     .await?;
     let mut alerted = Vec::new();
+    let mut conn = store.pool().acquire().await?;
     for r in &rows {
         let t = from_row(r, now)?;
         let (n, sinks) = notices::alert(
@@ -674,7 +675,6 @@ pub async fn remind_overdue(
             notifying.targets,
             notifying.tz,
         );
-        let mut conn = store.pool().acquire().await?;
         if super::outbox::enqueue(&mut conn, &n, &sinks, now).await? > 0 {
             alerted.push(t);
         }

@@ -4,9 +4,10 @@
 //! transaction ([`complete`]), or put back with a retry time or marked failed ([`fail`]).
 //! A restart puts the crashed process's `running` jobs back to `pending` ([`recover`]).
 
-use super::voicemail::{apply_transcript, facts, Notifying};
+use super::voicemail::{apply_transcript, facts};
 use super::{from_ms, ms, opt_from_ms, outbox, Store, StoreError};
 use crate::notify::message;
+use crate::notify::outbox::Notifying;
 use crate::transcribe::classify::Suggestion;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -7,14 +7,13 @@ use super::audit::{self, Change, Kind, Val};
 use super::journal::{refresh_search_text, touch, update_entry, SYSTEM};
 use super::{from_ms, ms, opt_from_ms, outbox, Param, Sql, Store, StoreError};
 use crate::notify::message::{self, VoicemailFacts};
-use crate::notify::outbox::Targets;
+use crate::notify::outbox::Notifying;
 use crate::records::atm::AtmCategory;
 use crate::records::callback::VOICEMAIL_OPERATOR;
 use crate::records::journal::Disposition;
 use crate::records::voicemail::{NewVoicemail, Voicemail, VoicemailStatus};
 use crate::transcribe::classify::{SuggestedKind, Suggestion};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -71,13 +70,6 @@ pub async fn insert_once(
     notify: &Notifying<'_>,
 ) -> Result<(i64, bool), StoreError> {
     insert_inner(store, vm, deadline, true, notify).await
-}
-
-/// Who is told of a record's changes, and the time zone their texts are written in.
-#[derive(Clone, Copy)]
-pub struct Notifying<'a> {
-    pub targets: &'a Targets,
-    pub tz: Tz,
 }
 
 async fn insert_inner(
