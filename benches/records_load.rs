@@ -247,7 +247,7 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, api::router(state)).await;
+        let _ = axum::serve(listener, api::router(state).into_make_service()).await;
     });
     let client = reqwest::Client::new();
     let base = format!("http://{addr}/api/v1");

@@ -14,7 +14,7 @@
 #
 # Builds `cargo build --release`, starts `hotline serve` with a temporary copy of
 # sip-config/hotline.toml (loopback trusted, so the per-source rate limit does not apply;
-# max_calls raised), waits for /healthz, runs SIPp (every call: INVITE -> 100 -> 200, ACK,
+# max_calls raised, peak_call_rate = RATE), waits for /healthz, runs SIPp (every call: INVITE -> 100 -> 200, ACK,
 # BYE -> 200), and prints the achieved rate, successes, failures, retransmissions and the
 # INVITE->200 response time (SIPp's rtd 1) percentiles. Exits non-zero if any call failed.
 # Needs: cargo, sipp (Debian package sip-tester, tested with 3.6.1), curl, python3, timeout.
@@ -96,7 +96,7 @@ BIN="$TARGET_DIR/release/hotline"
 
 # The sample config with [limits] adjusted for the test. Everything else stays as shipped.
 MAX_CALLS=$((LIMIT * 4 > 4000 ? LIMIT * 4 : 4000))
-awk -v max_calls="$MAX_CALLS" '
+awk -v max_calls="$MAX_CALLS" -v rate="$((RATE > 200 ? RATE : 200))" '
     /^[[:space:]]*\[/ {
         section = $0
         gsub(/[[:space:]]/, "", section)
@@ -104,16 +104,18 @@ awk -v max_calls="$MAX_CALLS" '
         if (section == "[limits]") {
             seen = 1
             print "max_calls = " max_calls
+            print "peak_call_rate = " rate
             print "trusted_sources = [\"127.0.0.0/8\"]"
         }
         next
     }
-    section == "[limits]" && /^[[:space:]]*(max_calls|trusted_sources)[[:space:]]*=/ { next }
+    section == "[limits]" && /^[[:space:]]*(max_calls|peak_call_rate|trusted_sources)[[:space:]]*=/ { next }
     { print }
     END {
         if (!seen) {
             print "\n[limits]"
             print "max_calls = " max_calls
+            print "peak_call_rate = " rate
             print "trusted_sources = [\"127.0.0.0/8\"]"
         }
     }

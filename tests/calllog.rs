@@ -344,3 +344,113 @@ async fn crash_during_outage(db: Db) {
     s.finish().await;
 }
 on_both_databases!(crash_during_outage);
+
+/// What the call log's batches apply (`update_progress_many`, several calls' updates in a
+/// fixed number of statements) ends exactly as the same updates one by one: the same
+/// columns and the same audit lines, across its 200-update chunks too; a Call-ID without
+/// an entry fails the batch.
+async fn batched_progress_matches_one_by_one(db: Db) {
+    use hotline::store::{audit, journal};
+    let s = setup(db).await;
+    let r = &s.records;
+    const CALLS: usize = 120;
+    let t0 = chrono::Utc::now();
+    let mut calls = Vec::new();
+    for i in 0..CALLS {
+        for kind in ["one", "many"] {
+            calls.push(arrival(&format!("{kind}-{i}"), &format!("+7978{i:07}")));
+        }
+    }
+    r.record_calls(&calls).await.unwrap();
+    // Per call: answered, then ended (one value repeated, one changed), then a replay.
+    let updates = |i: usize| -> Vec<CallProgress> {
+        let at = |ms: i64| Some(t0 + chrono::Duration::milliseconds(ms));
+        let answered = CallProgress {
+            answered_at: at(1000 + i as i64),
+            wait_ms: Some(i as i64),
+            operator: Some(format!("{}", 1000 + i % 7)),
+            disposition: Some(Disposition::Answered),
+            ..CallProgress::default()
+        };
+        let ended = CallProgress {
+            ended_at: at(9000),
+            disposition: Some(if i.is_multiple_of(3) {
+                Disposition::Failed
+            } else {
+                Disposition::Answered
+            }),
+            recording: i.is_multiple_of(2).then(|| format!("recordings/{i}.wav")),
+            ..CallProgress::default()
+        };
+        vec![answered, ended.clone(), ended]
+    };
+    let one_by_one: Vec<Vec<CallProgress>> = (0..CALLS).map(updates).collect();
+    for (i, list) in one_by_one.iter().enumerate() {
+        let id = journal::id_by_call_id(&r.store, &format!("one-{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        for p in list {
+            journal::update_progress(&r.store, id, p).await.unwrap();
+        }
+    }
+    // The same, interleaved across calls as the FIFO holds them: every call's first
+    // update, then every call's second… (360 updates: the chunks split calls).
+    let names: Vec<String> = (0..CALLS).map(|i| format!("many-{i}")).collect();
+    let mut batch: Vec<(&str, &CallProgress)> = Vec::new();
+    for step in 0..3 {
+        for (i, list) in one_by_one.iter().enumerate() {
+            batch.push((names[i].as_str(), &list[step]));
+        }
+    }
+    let mut tx = r.store.pool().begin().await.unwrap();
+    journal::update_progress_many(&mut tx, &batch, chrono::Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let lines = |h: Vec<audit::AuditEntry>| -> Vec<(String, Option<String>, Option<String>)> {
+        h.into_iter()
+            .filter(|a| a.action == "update")
+            .map(|a| (a.field.unwrap_or_default(), a.old_value, a.new_value))
+            .collect()
+    };
+    for i in 0..CALLS {
+        let (a, b) = (
+            entry(r, &format!("one-{i}")).await,
+            entry(r, &format!("many-{i}")).await,
+        );
+        assert_eq!(
+            (a.answered_at, a.ended_at, a.wait_s, a.disposition),
+            (b.answered_at, b.ended_at, b.wait_s, b.disposition),
+            "call {i}"
+        );
+        assert_eq!((&a.operator, &a.recording), (&b.operator, &b.recording));
+        assert!(b.answered_at.is_some() && b.ended_at.is_some());
+        let (ha, hb) = (
+            lines(audit::history(&r.store, "journal", a.id).await.unwrap()),
+            lines(audit::history(&r.store, "journal", b.id).await.unwrap()),
+        );
+        assert_eq!(ha, hb, "audit of call {i}");
+        assert!(ha.len() >= 5, "{ha:?}");
+    }
+    // A Call-ID without an entry fails the batch, and the transaction changes nothing.
+    let before = count(r, "audit_log").await;
+    let stray = CallProgress {
+        wait_ms: Some(1),
+        ..CallProgress::default()
+    };
+    let mut tx = r.store.pool().begin().await.unwrap();
+    let e = journal::update_progress_many(
+        &mut tx,
+        &[("many-0", &stray), ("nobody", &stray)],
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("nobody"), "{e}");
+    drop(tx);
+    assert_eq!(count(r, "audit_log").await, before);
+    assert_eq!(entry(r, "many-0").await.wait_s, Some(0.0));
+    s.finish().await;
+}
+on_both_databases!(batched_progress_matches_one_by_one);

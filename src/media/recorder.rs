@@ -35,7 +35,7 @@
 //!
 //! # Crash safety
 //!
-//! Writes go through a 16 KiB buffer, and at least once a second [`Recorder::tick`]
+//! Writes go through an 8 KiB buffer, and at least once a second [`Recorder::tick`]
 //! flushes the WAV writer. hound's `WavWriter::flush` writes out the buffered samples and
 //! then rewrites the RIFF and `data` sizes in the header, so the file on disk is a valid
 //! WAV file up to the last flush. If the process dies, at most about a second of audio
@@ -71,18 +71,22 @@ pub const MAX_SKEW: u64 = 1600;
 /// most a second.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(800);
 
-/// Capacity of each channel's queue (1 s, the longest gap filled at once): steady state needs about [`MAX_SKEW`] plus
-/// one housekeeping interval of the media task (200 ms); the rest absorbs bursts without
-/// reallocating. Kept small because a thousand calls record at once.
-const QUEUE_CAPACITY: usize = SAMPLE_RATE as usize;
+/// Capacity of each channel's queue (600 ms). The channel ahead is at most at the wall
+/// clock, and [`Recorder::tick`] keeps the other within [`MAX_SKEW`] of it at every tick
+/// (the media task ticks every 200 ms), so a queue holds at most about 400 ms; the rest
+/// absorbs bursts without reallocating. Beyond it the queue is written out against
+/// silence (see `make_room`). Kept small because a thousand calls record at once: the
+/// two queues are 19 KB a call.
+const QUEUE_CAPACITY: usize = SAMPLE_RATE as usize * 6 / 10;
 
 /// Longest gap [`Recorder::push_silence`] fills (1 s). Longer jumps in RTP timestamps are
 /// not trusted (a restarted stream, a hostile peer); the wall clock covers real pauses.
 const MAX_SILENCE: usize = SAMPLE_RATE as usize;
 
-/// Size of the write buffer in front of the file: half a second of audio, so a call costs
-/// about two `write`s a second (one of them the flush) and little memory.
-const WRITE_BUFFER: usize = 16 * 1024;
+/// Size of the write buffer in front of the file: a quarter of a second of audio, so a
+/// call costs about five `write`s a second (one of them the flush) and 8 KB, which with a
+/// thousand calls recording at once is 8 MB.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Frames (100 ms) both channels must have before [`Recorder::push`] writes them: ten
 /// writes a second instead of one per packet. [`Recorder::tick`] writes whatever is
@@ -1056,9 +1060,20 @@ mod tests {
         rec.push_silence(Channel::Other, usize::MAX);
         assert!(rec.queued(Channel::Other) <= QUEUE_CAPACITY);
         let summary = rec.finish().unwrap();
-        assert_eq!(summary.frames, 80_000);
-        let (left, _) = read_channels(&path);
-        assert_eq!(left, caller);
+        // The silence pairs with the caller's queued samples; what is left of the second
+        // runs past the caller's end (against silence on the caller's channel).
+        assert!(
+            (80_000..=80_000 + MAX_SILENCE as u64).contains(&summary.frames),
+            "{}",
+            summary.frames
+        );
+        let (left, right) = read_channels(&path);
+        assert_eq!(&left[..80_000], &caller[..]);
+        assert!(left[80_000..].iter().all(|&s| s == 0));
+        assert!(
+            right.iter().all(|&s| s == 0),
+            "the other side only had silence"
+        );
     }
 
     #[test]

@@ -181,9 +181,8 @@ impl Session {
         let task = MediaTask {
             call: config.call,
             caller,
-            caller_rx: RxBatch::default(),
+            rx: RxBatch::default(),
             operator: None,
-            operator_rx: RxBatch::default(),
             player: Player::default(),
             recorder,
             voicemail: None,
@@ -333,9 +332,10 @@ impl Player {
 struct MediaTask {
     call: u64,
     caller: Leg,
-    caller_rx: RxBatch,
     operator: Option<Leg>,
-    operator_rx: RxBatch,
+    /// The last datagrams read, from either leg: each read is handled before the next,
+    /// so both legs share one set of buffers (6 KB a call less).
+    rx: RxBatch,
     player: Player,
     recorder: Option<Recorder>,
     /// The voicemail being recorded.
@@ -363,14 +363,14 @@ impl MediaTask {
                 },
                 ready = self.caller.socket.readable() => {
                     // `ready` borrows the socket only; the leg's other fields are free.
-                    Leg::read_into(&mut self.caller_rx, ready);
-                    for i in 0..self.caller_rx.len() {
+                    Leg::read_into(&mut self.rx, ready);
+                    for i in 0..self.rx.len() {
                         self.on_caller(i);
                     }
                 }
                 ready = readable(&self.operator) => {
-                    Leg::read_into(&mut self.operator_rx, ready);
-                    for i in 0..self.operator_rx.len() {
+                    Leg::read_into(&mut self.rx, ready);
+                    for i in 0..self.rx.len() {
                         self.on_operator(i);
                     }
                 }
@@ -394,10 +394,7 @@ impl MediaTask {
     /// belong in the recording and the voicemail. At most [`DRAIN_BATCHES`] batches a leg.
     fn drain(&mut self) {
         for _ in 0..DRAIN_BATCHES {
-            let n = self
-                .caller_rx
-                .recv(self.caller.socket.get_ref())
-                .unwrap_or(0);
+            let n = self.rx.recv(self.caller.socket.get_ref()).unwrap_or(0);
             for i in 0..n {
                 self.on_caller(i);
             }
@@ -409,7 +406,7 @@ impl MediaTask {
             let Some(op) = self.operator.as_ref() else {
                 break;
             };
-            let n = self.operator_rx.recv(op.socket.get_ref()).unwrap_or(0);
+            let n = self.rx.recv(op.socket.get_ref()).unwrap_or(0);
             for i in 0..n {
                 self.on_operator(i);
             }
@@ -458,10 +455,10 @@ impl MediaTask {
         }
     }
 
-    /// Datagram `i` of the caller leg's last batch.
+    /// Datagram `i` of the last batch, read from the caller's leg.
     fn on_caller(&mut self, i: usize) {
         let now = Instant::now();
-        let (datagram, Some(from)) = self.caller_rx.get(i) else {
+        let (datagram, Some(from)) = self.rx.get(i) else {
             return;
         };
         let inbound = self.caller.state.receive(datagram, from, now);
@@ -503,12 +500,12 @@ impl MediaTask {
         }
     }
 
-    /// Datagram `i` of the operator leg's last batch.
+    /// Datagram `i` of the last batch, read from the operator's leg.
     fn on_operator(&mut self, i: usize) {
         let Some(op) = self.operator.as_mut() else {
             return;
         };
-        let (datagram, Some(from)) = self.operator_rx.get(i) else {
+        let (datagram, Some(from)) = self.rx.get(i) else {
             return;
         };
         let inbound = op.state.receive(datagram, from, Instant::now());

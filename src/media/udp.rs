@@ -17,7 +17,7 @@ pub const BATCH: usize = 4;
 /// Largest datagram kept whole (Ethernet MTU); RTP for G.711 at 20–60 ms is 172–492 bytes.
 pub const SLOT: usize = 1500;
 
-/// Buffers for one batch, reused for the life of a leg.
+/// Buffers for one batch, reused for the life of a media session (both its legs).
 pub struct RxBatch {
     bufs: Box<[[u8; SLOT]; BATCH]>,
     lens: [usize; BATCH],

@@ -175,6 +175,19 @@ impl Records {
 
     /// Creates entries for several calls in one transaction; ids in the same order.
     pub async fn record_calls(&self, calls: &[journal::NewCall]) -> Result<Vec<i64>, RecordError> {
+        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let ids = self.record_calls_in(&mut tx, calls, Utc::now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(ids)
+    }
+
+    /// [`Records::record_calls`] inside the caller's transaction.
+    pub async fn record_calls_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        calls: &[journal::NewCall],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, RecordError> {
         for c in calls {
             journal::validate_phone("phone", &c.phone)?;
         }
@@ -183,7 +196,7 @@ impl Records {
             .map(|c| self.journal_year(c.arrived_at))
             .collect();
         let window_ms = i64::try_from(self.settings.repeat_window.as_millis()).unwrap_or(i64::MAX);
-        Ok(crate::store::journal::insert_calls(&self.store, calls, &years, window_ms).await?)
+        Ok(crate::store::journal::insert_calls_in(conn, calls, &years, window_ms, now).await?)
     }
 
     /// Records a voicemail (and its callback form), due by the next working day's close.

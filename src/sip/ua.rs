@@ -57,8 +57,10 @@ use std::time::{Duration, Instant};
 /// Methods we serve; everything else known to `rsip` gets 405 with this list.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
-/// Initial size of the server transaction table (boxed entries: ~10 MB of slots).
-const INITIAL_TRANSACTIONS: usize = 1 << 17;
+/// Server transactions one new call leaves lingering: its INVITE's and its BYE's.
+const TRANSACTIONS_PER_CALL: usize = 2;
+/// How long an ended server transaction lingers (64·T1 with the default T1).
+const LINGER_S: usize = 32;
 
 /// Most 2xx dialogs (forks) one INVITE of ours ACKs and ends with BYE: a phone that keeps
 /// answering with new tags gets no more of our requests.
@@ -81,6 +83,8 @@ pub struct UaSettings {
     pub answer_delay: Duration,
     pub timers: Timers,
     pub max_calls: usize,
+    /// `limits.peak_call_rate`: what the transaction table is sized for.
+    pub peak_call_rate: u32,
     pub rtp_ports: (u16, u16),
 }
 
@@ -111,6 +115,7 @@ impl UaSettings {
                 t4: Duration::from_millis(t.t4_ms),
             },
             max_calls: config.limits.max_calls,
+            peak_call_rate: config.limits.peak_call_rate,
             rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
         }
     }
@@ -375,7 +380,8 @@ pub struct UserAgent {
     /// a growing table then moves pointers, not whole state machines.
     server: HashMap<TransactionKey, Box<ServerEntry>>,
     client: HashMap<TransactionKey, ClientEntry>,
-    calls: HashMap<DialogKey, Call>,
+    /// Boxed too: a call is about a kilobyte, and the table is pre-sized for `max_calls`.
+    calls: HashMap<DialogKey, Box<Call>>,
     timers: BTreeMap<(Instant, u64), TimerRef>,
     timer_seq: u64,
     transmits: VecDeque<Transmit>,
@@ -387,6 +393,9 @@ pub struct UserAgent {
 impl UserAgent {
     pub fn new(config: &Config, settings: UaSettings, now: Instant) -> Self {
         let settings_calls = settings.max_calls.min(100_000);
+        let transactions = (settings.peak_call_rate as usize)
+            .saturating_mul(TRANSACTIONS_PER_CALL * LINGER_S)
+            .min(1 << 20);
         let mut ua = UserAgent {
             registrar: Registrar::new(config, now),
             ports: Box::new(CountingPorts::new(
@@ -394,10 +403,11 @@ impl UserAgent {
                 settings.rtp_ports.1,
             )),
             settings,
-            // Sized for the steady state of a busy hotline (2000 calls/s keep ~130k
+            // Sized for the steady state at the peak call rate (2000 calls/s keep ~130k
             // transactions in their 64·T1 linger) so that the table never stops the core
-            // to grow in the middle of a rush.
-            server: HashMap::with_capacity(INITIAL_TRANSACTIONS),
+            // to grow in the middle of a rush; a rate the hotline never sees would only
+            // hold memory (17 MB of slots at 2000 calls/s).
+            server: HashMap::with_capacity(transactions),
             client: HashMap::new(),
             calls: HashMap::with_capacity(settings_calls),
             timers: BTreeMap::new(),
@@ -510,7 +520,7 @@ impl UserAgent {
         );
         self.calls.insert(
             key,
-            Call {
+            Box::new(Call {
                 dialog,
                 invite_tx: None,
                 invite: None,
@@ -525,7 +535,7 @@ impl UserAgent {
                     cancel: CancelState::No,
                     give_up_at: None,
                 }),
-            },
+            }),
         );
         tracing::info!(call = id, extension = %o.extension, peer = %peer.addr, "ringing operator");
         self.drive_client(&tx_key, now);
@@ -955,7 +965,7 @@ impl UserAgent {
             hangup_on_ack: None,
             outbound: None,
         };
-        self.calls.insert(dkey.clone(), call);
+        self.calls.insert(dkey.clone(), Box::new(call));
         if let Some(entry) = self.server.get_mut(&key) {
             entry.dialog = Some(dkey.clone());
         }

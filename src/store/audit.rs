@@ -40,7 +40,8 @@ impl Val {
         v.map_or(Val::Null, |t| Val::Int(ms(t)))
     }
 
-    fn render(&self, kind: Kind) -> Option<String> {
+    /// The value as the log shows it.
+    pub(crate) fn render(&self, kind: Kind) -> Option<String> {
         match (self, kind) {
             (Val::Null, _) => None,
             (Val::Int(v), Kind::Time) => {
@@ -148,6 +149,39 @@ pub async fn record_creations(
             .bind(summary.as_str());
     }
     q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Appends an `update` line for each `(id, field, old, new)`, in one statement per 200.
+pub async fn record_updates(
+    conn: &mut AnyConnection,
+    at: DateTime<Utc>,
+    actor: &str,
+    entity: &str,
+    lines: &[(i64, &str, Option<String>, Option<String>)],
+) -> Result<(), StoreError> {
+    for chunk in lines.chunks(200) {
+        let mut sql = super::Sql::new(
+            "INSERT INTO audit_log (at, actor, entity, entity_id, action, field, old_value, \
+             new_value) VALUES ",
+        );
+        for (n, (id, field, old, new)) in chunk.iter().enumerate() {
+            sql.push(if n == 0 { "(" } else { ", (" });
+            sql.bind(super::Param::Int(ms(at))).push(", ");
+            sql.bind(super::Param::Text(actor.into())).push(", ");
+            sql.bind(super::Param::Text(entity.into())).push(", ");
+            sql.bind(super::Param::Int(*id)).push(", 'update', ");
+            sql.bind(super::Param::Text((*field).into())).push(", ");
+            for (i, v) in [old, new].into_iter().enumerate() {
+                match v {
+                    Some(v) => sql.bind(super::Param::Text(v.clone())),
+                    None => sql.push("NULL"),
+                };
+                sql.push(if i == 0 { ", " } else { ")" });
+            }
+        }
+        sql.query().persistent(false).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -72,6 +72,17 @@ pub async fn insert_once(
     insert_inner(store, vm, deadline, true, notify).await
 }
 
+/// [`insert_once`] inside the caller's transaction (the call log's batches).
+pub async fn insert_once_in(
+    conn: &mut AnyConnection,
+    vm: &NewVoicemail,
+    deadline: DateTime<Utc>,
+    notify: &Notifying<'_>,
+    now: DateTime<Utc>,
+) -> Result<(i64, bool), StoreError> {
+    insert_in(conn, vm, deadline, true, notify, now).await
+}
+
 async fn insert_inner(
     store: &Store,
     vm: &NewVoicemail,
@@ -79,8 +90,20 @@ async fn insert_inner(
     once: bool,
     notify: &Notifying<'_>,
 ) -> Result<(i64, bool), StoreError> {
-    let now = Utc::now();
     let mut tx = store.pool().begin().await?;
+    let out = insert_in(&mut tx, vm, deadline, once, notify, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn insert_in(
+    tx: &mut AnyConnection,
+    vm: &NewVoicemail,
+    deadline: DateTime<Utc>,
+    once: bool,
+    notify: &Notifying<'_>,
+    now: DateTime<Utc>,
+) -> Result<(i64, bool), StoreError> {
     let disposition = if vm.after_hours {
         Disposition::AfterHoursVoicemail
     } else {
@@ -88,7 +111,7 @@ async fn insert_inner(
     };
     // The entry's update comes first: it locks the row and proves the entry exists.
     audit::update_with_audit(
-        &mut tx,
+        &mut *tx,
         "journal_entries",
         "journal",
         vm.journal_id,
@@ -111,8 +134,7 @@ async fn insert_inner(
         if let Some(id) = known {
             // The disposition is set again all the same: in a replay an earlier progress
             // may have just set another, and the final state must be the original one's.
-            touch(&mut tx, vm.journal_id, now).await?;
-            tx.commit().await?;
+            touch(&mut *tx, vm.journal_id, now).await?;
             return Ok((id, false));
         }
     }
@@ -143,7 +165,7 @@ async fn insert_inner(
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         now,
         SYSTEM,
         "voicemail",
@@ -178,7 +200,7 @@ async fn insert_inner(
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         now,
         SYSTEM,
         "callback",
@@ -194,16 +216,15 @@ async fn insert_inner(
         .bind(vm.journal_id)
         .execute(&mut *tx)
         .await?;
-    touch(&mut tx, vm.journal_id, now).await?;
+    touch(&mut *tx, vm.journal_id, now).await?;
     // The duties the message brings are recorded with it: its transcription (a message
     // too short to hold words has none) and the head of the call centre's notice.
     if !vm.empty {
-        super::transcription::enqueue(&mut tx, id, now).await?;
+        super::transcription::enqueue(&mut *tx, id, now).await?;
     }
-    let facts = facts(&mut tx, id).await?;
+    let facts = facts(&mut *tx, id).await?;
     let notice = message::voicemail_new(&facts, notify.targets, notify.tz);
-    outbox::enqueue(&mut tx, &notice, &notify.targets.voicemail_sinks(), now).await?;
-    tx.commit().await?;
+    outbox::enqueue(&mut *tx, &notice, &notify.targets.voicemail_sinks(), now).await?;
     Ok((id, true))
 }
 
