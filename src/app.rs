@@ -78,6 +78,8 @@ pub struct Hotline {
     tasks: Vec<JoinHandle<()>>,
     calllog_shutdown: watch::Sender<bool>,
     calllog_task: JoinHandle<()>,
+    /// The call log's own connections.
+    calllog_store: Store,
     background_shutdown: watch::Sender<bool>,
     background_tasks: Vec<JoinHandle<()>>,
     job_events: broadcast::Sender<JobEvent>,
@@ -96,7 +98,8 @@ impl Hotline {
         if let Some(w) = calendar.coverage_warning(chrono::Utc::now()) {
             tracing::warn!("calendar: {w}");
         }
-        let store = Store::connect(&config.storage.effective_database_url()).await?;
+        let database_url = config.storage.effective_database_url();
+        let store = Store::connect(&database_url).await?;
         store.migrate().await?;
         let records = Records::new(store, calendar.clone(), config.records.settings())
             .with_targets(Targets::from_config(
@@ -126,8 +129,13 @@ impl Hotline {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (calllog_shutdown, calllog_shutdown_rx) = watch::channel(false);
+        // The call log writes through connections of its own: under load, with the API's
+        // readers and the workers holding the shared pool's, its commits waited seconds
+        // for one (sqlx's slow-acquire warnings at 1,000 calls). Two, so that a try given
+        // up at the bound can be cleaned up while the next one runs.
+        let calllog_store = Store::connect_with(&database_url, Some(2)).await?;
         let (calllog, calllog_task) = CallLog::spawn(
-            records.clone(),
+            records.clone().with_store(calllog_store.clone()),
             config.storage.data_dir.join("spool"),
             calllog_shutdown_rx,
         )?;
@@ -259,6 +267,7 @@ impl Hotline {
             tasks,
             calllog_shutdown,
             calllog_task,
+            calllog_store,
             background_shutdown,
             background_tasks: vec![transcription_task, deliverer, overdue_tickets],
             job_events,
@@ -306,6 +315,7 @@ impl Hotline {
         }
         let _ = self.calllog_shutdown.send(true);
         let _ = self.calllog_task.await;
+        self.calllog_store.close().await;
         let _ = self.background_shutdown.send(true);
         for t in self.background_tasks {
             let _ = t.await;

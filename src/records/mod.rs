@@ -111,6 +111,12 @@ impl Records {
     }
 
     /// The same records with these ticket rules.
+    /// The same records through another connection pool (see [`Store::connect_with`]).
+    pub fn with_store(mut self, store: Store) -> Records {
+        self.store = store;
+        self
+    }
+
     pub fn with_tickets(mut self, rules: tickets::TicketsConfig) -> Records {
         self.tickets = Arc::new(rules);
         self

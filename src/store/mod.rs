@@ -69,6 +69,16 @@ impl Store {
     /// Opens the database (creating an SQLite file if it does not exist yet). Does not
     /// migrate: [`Store::migrate`] does, at start-up and from `hotline migrate`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, None).await
+    }
+
+    /// [`Store::connect`] with at most `max_connections` (default: 4 on SQLite, 16 on
+    /// PostgreSQL). A writer that must never wait behind the API's readers for a pooled
+    /// connection (the call log) gets a pool of its own this way.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -78,8 +88,11 @@ impl Store {
                     source: sqlx::Error::Io(e),
                 })?;
             }
-            // `mode=rwc` creates the file; the driver's defaults give WAL, foreign keys on,
-            // synchronous=FULL (a committed record survives a power cut) and a 5 s busy wait.
+            // `mode=rwc` creates the file; the driver's defaults give foreign keys on,
+            // synchronous=FULL (a committed record survives a power cut) and a 5 s busy
+            // wait. WAL is set on every connection below: sqlx 0.8 leaves the journal mode
+            // alone, and SQLite's default (a rollback journal) lets any reader hold up a
+            // commit, and costs two fsyncs a commit instead of one.
             let sep = if rest.contains('?') { '&' } else { '?' };
             let url = if rest.contains("mode=") {
                 url.to_string()
@@ -92,14 +105,26 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let max = match backend {
+        let max = max_connections.unwrap_or(match backend {
             // SQLite has one writer at a time; a few readers are enough beside it.
             Backend::Sqlite => 4,
             Backend::Postgres => 16,
-        };
+        });
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Persistent in the file; asked again on each connection so that a
+                        // database made by an older build switches too.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(|source| StoreError::Connect {
@@ -268,6 +293,29 @@ mod tests {
             "postgres://hotline@db/hotline"
         );
         assert_eq!(redact("sqlite://data/h.db"), "sqlite://data/h.db");
+    }
+
+    /// Every connection writes through a write-ahead log with full syncs: a reader never
+    /// holds up the call log's commits, and a commit survives a power cut.
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_with_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        // Hold one connection so that the next check gets a second one.
+        let mut first = store.pool().acquire().await.unwrap();
+        let mut second = store.pool().acquire().await.unwrap();
+        for conn in [&mut first, &mut second] {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!((mode.as_str(), sync), ("wal", 2));
+        }
     }
 
     #[test]
