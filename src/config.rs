@@ -910,6 +910,11 @@ mod tests {
         );
         let limits = "[limits]\nmax_calls = 0\n";
         assert_eq!(err_key(&format!("{MINIMAL}{limits}")), "limits.max_calls");
+        let limits = "[limits]\npeak_call_rate = 0\n";
+        assert_eq!(
+            err_key(&format!("{MINIMAL}{limits}")),
+            "limits.peak_call_rate"
+        );
         for bad in ["\"\"", "\"12\"", "\"a\""] {
             let queue = format!("[queue]\nvoicemail_key = {bad}\n");
             assert_eq!(err_key(&format!("{MINIMAL}{queue}")), "queue.voicemail_key");

@@ -1736,6 +1736,24 @@ mod tests {
         rsip::SipMessage::try_from(text).unwrap()
     }
 
+    /// The server transaction table is allocated for the configured peak rate's 32 s of
+    /// lingering transactions, not for the 2,000 calls/s of the SIP benchmark.
+    #[test]
+    fn transaction_table_is_sized_by_the_peak_call_rate() {
+        let base = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\nhotline_numbers = [\"8800\"]\n";
+        let capacity = |limits: &str| {
+            let config = Config::from_toml(&format!("{base}{limits}")).unwrap();
+            let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
+            UserAgent::new(&config, settings, Instant::now())
+                .server
+                .capacity()
+        };
+        let default = capacity("");
+        assert!((200 * 64..100_000).contains(&default), "{default}");
+        let busy = capacity("[limits]\npeak_call_rate = 2000\n");
+        assert!(busy >= 2000 * 64, "{busy}");
+    }
+
     fn invite(call_id: &str, branch: &str) -> rsip::SipMessage {
         let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
         request(&format!(
