@@ -756,13 +756,13 @@ impl Writer {
 /// Applies `ops`, the front of the FIFO, to the database in one transaction.
 ///
 /// The batch's arrivals go first, as one multi-row insert in their order; then its progress
-/// updates, several at a time ([`update_progress_many`]), and its voicemails, in their
-/// order. That keeps the FIFO's order where it matters: a call's own writes are submitted
+/// updates, several at a time
+/// ([`update_progress_many`](crate::store::journal::update_progress_many)), and its
+/// voicemails, in their order. That keeps the FIFO's order where it matters: a call's own writes are submitted
 /// after its arrival, so none of them moves ahead of it; a voicemail waits for the
 /// progress updates of its own call queued before it (both set the disposition); writes of
 /// different calls commute.
 async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
-    use crate::store::journal::update_progress_many;
     if ops.is_empty() {
         return Ok(());
     }
@@ -826,10 +826,7 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
                 after_hours,
             } => {
                 if progress.iter().any(|(c, _)| c == call_id) {
-                    let batch: Vec<(&str, &CallProgress)> =
-                        progress.iter().map(|(c, p)| (*c, p)).collect();
-                    update_progress_many(&mut tx, &batch, now).await?;
-                    progress.clear();
+                    flush_progress(&mut tx, &mut progress, now).await?;
                 }
                 let journal_id = entry_id(&mut tx, call_id).await?;
                 let vm = NewVoicemail {
@@ -855,9 +852,20 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
             }
         }
     }
-    let batch: Vec<(&str, &CallProgress)> = progress.iter().map(|(c, p)| (*c, p)).collect();
-    update_progress_many(&mut tx, &batch, now).await?;
+    flush_progress(&mut tx, &mut progress, now).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Applies the progress updates gathered so far and empties the list.
+async fn flush_progress(
+    conn: &mut sqlx::AnyConnection,
+    progress: &mut Vec<(&str, CallProgress)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Failure> {
+    let batch: Vec<(&str, &CallProgress)> = progress.iter().map(|(c, p)| (*c, p)).collect();
+    crate::store::journal::update_progress_many(conn, &batch, now).await?;
+    progress.clear();
     Ok(())
 }
 
