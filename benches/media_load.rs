@@ -6,8 +6,9 @@
 //! Two processes, so that the figures of the server are its own:
 //!
 //! * the **server** (this binary re-executed as `media_load --server N DIR CALLERS OPS`)
-//!   runs a 2-worker tokio runtime, as production does on these 2-core machines, with N
-//!   [`Session`]s: the caller leg is PCMU; the operator leg is PCMU for 3 calls in 4 and
+//!   runs N [`Session`]s on the hotline's media runtime with 2 threads, as production
+//!   starts on these 2-core machines (`SCHED_RR` priority 10; `MEDIA_LOAD_PRIORITY=0`
+//!   runs them in the normal class, for comparison): the caller leg is PCMU; the operator leg is PCMU for 3 calls in 4 and
 //!   PCMA for every 4th (so transcoding is exercised); each call records to `DIR/<n>.wav`.
 //!   It prints its port pairs, waits for "stop" (or end of stdin), stops every session so
 //!   the recordings are finalised, prints a summary line and exits;
@@ -55,6 +56,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hotline::media::g711;
 use hotline::media::ports;
+use hotline::media::runtime::MediaRuntime;
 use hotline::media::session::{Command, LegConfig, Session, SessionConfig, SessionEvent};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
 
@@ -176,8 +178,18 @@ fn server(args: &[String]) -> Result<()> {
         bail!("no generator addresses");
     }
     raise_nofile();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The sessions run on the hotline's media runtime (2 real-time threads, as production
+    // starts on these 2-core machines); this process's control on a thread of its own.
+    let priority = std::env::var("MEDIA_LOAD_PRIORITY")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10u8);
+    let media_runtime = MediaRuntime::start(2, priority)?;
+    if let Some(w) = &media_runtime.scheduling().warning {
+        eprintln!("server: {w}");
+    }
+    let rt = media_runtime.handle().clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -196,7 +208,8 @@ fn server(args: &[String]) -> Result<()> {
             let caller = ports::bind(loopback).context("binding a caller leg")?;
             let operator = ports::bind(loopback).context("binding an operator leg")?;
             let (cp, op) = (caller.local_addr()?.port(), operator.local_addr()?.port());
-            let session = Session::spawn(
+            let session = Session::spawn_on(
+                &rt,
                 SessionConfig {
                     call: i as u64,
                     caller: LegConfig {

@@ -243,6 +243,7 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         operators: Arc::new(Vec::new()),
         live: None,
         transcription: None,
+        media: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

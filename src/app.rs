@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
+use crate::media::runtime::MediaRuntime;
 use crate::notify::outbox::Targets;
 use crate::notify::worker::Deliverer;
 use crate::records::calllog::{CallLog, CallLogError};
@@ -52,6 +53,8 @@ pub enum StartError {
     CallLog(#[from] CallLogError),
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("cannot start the media threads: {0}")]
+    Media(std::io::Error),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -84,6 +87,8 @@ pub struct Hotline {
     background_tasks: Vec<JoinHandle<()>>,
     job_events: broadcast::Sender<JobEvent>,
     transcription: StatusHandle,
+    /// Where the media sessions run; dropped (shut down) after the calls have stopped.
+    media: MediaRuntime,
 }
 
 impl Hotline {
@@ -158,11 +163,23 @@ impl Hotline {
         let (events, _) = broadcast::channel(16384);
         let (live_events, _) = broadcast::channel(4096);
         let metrics = Arc::new(api::live::Metrics::default());
+        let media =
+            MediaRuntime::start(config.media.media_threads(), config.media.realtime_priority)
+                .map_err(StartError::Media)?;
+        match &media.scheduling().warning {
+            Some(w) => tracing::warn!("{w}"),
+            None => tracing::info!(
+                threads = media.scheduling().threads,
+                realtime_priority = ?media.scheduling().realtime_priority,
+                "media threads started"
+            ),
+        }
         let ctx = Arc::new(Context {
             ports,
             prompts: flow_prompts,
             data_dir: config.storage.data_dir.clone(),
             rtp_timeout: config.media.rtp_timeout(),
+            media: media.handle().clone(),
             control: sip.control.clone(),
             observers: events.clone(),
             acd: acd.clone(),
@@ -232,6 +249,7 @@ impl Hotline {
                 shutdown: shutdown_rx.clone(),
             }),
             transcription: Some(transcription.clone()),
+            media: Some(media.scheduling().clone()),
         });
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
@@ -272,6 +290,7 @@ impl Hotline {
             background_tasks: vec![transcription_task, deliverer, overdue_tickets],
             job_events,
             transcription,
+            media,
         })
     }
 
@@ -321,6 +340,7 @@ impl Hotline {
             let _ = t.await;
         }
         self.records.store.close().await;
+        self.media.shutdown();
     }
 }
 

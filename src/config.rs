@@ -409,6 +409,16 @@ pub struct MediaConfig {
     /// directory unless absolute.
     #[serde(default = "default_prompts_dir")]
     pub prompts_dir: PathBuf,
+    /// Threads that move RTP (unset: one per CPU). They run apart from signalling and the
+    /// API ([`crate::media::runtime`]).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// `SCHED_RR` priority of those threads (1–99; 0: the normal class). Real-time media
+    /// threads are what keeps jitter unchanged while voicemail is transcribed on the same
+    /// cores; without the permission (`CAP_SYS_NICE`) the hotline warns and runs them
+    /// normally.
+    #[serde(default = "default_media_priority")]
+    pub realtime_priority: u8,
 }
 
 impl Default for MediaConfig {
@@ -418,6 +428,8 @@ impl Default for MediaConfig {
             rtp_port_max: default_rtp_max(),
             rtp_timeout_s: default_rtp_timeout(),
             prompts_dir: default_prompts_dir(),
+            threads: None,
+            realtime_priority: default_media_priority(),
         }
     }
 }
@@ -426,6 +438,13 @@ impl MediaConfig {
     /// `None` when the RTP timeout is disabled.
     pub fn rtp_timeout(&self) -> Option<Duration> {
         (self.rtp_timeout_s > 0).then(|| Duration::from_secs(self.rtp_timeout_s))
+    }
+
+    /// The media threads to start.
+    pub fn media_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
     }
 }
 
@@ -549,6 +568,11 @@ fn default_rtp_max() -> u16 {
 }
 fn default_rtp_timeout() -> u64 {
     30
+}
+/// Low in the real-time range: above every normal thread, below the kernel's own
+/// real-time threads (interrupt threads run at 50).
+fn default_media_priority() -> u8 {
+    10
 }
 fn default_prompts_dir() -> PathBuf {
     PathBuf::from("ivr-prompts")
@@ -716,6 +740,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "media.rtp_port_min",
                 "need 1024 <= rtp_port_min < rtp_port_max",
+            ));
+        }
+        if m.realtime_priority > 99 {
+            return Err(ConfigError::invalid(
+                "media.realtime_priority",
+                "must be between 0 (normal scheduling) and 99",
+            ));
+        }
+        if m.threads.is_some_and(|n| !(1..=256).contains(&n)) {
+            return Err(ConfigError::invalid(
+                "media.threads",
+                "must be between 1 and 256",
             ));
         }
         let l = &self.limits;
@@ -915,6 +951,13 @@ mod tests {
             err_key(&format!("{MINIMAL}{limits}")),
             "limits.peak_call_rate"
         );
+        let media = "[media]\nrealtime_priority = 100\n";
+        assert_eq!(
+            err_key(&format!("{MINIMAL}{media}")),
+            "media.realtime_priority"
+        );
+        let media = "[media]\nthreads = 0\n";
+        assert_eq!(err_key(&format!("{MINIMAL}{media}")), "media.threads");
         for bad in ["\"\"", "\"12\"", "\"a\""] {
             let queue = format!("[queue]\nvoicemail_key = {bad}\n");
             assert_eq!(err_key(&format!("{MINIMAL}{queue}")), "queue.voicemail_key");
@@ -924,6 +967,20 @@ mod tests {
             err_key(&format!("{MINIMAL}{queue}")),
             "queue.ring_timeout_s"
         );
+    }
+
+    #[test]
+    fn media_threads_default_to_real_time_one_per_cpu() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.media.realtime_priority, 10);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.media.media_threads(), cpus);
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}[media]\nthreads = 3\nrealtime_priority = 0\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.media.media_threads(), c.media.realtime_priority), (3, 0));
     }
 
     #[test]

@@ -427,5 +427,18 @@ async fn healthz_reports_sip() {
     assert_eq!(status, 200);
     assert!(body.contains("\"status\":\"ok\""), "{body}");
     assert!(body.contains(&hotline.sip_addr.to_string()), "{body}");
+    // The media threads' class: real-time where the process may (root, as here and in
+    // CI), else a warning that says how to allow it.
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let media = &health["media"];
+    assert!(media["threads"].as_u64().unwrap() >= 1, "{body}");
+    // SAFETY: no arguments, no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(media["realtime_priority"], 10, "{body}");
+        assert!(media["warning"].is_null(), "{body}");
+    } else {
+        assert!(media["realtime_priority"].is_null(), "{body}");
+        assert!(media["warning"].as_str().unwrap().contains("CAP_SYS_NICE"));
+    }
     hotline.shutdown().await;
 }

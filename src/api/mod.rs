@@ -45,6 +45,8 @@ pub struct AppState {
     pub live: Option<live::Live>,
     /// Whether voicemail can be transcribed (the model), for `/healthz`.
     pub transcription: Option<crate::transcribe::worker::StatusHandle>,
+    /// How the media threads are scheduled, for `/healthz`; `None` without calls (benches).
+    pub media: Option<crate::media::runtime::Scheduling>,
 }
 
 #[derive(OpenApi)]
@@ -119,6 +121,9 @@ struct Health {
     version: &'static str,
     sip: SipHealth,
     database: DatabaseHealth,
+    /// Media threads not real-time (a warning) make transcription add jitter: shown here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<crate::media::runtime::Scheduling>,
     #[serde(skip_serializing_if = "Option::is_none")]
     transcription: Option<TranscriptionHealth>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 },
                 reachable,
             },
+            media: state.media.clone(),
             transcription,
             notifications,
         }),

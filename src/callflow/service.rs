@@ -121,6 +121,8 @@ pub struct Context {
     pub prompts: FlowPrompts,
     pub data_dir: PathBuf,
     pub rtp_timeout: Option<Duration>,
+    /// The media runtime's handle: sessions run there ([`crate::media::runtime`]).
+    pub media: tokio::runtime::Handle,
     pub control: SipControl,
     pub observers: broadcast::Sender<Event>,
     pub acd: AcdHandle,
@@ -725,7 +727,7 @@ impl CallTask {
             recording: Some(path),
             rtp_timeout: self.ctx.rtp_timeout,
         };
-        match Session::spawn(config, self.media_tx.clone()) {
+        match Session::spawn_on(&self.ctx.media, config, self.media_tx.clone()) {
             Ok(s) => {
                 self.session = Some(s);
                 let open = self.ctx.calendar.is_open(Utc::now());

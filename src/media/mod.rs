@@ -11,6 +11,7 @@
 //! * [`bridge`]: the per-packet relay between two legs, feeding the recorder
 //! * [`ports`]: RTP port allocation (binding real sockets)
 //! * [`session`]: the per-call media task: the only part that touches RTP sockets
+//! * [`runtime`]: the real-time threads the sessions run on
 //! * [`udp`]: `recvmmsg` reads that need no `EAGAIN` call to find a socket drained
 
 pub mod bridge;
@@ -21,6 +22,7 @@ pub mod ports;
 pub mod prompt;
 pub mod recorder;
 pub mod rtp;
+pub mod runtime;
 pub mod session;
 pub mod udp;
 pub mod voicemail;

@@ -157,11 +157,23 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts the media task. `events` gets `(call, event)` pairs.
+    /// Starts the media task on the current runtime. `events` gets `(call, event)` pairs.
     pub fn spawn(
         config: SessionConfig,
         events: mpsc::UnboundedSender<(u64, SessionEvent)>,
     ) -> Result<Session, SessionError> {
+        Session::spawn_on(&tokio::runtime::Handle::current(), config, events)
+    }
+
+    /// Starts the media task on `runtime` (the hotline's [`super::runtime::MediaRuntime`]).
+    /// Its sockets are registered with that runtime's reactor, so that the thread woken
+    /// by a packet is one of its threads.
+    pub fn spawn_on(
+        runtime: &tokio::runtime::Handle,
+        config: SessionConfig,
+        events: mpsc::UnboundedSender<(u64, SessionEvent)>,
+    ) -> Result<Session, SessionError> {
+        let _inside = runtime.enter();
         let now = Instant::now();
         // A recording that cannot be created (disk full, permissions) must not cost the
         // caller the call: it goes on unrecorded, and the error is logged loudly.
@@ -191,7 +203,7 @@ impl Session {
             out: [0; MAX_DATAGRAM],
             pcm: [0; MAX_DATAGRAM],
         };
-        let task = tokio::spawn(task.run(rx));
+        let task = runtime.spawn(task.run(rx));
         Ok(Session { commands: tx, task })
     }
 

@@ -286,11 +286,14 @@ async fn run_on_thread(
 }
 
 /// Puts the calling thread in the `SCHED_IDLE` class, as every transcription runs (the
-/// benchmark too): it gets only the CPU nothing else wants, and a woken RTP thread
-/// preempts it at once. Plain `nice` is not enough: measured beside 500 recorded calls,
-/// whisper at nice 10 raised the media's p99 added jitter from 0.28 to 1.36 ms
-/// (benches/RESULTS.md). Threads whisper.cpp starts from this one inherit the class. When
-/// calls take every core, transcription waits; a voicemail's deadline is a working day.
+/// benchmark too): it gets only the CPU nothing else wants. Threads whisper.cpp starts from
+/// this one inherit the class. Plain `nice` is not enough (measured beside 500 recorded
+/// calls, nice 10 let 20 ms stalls through), and neither is this class alone: a
+/// normal-class thread woken from another CPU can wait for the scheduler tick before it
+/// takes the core from an idle-class one, which is why the media threads are real-time
+/// ([`crate::media::runtime`]; benches/RESULTS.md, "Media jitter while transcribing").
+/// When calls take every core, transcription waits; a voicemail's deadline is a working
+/// day.
 pub fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread (tid 0 = self) with a valid parameter
     // struct; no memory is shared with the kernel beyond the call.
