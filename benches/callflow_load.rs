@@ -27,7 +27,9 @@
 //! Exit status: 0 when every call SIPp placed has exactly one entry with a final
 //! disposition and `ended_at`, 3 otherwise, 1 on a harness error. `KEEP=1` keeps the
 //! temporary directory (config, hotline log, SIPp files); `CALLFLOW_LOAD_WRAP="heaptrack
-//! -o /tmp/ht"` starts the hotline under that command (a profiler).
+//! -o /tmp/ht"` starts the hotline under that command (a profiler);
+//! `CALLFLOW_LOAD_PRIORITY=0` sets `[media] realtime_priority` (0: normal-class media
+//! threads, for comparison).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket as StdUdp};
@@ -175,6 +177,10 @@ fn config_text(p: &Params, dir: &Path, sip: u16, http: u16) -> Result<String> {
         Some(u) => format!("database_url = \"{u}\"\n"),
         None => String::new(),
     };
+    let priority = match std::env::var("CALLFLOW_LOAD_PRIORITY") {
+        Ok(n) => format!("realtime_priority = {n}\n"),
+        Err(_) => String::new(),
+    };
     Ok(format!(
         r#"[sip]
 listen = "127.0.0.1:{sip}"
@@ -193,7 +199,7 @@ rtp_port_min = 20000
 rtp_port_max = 39999
 rtp_timeout_s = 0
 prompts_dir = "{prompts}"
-
+{priority}
 [limits]
 max_calls = 4000
 trusted_sources = ["127.0.0.0/8"]

@@ -8,7 +8,7 @@
 #   SECONDS  measured window after a 3 s warm-up, 1..120 (default 20)
 #
 # Runs `cargo bench --bench media_load -- CALLS SECONDS` (benches/media_load.rs): the bench
-# re-executes itself as the server (a 2-worker tokio runtime with CALLS media sessions,
+# re-executes itself as the server (the hotline's media runtime, 2 real-time threads, with CALLS media sessions,
 # recording into a temporary directory) and acts as the generator (20 ms RTP both ways on
 # every call). It prints the server's CPU per call, RSS, packet loss, added jitter and
 # the recordings' check, and exits 0 when every target is met, 3 when one is missed.
