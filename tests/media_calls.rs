@@ -44,6 +44,7 @@ fn channel(samples: &[i16], ch: usize) -> Vec<i16> {
 async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
     let (hotline, _dir) = start().await;
     let mut events = hotline.subscribe();
+    let woken_before = media_thread_wakeups();
     let mut phone = Phone::call(hotline.sip_addr, "UDP", "greet@test", &[(0, "PCMU")]).await;
     let (rtp, media) = (&mut phone.rtp, phone.media);
 
@@ -57,6 +58,13 @@ async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
     // Symmetric RTP: it comes from the address the SDP named.
     assert_eq!(source, Some(media));
     assert!(packets.len() >= 100, "{} packets in 2.5 s", packets.len());
+    // The session ran on the media runtime's (real-time) threads: they were woken for the
+    // packets, at least once per 20 ms in one direction or the other.
+    let woken = media_thread_wakeups_since(&woken_before);
+    assert!(
+        woken >= 100,
+        "media threads woken {woken} times in 2.5 s of RTP"
+    );
     // One stream: one SSRC, sequence +1, timestamp +160 per 20 ms packet, all PCMU.
     for w in packets.windows(2) {
         assert_eq!(w[1].ssrc, w[0].ssrc);

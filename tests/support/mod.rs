@@ -625,3 +625,40 @@ pub fn response_to(request: &str, status: &str, to_tag: &str, extra: &str, body:
     out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     out
 }
+
+/// How many times each of this process's media runtime threads (named `hotline-media`)
+/// has gone to sleep and been woken (`voluntary_ctxt_switches`), by thread id: it grows
+/// with every packet a session handles there, and stays put if sessions ran elsewhere.
+#[allow(dead_code)]
+pub fn media_thread_wakeups() -> std::collections::HashMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Default::default();
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "hotline-media")
+        })
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let n = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), n))
+        })
+        .collect()
+}
+
+/// Wake-ups of media threads since `before` (threads started since count from 0; threads
+/// that have ended, of other tests' hotlines, count nothing).
+#[allow(dead_code)]
+pub fn media_thread_wakeups_since(before: &std::collections::HashMap<String, u64>) -> u64 {
+    media_thread_wakeups()
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
