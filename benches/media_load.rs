@@ -8,8 +8,9 @@
 //! * the **server** (this binary re-executed as `media_load --server N DIR CALLERS OPS`)
 //!   runs N [`Session`]s on the hotline's media runtime with 2 threads, as production
 //!   starts on these 2-core machines (`SCHED_RR` priority 10; `MEDIA_LOAD_PRIORITY=0`
-//!   runs them in the normal class, for comparison): the caller leg is PCMU; the operator leg is PCMU for 3 calls in 4 and
-//!   PCMA for every 4th (so transcoding is exercised); each call records to `DIR/<n>.wav`.
+//!   runs them in the normal class, for comparison). The caller leg is PCMU; the
+//!   operator leg is PCMU for 3 calls in 4 and PCMA for every 4th (so transcoding is
+//!   exercised); each call records to `DIR/<n>.wav`.
 //!   It prints its port pairs, waits for "stop" (or end of stdin), stops every session so
 //!   the recordings are finalised, prints a summary line and exits;
 //! * the **generator** (the parent) sends a 20 ms RTP packet (12 + 160 bytes) on both legs

@@ -5,20 +5,20 @@
 //!
 //! The model is `--model`, else `HOTLINE_WHISPER_MODEL`, else `[transcription] model` of
 //! `sip-config/hotline.toml`. When none of them names a file, it prints "no model" and exits
-//! 0 (no registry here carries a whisper model). `--synthetic base` instead writes a model
+//! 0 (`bash benches/fetch-whisper-base.sh` puts the real ggml-base in
+//! `models/ggml-base.bin`). `--synthetic base` instead writes a model
 //! with `ggml-base.bin`'s dimensions and chosen weights ([`test_model`]): the arithmetic per
 //! second of audio is the real model's (the encoder dominates), the decoded text is not,
 //! so it estimates the compute cost on this machine, not accuracy, and a real transcript
 //! decodes more tokens than its few.
 //!
-//! The audio is `--wav`, else a Russian voicemail spoken by `espeak-ng` (at 16 kHz:
-//! [`voicemail_wav`] says why), else a synthetic signal; repeated to S seconds (default
-//! 30). After loading,
-//! R runs (default 3) of the production path (`transcribe_wav`: WAV → rubato 16 kHz →
-//! whisper `full()`), each on a `SCHED_IDLE` thread like the hotline's worker. It prints the
-//! load time, RTF per run (engine time / audio length) and the process's peak RSS
-//! (VmHWM). Target (issue #6), with ggml-base on 2 threads: RTF ≤ 0.15; exit status 3 when
-//! a real model misses it.
+//! The audio is `--wav`, else a Russian voicemail spoken by `espeak-ng` (at 16 kHz, one
+//! message per 30 s window: [`voicemail_wav`] says why), else a synthetic signal; S
+//! seconds of it (default 30). After loading, R runs (default 3) of the production path
+//! (`transcribe_wav`: WAV → rubato 16 kHz → whisper `full()`), each on a `SCHED_IDLE`
+//! thread like the hotline's worker. It prints the load time, RTF and words written per
+//! run (engine time / audio length) and the process's peak RSS (VmHWM). Target (issue
+//! #6), with ggml-base on 2 threads: RTF ≤ 0.15; exit status 3 when a real model misses it.
 //!
 //! `--loop SECONDS` keeps transcribing for that long instead (for running the media load
 //! benchmark beside it and comparing its jitter; see benches/RESULTS.md).
