@@ -80,7 +80,7 @@ class Ct2Model:
         return self.vars[name]
 
     def scalar(self, name):
-        dims, dtype, raw = self.get(name)
+        raw = self.get(name)[2]
         return int.from_bytes(bytes(raw), "little", signed=True)
 
 
@@ -218,23 +218,18 @@ def main():
             matrix(f"{name}.weight", w, lo, hi)
             vector(f"{name}.bias", b, lo, hi)
 
-        def attention(name, prefix, fused_from):
+        def attention(name, prefix, cross):
             """whisper's query/key/value/out from CTranslate2's fused projections: self
-            attention fuses q,k,v into linear_0; cross attention keeps q in linear_0 and
-            fuses k,v into linear_1. whisper's key has no bias."""
+            attention fuses q,k,v into linear_0 (out: linear_1); cross attention keeps q
+            in linear_0 and fuses k,v into linear_1 (out: linear_2). whisper's key has no
+            bias."""
             norm(f"{name}_ln", f"{prefix}/layer_norm")
-            if fused_from == 0:
-                qkv = m.get(f"{prefix}/linear_0/weight")
-                linear(f"{name}.query", f"{prefix}/linear_0", (0, d))
-                matrix(f"{name}.key.weight", qkv, d, 2 * d)
-                linear(f"{name}.value", f"{prefix}/linear_0", (2 * d, 3 * d))
-                linear(f"{name}.out", f"{prefix}/linear_1")
-            else:
-                kv = m.get(f"{prefix}/linear_1/weight")
-                linear(f"{name}.query", f"{prefix}/linear_0")
-                matrix(f"{name}.key.weight", kv, 0, d)
-                linear(f"{name}.value", f"{prefix}/linear_1", (d, 2 * d))
-                linear(f"{name}.out", f"{prefix}/linear_2")
+            fused = f"{prefix}/linear_{1 if cross else 0}"
+            key = 0 if cross else d  # first row of the key in the fused matrix
+            linear(f"{name}.query", f"{prefix}/linear_0", (0, d))
+            matrix(f"{name}.key.weight", m.get(f"{fused}/weight"), key, key + d)
+            linear(f"{name}.value", fused, (key + d, key + 2 * d))
+            linear(f"{name}.out", f"{prefix}/linear_{2 if cross else 1}")
 
         def mlp(name, prefix):
             norm(f"{name}_ln", f"{prefix}/layer_norm")
@@ -249,7 +244,7 @@ def main():
             vector(f"encoder.{conv}.bias", m.get(f"encoder/{conv}/bias"), ne=[1, d])
         norm("encoder.ln_post", "encoder/layer_norm")
         for i in range(n_audio_layer):
-            attention(f"encoder.blocks.{i}.attn", f"encoder/layer_{i}/self_attention", 0)
+            attention(f"encoder.blocks.{i}.attn", f"encoder/layer_{i}/self_attention", False)
             mlp(f"encoder.blocks.{i}.mlp", f"encoder/layer_{i}/ffn")
 
         pos = m.get("decoder/position_encodings/encodings")
@@ -258,8 +253,8 @@ def main():
         norm("decoder.ln", "decoder/layer_norm")
         for i in range(n_text_layer):
             p = f"decoder/layer_{i}"
-            attention(f"decoder.blocks.{i}.attn", f"{p}/self_attention", 0)
-            attention(f"decoder.blocks.{i}.cross_attn", f"{p}/attention", 1)
+            attention(f"decoder.blocks.{i}.attn", f"{p}/self_attention", False)
+            attention(f"decoder.blocks.{i}.cross_attn", f"{p}/attention", True)
             mlp(f"decoder.blocks.{i}.mlp", f"{p}/ffn")
 
     print(

@@ -128,11 +128,9 @@ impl MediaRuntime {
     }
 
     /// Stops the threads once the sessions have ended (their tasks are done; anything
-    /// left is dropped without waiting).
-    pub fn shutdown(mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+    /// left is dropped without waiting): what dropping it does, said where it happens.
+    pub fn shutdown(self) {
+        drop(self);
     }
 }
 
