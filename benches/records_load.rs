@@ -244,6 +244,7 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         live: None,
         transcription: None,
         media: None,
+        undeliverable: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -55,6 +55,8 @@ pub enum StartError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("cannot start the media threads: {0}")]
     Media(std::io::Error),
+    #[error("calls left by an earlier run: {0}")]
+    Recovery(crate::callflow::recovery::RecoveryError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -103,6 +105,7 @@ impl Hotline {
         if let Some(w) = calendar.coverage_warning(chrono::Utc::now()) {
             tracing::warn!("calendar: {w}");
         }
+        tracing::info!("the hotline is {}", calendar.describe(chrono::Utc::now()));
         let database_url = config.storage.effective_database_url();
         let store = Store::connect(&database_url).await?;
         store.migrate().await?;
@@ -144,6 +147,26 @@ impl Hotline {
             config.storage.data_dir.join("spool"),
             calllog_shutdown_rx,
         )?;
+        // Calls a crash cut off are finished (and their voicemails registered) before a
+        // new call can arrive.
+        let recovered = crate::callflow::recovery::finish_unfinished_calls(
+            &records.store,
+            &calllog,
+            &crate::callflow::recovery::Files {
+                data_dir: &config.storage.data_dir,
+                calendar: &calendar,
+                voicemail: &config.voicemail,
+            },
+        )
+        .await
+        .map_err(StartError::Recovery)?;
+        if recovered.finished > 0 {
+            tracing::warn!(
+                calls = recovered.finished,
+                voicemails = recovered.voicemails,
+                "finished the calls an earlier run left in progress"
+            );
+        }
         let (acd, acd_task) = AcdHandle::spawn(
             config.queue.queue_config(),
             config
@@ -250,6 +273,7 @@ impl Hotline {
             }),
             transcription: Some(transcription.clone()),
             media: Some(media.scheduling().clone()),
+            undeliverable: Arc::new(config.notify.undeliverable()),
         });
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {

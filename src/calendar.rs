@@ -614,6 +614,40 @@ impl Calendar {
             .is_some_and(|(open, close)| open <= local.time() && local.time() < close)
     }
 
+    /// Whether the call centre is open at `at` and until when, or when it opens next, in
+    /// local time: for the start-up log and `check-config`, so that whoever starts the
+    /// hotline sees at once which greeting callers get.
+    pub fn describe(&self, at: DateTime<Utc>) -> String {
+        let local = at.with_timezone(&self.tz);
+        let now = local.format("%a %d.%m.%Y %H:%M");
+        if let Some((_, close)) = self
+            .hours_on(local.date_naive())
+            .filter(|_| self.is_open(at))
+        {
+            return format!(
+                "open now ({now} {}) until {}",
+                self.tz,
+                close.format("%H:%M")
+            );
+        }
+        let mut date = local.date_naive();
+        for _ in 0..=366 {
+            if let Some((open, _)) = self.hours_on(date) {
+                if date > local.date_naive() || local.time() < open {
+                    return format!(
+                        "closed now ({now} {}); opens {} at {}",
+                        self.tz,
+                        date.format("%a %d.%m.%Y"),
+                        open.format("%H:%M")
+                    );
+                }
+            }
+            let Some(next) = date.succ_opt() else { break };
+            date = next;
+        }
+        format!("closed now ({now} {}); no opening within a year", self.tz)
+    }
+
     /// The hours Monday to Friday share, for the after-hours prompt «Мы работаем в будние дни
     /// с __ до __»; `None` when they differ or a weekday is closed (the prompt would be wrong).
     pub fn weekday_hours(&self) -> Option<DayHours> {
@@ -768,6 +802,21 @@ mod tests {
             d(2025, 11, 1),
         ];
         YearData::new(2025, &holidays, &[d(2025, 11, 1)], &shortened).unwrap()
+    }
+
+    #[test]
+    fn describes_open_and_the_next_opening() {
+        let c = with_2025();
+        // Friday 7 March 2025 is shortened (08:00 Moscow is 05:00 UTC, 17:00 is 14:00 UTC).
+        let open = c.describe(utc(2025, 3, 7, 7, 0));
+        assert!(open.starts_with("open now (Fri 07.03.2025 10:00"), "{open}");
+        assert!(open.ends_with("until 17:00"), "{open}");
+        // Friday evening: Saturday 8 March is a holiday, the next opening is Monday.
+        let closed = c.describe(utc(2025, 3, 7, 16, 0));
+        assert!(closed.contains("opens Mon 10.03.2025 at 09:00"), "{closed}");
+        // Early in the morning of a working day: today.
+        let early = c.describe(utc(2025, 3, 11, 3, 0));
+        assert!(early.contains("opens Tue 11.03.2025 at 09:00"), "{early}");
     }
 
     fn with_2025() -> Calendar {

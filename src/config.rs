@@ -15,7 +15,10 @@ use std::time::Duration;
 /// Errors found while reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error(
+        "cannot read {path}: {source} (relative paths are from the working directory: run \
+         from the repository root, or give --config or HOTLINE_CONFIG)"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -419,6 +422,12 @@ pub struct MediaConfig {
     /// normally.
     #[serde(default = "default_media_priority")]
     pub realtime_priority: u8,
+    /// Signalling peers (the carrier's SBC) whose SDP may name a media address other than
+    /// their own, to be sent to before any RTP has arrived from it. Anyone else's RTP goes
+    /// nowhere until it arrives, then back where it came from (symmetric RTP): an SDP
+    /// naming a third party cannot aim the hotline's audio at it.
+    #[serde(default)]
+    pub sdp_trusted_sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for MediaConfig {
@@ -430,6 +439,7 @@ impl Default for MediaConfig {
             prompts_dir: default_prompts_dir(),
             threads: None,
             realtime_priority: default_media_priority(),
+            sdp_trusted_sources: Vec::new(),
         }
     }
 }
@@ -467,6 +477,10 @@ pub struct LimitsConfig {
     pub max_message_size: usize,
     #[serde(default = "default_tcp_max_connections")]
     pub tcp_max_connections: usize,
+    /// TCP connections one address may hold at once (`trusted_sources` exempt): a phone
+    /// needs one, a busy PBX a few; a flood from one address cannot take every slot.
+    #[serde(default = "default_tcp_max_connections_per_source")]
+    pub tcp_max_connections_per_source: usize,
     /// A TCP connection with no traffic for this long is closed.
     #[serde(default = "default_tcp_idle")]
     pub tcp_idle_timeout_s: u64,
@@ -588,6 +602,9 @@ fn default_max_message_size() -> usize {
 }
 fn default_tcp_max_connections() -> usize {
     1024
+}
+fn default_tcp_max_connections_per_source() -> usize {
+    32
 }
 fn default_tcp_idle() -> u64 {
     300
@@ -759,6 +776,10 @@ impl Config {
             ("limits.max_calls", l.max_calls as u64),
             ("limits.peak_call_rate", l.peak_call_rate as u64),
             ("limits.tcp_max_connections", l.tcp_max_connections as u64),
+            (
+                "limits.tcp_max_connections_per_source",
+                l.tcp_max_connections_per_source as u64,
+            ),
             ("limits.tcp_idle_timeout_s", l.tcp_idle_timeout_s),
             ("limits.source_rate", l.source_rate as u64),
             ("limits.source_burst", l.source_burst as u64),
@@ -848,6 +869,9 @@ impl Config {
                 "records.retention_years = {}: the regulation (§7.6) keeps case files 5 years",
                 self.records.retention_years
             ));
+        }
+        for what in self.notify.undeliverable() {
+            out.push(format!("notices not delivered: {what}"));
         }
         if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
             out.push(

@@ -12,6 +12,7 @@ pub mod app;
 pub mod calendar;
 pub mod callflow;
 pub mod config;
+pub mod fuzz_targets;
 pub mod media;
 pub mod notify;
 pub mod records;

@@ -17,6 +17,15 @@ use std::sync::Arc;
 
 const DEFAULT_CONFIG: &str = "sip-config/hotline.toml";
 
+/// `--config` when not given: `$HOTLINE_CONFIG`, else the sample's place in the repository.
+/// Paths inside a config (prompts, calendar, data) are relative to the working directory,
+/// so a deployment passes an absolute `--config` whose paths are absolute too.
+fn default_config() -> PathBuf {
+    std::env::var_os("HOTLINE_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
 #[derive(Parser)]
 #[command(
     name = "hotline",
@@ -32,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run the hotline (SIP on UDP+TCP, HTTP API).
     Serve {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
+        #[arg(long, default_value_os_t = default_config())]
         config: PathBuf,
         /// SIP listen address (UDP and TCP), overrides sip.listen.
         #[arg(long)]
@@ -49,7 +58,7 @@ enum Command {
     },
     /// Validate a configuration file and print what it sets up.
     CheckConfig {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
+        #[arg(long, default_value_os_t = default_config())]
         config: PathBuf,
     },
     /// Apply the database migrations of schemas/ (serve does it too, at start).
@@ -75,7 +84,7 @@ enum Command {
     Transcribe {
         /// A 16-bit PCM WAV (a voicemail recording, any sample rate).
         file: PathBuf,
-        #[arg(long, default_value = DEFAULT_CONFIG)]
+        #[arg(long, default_value_os_t = default_config())]
         config: PathBuf,
         /// A ggml whisper model, overrides transcription.model.
         #[arg(long)]
@@ -95,7 +104,7 @@ enum Command {
 /// overridable.
 #[derive(clap::Args)]
 struct DbArgs {
-    #[arg(long, default_value = DEFAULT_CONFIG)]
+    #[arg(long, default_value_os_t = default_config())]
     config: PathBuf,
     #[arg(long)]
     database_url: Option<String>,
@@ -163,6 +172,7 @@ fn main() -> ExitCode {
                             c.calendar.time_zone,
                             cal.years()
                         );
+                        println!("  hotline {}", cal.describe(chrono::Utc::now()));
                         if let Some(w) = cal.coverage_warning(chrono::Utc::now()) {
                             println!("  warning: {w}");
                         }

@@ -300,7 +300,7 @@ async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| e["call_id"] == call_id.as_str())
+            .find(|e| is_call(e, &call_id))
         {
             if e["disposition"] != "in_progress" && !e["ended_at"].is_null() {
                 entry = e.clone();

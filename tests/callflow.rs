@@ -116,7 +116,7 @@ impl Flow {
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|e| e["call_id"] == call_id)
+                .find(|e| is_call(e, call_id))
             {
                 if e["disposition"] != "in_progress" && !e["ended_at"].is_null() {
                     return e.clone();
@@ -536,5 +536,82 @@ async fn calls_are_answered_while_the_database_is_locked_and_journaled_after() {
     let e = flow.entry(caller.call_id()).await;
     assert_eq!(e["disposition"], "abandoned");
     assert_eq!(e["phone"], "+79784445566");
+    flow.stop().await;
+}
+
+/// Two callers who send the same Call-ID (different From tags) are two dialogs (RFC 3261
+/// §12) and two journal entries, each with its own phone and recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_call_id_is_two_calls_in_the_journal() {
+    let flow = Flow::start("").await;
+    let mut a = Caller::dial_as(flow.hotline.sip_addr, "8800", "+79780000001", Some("dup@x")).await;
+    let mut b = Caller::dial_as(flow.hotline.sip_addr, "8800", "+79780000002", Some("dup@x")).await;
+    assert_eq!(a.call_id(), b.call_id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.hang_up().await.starts_with("SIP/2.0 200"));
+    assert!(b.hang_up().await.starts_with("SIP/2.0 200"));
+    let mut entries = Vec::new();
+    for _ in 0..200 {
+        let (status, body) = flow.get("/api/v1/journal?limit=50").await;
+        assert_eq!(status, 200, "{body}");
+        entries = body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| is_call(e, "dup@x") && !e["ended_at"].is_null())
+            .cloned()
+            .collect();
+        if entries.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let mut phones: Vec<&str> = entries
+        .iter()
+        .map(|e| e["phone"].as_str().unwrap())
+        .collect();
+    phones.sort();
+    assert_eq!(phones, ["+79780000001", "+79780000002"]);
+    assert_ne!(entries[0]["call_id"], entries[1]["call_id"]);
+    flow.stop().await;
+}
+
+/// ACK and BYE back to back: the call was answered (by the IVR) and ended at once. It is
+/// journaled as abandoned with its recording, never as failed: the media must not depend
+/// on winning a race with the caller's BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_up_right_after_the_answer_is_not_a_failure() {
+    let flow = Flow::start("").await;
+    for i in 0..7 {
+        let call_id = format!("quick-{i}@test");
+        let rtp = support::rtp::RtpPeer::bind().await;
+        let offer = rtp::offer(rtp.port(), &[(0, "PCMU")]);
+        let mut sip = Peer::new("UDP", flow.hotline.sip_addr).await;
+        let mut invite = sip.req("INVITE", &call_id);
+        invite.body = &offer;
+        sip.send(&invite.build()).await;
+        let ok = sip.expect("SIP/2.0 200").await;
+        let to_tag = tag(header(&ok, "To").unwrap());
+        let mut ack = sip.req("ACK", &call_id);
+        ack.branch = "z9hG4bK-ack-1";
+        ack.to_tag = Some(&to_tag);
+        let mut bye = sip.req("BYE", &call_id);
+        bye.branch = "z9hG4bK-bye-1";
+        bye.to_tag = Some(&to_tag);
+        bye.cseq = 2;
+        let (ack, bye) = (ack.build(), bye.build());
+        sip.send(&ack).await;
+        sip.send(&bye).await;
+        loop {
+            let m = sip.recv(Duration::from_secs(5)).await.expect("200 to BYE");
+            if m.starts_with("SIP/2.0 200") && header(&m, "CSeq").unwrap().ends_with("BYE") {
+                break;
+            }
+        }
+        let e = flow.entry(&call_id).await;
+        assert_eq!(e["disposition"], "abandoned", "call {i}: {e}");
+        assert!(e["recording"].is_string(), "call {i}: {e}");
+    }
     flow.stop().await;
 }

@@ -35,6 +35,16 @@ fn sample_config_checks_ok() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("OK"), "{stdout}");
     assert!(stdout.contains("3 operator(s)"), "{stdout}");
+    // Which greeting callers get now, and until when.
+    assert!(
+        stdout.contains("hotline open now (") || stdout.contains("hotline closed now ("),
+        "{stdout}"
+    );
+    // The sample configures no SMTP: the notices that go nowhere are named.
+    assert!(
+        stdout.contains("warning: notices not delivered: new voicemail"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -283,3 +283,51 @@ async fn rtp_latches_to_the_source_of_the_callers_packets() {
     phone.bye().await;
     hotline.shutdown().await;
 }
+
+/// An SDP naming someone else's address (here 127.0.0.55) must not turn the hotline into a
+/// reflector: nothing is sent there, not even the greeting. Once RTP arrives from the
+/// caller, the hotline answers where it came from (symmetric RTP).
+#[tokio::test]
+async fn rtp_goes_nowhere_until_the_caller_sends_and_never_to_a_third_party() {
+    let (hotline, _dir) = start().await;
+    let victim = tokio::net::UdpSocket::bind("127.0.0.55:0").await.unwrap();
+    let victim_port = victim.local_addr().unwrap().port();
+    let rtp = RtpPeer::bind().await;
+    let offer = offer(victim_port, &[(0, "PCMU")]).replace("IN IP4 127.0.0.1", "IN IP4 127.0.0.55");
+    let mut phone = Phone::call_with(hotline.sip_addr, "UDP", "reflect@test", rtp, offer).await;
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_millis(1500), victim.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "RTP reached the third party: {got:?}");
+    let (nothing, _) = phone.rtp.collect(Duration::from_millis(200)).await;
+    assert!(nothing.is_empty(), "sent before the caller's first packet");
+    // The caller speaks from its real address: the hotline latches and answers there.
+    let media = phone.media;
+    phone.rtp.stream(media, 0, &[0xFF; 1600]).await;
+    let (packets, source) = phone.rtp.collect(Duration::from_millis(800)).await;
+    assert!(
+        packets.len() >= 20,
+        "{} packets after latching",
+        packets.len()
+    );
+    assert_eq!(source, Some(media));
+    let got = tokio::time::timeout(Duration::from_millis(100), victim.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "RTP reached the third party after latching");
+    phone.bye().await;
+}
+
+/// Multicast and broadcast connection addresses are refused with 488.
+#[tokio::test]
+async fn multicast_and_broadcast_media_addresses_get_488() {
+    let (hotline, _dir) = start().await;
+    for (i, addr) in ["224.2.1.1", "255.255.255.255"].iter().enumerate() {
+        let mut sip = Peer::new("UDP", hotline.sip_addr).await;
+        let offer =
+            offer(7000, &[(0, "PCMU")]).replace("IN IP4 127.0.0.1", &format!("IN IP4 {addr}"));
+        let call_id = format!("mcast-{i}@test");
+        let mut invite = sip.req("INVITE", &call_id);
+        invite.body = &offer;
+        sip.send(&invite.build()).await;
+        let resp = sip.expect("SIP/2.0 488").await;
+        assert!(header(&resp, "Warning").is_some(), "{resp}");
+    }
+}

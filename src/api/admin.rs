@@ -3,10 +3,11 @@
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
+use super::extract::Path;
 use super::AppState;
 use crate::store::retention::PurgeReport;
 use crate::store::tokens::{self, Role, TokenInfo};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};

@@ -153,6 +153,17 @@ pub fn require(role: Role, action: Action) -> Result<(), ApiError> {
     }
 }
 
+/// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1): the scheme in any case,
+/// one space, then a b64token and nothing else. `Bearer  tok` and `Bearer tok x` are
+/// refused rather than guessed at.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || b"-._~+/".contains(&c);
+    let body = token.trim_end_matches('=');
+    (scheme.eq_ignore_ascii_case("Bearer") && !body.is_empty() && body.bytes().all(b64))
+        .then_some(token)
+}
+
 impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Allowed<P> {
     type Rejection = ApiError;
 
@@ -162,11 +173,7 @@ impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Allowed<P> {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+        let secret = bearer_token(value).ok_or(ApiError::Unauthorized)?;
         let token = tokens::authenticate(&state.records.store, secret)
             .await?
             .ok_or(ApiError::Unauthorized)?;
@@ -181,6 +188,26 @@ impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Allowed<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_strictly() {
+        assert_eq!(
+            bearer_token("Bearer hl_abc-1.2~3+4/5=="),
+            Some("hl_abc-1.2~3+4/5==")
+        );
+        assert_eq!(bearer_token("bearer hl_abc"), Some("hl_abc"));
+        for bad in [
+            "Bearer  hl_abc",
+            "Bearer hl_abc ",
+            "Bearer hl abc",
+            "Bearer ",
+            "Basic hl_abc",
+            "Bearerhl_abc",
+            "Bearer ===",
+        ] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn admins_do_not_read_personal_data() {

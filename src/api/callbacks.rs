@@ -3,6 +3,7 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Path;
 use super::extract::{JsonBody, QueryParams};
 use super::AppState;
 use crate::records::callback::{
@@ -10,7 +11,7 @@ use crate::records::callback::{
 };
 use crate::records::check_len;
 use crate::store::callback as sql;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -37,6 +38,7 @@ pub struct CallbackQuery {
     /// Forms with a smaller id (the last id of the previous page).
     before: Option<i64>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -38,6 +38,9 @@ pub enum ApiError {
         message: String,
         allowed: Vec<crate::records::tickets::AllowedTransition>,
     },
+    /// 413: a body over the API's limit (the message states it).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -95,6 +98,7 @@ impl IntoResponse for ApiError {
             ApiError::NotAllowed { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -3,12 +3,13 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Path;
 use super::extract::{parse_time, Bound, JsonBody, QueryParams};
 use super::AppState;
 use crate::records::journal::{Cursor, Disposition, Entry, EntryPatch, JournalFilter};
 use crate::store::journal as sql;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -45,6 +46,7 @@ pub struct JournalQuery {
     /// `next` of the previous page.
     cursor: Option<String>,
     /// Entries per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -242,6 +244,9 @@ async fn stream_csv(
     while let Some(batch) = batches.recv().await {
         for row in &batch? {
             csv_fields(row, tz, &mut fields);
+            fields
+                .iter_mut()
+                .for_each(crate::records::spreadsheet::neutralise);
             w.write_record(&fields)?;
         }
         // The writer buffers 8 KiB itself; what it has handed on is in get_ref().

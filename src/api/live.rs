@@ -8,13 +8,14 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Path;
 use super::AppState;
 use crate::callflow::acd::AcdHandle;
 use crate::callflow::queue::{OperatorState, QueueError};
 use crate::callflow::service::{LiveCall, LiveEvent, LiveRequest};
 use crate::records::calllog::CallLog;
 use crate::store::tokens::Role;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;

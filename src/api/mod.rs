@@ -47,6 +47,8 @@ pub struct AppState {
     pub transcription: Option<crate::transcribe::worker::StatusHandle>,
     /// How the media threads are scheduled, for `/healthz`; `None` without calls (benches).
     pub media: Option<crate::media::runtime::Scheduling>,
+    /// Notices the configuration sends nowhere ([`crate::notify::NotifyConfig::undeliverable`]).
+    pub undeliverable: Arc<Vec<String>>,
 }
 
 #[derive(OpenApi)]
@@ -95,14 +97,44 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The largest request body the API reads: its JSON bodies are forms of a few KiB. A larger
+/// one is 413, stated in the error.
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(live::metrics))
-        .nest("/api/v1", api)
+        .nest(
+            "/api/v1",
+            api.layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+                .layer(axum::middleware::from_fn(refuse_declared_oversize)),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+/// A body whose declared length is over [`BODY_LIMIT`] is refused before any of it is
+/// read (the limit on reading catches bodies without a length).
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::TooLarge(format!(
+            "the body is larger than the {} KiB limit",
+            BODY_LIMIT / 1024
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The page size of a list: 1–500, default 50.
@@ -141,8 +173,10 @@ struct TranscriptionHealth {
 
 #[derive(Serialize)]
 struct NotificationHealth {
-    /// Notices not delivered yet.
-    backlog: i64,
+    /// Notices not delivered yet; `null` while the database is unreachable.
+    backlog: Option<i64>,
+    /// Kinds of notice that have nowhere to go (no address configured).
+    undeliverable: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -158,30 +192,49 @@ struct DatabaseHealth {
     reachable: bool,
 }
 
+/// The value of a database question for `/healthz`, or `None` after an error or 1 s.
+async fn within_health_deadline<T, E>(
+    question: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(std::time::Duration::from_secs(1), question).await {
+        Ok(Ok(v)) => Some(v),
+        _ => None,
+    }
+}
+
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let running = state.sip_alive.load(Ordering::SeqCst);
     // Calls are answered without the database (records wait), so it does not make the
     // hotline unhealthy; it is reported for the operators of the system.
-    let ping = sqlx::query("SELECT 1").execute(state.records.store.pool());
-    let reachable = matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
-        Ok(Ok(_))
-    );
+    // Every database question has a short deadline: a load balancer's probe must be
+    // answered at once, also while the database is away (the pool would wait 10 s for a
+    // connection). Once the ping fails, the counts are not asked for at all.
+    let store = &state.records.store;
+    let reachable = within_health_deadline(sqlx::query("SELECT 1").execute(store.pool()))
+        .await
+        .is_some();
     let transcription = match &state.transcription {
         Some(handle) => {
             let engine = handle.read().map(|s| s.clone()).ok();
-            let jobs = crate::store::transcription::counts(&state.records.store)
-                .await
-                .ok();
+            let jobs = if reachable {
+                within_health_deadline(crate::store::transcription::counts(store)).await
+            } else {
+                None
+            };
             engine.map(|engine| TranscriptionHealth { engine, jobs })
         }
         None => None,
     };
     let notifications = if state.transcription.is_some() {
-        crate::store::outbox::backlog(&state.records.store)
-            .await
-            .ok()
-            .map(|backlog| NotificationHealth { backlog })
+        let backlog = if reachable {
+            within_health_deadline(crate::store::outbox::backlog(store)).await
+        } else {
+            None
+        };
+        Some(NotificationHealth {
+            backlog,
+            undeliverable: state.undeliverable.to_vec(),
+        })
     } else {
         None
     };

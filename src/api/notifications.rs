@@ -28,6 +28,7 @@ pub struct OutboxQuery {
     /// pending / sending / sent / failed.
     status: Option<String>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -8,6 +8,7 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Path;
 use super::extract::{JsonBody, QueryParams};
 use super::live::{self, event_stream};
 use super::AppState;
@@ -19,7 +20,7 @@ use crate::records::tickets::{
 };
 use crate::store::tickets::{self as sql, Atm, Caller, TicketFilter, TicketStats};
 use crate::store::tokens::{Role, TokenInfo};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::Json;
@@ -125,6 +126,7 @@ pub struct TicketQuery {
     /// Tickets with a smaller id (the last id of the previous page).
     before: Option<i64>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

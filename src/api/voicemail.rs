@@ -3,12 +3,13 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
+use super::extract::Path;
 use super::extract::QueryParams;
 use super::AppState;
 use crate::records::voicemail::{Voicemail, VoicemailStatus};
 use crate::store::voicemail as sql;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,6 +35,7 @@ pub struct VoicemailQuery {
     /// Messages with a smaller id (the last id of the previous page).
     before: Option<i64>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

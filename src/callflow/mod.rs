@@ -5,6 +5,7 @@
 pub mod acd;
 pub mod call;
 pub mod queue;
+pub mod recovery;
 pub mod service;
 
 use crate::media::recorder::RecordingSummary;

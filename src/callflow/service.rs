@@ -387,9 +387,11 @@ fn route(
                     },
                 ),
             );
+            let journal_key = journal_key(&call_id, &from);
             let offered = Offered {
                 call,
                 call_id,
+                journal_key,
                 phone,
                 name,
                 arrived_at,
@@ -419,16 +421,20 @@ fn route(
             media,
             rtp_port,
         } => {
-            if let Some(&call) = legs.get(&leg) {
-                send(
-                    calls,
-                    call,
-                    ToCall::LegAnswered {
-                        leg,
-                        media,
-                        rtp_port,
-                    },
-                );
+            let delivered =
+                legs.get(&leg)
+                    .and_then(|call| calls.get(call))
+                    .is_some_and(|(tx, _)| {
+                        tx.send(ToCall::LegAnswered {
+                            leg,
+                            media,
+                            rtp_port,
+                        })
+                        .is_ok()
+                    });
+            if !delivered {
+                // Its call is gone: nobody will take the port.
+                ctx.ports.release(rtp_port);
             }
         }
         ua::Event::OperatorFailed { call: leg, .. } => {
@@ -489,10 +495,24 @@ fn caller_of(from: &str) -> (String, Option<String>) {
     (phone, name)
 }
 
+/// The key of a call's journal entry: its dialog's Call-ID and the caller's From tag
+/// (RFC 3261 §12: a dialog is Call-ID plus tags). Two callers who send the same Call-ID
+/// are two calls and two entries; a retransmitted INVITE is absorbed by its transaction
+/// and never gets here twice. `;` cannot occur in a Call-ID, so the key is unambiguous. A
+/// From without a tag (RFC 2543 phones) keys by the Call-ID alone.
+pub(crate) fn journal_key(call_id: &str, from: &str) -> String {
+    match crate::sip::message::tag_param(from) {
+        Some(tag) if !tag.is_empty() => format!("{call_id};from-tag={tag}"),
+        _ => call_id.to_string(),
+    }
+}
+
 /// A call the SIP core has accepted, with what its media will need.
 struct Offered {
     call: u64,
     call_id: String,
+    /// The journal's key for this call ([`journal_key`]).
+    journal_key: String,
     phone: String,
     name: Option<String>,
     arrived_at: DateTime<Utc>,
@@ -519,7 +539,7 @@ async fn run_call(
     // The entry is durable (in the database, or spooled while it is away) before the
     // caller hears anything.
     let arrival = NewCall {
-        call_id: Some(offered.call_id.clone()),
+        call_id: Some(offered.journal_key.clone()),
         arrived_at: offered.arrived_at,
         phone: offered.phone.clone(),
         caller_name: offered.name.clone(),
@@ -528,7 +548,8 @@ async fn run_call(
         tracing::error!(call, error = %e, "call NOT journaled");
     }
     let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<()>();
-    let (writes, writer) = spawn_writer(ctx.calllog.clone(), offered.call_id.clone(), durable_tx);
+    let (writes, writer) =
+        spawn_writer(ctx.calllog.clone(), offered.journal_key.clone(), durable_tx);
 
     let (media_tx, mut media_rx) = mpsc::unbounded_channel::<(u64, SessionEvent)>();
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<QueueNotice>();
@@ -572,6 +593,15 @@ async fn run_call(
     }
     tracing::debug!(call, secs = started.elapsed().as_secs(), "call over");
     let _ = c.routed.send(Routed::Gone { call });
+    // The SIP core handed this call its RTP ports; those not taken for media are freed
+    // here (no-ops for taken ones), including an operator leg answered too late.
+    c.ctx.ports.release(c.offered.rtp_port);
+    sip.close();
+    while let Ok(m) = sip.try_recv() {
+        if let ToCall::LegAnswered { rtp_port, .. } = m {
+            c.ctx.ports.release(rtp_port);
+        }
+    }
     // The call is over once its last write is handed to the call log (at shutdown the log
     // is stopped only after every call).
     let CallTask { writes, .. } = c;
@@ -678,6 +708,9 @@ impl CallTask {
                 if self.leg == Some(leg) {
                     self.inputs.push(Input::OperatorAnswered);
                     self.bridge(media, rtp_port);
+                } else {
+                    // A leg this call no longer wants: its port is ours to free.
+                    self.ctx.ports.release(rtp_port);
                 }
             }
             ToCall::LegFailed(leg) => {

@@ -281,6 +281,51 @@ pub struct DepartmentConfig {
 }
 
 impl NotifyConfig {
+    /// The notices this configuration cannot deliver anywhere, in words for the people who
+    /// run the hotline (start-up log, `check-config`, `/healthz`). They are still kept in
+    /// the outbox, so nothing is lost; nobody is told either.
+    pub fn undeliverable(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let has_webhook = !self.webhooks.is_empty();
+        if self.head_email.is_none() && !has_webhook {
+            out.push(
+                "new voicemail and overdue reminders (§6.1): no notify.head_email and no \
+                 [[notify.webhooks]]; the head of the call centre is not told"
+                    .to_string(),
+            );
+        }
+        if self.supervisor_emails.is_empty() && self.head_email.is_none() && !has_webhook {
+            out.push(
+                "ticket alerts (repeated ATM events, overdue tickets): no \
+                 notify.supervisor_emails or notify.head_email"
+                    .to_string(),
+            );
+        }
+        for (key, dept, what) in [
+            (
+                "card",
+                &self.departments.card,
+                "ATM tickets for the card department",
+            ),
+            (
+                "security",
+                &self.departments.security,
+                "ATM security tickets for the security service",
+            ),
+        ] {
+            let reachable = dept
+                .as_ref()
+                .is_some_and(|d| d.email.is_some() || d.webhook.is_some())
+                || has_webhook;
+            if !reachable {
+                out.push(format!(
+                    "{what}: [notify.departments.{key}] has no email or webhook"
+                ));
+            }
+        }
+        out
+    }
+
     /// Every webhook notices may go to: the general ones and the departments'.
     pub fn all_webhooks(&self) -> Vec<WebhookConfig> {
         let deps = [&self.departments.card, &self.departments.security];

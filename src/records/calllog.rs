@@ -769,8 +769,7 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
     let now = chrono::Utc::now();
     let mut tx = records
         .store
-        .pool()
-        .begin()
+        .begin_write()
         .await
         .map_err(StoreError::from)?;
     let arrivals: Vec<NewCall> = ops

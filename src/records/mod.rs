@@ -7,6 +7,7 @@ pub mod atm;
 pub mod callback;
 pub mod calllog;
 pub mod journal;
+pub mod spreadsheet;
 pub mod tickets;
 pub mod voicemail;
 pub mod writer;
@@ -181,7 +182,7 @@ impl Records {
 
     /// Creates entries for several calls in one transaction; ids in the same order.
     pub async fn record_calls(&self, calls: &[journal::NewCall]) -> Result<Vec<i64>, RecordError> {
-        let mut tx = self.store.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await.map_err(StoreError::from)?;
         let ids = self.record_calls_in(&mut tx, calls, Utc::now()).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(ids)

@@ -105,8 +105,14 @@ pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
     }
 
     let parts: Vec<&str> = start.split(' ').collect();
+    // An ACK is never answered (RFC 3261 §17.2.1): whatever is wrong with it, it is dropped.
+    let is_ack = parts.first() == Some(&"ACK");
     let reject = |code: u16, reason: &str, detail: String| Decoded::Rejected {
-        reply: error_reply(&scanned.headers, code, reason, ctx),
+        reply: if is_ack {
+            None
+        } else {
+            error_reply(&scanned.headers, code, reason, ctx)
+        },
         reason: detail,
     };
     if parts.len() != 3 || !is_token(parts[0]) || parts[1].is_empty() {
@@ -117,15 +123,6 @@ pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
         );
     }
     let method = parts[0];
-    if method == "ACK" {
-        if let Some(p) = problem {
-            // An ACK is never answered (RFC 3261 §17.2.1).
-            return Decoded::Rejected {
-                reason: format!("malformed ACK: {p}"),
-                reply: None,
-            };
-        }
-    }
     if let Some(p) = problem {
         return reject(400, "Bad Request", p);
     }
@@ -144,6 +141,24 @@ pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
     for name in ["From", "To", "Call-ID", "CSeq"] {
         if scanned.headers.iter().filter(|h| h.name == name).count() > 1 {
             return reject(400, "Bad Request", format!("more than one {name} header"));
+        }
+    }
+    let call_id = header(&scanned.headers, "Call-ID").unwrap_or_default();
+    if !is_call_id(call_id) {
+        return reject(
+            400,
+            "Bad Request",
+            format!("invalid Call-ID {:?}", truncate(call_id)),
+        );
+    }
+    for name in ["From", "To"] {
+        let value = header(&scanned.headers, name).unwrap_or_default();
+        if let Err(why) = check_name_addr(value) {
+            return reject(
+                400,
+                "Bad Request",
+                format!("invalid {name} {:?}: {why}", truncate(value)),
+            );
         }
     }
     let cseq = header(&scanned.headers, "CSeq").unwrap_or_default();
@@ -185,7 +200,17 @@ fn finish(
     let mut canonical = Vec::with_capacity(
         scanned.start_line.len() + 64 * scanned.headers.len() + scanned.body.len(),
     );
-    canonical.extend_from_slice(scanned.start_line.as_bytes());
+    // The version is case-insensitive (`sip/2.0`, RFC 3261 §7.1); written canonically.
+    match scanned.start_line.rsplit_once(' ') {
+        Some((head, version))
+            if !scanned.start_line.starts_with("SIP/")
+                && version.eq_ignore_ascii_case("SIP/2.0") =>
+        {
+            canonical.extend_from_slice(head.as_bytes());
+            canonical.extend_from_slice(b" SIP/2.0");
+        }
+        _ => canonical.extend_from_slice(scanned.start_line.as_bytes()),
+    }
     canonical.extend_from_slice(b"\r\n");
     for h in &scanned.headers {
         canonical.extend_from_slice(h.name.as_bytes());
@@ -228,7 +253,7 @@ fn scan(data: &[u8]) -> Result<Scanned<'_>, String> {
     if start_line.is_empty() || start_line.len() > 4096 {
         return Err("no start line".into());
     }
-    if !start_line.starts_with("SIP/") && !start_line.contains(" SIP/") {
+    if !start_line.starts_with("SIP/") && !start_line.to_ascii_uppercase().contains(" SIP/") {
         return Err(format!("not a SIP message: {:?}", truncate(start_line)));
     }
     let mut problem = None;
@@ -268,10 +293,15 @@ fn scan(data: &[u8]) -> Result<Scanned<'_>, String> {
             note(format!("invalid header name {:?}", truncate(name)));
             continue;
         }
-        headers.push(RawHeader {
-            name: canonical_name(name),
-            value: value.trim().to_string(),
-        });
+        let name = canonical_name(name);
+        let value = if name == "Via" {
+            // RFC 3261 allows LWS around the `/` of `SIP / 2.0 / UDP` (RFC 4475 `wsinv`);
+            // folded here so that every later reader sees `SIP/2.0/UDP`.
+            fold_slash_space(value.trim())
+        } else {
+            value.trim().to_string()
+        };
+        headers.push(RawHeader { name, value });
     }
     let mut body = rest;
     let lengths: Vec<&RawHeader<'_>> = headers
@@ -297,6 +327,27 @@ fn scan(data: &[u8]) -> Result<Scanned<'_>, String> {
         body,
         problem,
     })
+}
+
+/// `SIP / 2.0 / UDP host` -> `SIP/2.0/UDP host`: white space on either side of a `/`
+/// goes. A Via has no other `/` outside quoted parameters, which never hold one here.
+fn fold_slash_space(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '/' {
+            while out.ends_with([' ', '\t']) {
+                out.pop();
+            }
+            out.push('/');
+            while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Builds an error response from raw header lines; `None` if no Via can route it.
@@ -598,6 +649,65 @@ fn header<'a>(headers: &'a [RawHeader<'_>], name: &str) -> Option<&'a str> {
         .map(|h| h.value.as_str())
 }
 
+/// RFC 3261 `callid = word [ "@" word ]`. An empty or spaced Call-ID cannot identify a
+/// dialog, a journal entry or a file name, so it is refused rather than guessed at.
+pub fn is_call_id(s: &str) -> bool {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~()<>:\\\"/[]?{}".contains(&b))
+    };
+    match s.split_once('@') {
+        Some((a, b)) => word(a) && word(b),
+        None => word(s),
+    }
+}
+
+/// From and To (RFC 3261 §20.20, §20.39): a name-addr (`["name"] <URI>`) or an addr-spec,
+/// with a URI that has a scheme. Refused: empty values, an unterminated quoted display
+/// name, an unclosed `<`, and bare words such as `To: garbage`.
+pub fn check_name_addr(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("empty");
+    }
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted string");
+    }
+    let uri = match angle_span(value) {
+        Some((a, b)) => &value[a + 1..b],
+        None if value.contains('<') => return Err("unclosed <"),
+        None => {
+            if value.starts_with('"') {
+                return Err("display name without <URI>");
+            }
+            value.split(';').next().unwrap_or_default().trim()
+        }
+    };
+    match uri.split_once(':') {
+        Some((scheme, rest))
+            if !rest.is_empty()
+                && !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && scheme.as_bytes()[0].is_ascii_alphabetic() =>
+        {
+            Ok(())
+        }
+        _ => Err("no URI with a scheme"),
+    }
+}
+
 /// RFC 3261 `token`.
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -740,6 +850,7 @@ pub fn first_header<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a st
         (rsip::Header::Authorization(v), "Authorization") => Some(v.value()),
         (rsip::Header::ContentType(v), "Content-Type") => Some(v.value()),
         (rsip::Header::Require(v), "Require") => Some(v.value()),
+        (rsip::Header::Accept(v), "Accept") => Some(v.value()),
         (rsip::Header::Other(k, v), n) if k.eq_ignore_ascii_case(n) => Some(v.as_str()),
         _ => None,
     })
@@ -807,6 +918,65 @@ mod tests {
                 ..
             } => (addr, String::from_utf8(b.to_vec()).unwrap()),
             other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_call_id_from_and_to_get_400() {
+        for (name, bad) in [
+            ("Call-ID", "Call-ID: \r\n"),
+            ("Call-ID", "Call-ID: a b\r\n"),
+            ("Call-ID", "Call-ID: @x\r\n"),
+            ("From", "From: \r\n"),
+            ("From", "From: \"unterminated <sip:a@x>;tag=1\r\n"),
+            ("From", "From: <sip:a@x;tag=1\r\n"),
+            ("To", "To: garbage\r\n"),
+        ] {
+            let good = OPTIONS.lines().find(|l| l.starts_with(name)).unwrap();
+            let msg = OPTIONS.replace(&format!("{good}\r\n"), bad);
+            let (_, text) = reply_of(decode(msg.as_bytes(), &ctx()));
+            assert!(text.starts_with("SIP/2.0 400 "), "{bad:?}: {text}");
+        }
+        for good in [
+            "From: sip:a@x;tag=1\r\n",
+            "From: \"A \\\" B\" <sip:a@x>;tag=1\r\n",
+            "From: <tel:+79781234567>;tag=1\r\n",
+        ] {
+            let msg = OPTIONS.replace("From: <sip:a@x>;tag=1\r\n", good);
+            assert!(
+                matches!(decode(msg.as_bytes(), &ctx()), Decoded::Message(_)),
+                "{good:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ack_is_never_answered() {
+        let ack = OPTIONS.replace("OPTIONS sip", "ACK sip");
+        for bad in [
+            ack.replace("CSeq: 1 OPTIONS", "CSeq: x ACK"),
+            ack.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
+            ack.replace("Call-ID: abc@x\r\n", ""),
+        ] {
+            match decode(bad.as_bytes(), &ctx()) {
+                Decoded::Rejected { reply: None, .. } => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn spaced_via_and_lower_case_version_are_accepted() {
+        let msg = OPTIONS
+            .replace("Via: SIP/2.0/UDP", "Via: SIP  /  2.0 /\tUDP")
+            .replace("SIP/2.0\r\nVia", "sip/2.0\r\nVia");
+        match decode(msg.as_bytes(), &ctx()) {
+            Decoded::Message(rsip::SipMessage::Request(r)) => {
+                let via = first_header(&r.headers, "Via").unwrap();
+                assert!(via.starts_with("SIP/2.0/UDP 10.0.0.1:5070"), "{via}");
+                assert_eq!(r.version, rsip::Version::V2);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -179,6 +179,9 @@ pub enum SdpError {
     UnsupportedProfile(String),
     #[error("connection address {0:?} is a host name; only IP addresses are supported")]
     UnsupportedAddress(String),
+    /// Multicast or broadcast: one call's RTP would flood a whole group or network.
+    #[error("connection address {0} is not a unicast address")]
+    NotUnicast(IpAddr),
 }
 
 /// One `m=` line of the peer's SDP as written, so every stream can be answered
@@ -342,6 +345,9 @@ fn negotiate(session: &SdpSession, media: &SdpMedia) -> Result<Negotiated, SdpEr
             return Err(SdpError::UnsupportedAddress(domain.clone()))
         }
     };
+    if !is_unicast(ip) {
+        return Err(SdpError::NotUnicast(ip));
+    }
     // RFC 4566 §6: a media-level direction attribute overrides the session-level one;
     // sendrecv is the default.
     let mut peer = Direction::from_attributes(media.get_attributes())
@@ -365,6 +371,15 @@ fn negotiate(session: &SdpSession, media: &SdpMedia) -> Result<Negotiated, SdpEr
         direction: peer.reverse(),
         ptime,
     })
+}
+
+/// Whether RTP may be sent to `ip`: not multicast, not the IPv4 limited broadcast. The
+/// unspecified address (hold, RFC 3264 §8.4) counts as unicast; it is never sent to.
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_multicast() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_multicast(),
+    }
 }
 
 /// `v=` through `t=` of our descriptions (RFC 4566 §5).
@@ -516,6 +531,23 @@ mod tests {
     const SOFTPHONE: &str = "m=audio 4000 RTP/AVP 8 0 9 101\na=rtpmap:8 PCMA/8000\n\
         a=rtpmap:0 PCMU/8000\na=rtpmap:9 G722/8000\na=rtpmap:101 telephone-event/8000\n\
         a=fmtp:101 0-15\na=ptime:30\na=sendrecv\n";
+
+    #[test]
+    fn multicast_and_broadcast_connections_are_refused() {
+        for c in ["224.2.1.1/127", "255.255.255.255", "239.1.1.1/1"] {
+            let offer = sdp("m=audio 4000 RTP/AVP 0\n")
+                .replace("c=IN IP4 198.51.100.7", &format!("c=IN IP4 {c}"));
+            match answer(offer.as_bytes(), &local()) {
+                Err(SdpError::NotUnicast(_)) => {}
+                other => panic!("{c}: {other:?}"),
+            }
+        }
+        let v6 = sdp("m=audio 4000 RTP/AVP 0\nc=IN IP6 ff0e::101\n");
+        assert!(matches!(
+            answer(v6.as_bytes(), &local()),
+            Err(SdpError::NotUnicast(_))
+        ));
+    }
 
     #[test]
     fn sipp_default_offer() {

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::media::ports::PortPool;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,6 +121,8 @@ struct Limits {
     source_burst: u32,
     tcp_idle: Duration,
     tcp_max: usize,
+    /// Connections one address may hold (trusted sources exempt).
+    tcp_max_per_source: usize,
     /// Exempt from the rate limit (the carrier's SBC), on TCP as on UDP.
     trusted: Arc<[ipnet::IpNet]>,
 }
@@ -198,6 +200,7 @@ pub async fn start(
         source_burst: config.limits.source_burst,
         tcp_idle: Duration::from_secs(config.limits.tcp_idle_timeout_s),
         tcp_max: config.limits.tcp_max_connections,
+        tcp_max_per_source: config.limits.tcp_max_connections_per_source,
         trusted: config.limits.trusted_sources.clone().into(),
     };
     let limiter = RateLimiter::new(
@@ -340,6 +343,44 @@ async fn udp_receive(
     }
 }
 
+/// Open TCP connections per source address, so that one address cannot take every slot
+/// of `limits.tcp_max_connections` and lock every other phone out.
+#[derive(Clone, Default)]
+struct SourceCounts(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`SourceCounts`], given back when dropped.
+struct SourceSlot {
+    counts: SourceCounts,
+    ip: IpAddr,
+}
+
+impl SourceCounts {
+    fn claim(&self, ip: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut counts = self.0.lock().expect("source counts lock");
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("source counts lock");
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn tcp_accept(
     listener: TcpListener,
     core_tx: mpsc::Sender<Input>,
@@ -347,6 +388,7 @@ async fn tcp_accept(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    let per_source = SourceCounts::default();
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -364,9 +406,21 @@ async fn tcp_accept(
             drop(stream);
             continue;
         }
+        let slot = if is_trusted(&limits.trusted, addr.ip()) {
+            None
+        } else {
+            match per_source.claim(addr.ip(), limits.tcp_max_per_source) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(%addr, "too many TCP connections from one address; refused");
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let (wtx, wrx) = mpsc::channel(256);
-        tokio::spawn(run_connection(
+        let connection = run_connection(
             stream,
             addr,
             wtx,
@@ -375,7 +429,11 @@ async fn tcp_accept(
             limits.clone(),
             open.clone(),
             shutdown.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            connection.await;
+            drop(slot);
+        });
     }
 }
 

@@ -86,6 +86,9 @@ pub struct UaSettings {
     /// `limits.peak_call_rate`: what the transaction table is sized for.
     pub peak_call_rate: u32,
     pub rtp_ports: (u16, u16),
+    /// `media.sdp_trusted_sources`: peers (the carrier's SBC) whose SDP may name a media
+    /// address other than their own; see [`vet_media_destination`].
+    pub media_trusted: Vec<ipnet::IpNet>,
 }
 
 impl UaSettings {
@@ -117,6 +120,7 @@ impl UaSettings {
             max_calls: config.limits.max_calls,
             peak_call_rate: config.limits.peak_call_rate,
             rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
+            media_trusted: config.media.sdp_trusted_sources.clone(),
         }
     }
 }
@@ -362,6 +366,11 @@ struct Call {
     hangup_on_ack: Option<EndReason>,
     /// `Some` for a leg we placed to an operator.
     outbound: Option<Outbound>,
+    /// The RTP port was handed to the call flow (in [`Event::CallOffered`] or
+    /// [`Event::OperatorAnswered`]): from then on the call flow owns it, takes its socket
+    /// for the media, and frees it if the call ends first. The core must not free it
+    /// then: a BYE right behind the ACK would close the socket before the media took it.
+    port_handed_over: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -529,6 +538,7 @@ impl UserAgent {
                 answer_sdp: String::new(),
                 scheduled: None,
                 hangup_on_ack: None,
+                port_handed_over: false,
                 outbound: Some(Outbound {
                     invite_tx: tx_key.clone(),
                     ringing: false,
@@ -783,6 +793,14 @@ impl UserAgent {
         let to_tag = first_header(&req.headers, "To")
             .and_then(tag_param)
             .map(str::to_string);
+        let initial_invite = req.method == rsip::Method::Invite && to_tag.is_none();
+        if !initial_invite && req.method != rsip::Method::Cancel {
+            // We support no extension (RFC 3261 §8.2.2.3); an initial INVITE is checked
+            // after its Request-URI (404 comes first).
+            if let Some(r) = bad_extension(&req, source) {
+                return self.respond(&key, 420, r, now);
+            }
+        }
         match req.method {
             rsip::Method::Invite => match to_tag {
                 None => self.on_invite(req, key, source, peer, now),
@@ -897,14 +915,27 @@ impl UserAgent {
                 .build();
             return self.respond(&key, 503, r, now);
         }
-        if let Some(required) = first_header(&req.headers, "Require") {
-            if !required.trim().is_empty() {
-                let r = ResponseBuilder::new(&req, source, 420, "Bad Extension")
-                    .to_tag(&random_tag())
-                    .header("Unsupported", required.trim())
-                    .build();
-                return self.respond(&key, 420, r, now);
-            }
+        if let Some(r) = bad_extension(&req, source) {
+            return self.respond(&key, 420, r, now);
+        }
+        // RFC 3261 §21.4.16 / §21.4.7: a body we cannot read is 415, an answer the caller
+        // cannot read is 406; both name what we do take.
+        let ctype = first_header(&req.headers, "Content-Type").unwrap_or_default();
+        if !req.body.is_empty() && !is_sdp_or_multipart(ctype) {
+            let r = ResponseBuilder::new(&req, source, 415, "Unsupported Media Type")
+                .to_tag(&random_tag())
+                .header("Accept", "application/sdp")
+                .header("Server", &self.settings.server)
+                .build();
+            return self.respond(&key, 415, r, now);
+        }
+        if !accepts_sdp(first_header(&req.headers, "Accept")) {
+            let r = ResponseBuilder::new(&req, source, 406, "Not Acceptable")
+                .to_tag(&random_tag())
+                .header("Accept", "application/sdp")
+                .header("Server", &self.settings.server)
+                .build();
+            return self.respond(&key, 406, r, now);
         }
         let local_tag = random_tag();
         let id = self.next_call;
@@ -941,6 +972,12 @@ impl UserAgent {
                 return self.respond(&key, 488, r, now);
             }
         };
+        let mut answer = answer;
+        vet_media_destination(
+            &mut answer.negotiated,
+            dialog.peer.addr.ip(),
+            &self.settings.media_trusted,
+        );
         dialog.rtp_port = rtp_port;
         dialog.media = Some(answer.negotiated.clone());
         let dkey = dialog.key.clone();
@@ -964,6 +1001,7 @@ impl UserAgent {
             scheduled: None,
             hangup_on_ack: None,
             outbound: None,
+            port_handed_over: true,
         };
         self.calls.insert(dkey.clone(), Box::new(call));
         if let Some(entry) = self.server.get_mut(&key) {
@@ -1033,7 +1071,12 @@ impl UserAgent {
                 let id = call.dialog.id;
                 if !req.body.is_empty() {
                     // The answer to the offer we made in a 2xx to an offer-less re-INVITE.
-                    if let Ok(n) = sdp::parse_answer(&req.body) {
+                    if let Ok(mut n) = sdp::parse_answer(&req.body) {
+                        vet_media_destination(
+                            &mut n,
+                            call.dialog.peer.addr.ip(),
+                            &self.settings.media_trusted,
+                        );
                         if call.dialog.media.as_ref() != Some(&n) {
                             call.dialog.media = Some(n.clone());
                             self.events
@@ -1162,7 +1205,12 @@ impl UserAgent {
             // Offer-less re-INVITE: we offer, the ACK answers (§14.2).
             Ok(sdp::offer(&local, Direction::SendRecv))
         } else {
-            sdp::answer(&req.body, &local).map(|a| {
+            sdp::answer(&req.body, &local).map(|mut a| {
+                vet_media_destination(
+                    &mut a.negotiated,
+                    call.dialog.peer.addr.ip(),
+                    &self.settings.media_trusted,
+                );
                 let id = call.dialog.id;
                 if call.dialog.media.as_ref() != Some(&a.negotiated) {
                     call.dialog.media = Some(a.negotiated.clone());
@@ -1213,7 +1261,9 @@ impl UserAgent {
 
     fn end_call(&mut self, dkey: &DialogKey, reason: EndReason) {
         if let Some(call) = self.calls.remove(dkey) {
-            self.ports.release(call.dialog.rtp_port);
+            if !call.port_handed_over {
+                self.ports.release(call.dialog.rtp_port);
+            }
             self.events.push_back(Event::CallEnded {
                 call: call.dialog.id,
                 reason,
@@ -1403,6 +1453,7 @@ impl UserAgent {
             let rtp_port = call.dialog.rtp_port;
             if let Ok(media) = &answer {
                 call.dialog.media = Some(media.clone());
+                call.port_handed_over = true;
             }
             self.remember_ack(tx_key, tag, ack.clone());
             self.transmits.push_back(Transmit { peer, bytes: ack });
@@ -1494,7 +1545,9 @@ impl UserAgent {
     /// Ends an operator leg that was never answered with [`Event::OperatorFailed`].
     fn fail_leg(&mut self, leg: &DialogKey, status: u16) {
         if let Some(call) = self.calls.remove(leg) {
-            self.ports.release(call.dialog.rtp_port);
+            if !call.port_handed_over {
+                self.ports.release(call.dialog.rtp_port);
+            }
             tracing::info!(call = call.dialog.id, status, "operator leg failed");
             self.events.push_back(Event::OperatorFailed {
                 call: call.dialog.id,
@@ -1632,6 +1685,40 @@ fn contact_header(number: &str, host: &str, transport: Transport) -> String {
 }
 
 /// The SDP offer of an INVITE, if it carries one.
+/// 420 Bad Extension when the request's `Require` asks for anything: we support no
+/// extension (RFC 3261 §8.2.2.3), and say which in `Unsupported`.
+fn bad_extension(req: &rsip::Request, source: SocketAddr) -> Option<Bytes> {
+    let required = first_header(&req.headers, "Require")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())?;
+    Some(
+        ResponseBuilder::new(req, source, 420, "Bad Extension")
+            .to_tag(&random_tag())
+            .header("Unsupported", required)
+            .build(),
+    )
+}
+
+/// `application/sdp`, or a multipart body (SIP-I carriers wrap the SDP with ISUP); the
+/// latter is then read by [`sdp_of`] like any other body and refused with 488 if no SDP.
+fn is_sdp_or_multipart(ctype: &str) -> bool {
+    let t = ctype.split(';').next().unwrap_or_default().trim();
+    t.eq_ignore_ascii_case("application/sdp") || t.to_ascii_lowercase().starts_with("multipart/")
+}
+
+/// Whether an `Accept` header (absent: SDP, RFC 3261 §20.1) takes `application/sdp`.
+fn accepts_sdp(accept: Option<&str>) -> bool {
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let t = range.split(';').next().unwrap_or_default().trim();
+        ["application/sdp", "application/*", "*/*"]
+            .iter()
+            .any(|ok| t.eq_ignore_ascii_case(ok))
+    })
+}
+
 fn sdp_offer(req: &rsip::Request) -> Result<&[u8], SdpError> {
     sdp_of(&req.headers, &req.body)
 }
@@ -1692,6 +1779,23 @@ pub fn sanitize_display(raw: &str) -> String {
         .chars()
         .take(64)
         .collect()
+}
+
+/// Where a caller's RTP may go before any has arrived from it. An SDP address other than
+/// the signalling source's is believed only for trusted peers (the carrier's SBC, whose
+/// media gateway has another address). Anyone else's is dropped, so the media plane sends
+/// nothing until RTP arrives and then answers where it came from (symmetric RTP, see
+/// [`crate::media::rtp::Latch`]). Otherwise one INVITE naming a third party's address would
+/// make the hotline stream a greeting at it: a reflector.
+pub fn vet_media_destination(n: &mut Negotiated, signalling: IpAddr, trusted: &[ipnet::IpNet]) {
+    if let Some(dest) = n.remote_rtp {
+        if dest.ip().to_canonical() != signalling.to_canonical()
+            && !super::guard::is_trusted(trusted, signalling)
+        {
+            tracing::debug!(%dest, %signalling, "SDP address is not the caller's: latching");
+            n.remote_rtp = None;
+        }
+    }
 }
 
 /// RFC 3261 §20.43 warning codes: 305 incompatible media format, 304 media type not available.
@@ -2392,7 +2496,13 @@ mod tests {
             }]
         );
         assert_eq!(ua.active_calls(), 0);
-        assert!(ports.held().is_empty(), "port released");
+        // Answered: the port was handed to the call flow with OperatorAnswered, and it is
+        // the call flow's to free (the core freeing it would race the media taking it).
+        assert_eq!(
+            ports.held().len(),
+            1,
+            "handed over, not released by the core"
+        );
         // Timer M ends the INVITE transaction, Timer J the BYE's.
         run(&mut ua, t1, t1 + Duration::from_secs(40));
         assert_eq!(ua.open_transactions(), 0);
@@ -2492,7 +2602,7 @@ mod tests {
                 reason: EndReason::Hangup
             }]
         );
-        assert!(ports.held().is_empty());
+        assert_eq!(ports.held().len(), 1, "handed over to the call flow");
         assert_eq!(ua.active_calls(), 0);
     }
 

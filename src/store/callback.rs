@@ -54,7 +54,7 @@ pub async fn create(
     actor: &str,
 ) -> Result<i64, StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     // Defaults of fields 1–5 from the journal entry; its update takes the write lock.
     let (mut called_at, mut phone, mut name, mut status) = (
         form.called_at.map(ms),
@@ -205,7 +205,7 @@ pub async fn send(
     actor: &str,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let journal_id = lock_open_form(&mut tx, id, actor, now).await?;
     let fields = [
         Change::new("assigned_to", Kind::Text, Val::Text(assigned_to.into())),
@@ -241,7 +241,7 @@ pub async fn complete(
     actor: &str,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let journal_id = lock_open_form(&mut tx, id, actor, now).await?;
     let fields = [
         Change::new("called_back_at", Kind::Time, Val::Int(ms(at))),

@@ -82,7 +82,7 @@ pub async fn insert_calls(
     years: &[i64],
     repeat_window_ms: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let out = insert_calls_in(&mut tx, calls, years, repeat_window_ms, Utc::now()).await?;
     tx.commit().await?;
     Ok(out)
@@ -412,6 +412,37 @@ pub(crate) async fn refresh_search_text(
     Ok(())
 }
 
+/// A journal entry whose call never got its end written: the process stopped (a crash,
+/// kill -9, power) while the call was going on.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub id: i64,
+    pub call_id: String,
+    pub arrived_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+/// Every entry still `in_progress`, oldest first. Asked at start-up only, before any call
+/// of this run exists, so each of them belongs to a run that is gone.
+pub async fn unfinished(store: &Store) -> Result<Vec<Unfinished>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, call_id, arrived_at, answered_at FROM journal_entries \
+         WHERE disposition = 'in_progress' AND call_id IS NOT NULL ORDER BY arrived_at, id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Unfinished {
+                id: r.try_get(0)?,
+                call_id: r.try_get(1)?,
+                arrived_at: from_ms(r.try_get(2)?),
+                answered_at: r.try_get::<Option<i64>, _>(3)?.map(from_ms),
+            })
+        })
+        .collect()
+}
+
 /// The entry of a SIP Call-ID, if journaled (the call log finds entries by it, because a
 /// write spooled while the database was away could not know the id).
 pub async fn id_by_call_id(store: &Store, call_id: &str) -> Result<Option<i64>, StoreError> {
@@ -436,7 +467,7 @@ pub async fn id_by_call_id_in(
 
 /// The call flow's update: answer, end, wait, disposition, operator, recording.
 pub async fn update_progress(store: &Store, id: i64, p: &CallProgress) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     update_progress_in(&mut tx, id, p, Utc::now()).await?;
     tx.commit().await?;
     Ok(())
@@ -656,7 +687,7 @@ pub async fn patch(
         changes.push(text("appeal_type", &v.map(|a| a.as_str().to_string())));
     }
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = audit::update_with_audit(
         &mut tx,
         "journal_entries",

@@ -108,7 +108,7 @@ pub async fn purge(
             .fetch_one(store.pool())
             .await?;
     if !dry_run && report.standalone_callbacks > 0 {
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin_write().await?;
         sqlx::query(&format!(
             "DELETE FROM audit_log WHERE entity = 'callback' AND entity_id IN (SELECT id {standalone})"
         ))
@@ -131,7 +131,7 @@ async fn delete_batch(
     actor: &str,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for item in batch {
         let id = item.journal_id;
         // Re-check under the write lock: a change since the listing keeps the entry.

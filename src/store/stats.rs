@@ -49,8 +49,9 @@ pub struct Stats {
     pub after_hours_voicemail: i64,
     pub failed: i64,
     pub in_progress: i64,
-    /// Share of the calls offered to operators (answered, abandoned, in-hours voicemail)
-    /// that were answered within `service_level_s`; `null` when none was offered.
+    /// Share of the calls offered to operators (queued: answered, abandoned or in-hours
+    /// voicemail with a wait) that were answered within `service_level_s`; `null` when
+    /// none was offered.
     pub service_level: Option<f64>,
     pub service_level_s: u64,
     /// Over calls that waited (answered, abandoned, in-hours voicemail).
@@ -138,7 +139,9 @@ pub async fn compute(
         after_hours_voicemail: after_hours,
         failed,
         in_progress,
-        service_level: share(within, answered + abandoned + voicemail),
+        // Offered to operators = queued (a wait is recorded): a caller who hung up during
+        // the greeting, after hours above all, was never offered and does not count.
+        service_level: share(within, waited_n),
         service_level_s: service_level.as_secs(),
         average_wait_s: (waited_n > 0).then(|| wait_sum as f64 / waited_n as f64 / 1000.0),
         longest_wait_s: longest.map(|w| w as f64 / 1000.0),

@@ -43,7 +43,7 @@ const ATM_SELECT: &str = "SELECT id, address, state, suspended_by, updated_at FR
 
 /// Adds the configured ATMs and updates their addresses; their state is left alone.
 pub async fn sync_registry(store: &Store, atms: &[AtmConfig]) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for a in atms {
         upsert_atm(&mut tx, a, "config", Utc::now()).await?;
     }
@@ -76,7 +76,7 @@ async fn upsert_atm(
 /// Adds an ATM to the registry or changes its address (audited).
 pub async fn put_atm(store: &Store, a: &AtmConfig, actor: &str) -> Result<Atm, StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let old: Option<String> = sqlx::query_scalar("SELECT address FROM atms WHERE id = $1")
         .bind(a.id.as_str())
         .fetch_optional(&mut *tx)
@@ -213,7 +213,7 @@ pub async fn create(
     rules: &TicketsConfig,
     notifying: &Notifying<'_>,
 ) -> Result<Registered, TicketError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let atm: Option<(String, String)> =
         sqlx::query_as("SELECT address, state FROM atms WHERE id = $1")
             .bind(new.atm_id.as_str())
@@ -449,7 +449,7 @@ pub async fn transition(
     now: DateTime<Utc>,
     notifying: &Notifying<'_>,
 ) -> Result<Moved, TicketError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let t = load(&mut tx, id).await?;
     check_transition(t.kind, t.state, to, caller.role, caller.is_author(&t))?;
     let done = sqlx::query(

@@ -132,7 +132,7 @@ pub async fn complete(
     notify: &Notifying<'_>,
 ) -> Result<bool, StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let ended = sqlx::query(
         "UPDATE transcription_jobs SET status = 'done', error = NULL, finished_at = $1, \
          updated_at = $1, audio_ms = $2, elapsed_ms = $3 WHERE id = $4 AND status = 'running'",

@@ -90,7 +90,7 @@ async fn insert_inner(
     once: bool,
     notify: &Notifying<'_>,
 ) -> Result<(i64, bool), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let out = insert_in(&mut tx, vm, deadline, once, notify, Utc::now()).await?;
     tx.commit().await?;
     Ok(out)
@@ -286,7 +286,7 @@ fn suggestion_from(
 /// and, when the operator has not written one, as the journal's content (column 7). Every
 /// one of these changes is audited.
 pub async fn set_transcript(store: &Store, id: i64, transcript: &str) -> Result<(), StoreError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     apply_transcript(&mut tx, id, transcript, Utc::now()).await?;
     tx.commit().await?;
     Ok(())
@@ -357,7 +357,7 @@ pub(crate) async fn apply_transcript(
 /// An operator has processed the message (listened, acted on it); 409 the second time.
 pub async fn mark_processed(store: &Store, id: i64, actor: &str) -> Result<(), StoreError> {
     let now = Utc::now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     audit::update_with_audit(&mut tx, "voicemails", "voicemail", id, &[], actor, now).await?;
     let row = sqlx::query("SELECT processed_at, journal_id FROM voicemails WHERE id = $1")
         .bind(id)
@@ -453,7 +453,7 @@ pub async fn remind_overdue(
     .await?;
     let mut added = 0;
     for id in ids {
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin_write().await?;
         let facts = facts(&mut tx, id).await?;
         let notice = message::voicemail_overdue(&facts, notify.targets, notify.tz);
         added += outbox::enqueue(&mut tx, &notice, &sinks, now).await?;

@@ -165,7 +165,16 @@ impl Worker {
             }
             Ok(Err(e)) => {
                 let warning = format!("{e}: voicemail waits untranscribed");
-                tracing::warn!("{warning}");
+                // Tried again every minute; said once in the log (and always in /healthz),
+                // again only if the reason changes.
+                let known = status
+                    .read()
+                    .is_ok_and(|s| s.warning.as_deref() == Some(warning.as_str()));
+                if known {
+                    tracing::debug!("{warning}");
+                } else {
+                    tracing::warn!("{warning}");
+                }
                 set_status(status, false, Some(warning));
                 None
             }

@@ -12,6 +12,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 pub mod api;
 pub mod notify;
+pub mod pgproxy;
 pub mod phone;
 pub mod rtp;
 
@@ -33,12 +34,21 @@ pub fn config(sip_extra: &str, tables: &str) -> (Config, tempfile::TempDir) {
 /// (ignored when `tables` has its own `[calendar]`).
 pub fn config_hours(sip_extra: &str, tables: &str, hours: &str) -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), sip_extra, tables, hours);
+    let mut config = Config::from_toml(&text).expect("test config parses");
+    config.media.prompts_dir = PROMPTS.into();
+    config.validate().expect("test config is valid");
+    (config, dir)
+}
+
+/// The TOML of [`config_hours`] with data under `dir` (for a test that runs the binary).
+pub fn config_text(dir: &std::path::Path, sip_extra: &str, tables: &str, hours: &str) -> String {
     let calendar = if tables.contains("[calendar") {
         String::new()
     } else {
-        calendar_tables(dir.path(), hours)
+        calendar_tables(dir, hours)
     };
-    let text = format!(
+    format!(
         r#"
 [sip]
 listen = "127.0.0.1:0"
@@ -60,12 +70,8 @@ extension = "{OPERATOR}"
 name = "Иванова Анна"
 password = "{PASSWORD}"
 "#,
-        dir.path().display()
-    );
-    let mut config = Config::from_toml(&text).expect("test config parses");
-    config.media.prompts_dir = PROMPTS.into();
-    config.validate().expect("test config is valid");
-    (config, dir)
+        dir.display()
+    )
 }
 
 /// `[calendar]` tables with `hours` on every day of the week and no holidays (an empty
@@ -176,7 +182,11 @@ pub struct TcpPeer {
 
 impl TcpPeer {
     pub async fn connect(server: SocketAddr) -> Self {
-        let stream = TcpStream::connect(server).await.unwrap();
+        TcpPeer::from_stream(TcpStream::connect(server).await.unwrap())
+    }
+
+    /// A peer on a connection made elsewhere (from a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> Self {
         TcpPeer {
             stream,
             framer: Framer::new(65535),
@@ -661,4 +671,14 @@ pub fn media_thread_wakeups_since(before: &std::collections::HashMap<String, u64
         .iter()
         .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum()
+}
+
+/// Whether a journal entry (API JSON) is the call with SIP `call_id`: the journal keys a
+/// call by its Call-ID and the caller's From tag (`CALLID;from-tag=TAG`).
+pub fn is_call(entry: &serde_json::Value, call_id: &str) -> bool {
+    entry["call_id"].as_str().is_some_and(|k| {
+        k == call_id
+            || k.strip_prefix(call_id)
+                .is_some_and(|rest| rest.starts_with(";from-tag="))
+    })
 }

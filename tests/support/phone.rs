@@ -176,14 +176,27 @@ pub struct Caller {
 impl Caller {
     /// INVITE `number` from `from_number` offering PCMU; returns once the call is up (ACK sent).
     pub async fn dial(server: SocketAddr, number: &str, from_number: &str) -> Caller {
+        Caller::dial_as(server, number, from_number, None).await
+    }
+
+    /// [`Caller::dial`] with the Call-ID given (another caller may be using it too); the
+    /// From tag is this phone's own.
+    pub async fn dial_as(
+        server: SocketAddr,
+        number: &str,
+        from_number: &str,
+        call_id: Option<&str>,
+    ) -> Caller {
         let mut sip = Endpoint::new(server).await;
         let rtp = RtpPeer::bind().await;
         let offer = rtp::offer(rtp.port(), &[(0, "PCMU")]);
-        let call_id = format!(
-            "call-{}-{}@127.0.0.1",
-            sip.addr().port(),
-            rand::random::<u32>()
-        );
+        let call_id = call_id.map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "call-{}-{}@127.0.0.1",
+                sip.addr().port(),
+                rand::random::<u32>()
+            )
+        });
         let from = format!(
             "\"Клиент\" <sip:{from_number}@carrier.test>;tag=c{}",
             sip.addr().port()
