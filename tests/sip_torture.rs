@@ -217,7 +217,9 @@ fn cases() -> Vec<Case> {
 async fn run(transport: &str) {
     let (hotline, _dir) = start().await;
     let mut failures = Vec::new();
-    for (n, case) in cases().into_iter().enumerate() {
+    let cases = cases();
+    let total = cases.len();
+    for (n, case) in cases.into_iter().enumerate() {
         // A fresh peer per case: a TCP server may close a connection after garbage.
         let mut peer = Peer::new(transport, hotline.sip_addr).await;
         let text = case
@@ -256,6 +258,10 @@ async fn run(transport: &str) {
         probe.send(&text).await;
         probe.expect("SIP/2.0 200").await;
     }
+    eprintln!(
+        "torture over {transport}: {total} cases, {} passed",
+        total - failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} cases failed:\n{}",

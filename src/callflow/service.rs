@@ -561,6 +561,7 @@ async fn run_call(
         session: None,
         leg: None,
         pending_media: None,
+        port_taken: false,
         answered_at: None,
         recording: None,
         voicemail: None,
@@ -593,9 +594,12 @@ async fn run_call(
     }
     tracing::debug!(call, secs = started.elapsed().as_secs(), "call over");
     let _ = c.routed.send(Routed::Gone { call });
-    // The SIP core handed this call its RTP ports; those not taken for media are freed
-    // here (no-ops for taken ones), including an operator leg answered too late.
-    c.ctx.ports.release(c.offered.rtp_port);
+    // The SIP core handed this call its RTP ports; those never taken for media are freed
+    // here, including an operator leg answered too late. A taken one closed with its
+    // session, and its number may already be a newer call's: it is left alone.
+    if !c.port_taken {
+        c.ctx.ports.release(c.offered.rtp_port);
+    }
     sip.close();
     while let Ok(m) = sip.try_recv() {
         if let ToCall::LegAnswered { rtp_port, .. } = m {
@@ -645,6 +649,9 @@ struct CallTask {
     session: Option<Session>,
     /// The operator leg's SIP call number.
     leg: Option<u64>,
+    /// The caller's RTP socket was taken from the pool for the media (else the call frees
+    /// the port when it ends).
+    port_taken: bool,
     /// A caller re-INVITE that came before the media started.
     pending_media: Option<Negotiated>,
     answered_at: Option<DateTime<Utc>>,
@@ -744,6 +751,7 @@ impl CallTask {
             self.inputs.push(Input::CallerEnded);
             return;
         };
+        self.port_taken = true;
         let local = self.ctx.calendar.local_date(o.arrived_at);
         let path = path_for(
             &self.ctx.data_dir.join("recordings"),

@@ -959,7 +959,7 @@ impl UserAgent {
             session_id: dialog.sdp_session_id,
             session_version: dialog.sdp_version,
         };
-        let answer = match sdp_offer(&req).and_then(|offer| sdp::answer(offer, &local)) {
+        let mut answer = match sdp_offer(&req).and_then(|offer| sdp::answer(offer, &local)) {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(%source, error = %e, "INVITE refused: SDP");
@@ -972,7 +972,6 @@ impl UserAgent {
                 return self.respond(&key, 488, r, now);
             }
         };
-        let mut answer = answer;
         vet_media_destination(
             &mut answer.negotiated,
             dialog.peer.addr.ip(),

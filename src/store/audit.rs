@@ -3,10 +3,9 @@
 //! record never changes without its trace.
 //!
 //! [`update_with_audit`] is the one way records are edited: it takes the row's write lock
-//! first (on SQLite, a write as the transaction's first statement takes the database's
-//! write lock at once, so a concurrent writer waits on the busy timeout instead of failing
-//! on a read-then-write upgrade), reads the old values, writes only what changed and logs
-//! each changed column.
+//! first (on PostgreSQL a row lock, so two editors of one record queue; on SQLite the
+//! transaction already holds the write lock, see `Store::begin_write`), reads the old
+//! values, writes only what changed and logs each changed column.
 
 use super::{from_ms, ms, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};

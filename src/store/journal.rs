@@ -97,22 +97,11 @@ pub async fn insert_calls_in(
     repeat_window_ms: i64,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
-    lock_for_write(conn).await?;
     let mut out = Vec::with_capacity(calls.len());
     for (chunk, chunk_years) in calls.chunks(CHUNK).zip(years.chunks(CHUNK)) {
         out.extend(insert_chunk(conn, chunk, chunk_years, repeat_window_ms, now).await?);
     }
     Ok(out)
-}
-
-/// Takes SQLite's write lock before the transaction's first read (see store::audit), so
-/// that a reader's snapshot cannot turn into a busy error at its first write; a no-op
-/// statement elsewhere.
-pub async fn lock_for_write(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    sqlx::query("UPDATE journal_counters SET last_seq = last_seq WHERE year = -1")
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// `(a, b, …)` placeholders for `n` values starting at `$first`.
@@ -556,7 +545,6 @@ pub async fn update_progress_many(
     if updates.is_empty() {
         return Ok(());
     }
-    lock_for_write(conn).await?;
     for chunk in updates.chunks(CHUNK) {
         let mut cids: Vec<&str> = chunk.iter().map(|(c, _)| *c).collect();
         cids.sort_unstable();

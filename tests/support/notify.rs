@@ -132,6 +132,22 @@ impl SmtpServer {
         all
     }
 
+    /// At least `n` mails, waiting up to `limit` in all for them (a loaded machine delays
+    /// retries), then whatever else arrives within `settle` (so that a duplicate shows).
+    pub async fn collect(&mut self, n: usize, limit: Duration, settle: Duration) -> Vec<Mail> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut all = Vec::new();
+        while all.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(m) => all.push(m),
+                None => break,
+            }
+        }
+        all.extend(self.drain(settle).await);
+        all
+    }
+
     /// Stops listening (open sessions end with the test).
     pub fn stop(self) {
         self.task.abort();
