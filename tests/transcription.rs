@@ -47,6 +47,9 @@ head_email = "{HEAD}"
 from = "hotline@bank.test"
 retry_base_s = 1
 retry_max_s = 2
+# Retries every 2 s: on a loaded machine a test can outlast the default 50 attempts, and a
+# notice marked failed (kept, but no longer tried) would look lost.
+max_attempts = 1000
 poll_ms = 100
 
 [notify.smtp]
