@@ -389,13 +389,6 @@ async fn hostile_input_gets_4xx_never_500(db: Db) {
     check("PATCH /journal/1 declaring 10 MB".into(), s, &v);
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(v["error"].as_str().unwrap().contains("1024 KiB"), "{v}");
-    // Sent in full, just over the limit, it is refused the same way.
-    let big = json!({ "content": "x".repeat(1024 * 1024) });
-    let (s, v) = api
-        .call(Some("operator"), Method::PATCH, "/journal/1", Some(big))
-        .await;
-    check("PATCH /journal/1 with 1 MiB".into(), s, &v);
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     // Invalid UTF-8 in a JSON body.
     let resp = api
         .client
