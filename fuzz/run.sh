@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target for SECONDS each (default 60), with the committed corpus and
-# dictionary, and prints each one's executions and whether it crashed:
+# Runs the cargo-fuzz targets for SECONDS each (default 60; all five unless some are named),
+# with the committed corpus and dictionary, and prints each one's executions and whether it
+# crashed:
 #   bash fuzz/run.sh 3600
+#   bash fuzz/run.sh 600 sdp rtp
 # cargo-fuzz needs nightly features; the stable toolchain here takes them with
 # RUSTC_BOOTSTRAP=1. A crash leaves its input in fuzz/artifacts/TARGET/: copy it into
 # fuzz/corpus/TARGET/ (named crash-…) once fixed, and tests/fuzz_corpus.rs replays it on
@@ -9,9 +11,11 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
+shift || true
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 targets=(sip_message tcp_framing sdp digest rtp)
+[ $# -gt 0 ] && targets=("$@")
 status=0
 summary=()
 for t in "${targets[@]}"; do

@@ -9,10 +9,11 @@
 use crate::api::{self, AppState};
 use crate::calendar::Calendar;
 use crate::callflow::acd::AcdHandle;
-use crate::callflow::service::LiveEvent;
-use crate::callflow::service::{self, Context, FlowPrompts, LiveRequest};
+use crate::callflow::service::{self, Context, FlowPrompts};
 use crate::callflow::Event;
 use crate::config::Config;
+use crate::live::LiveEvent;
+use crate::live::LiveRequest;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
@@ -185,7 +186,7 @@ impl Hotline {
         let sip = transport::start(&config, ports.clone(), calls_tx, shutdown_rx.clone()).await?;
         let (events, _) = broadcast::channel(16384);
         let (live_events, _) = broadcast::channel(4096);
-        let metrics = Arc::new(api::live::Metrics::default());
+        let metrics = Arc::new(crate::live::Metrics::default());
         let media =
             MediaRuntime::start(config.media.media_threads(), config.media.realtime_priority)
                 .map_err(StartError::Media)?;
@@ -337,7 +338,7 @@ impl Hotline {
     }
 
     /// The calls in progress.
-    pub async fn live_calls(&self) -> Vec<service::LiveCall> {
+    pub async fn live_calls(&self) -> Vec<crate::live::LiveCall> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.live.send(tx).await.is_err() {
             return Vec::new();

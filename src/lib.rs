@@ -4,7 +4,7 @@
 //! audio (RTP, prompts, recording, bridging); [`callflow`] decides what a call hears;
 //! [`app`] starts everything;
 //! [`transcribe`] turns voicemail into text and suggests tickets; [`notify`] delivers
-//! e-mail and webhooks from an outbox; [`api`] is the HTTP side; [`config`] reads
+//! e-mail and webhooks from an outbox; [`live`] is the live view's data; [`api`] is the HTTP side; [`config`] reads
 //! `sip-config/hotline.toml`.
 
 pub mod api;
@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod callflow;
 pub mod config;
 pub mod fuzz_targets;
+pub mod live;
 pub mod media;
 pub mod notify;
 pub mod records;

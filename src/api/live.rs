@@ -12,7 +12,7 @@ use super::extract::Path;
 use super::AppState;
 use crate::callflow::acd::AcdHandle;
 use crate::callflow::queue::{OperatorState, QueueError};
-use crate::callflow::service::{LiveCall, LiveEvent, LiveRequest};
+use crate::live::{Gauges, LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::records::calllog::CallLog;
 use crate::store::tokens::Role;
 use axum::extract::State;
@@ -21,11 +21,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use futures::Stream;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -105,17 +100,6 @@ pub struct LiveView {
     pub journal_backlog: usize,
 }
 
-pub fn state_name(s: OperatorState) -> &'static str {
-    match s {
-        OperatorState::Offline => "offline",
-        OperatorState::Available => "available",
-        OperatorState::Ringing => "ringing",
-        OperatorState::Busy => "busy",
-        OperatorState::WrapUp => "wrap_up",
-        OperatorState::Paused => "paused",
-    }
-}
-
 async fn view(live: &Live) -> LiveView {
     let snapshot = live.acd.snapshot().await;
     LiveView {
@@ -135,7 +119,7 @@ async fn view(live: &Live) -> LiveView {
             .iter()
             .map(|o| LiveOperator {
                 extension: o.extension.clone(),
-                state: state_name(o.state),
+                state: o.state.as_str(),
                 since_s: o.since.as_secs_f64(),
                 registered: o.registered,
                 calls_answered: o.calls_answered,
@@ -302,70 +286,6 @@ async fn pause(
     presence(&state, &auth, &ext, Presence::Pause).await
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DispositionLabel {
-    disposition: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: String,
-}
-
-/// The hotline's Prometheus metrics. Counters are bumped by the call flow as calls end;
-/// the gauges are read from the queue and the dispatcher when scraped.
-pub struct Metrics {
-    registry: Registry,
-    calls: Family<DispositionLabel, Counter>,
-    active: Gauge,
-    waiting: Gauge,
-    operators: Family<StateLabel, Gauge>,
-    backlog: Gauge,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("hotline");
-        let calls = Family::<DispositionLabel, Counter>::default();
-        registry.register(
-            "calls",
-            "Calls ended, by journal disposition",
-            calls.clone(),
-        );
-        let active = Gauge::default();
-        registry.register("active_calls", "Calls in progress", active.clone());
-        let waiting = Gauge::default();
-        registry.register("waiting_callers", "Callers in the queue", waiting.clone());
-        let operators = Family::<StateLabel, Gauge>::default();
-        registry.register("operators", "Operators by state", operators.clone());
-        let backlog = Gauge::default();
-        registry.register(
-            "journal_backlog",
-            "Journal writes waiting for the database",
-            backlog.clone(),
-        );
-        Metrics {
-            registry,
-            calls,
-            active,
-            waiting,
-            operators,
-            backlog,
-        }
-    }
-}
-
-impl Metrics {
-    /// A call ended with this disposition.
-    pub fn call_ended(&self, disposition: &str) {
-        self.calls
-            .get_or_create(&DispositionLabel {
-                disposition: disposition.to_string(),
-            })
-            .inc();
-    }
-}
-
 const ALL_STATES: [OperatorState; 6] = [
     OperatorState::Offline,
     OperatorState::Available,
@@ -381,27 +301,27 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let view = view(live).await;
-    let m = &live.metrics;
-    m.active.set(view.calls.len() as i64);
-    m.waiting.set(view.waiting.len() as i64);
-    m.backlog.set(view.journal_backlog as i64);
-    for s in ALL_STATES {
+    let operators = ALL_STATES.map(|s| {
         let n = view
             .operators
             .iter()
-            .filter(|o| o.state == state_name(s))
+            .filter(|o| o.state == s.as_str())
             .count();
-        m.operators
-            .get_or_create(&StateLabel {
-                state: state_name(s).to_string(),
-            })
-            .set(n as i64);
-    }
-    let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
-        tracing::error!(error = %e, "metrics encoding failed");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
+        (s.as_str(), n)
+    });
+    let gauges = Gauges {
+        active_calls: view.calls.len(),
+        waiting: view.waiting.len(),
+        journal_backlog: view.journal_backlog,
+        operators: &operators,
+    };
+    let body = match live.metrics.encode(&gauges) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics encoding failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     (
         [(
             header::CONTENT_TYPE,

@@ -12,7 +12,7 @@ use super::extract::Path;
 use super::extract::{JsonBody, QueryParams};
 use super::live::{self, event_stream};
 use super::AppState;
-use crate::callflow::service::LiveEvent;
+use crate::live::LiveEvent;
 use crate::records::atm::{AtmCategory, TicketKind};
 use crate::records::tickets::{
     script_hint, AtmConfig, NewTicket, Ticket, TicketError, TicketEvent, TicketState,

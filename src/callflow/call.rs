@@ -57,10 +57,16 @@ pub enum Input {
     OperatorAnswered,
     /// The operator's phone refused or did not answer (a final error response).
     OperatorFailed,
-    /// The operator hung up.
+    /// The operator's leg ended (a hang-up; while ringing, a phone that vanished, which
+    /// counts as a failed offer).
     OperatorEnded,
     /// The caller hung up (or their call was lost).
     CallerEnded,
+    /// The caller's media could not start after the answer (no RTP socket, the session
+    /// failed): the call is over, and the caller's dialog must be ended by us.
+    MediaFailed,
+    /// A leg's RTP stopped for longer than `media.rtp_timeout_s`.
+    RtpTimeout(Party),
     /// The voicemail recording stopped; `key` when the caller pressed `#`.
     VoicemailDone,
     /// The write the flow waited for ([`Action::SaveVoicemail`]) is durable.
@@ -99,13 +105,60 @@ pub enum Action {
     /// Journal the voicemail; [`Input::Durable`] follows.
     SaveVoicemail,
     /// End the caller's leg (BYE).
-    HangUpCaller,
+    HangUpCaller(HangUp),
     /// End the operator's leg (BYE).
-    HangUpOperator,
+    HangUpOperator(HangUp),
     /// Stop the media; [`Input::MediaEnded`] follows once the recordings are final.
     StopMedia,
     /// The call is over: journal its outcome. The last action.
     Finish(Outcome),
+}
+
+/// One side of the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Caller,
+    Operator,
+}
+
+/// Why the flow ends a leg, for the SIP core's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HangUp {
+    /// The flow is done with the leg.
+    Normal,
+    /// The leg's RTP stopped.
+    RtpTimeout,
+}
+
+/// Where a call is, for the live view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Answering,
+    Greeting,
+    Queued,
+    Ringing,
+    Connected,
+    /// «все операторы заняты» or the beep before the voicemail.
+    ToVoicemail,
+    /// Recording or saving the voicemail.
+    Voicemail,
+    Ending,
+}
+
+impl Stage {
+    /// The stage's name in the live view and its feed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Answering => "answering",
+            Stage::Greeting => "greeting",
+            Stage::Queued => "queued",
+            Stage::Ringing => "ringing",
+            Stage::Connected => "connected",
+            Stage::ToVoicemail => "to_voicemail",
+            Stage::Voicemail => "voicemail",
+            Stage::Ending => "ending",
+        }
+    }
 }
 
 /// How the call ended, for its journal entry.
@@ -164,6 +217,8 @@ pub struct CallFlow {
     /// Set when the call has an outcome but the media or a voicemail write is outstanding.
     outcome: Option<Outcome>,
     caller_gone: bool,
+    /// Why our BYE to the caller is sent, if we send one.
+    hang_up_caller: HangUp,
     media_ended: bool,
     /// A voicemail is recording (its `VoicemailDone` is still due).
     recording_voicemail: bool,
@@ -183,6 +238,7 @@ impl CallFlow {
             wait: None,
             outcome: None,
             caller_gone: false,
+            hang_up_caller: HangUp::Normal,
             media_ended: false,
             recording_voicemail: false,
             saving: false,
@@ -207,17 +263,17 @@ impl CallFlow {
         }
     }
 
-    /// A short name of where the call is, for the live view.
-    pub fn stage(&self) -> &'static str {
+    /// Where the call is, for the live view.
+    pub fn stage(&self) -> Stage {
         match self.state {
-            State::Answering => "answering",
-            State::Greeting => "greeting",
-            State::Waiting => "queued",
-            State::Ringing(_) => "ringing",
-            State::Connected(_) => "connected",
-            State::AllBusy | State::Beep => "to_voicemail",
-            State::Recording | State::Saving => "voicemail",
-            State::Goodbye | State::Ending | State::Done => "ending",
+            State::Answering => Stage::Answering,
+            State::Greeting => Stage::Greeting,
+            State::Waiting => Stage::Queued,
+            State::Ringing(_) => Stage::Ringing,
+            State::Connected(_) => Stage::Connected,
+            State::AllBusy | State::Beep => Stage::ToVoicemail,
+            State::Recording | State::Saving => Stage::Voicemail,
+            State::Goodbye | State::Ending | State::Done => Stage::Ending,
         }
     }
 
@@ -254,6 +310,36 @@ impl CallFlow {
                 }
             }
             (S::Done, _) => {}
+            (_, Input::MediaFailed) => {
+                // Whatever the stage, the call cannot go on without its media; the caller's
+                // dialog is still up and gets our BYE.
+                if let S::Ringing(_) = self.state {
+                    self.push(Action::CancelOperator);
+                }
+                if matches!(self.state, S::Waiting | S::Ringing(_)) {
+                    self.push(Action::LeaveQueue);
+                    self.left_queue(now);
+                }
+                if let S::Connected(op) = self.state.clone() {
+                    self.push(Action::HangUpOperator(HangUp::Normal));
+                    self.push(Action::OperatorDone(op));
+                }
+                if self.state != S::Ending {
+                    self.end(Disposition::Failed, None);
+                }
+            }
+            (S::Ending, Input::RtpTimeout(_)) => {}
+            (state, Input::RtpTimeout(Party::Caller)) => {
+                // The caller is lost: end as a hang-up would, with our BYE to close the
+                // dialog.
+                self.hang_up_caller = HangUp::RtpTimeout;
+                self.caller_left(state, now);
+            }
+            (S::Connected(op), Input::RtpTimeout(Party::Operator)) => {
+                self.push(Action::HangUpOperator(HangUp::RtpTimeout));
+                self.push(Action::OperatorDone(op.clone()));
+                self.end(Disposition::Answered, Some(op));
+            }
             (S::Answering, Input::Answered { open }) => {
                 self.open = open;
                 let greeting = if open {
@@ -302,7 +388,7 @@ impl CallFlow {
                 self.push(Action::CancelOperator);
                 self.state = S::Waiting;
             }
-            (S::Ringing(op), Input::OperatorFailed) => {
+            (S::Ringing(op), Input::OperatorFailed | Input::OperatorEnded) => {
                 self.push(Action::OfferFailed(op));
                 self.state = S::Waiting;
             }
@@ -315,11 +401,9 @@ impl CallFlow {
                 self.push(Action::OperatorDone(op.clone()));
                 self.end(Disposition::Answered, Some(op));
             }
-            (S::Connected(op), Input::CallerEnded) => {
+            (state, Input::CallerEnded) => {
                 self.caller_gone = true;
-                self.push(Action::HangUpOperator);
-                self.push(Action::OperatorDone(op.clone()));
-                self.end(Disposition::Answered, Some(op));
+                self.caller_left(state, now);
             }
             (S::AllBusy, Input::PlaybackDone) => {
                 self.play(vec![PromptName::Beep], false);
@@ -335,17 +419,31 @@ impl CallFlow {
                 let d = self.voicemail_disposition();
                 self.end(d, None);
             }
-            (S::Recording | S::Saving | S::Goodbye, Input::CallerEnded) => {
+            // Anything else is stale (an offer that raced the caller's key, a prompt end
+            // after a bridge): ignored.
+            (_, _) => {}
+        }
+    }
+
+    /// The caller is gone (hung up, or lost to an RTP timeout): what was set up for them is
+    /// undone and the outcome depends on how far the call got.
+    fn caller_left(&mut self, state: State, now: Instant) {
+        use State as S;
+        match state {
+            S::Connected(op) => {
+                self.push(Action::HangUpOperator(HangUp::Normal));
+                self.push(Action::OperatorDone(op.clone()));
+                self.end(Disposition::Answered, Some(op));
+            }
+            S::Recording | S::Saving | S::Goodbye => {
                 // What was said is kept: the session finalises the voicemail as it stops
                 // and reports it before it ends.
-                self.caller_gone = true;
                 let d = self.voicemail_disposition();
                 self.end(d, None);
             }
-            (S::Ending, Input::CallerEnded) => self.caller_gone = true,
-            (state, Input::CallerEnded) => {
+            S::Ending | S::Done => {}
+            state => {
                 // Before an operator or a voicemail: abandoned.
-                self.caller_gone = true;
                 if let S::Ringing(_) = state {
                     self.push(Action::CancelOperator);
                 }
@@ -360,9 +458,6 @@ impl CallFlow {
                 };
                 self.end(disposition, None);
             }
-            // Anything else is stale (an offer that raced the caller's key, a prompt end
-            // after a bridge): ignored.
-            (_, _) => {}
         }
     }
 
@@ -400,7 +495,7 @@ impl CallFlow {
     /// has stopped and any voicemail is saved.
     fn end(&mut self, disposition: Disposition, operator: Option<String>) {
         if !self.caller_gone {
-            self.push(Action::HangUpCaller);
+            self.push(Action::HangUpCaller(self.hang_up_caller));
         }
         self.push(Action::StopMedia);
         // A caller who hung up in the beep never started a voicemail: abandoned stays.
@@ -485,7 +580,7 @@ mod tests {
             s.feed(Input::Answered { open: true }),
             vec![play(vec![PromptName::Greeting], false)]
         );
-        assert_eq!(s.flow.stage(), "greeting");
+        assert_eq!(s.flow.stage(), Stage::Greeting);
         assert_eq!(
             s.at(5).feed(Input::PlaybackDone),
             vec![Action::Enqueue, play(vec![], true)]
@@ -507,11 +602,11 @@ mod tests {
             s.at(12).feed(Input::OperatorAnswered),
             vec![Action::Connected("1001".into())]
         );
-        assert_eq!(s.flow.stage(), "connected");
+        assert_eq!(s.flow.stage(), Stage::Connected);
         assert_eq!(
             s.at(100).feed(Input::CallerEnded),
             vec![
-                Action::HangUpOperator,
+                Action::HangUpOperator(HangUp::Normal),
                 Action::OperatorDone("1001".into()),
                 Action::StopMedia
             ]
@@ -534,7 +629,7 @@ mod tests {
             s.feed(Input::OperatorEnded),
             vec![
                 Action::OperatorDone("1002".into()),
-                Action::HangUpCaller,
+                Action::HangUpCaller(HangUp::Normal),
                 Action::StopMedia
             ]
         );
@@ -554,7 +649,7 @@ mod tests {
             s.feed(Input::CancelOffer("1001".into())),
             vec![Action::CancelOperator]
         );
-        assert_eq!(s.flow.stage(), "queued");
+        assert_eq!(s.flow.stage(), Stage::Queued);
         s.feed(Input::Offer("1002".into()));
         assert_eq!(
             s.feed(Input::OperatorFailed),
@@ -593,7 +688,7 @@ mod tests {
             vec![play(vec![PromptName::Beep], false)]
         );
         assert_eq!(s.feed(Input::PlaybackDone), vec![Action::StartVoicemail]);
-        assert_eq!(s.flow.stage(), "voicemail");
+        assert_eq!(s.flow.stage(), Stage::Voicemail);
         assert_eq!(s.feed(Input::Dtmf('#')), vec![Action::StopVoicemail]);
         assert_eq!(s.feed(Input::VoicemailDone), vec![Action::SaveVoicemail]);
         // "Saved" only once the voicemail is durable.
@@ -604,7 +699,7 @@ mod tests {
         );
         assert_eq!(
             s.feed(Input::PlaybackDone),
-            vec![Action::HangUpCaller, Action::StopMedia]
+            vec![Action::HangUpCaller(HangUp::Normal), Action::StopMedia]
         );
         assert_eq!(
             s.feed(Input::MediaEnded),
@@ -741,5 +836,98 @@ mod tests {
             s.feed(Input::MediaEnded),
             vec![finish(Disposition::Failed, None, None)]
         );
+    }
+
+    /// Issue 18's defect: when the media cannot start after the 200 OK, the flow used to be
+    /// fed `CallerEnded`, so it believed the caller gone and never sent BYE (the caller sat in
+    /// a silent dialog), and the service wrote `Failed` a second time on its own. Now the
+    /// flow hears `MediaFailed`, hangs the caller up itself and writes one outcome.
+    #[test]
+    fn media_that_cannot_start_hangs_the_caller_up_and_fails_once() {
+        let mut s = Sim::new();
+        // What the old path did: no BYE.
+        let mut old = Sim::new();
+        assert_eq!(old.feed(Input::CallerEnded), vec![Action::StopMedia]);
+
+        assert_eq!(
+            s.feed(Input::MediaFailed),
+            vec![Action::HangUpCaller(HangUp::Normal), Action::StopMedia]
+        );
+        assert_eq!(
+            s.feed(Input::MediaEnded),
+            vec![finish(Disposition::Failed, None, None)]
+        );
+        // The caller's dialog ending (our BYE answered) adds nothing.
+        assert!(s.feed(Input::CallerEnded).is_empty());
+        assert!(s.feed(Input::MediaFailed).is_empty());
+
+        // Mid-call: the operator is released and the caller gets BYE.
+        let mut s = queued();
+        s.feed(Input::Offer("1001".into()));
+        s.feed(Input::OperatorAnswered);
+        assert_eq!(
+            s.feed(Input::MediaFailed),
+            vec![
+                Action::HangUpOperator(HangUp::Normal),
+                Action::OperatorDone("1001".into()),
+                Action::HangUpCaller(HangUp::Normal),
+                Action::StopMedia
+            ]
+        );
+    }
+
+    #[test]
+    fn rtp_timeouts_are_decided_by_the_flow() {
+        // The caller's RTP stops mid-queue: abandoned, with our BYE marked as a timeout.
+        let mut s = queued();
+        assert_eq!(
+            s.at(40).feed(Input::RtpTimeout(Party::Caller)),
+            vec![
+                Action::LeaveQueue,
+                Action::HangUpCaller(HangUp::RtpTimeout),
+                Action::StopMedia
+            ]
+        );
+        assert!(s.feed(Input::CallerEnded).is_empty());
+        assert_eq!(
+            s.feed(Input::MediaEnded),
+            vec![finish(Disposition::Abandoned, None, Some(35))]
+        );
+
+        // The operator's RTP stops on a bridged call: both legs end, the call was answered.
+        let mut s = queued();
+        s.feed(Input::Offer("1001".into()));
+        s.feed(Input::OperatorAnswered);
+        assert_eq!(
+            s.feed(Input::RtpTimeout(Party::Operator)),
+            vec![
+                Action::HangUpOperator(HangUp::RtpTimeout),
+                Action::OperatorDone("1001".into()),
+                Action::HangUpCaller(HangUp::Normal),
+                Action::StopMedia
+            ]
+        );
+        // The operator leg's end, reported after our BYE, is stale.
+        assert!(s.feed(Input::OperatorEnded).is_empty());
+        assert!(s.feed(Input::RtpTimeout(Party::Caller)).is_empty());
+        assert_eq!(
+            s.feed(Input::MediaEnded),
+            vec![finish(Disposition::Answered, Some("1001"), Some(0))]
+        );
+
+        // An operator RTP timeout while nobody is bridged means nothing.
+        let mut s = queued();
+        assert!(s.feed(Input::RtpTimeout(Party::Operator)).is_empty());
+    }
+
+    #[test]
+    fn an_operator_leg_that_ends_while_ringing_is_a_failed_offer() {
+        let mut s = queued();
+        s.feed(Input::Offer("1001".into()));
+        assert_eq!(
+            s.feed(Input::OperatorEnded),
+            vec![Action::OfferFailed("1001".into())]
+        );
+        assert_eq!(s.flow.stage(), Stage::Queued);
     }
 }

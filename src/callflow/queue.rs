@@ -75,6 +75,20 @@ pub enum OperatorState {
     Paused,
 }
 
+impl OperatorState {
+    /// The state's name in the live view, its feed and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorState::Offline => "offline",
+            OperatorState::Available => "available",
+            OperatorState::Ringing => "ringing",
+            OperatorState::Busy => "busy",
+            OperatorState::WrapUp => "wrap_up",
+            OperatorState::Paused => "paused",
+        }
+    }
+}
+
 /// What the queue asks its owner to do or to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

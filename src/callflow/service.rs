@@ -11,16 +11,22 @@
 //! response always finds its call. The SIP core only rings registered operators' bindings
 //! (`UserAgent::originate`); nothing here can name another destination.
 //!
-//! Journal writes of one call go, in order, through a small writer task of the call's own
-//! ([`CallLog`]): the call's loop never blocks on the database, and the one write the flow
-//! must wait for (a voicemail, before "your message is saved") comes back as
-//! [`Input::Durable`].
+//! A call's journal writes are queued on the [`CallLog`], whose one FIFO keeps them in
+//! order: the call's loop never blocks on the database, and the one write the flow must
+//! wait for (a voicemail, before "your message is saved") comes back as [`Input::Durable`].
+//!
+//! The task around each [`CallFlow`] only moves events: every hang-up and outcome (the
+//! media failing to start, an RTP time-out, an operator leg that vanished while ringing)
+//! is the machine's decision.
 
 use super::acd::{AcdHandle, QueueChange};
-use super::call::{Action, CallFlow, FlowSettings, Input, Outcome, PromptName};
+use super::call::{
+    Action, CallFlow, FlowSettings, HangUp, Input, Outcome, Party, PromptName, Stage,
+};
 use super::queue::QueueNotice;
 use super::{DtmfVia, Event};
 use crate::calendar::Calendar;
+use crate::live::{LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::media::ports::PortPool;
 use crate::media::prompt::{Prompt, PromptError, Prompts};
 use crate::media::recorder::path_for;
@@ -28,8 +34,8 @@ use crate::media::session::{
     Command, LegConfig, LegId, Session, SessionConfig, SessionEvent, VoicemailSpec,
     VoicemailSummary,
 };
-use crate::records::calllog::{CallLog, CallVoicemail};
-use crate::records::journal::{CallProgress, Disposition, NewCall};
+use crate::records::calllog::{Ack, CallLog, CallVoicemail};
+use crate::records::journal::{CallProgress, NewCall};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transport::SipControl;
 use crate::sip::ua::{self, EndReason, Originate};
@@ -131,90 +137,7 @@ pub struct Context {
     pub flow: FlowSettings,
     pub voicemail: crate::config::VoicemailConfig,
     pub live: broadcast::Sender<LiveEvent>,
-    pub metrics: Arc<crate::api::live::Metrics>,
-}
-
-/// A call as the live view shows it.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct LiveCall {
-    pub call: u64,
-    pub call_id: String,
-    pub phone: String,
-    pub arrived_at: DateTime<Utc>,
-    /// answering, greeting, queued, ringing, connected, to_voicemail, voicemail, ending.
-    pub stage: String,
-    pub operator: Option<String>,
-}
-
-/// A change the live feed (`GET /api/v1/live/events`) reports.
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveEvent {
-    CallStarted {
-        call: u64,
-        phone: String,
-        arrived_at: DateTime<Utc>,
-    },
-    CallStage {
-        call: u64,
-        stage: &'static str,
-        operator: Option<String>,
-    },
-    CallEnded {
-        call: u64,
-        disposition: &'static str,
-    },
-    Operator {
-        extension: String,
-        state: &'static str,
-    },
-    Queue {
-        call: u64,
-        /// Joined (true) or left (false) the queue.
-        joined: bool,
-    },
-    /// A voicemail was transcribed (with the classifier's suggestion) or its
-    /// transcription failed.
-    Transcription {
-        voicemail_id: i64,
-        status: &'static str,
-        kind: Option<&'static str>,
-        category: Option<&'static str>,
-    },
-    /// An ATM ticket was registered or moved on (`atm_state` when its ATM changed state).
-    Ticket {
-        ticket_id: i64,
-        number: String,
-        kind: &'static str,
-        state: &'static str,
-        atm_id: String,
-        atm_state: Option<&'static str>,
-        /// The registering operator.
-        operator: Option<String>,
-    },
-    /// A ticket alert for the supervisors (repeated events on an ATM, an overdue ticket).
-    TicketAlert {
-        alert: &'static str,
-        ticket_id: i64,
-        atm_id: String,
-        count: u32,
-    },
-}
-
-impl LiveEvent {
-    /// The SSE event name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LiveEvent::CallStarted { .. } => "call_started",
-            LiveEvent::CallStage { .. } => "call_stage",
-            LiveEvent::CallEnded { .. } => "call_ended",
-            LiveEvent::Operator { .. } => "operator",
-            LiveEvent::Queue { .. } => "queue",
-            LiveEvent::Transcription { .. } => "transcription",
-            LiveEvent::Ticket { .. } => "ticket",
-            LiveEvent::TicketAlert { .. } => "ticket_alert",
-        }
-    }
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a call's task tells the dispatcher, and what the dispatcher routes to a call.
@@ -230,7 +153,7 @@ enum Routed {
     /// To the dispatcher: the call's stage changed (for the live view).
     Stage {
         call: u64,
-        stage: &'static str,
+        stage: Stage,
         operator: Option<String>,
     },
 }
@@ -251,9 +174,6 @@ enum ToCall {
     LegFailed(u64),
     LegEnded(u64),
 }
-
-/// Asks the dispatcher for the live calls.
-pub type LiveRequest = oneshot::Sender<Vec<LiveCall>>;
 
 /// Runs the dispatcher until shutdown; every call's task is waited for, so that every
 /// recording is final and every journal write handed over before this returns.
@@ -297,10 +217,14 @@ pub async fn run(
                 }
                 Routed::Stage { call, stage, operator } => {
                     if let Some((_, info)) = calls.get_mut(&call) {
-                        info.stage = stage.to_string();
+                        info.stage = stage.as_str();
                         info.operator = operator.clone();
                     }
-                    let _ = ctx.live.send(LiveEvent::CallStage { call, stage, operator });
+                    let _ = ctx.live.send(LiveEvent::CallStage {
+                        call,
+                        stage: stage.as_str(),
+                        operator,
+                    });
                 }
             },
             Some(reply) = live.recv() => {
@@ -332,7 +256,7 @@ fn live_event(c: QueueChange) -> LiveEvent {
     match c {
         QueueChange::Operator { extension, state } => LiveEvent::Operator {
             extension,
-            state: crate::api::live::state_name(state),
+            state: state.as_str(),
         },
         QueueChange::CallerJoined { call } => LiveEvent::Queue { call, joined: true },
         QueueChange::CallerLeft { call, .. } => LiveEvent::Queue {
@@ -382,7 +306,7 @@ fn route(
                         call_id: call_id.clone(),
                         phone: phone.clone(),
                         arrived_at,
-                        stage: "answering".into(),
+                        stage: Stage::Answering.as_str(),
                         operator: None,
                     },
                 ),
@@ -520,13 +444,6 @@ struct Offered {
     media: Negotiated,
 }
 
-/// One journal write of a call, in order.
-enum Write {
-    Progress(CallProgress),
-    /// The flow waits for this one ([`Input::Durable`]).
-    Voicemail(CallVoicemail),
-}
-
 /// The task of one call. See the module documentation.
 async fn run_call(
     ctx: Arc<Context>,
@@ -547,9 +464,6 @@ async fn run_call(
     if let Err(e) = ctx.calllog.arrived(arrival).await {
         tracing::error!(call, error = %e, "call NOT journaled");
     }
-    let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<()>();
-    let (writes, writer) =
-        spawn_writer(ctx.calllog.clone(), offered.journal_key.clone(), durable_tx);
 
     let (media_tx, mut media_rx) = mpsc::unbounded_channel::<(u64, SessionEvent)>();
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<QueueNotice>();
@@ -567,10 +481,10 @@ async fn run_call(
         voicemail: None,
         inputs: Vec::new(),
         routed,
-        writes,
+        saving: None,
         queue_tx,
         media_tx,
-        stage: "answering",
+        stage: Stage::Answering,
     };
     loop {
         c.drain().await;
@@ -589,7 +503,14 @@ async fn run_call(
                 QueueNotice::Position(p) => Input::Position(p),
                 QueueNotice::MaxWait => Input::MaxWait,
             }),
-            Some(()) = durable_rx.recv() => c.inputs.push(Input::Durable),
+            durable = async { c.saving.as_mut().expect("guarded").await }, if c.saving.is_some() => {
+                c.saving = None;
+                if let Err(e) = durable {
+                    tracing::error!(call, error = %e, "voicemail NOT journaled");
+                }
+                // The flow goes on either way; the error is logged loudly above.
+                c.inputs.push(Input::Durable);
+            }
         }
     }
     tracing::debug!(call, secs = started.elapsed().as_secs(), "call over");
@@ -606,39 +527,8 @@ async fn run_call(
             c.ctx.ports.release(rtp_port);
         }
     }
-    // The call is over once its last write is handed to the call log (at shutdown the log
-    // is stopped only after every call).
-    let CallTask { writes, .. } = c;
-    drop(writes);
-    let _ = writer.await;
-}
-
-/// Performs a call's journal writes in order, off the call's loop.
-fn spawn_writer(
-    calllog: CallLog,
-    call_id: String,
-    durable: mpsc::UnboundedSender<()>,
-) -> (mpsc::UnboundedSender<Write>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
-    let task = tokio::spawn(async move {
-        while let Some(w) = rx.recv().await {
-            match w {
-                Write::Progress(p) => {
-                    if let Err(e) = calllog.progress(call_id.clone(), p).await {
-                        tracing::error!(%call_id, error = %e, "call progress NOT journaled");
-                    }
-                }
-                Write::Voicemail(v) => {
-                    if let Err(e) = calllog.voicemail(call_id.clone(), v).await {
-                        tracing::error!(%call_id, error = %e, "voicemail NOT journaled");
-                    }
-                    // The flow goes on either way; the error is logged loudly above.
-                    let _ = durable.send(());
-                }
-            }
-        }
-    });
-    (tx, task)
+    // The call's writes are all queued on the call log by now (at shutdown the log is
+    // stopped only after every call).
 }
 
 struct CallTask {
@@ -661,10 +551,11 @@ struct CallTask {
     /// Inputs produced while carrying out actions, fed before waiting again.
     inputs: Vec<Input>,
     routed: mpsc::UnboundedSender<Routed>,
-    writes: mpsc::UnboundedSender<Write>,
+    /// The voicemail write the flow waits for ([`Input::Durable`]).
+    saving: Option<Ack>,
     queue_tx: mpsc::UnboundedSender<QueueNotice>,
     media_tx: mpsc::UnboundedSender<(u64, SessionEvent)>,
-    stage: &'static str,
+    stage: Stage,
 }
 
 impl CallTask {
@@ -732,13 +623,7 @@ impl CallTask {
                     if let Some(s) = &self.session {
                         s.command(Command::Unbridge);
                     }
-                    // Before the answer an ended leg is a failed offer (the phone vanished).
-                    let input = if self.flow.stage() == "ringing" {
-                        Input::OperatorFailed
-                    } else {
-                        Input::OperatorEnded
-                    };
-                    self.inputs.push(input);
+                    self.inputs.push(Input::OperatorEnded);
                 }
             }
         }
@@ -748,7 +633,7 @@ impl CallTask {
         let o = &self.offered;
         let Some(socket) = self.ctx.ports.take(o.rtp_port) else {
             tracing::error!(call = self.call, port = o.rtp_port, "RTP socket missing");
-            self.inputs.push(Input::CallerEnded);
+            self.inputs.push(Input::MediaFailed);
             return;
         };
         self.port_taken = true;
@@ -776,10 +661,7 @@ impl CallTask {
             }
             Err(e) => {
                 tracing::error!(call = self.call, error = %e, "cannot start media");
-                let _ = self
-                    .writes
-                    .send(Write::Progress(failed(Utc::now(), Disposition::Failed)));
-                self.inputs.push(Input::CallerEnded);
+                self.inputs.push(Input::MediaFailed);
             }
         }
     }
@@ -816,23 +698,10 @@ impl CallTask {
                     call: self.call,
                     leg,
                 });
-                match leg {
-                    LegId::Caller => {
-                        let control = self.ctx.control.clone();
-                        let call = self.call;
-                        tokio::spawn(async move {
-                            control.hangup(call, EndReason::RtpTimeout).await;
-                        });
-                    }
-                    LegId::Operator => {
-                        if let Some(leg) = self.leg {
-                            let control = self.ctx.control.clone();
-                            tokio::spawn(async move {
-                                control.hangup(leg, EndReason::RtpTimeout).await;
-                            });
-                        }
-                    }
-                }
+                self.inputs.push(Input::RtpTimeout(match leg {
+                    LegId::Caller => Party::Caller,
+                    LegId::Operator => Party::Operator,
+                }));
             }
             SessionEvent::VoicemailDone(summary) => {
                 self.voicemail = Some(summary);
@@ -898,12 +767,12 @@ impl CallTask {
                 ctx.acd.answered(self.call, &op);
                 let now = Utc::now();
                 self.answered_at = Some(now);
-                let _ = self.writes.send(Write::Progress(CallProgress {
+                self.progress(CallProgress {
                     answered_at: Some(now),
                     operator: Some(op),
                     wait_ms: None,
                     ..CallProgress::default()
-                }));
+                });
             }
             Action::OfferFailed(op) => ctx.acd.offer_failed(self.call, &op),
             Action::OperatorDone(op) => ctx.acd.call_ended(&op),
@@ -940,17 +809,18 @@ impl CallTask {
                 })
             }) {
                 Some(vm) => {
-                    let _ = self.writes.send(Write::Voicemail(vm));
+                    let key = self.offered.journal_key.clone();
+                    self.saving = Some(ctx.calllog.voicemail(key, vm));
                 }
                 None => {
                     tracing::error!(call = self.call, "voicemail has no file to journal");
                     self.inputs.push(Input::Durable);
                 }
             },
-            Action::HangUpCaller => ctx.control.hangup(self.call, EndReason::Hangup).await,
-            Action::HangUpOperator => {
+            Action::HangUpCaller(why) => ctx.control.hangup(self.call, end_reason(why)).await,
+            Action::HangUpOperator(why) => {
                 if let Some(leg) = self.leg.take() {
-                    ctx.control.hangup(leg, EndReason::Hangup).await;
+                    ctx.control.hangup(leg, end_reason(why)).await;
                 }
             }
             Action::StopMedia => match &self.session {
@@ -982,15 +852,25 @@ impl CallTask {
             operator,
             recording: self.recording.clone(),
         };
-        let _ = self.writes.send(Write::Progress(progress));
+        self.progress(progress);
+    }
+
+    /// Queues a journal update; the call log keeps it in order behind the call's earlier
+    /// writes and logs it if it fails, so the call does not wait for it.
+    fn progress(&self, p: CallProgress) {
+        drop(
+            self.ctx
+                .calllog
+                .progress(self.offered.journal_key.clone(), p),
+        );
     }
 }
 
-fn failed(at: DateTime<Utc>, d: Disposition) -> CallProgress {
-    CallProgress {
-        ended_at: Some(at),
-        disposition: Some(d),
-        ..CallProgress::default()
+/// The SIP core's name for why the flow ended a leg.
+fn end_reason(why: HangUp) -> EndReason {
+    match why {
+        HangUp::Normal => EndReason::Hangup,
+        HangUp::RtpTimeout => EndReason::RtpTimeout,
     }
 }
 

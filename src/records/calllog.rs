@@ -274,7 +274,9 @@ impl CallLog {
         self.commits.load(Ordering::Relaxed)
     }
 
-    async fn submit(&self, op: Op) -> Result<Durable, CallLogError> {
+    /// Queues `op` now, in FIFO order with every other write; the returned [`Ack`] tells
+    /// when it is durable.
+    fn submit(&self, op: Op) -> Ack {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + self.bound;
         self.pending.fetch_add(1, Ordering::SeqCst);
@@ -288,34 +290,31 @@ impl CallLog {
             .is_err()
         {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            return Err(CallLogError::Stopped);
+            return Ack::failed(CallLogError::Stopped);
         }
-        rx.await.map_err(|_| CallLogError::Stopped)?
+        Ack(Ok(rx))
     }
 
     /// A call arrived: its journal entry (number, repeat link). The Call-ID is required:
     /// the call's later writes find the entry by it, and a replay dedups by it.
-    pub async fn arrived(&self, call: NewCall) -> Result<Durable, CallLogError> {
+    pub fn arrived(&self, call: NewCall) -> Ack {
         let call_id = match call.call_id {
             Some(c) if !c.is_empty() => c,
-            _ => return Err(CallLogError::Refused("an arrival needs its Call-ID".into())),
+            _ => return Ack::failed(CallLogError::Refused("an arrival needs its Call-ID".into())),
         };
-        validate_phone("phone", &call.phone).map_err(|e| CallLogError::Refused(e.to_string()))?;
+        if let Err(e) = validate_phone("phone", &call.phone) {
+            return Ack::failed(CallLogError::Refused(e.to_string()));
+        }
         self.submit(Op::Arrived {
             call_id,
             arrived_at: ms(call.arrived_at),
             phone: call.phone,
             caller_name: call.caller_name,
         })
-        .await
     }
 
     /// What the call did (fields left `None` are not changed).
-    pub async fn progress(
-        &self,
-        call_id: String,
-        p: CallProgress,
-    ) -> Result<Durable, CallLogError> {
+    pub fn progress(&self, call_id: String, p: CallProgress) -> Ack {
         self.submit(Op::Progress {
             call_id,
             answered_at: p.answered_at.map(ms),
@@ -325,16 +324,11 @@ impl CallLog {
             operator: p.operator,
             recording: p.recording,
         })
-        .await
     }
 
     /// The voicemail the caller left (with its callback form, as
     /// [`Records::add_voicemail`]); recorded once per entry and file however often replayed.
-    pub async fn voicemail(
-        &self,
-        call_id: String,
-        v: CallVoicemail,
-    ) -> Result<Durable, CallLogError> {
+    pub fn voicemail(&self, call_id: String, v: CallVoicemail) -> Ack {
         self.submit(Op::Voicemail {
             call_id,
             arrived_at: ms(v.arrived_at),
@@ -343,7 +337,35 @@ impl CallLog {
             empty: v.empty,
             after_hours: v.after_hours,
         })
-        .await
+    }
+}
+
+/// A write's acknowledgement: resolves once the write is durable ([`Durable`]) or has
+/// failed. The write is queued when the [`CallLog`] method returns, so dropping this does
+/// not cancel it; a call task that need not wait (progress) drops it, and the call log logs
+/// what fails.
+#[must_use = "await it, or drop it on purpose: the write is queued either way"]
+pub struct Ack(Result<oneshot::Receiver<Result<Durable, CallLogError>>, Option<CallLogError>>);
+
+impl Ack {
+    fn failed(e: CallLogError) -> Ack {
+        Ack(Err(Some(e)))
+    }
+}
+
+impl Future for Ack {
+    type Output = Result<Durable, CallLogError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            Ok(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(CallLogError::Stopped))),
+            Err(e) => std::task::Poll::Ready(Err(e.take().unwrap_or(CallLogError::Stopped))),
+        }
     }
 }
 
