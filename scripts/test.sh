@@ -27,13 +27,19 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# Built first, so that the summary can say how long the tests themselves took.
+t0=$(date +%s)
+cargo test --release --no-fail-fast --no-run "$@" 2>&1 | tee "$log" || status=$?
+t1=$(date +%s)
+cargo test --release --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=$?
+t2=$(date +%s)
 
 # The summary: one line per binary that failed, then the totals.
 awk '
   /^ *Running / { bin = $2; bins++ }
   /^ *Doc-tests / { bin = "doc-tests " $2; bins++ }
   /^test result: / {
+    for (i = 1; i <= NF; i++) if ($(i) == "in") { t = $(i + 1); sub(/s$/, "", t); serial += t }
     for (i = 1; i <= NF; i++) {
       if ($(i) ~ /^passed;?$/) passed += $(i - 1)
       if ($(i) ~ /^failed;?$/) { f = $(i - 1); failed += f }
@@ -44,5 +50,6 @@ awk '
     printf "\n== summary ==\n%s", badlist
     printf "test binaries: %d run, %d passed, %d failed (%d did not finish)\n", bins, good, bad, bins - good - bad
     printf "%d passed, %d failed\n", passed, failed
-  }' "$log"
+    printf "wall time: build %d s, tests %d s (binaries one after another; %.0f s inside them)\n", build, tests, serial
+  }' build=$((t1 - t0)) tests=$((t2 - t1)) "$log"
 exit "$status"
