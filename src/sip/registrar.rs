@@ -244,7 +244,7 @@ impl Registrar {
             .unwrap_or_default()
             .to_string();
         let cseq = first_header(&req.headers, "CSeq")
-            .and_then(super::message::parse_cseq)
+            .and_then(|v| super::headers::parse_cseq(v).ok())
             .map(|(n, _)| n)
             .unwrap_or(0);
         let header_expires: Option<u32> =

@@ -13,9 +13,9 @@
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::headers;
 use bytes::Bytes;
 use rsip::prelude::*;
 use rsip::{Header, Headers, Method};
@@ -841,7 +841,7 @@ pub fn server_key(request: &rsip::Request) -> Result<TransactionKey, Transaction
         _ => {
             let from = header_str(&request.headers, Field::From)
                 .ok_or(TransactionError::MissingHeader("From"))?;
-            let from_tag = header_param(from, "tag").unwrap_or_default();
+            let from_tag = headers::tag_param(from).unwrap_or_default();
             let call_id = header_str(&request.headers, Field::CallId)
                 .ok_or(TransactionError::MissingHeader("Call-ID"))?
                 .trim();
@@ -1000,10 +1000,7 @@ fn header_str(headers: &Headers, field: Field) -> Option<&str> {
 /// The first value of the first Via header (a header line may carry several, comma-separated).
 fn top_via(headers: &Headers) -> Result<&str, TransactionError> {
     let value = header_str(headers, Field::Via).ok_or(TransactionError::MissingHeader("Via"))?;
-    split_unquoted(value, ',')
-        .into_iter()
-        .next()
-        .map(str::trim)
+    Some(headers::top_via(value))
         .filter(|v| !v.is_empty())
         .ok_or_else(|| malformed("Via", "empty value"))
 }
@@ -1015,130 +1012,29 @@ fn malformed(header: &'static str, reason: impl Into<String>) -> TransactionErro
     }
 }
 
-/// Splits on `sep` outside double-quoted strings.
-fn split_unquoted(value: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            parts.push(&value[start..i]);
-            start = i + c.len_utf8();
-        }
-    }
-    parts.push(&value[start..]);
-    parts
-}
-
 /// The parts of one Via value that matching needs.
 struct ViaParts {
     sent_by: String,
     branch: Option<String>,
 }
 
-/// Parses `SIP/2.0/UDP host[:port];params` (§20.42, tolerating LWS around separators).
+/// Reads a via-parm as the message checks do ([`headers::parse_via`]).
 fn parse_via(value: &str) -> Result<ViaParts, TransactionError> {
-    let mut segments = split_unquoted(value, ';').into_iter();
-    let head = segments.next().unwrap_or_default();
-    let mut protocol = head.splitn(3, '/');
-    let (_name, _version, rest) = match (protocol.next(), protocol.next(), protocol.next()) {
-        (Some(n), Some(v), Some(rest)) => (n, v, rest.trim_start()),
-        _ => return Err(malformed("Via", "missing sent-protocol")),
-    };
-    let split = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    let (transport, sent_by) = rest.split_at(split);
-    if transport.is_empty() {
-        return Err(malformed("Via", "missing transport"));
-    }
-    let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
-    let sent_by = normalize_sent_by(&sent_by, transport)?;
-    let branch = segments.find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        (name.trim().eq_ignore_ascii_case("branch") && !value.trim().is_empty())
-            .then(|| value.trim().to_string())
-    });
-    Ok(ViaParts { sent_by, branch })
-}
-
-/// `host:port` with a lower-cased host, canonical IP literal and the transport's default port
-/// filled in (§18.2.1, §19.1.2: 5061 for TLS, 5060 otherwise) so equivalent spellings match.
-fn normalize_sent_by(raw: &str, transport: &str) -> Result<String, TransactionError> {
-    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| malformed("Via", "unterminated IPv6 reference"))?;
-        let port = match after {
-            "" => None,
-            other => Some(
-                other
-                    .strip_prefix(':')
-                    .ok_or_else(|| malformed("Via", "garbage after IPv6 reference"))?,
-            ),
-        };
-        (host, port)
-    } else if raw.matches(':').count() > 1 {
-        (raw, None) // bare IPv6 literal, validated below
-    } else {
-        match raw.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (raw, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(malformed("Via", "missing sent-by host"));
-    }
-    let port = match port {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| malformed("Via", format!("invalid port {p:?}")))?,
-        None if transport.eq_ignore_ascii_case("TLS") => 5061,
-        None => 5060,
-    };
-    let host = match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
-        Ok(ip) => ip.to_string(),
-        Err(_) if host.contains(':') => {
-            return Err(malformed("Via", format!("invalid host {host:?}")))
-        }
-        Err(_) => host.to_ascii_lowercase(),
-    };
-    Ok(format!("{host}:{port}"))
+    let via = headers::parse_via(value).map_err(|e| malformed("Via", e.to_string()))?;
+    Ok(ViaParts {
+        sent_by: via.normalized_sent_by(),
+        branch: via.branch.map(str::to_string),
+    })
 }
 
 /// CSeq number and method.
 fn parse_cseq(headers: &Headers) -> Result<(u32, Method), TransactionError> {
     let value = header_str(headers, Field::CSeq).ok_or(TransactionError::MissingHeader("CSeq"))?;
-    let mut parts = value.split_whitespace();
-    let (Some(seq), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(malformed("CSeq", format!("{value:?}")));
-    };
-    let seq = seq
-        .parse::<u32>()
-        .map_err(|_| malformed("CSeq", format!("invalid number {seq:?}")))?;
+    let (seq, method) = headers::parse_cseq(value).map_err(|e| malformed("CSeq", e.to_string()))?;
     let method = method
         .parse::<Method>()
         .map_err(|_| malformed("CSeq", format!("unknown method {method:?}")))?;
     Ok((seq, method))
-}
-
-/// A header parameter of a name-addr / addr-spec header (From/To), e.g. the tag (§20.20).
-fn header_param(value: &str, name: &str) -> Option<String> {
-    // Parameters follow the `>` of a name-addr; in a bare addr-spec they follow the first `;`.
-    let params = match value.rfind('>') {
-        Some(end) if value.contains('<') => &value[end + 1..],
-        _ => value.split_once(';').map_or("", |(_, p)| p),
-    };
-    split_unquoted(params, ';').into_iter().find_map(|param| {
-        let (key, val) = param.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| val.trim().to_string())
-    })
 }
 
 #[cfg(test)]

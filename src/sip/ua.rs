@@ -38,9 +38,8 @@
 //! released when it ends.
 
 use super::dialog::{Dialog, DialogKey, DialogState, PendingAck};
-use super::message::{
-    first_header, parse_cseq, parse_via, response_destination, tag_param, top_via, ResponseBuilder,
-};
+use super::headers::{parse_cseq, parse_via, tag_param, top_via};
+use super::message::{first_header, response_destination, ResponseBuilder};
 use super::registrar::{Registrar, RegistrationEvent};
 use super::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 use super::transaction::{
@@ -767,7 +766,7 @@ impl UserAgent {
             self.drive_server(&key, now);
             return;
         }
-        let Some(via) = first_header(&req.headers, "Via").and_then(|v| parse_via(top_via(v)))
+        let Some(via) = first_header(&req.headers, "Via").and_then(|v| parse_via(top_via(v)).ok())
         else {
             return;
         };
@@ -1058,7 +1057,7 @@ impl UserAgent {
             return;
         };
         let cseq = first_header(&req.headers, "CSeq")
-            .and_then(parse_cseq)
+            .and_then(|v| parse_cseq(v).ok())
             .map(|(n, _)| n);
         let call = self.calls.get_mut(&dkey).expect("found");
         if let Some(p) = &call.dialog.pending_ack {
@@ -1108,7 +1107,7 @@ impl UserAgent {
             return self.respond(key, 481, r, now);
         };
         let cseq = first_header(&req.headers, "CSeq")
-            .and_then(parse_cseq)
+            .and_then(|v| parse_cseq(v).ok())
             .map(|(n, _)| n)
             .unwrap_or(0);
         let call = self.calls.get_mut(&dkey).expect("found");
@@ -1175,7 +1174,7 @@ impl UserAgent {
             return self.respond(&key, 481, r, now);
         };
         let cseq = first_header(&req.headers, "CSeq")
-            .and_then(parse_cseq)
+            .and_then(|v| parse_cseq(v).ok())
             .map(|(n, _)| n)
             .unwrap_or(0);
         let call = self.calls.get_mut(&dkey).expect("found");
