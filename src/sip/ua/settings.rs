@@ -1,0 +1,106 @@
+//! What the core is configured with ([`UaSettings`]) and where its RTP ports come from
+//! ([`RtpPorts`]).
+
+use crate::config::Config;
+use crate::sip::transaction::Timers;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The settings the core needs, derived from [`Config`] and the bound address.
+#[derive(Debug, Clone)]
+pub struct UaSettings {
+    pub hotline_numbers: HashSet<String>,
+    /// The SIP domain (`sip.domain`): host part of the From/To/P-Asserted-Identity URIs of the
+    /// legs to operators.
+    pub domain: String,
+    pub server: String,
+    /// `host:port` for our Contact and Via.
+    pub contact_host: String,
+    pub media_ip: IpAddr,
+    pub answer_delay: Duration,
+    pub timers: Timers,
+    pub max_calls: usize,
+    /// `limits.peak_call_rate`: what the transaction table is sized for.
+    pub peak_call_rate: u32,
+    pub rtp_ports: (u16, u16),
+    /// `media.sdp_trusted_sources`: peers (the carrier's SBC) whose SDP may name a media
+    /// address other than their own; see [`vet_media_destination`](super::vet_media_destination).
+    pub media_trusted: Vec<ipnet::IpNet>,
+}
+
+impl UaSettings {
+    pub fn from_config(config: &Config, bound: SocketAddr) -> Self {
+        let ip = config.sip.public_address.unwrap_or_else(|| {
+            if bound.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                bound.ip()
+            }
+        });
+        let contact_host = match ip {
+            IpAddr::V4(v4) => format!("{v4}:{}", bound.port()),
+            IpAddr::V6(v6) => format!("[{v6}]:{}", bound.port()),
+        };
+        let t = &config.sip.timers;
+        UaSettings {
+            hotline_numbers: config.sip.hotline_numbers.iter().cloned().collect(),
+            domain: config.sip.domain.clone(),
+            server: config.sip.user_agent.clone(),
+            contact_host,
+            media_ip: ip,
+            answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
+            timers: Timers {
+                t1: Duration::from_millis(t.t1_ms),
+                t2: Duration::from_millis(t.t2_ms),
+                t4: Duration::from_millis(t.t4_ms),
+            },
+            max_calls: config.limits.max_calls,
+            peak_call_rate: config.limits.peak_call_rate,
+            rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
+            media_trusted: config.media.sdp_trusted_sources.clone(),
+        }
+    }
+}
+
+/// Where RTP ports for the SDP answer come from.
+///
+/// Sans-IO code cannot bind sockets, so the core asks this allocator; the transport gives it
+/// [`crate::media::ports::PortPool`], which binds a socket for the port and keeps it for the
+/// call's media session.
+pub trait RtpPorts: Send {
+    /// A port for a new call, or `None` when the range is exhausted (the call gets 503).
+    fn allocate(&mut self) -> Option<u16>;
+    /// The call ended: a port whose media never started can be reused.
+    fn release(&mut self, port: u16);
+}
+
+/// Round-robin port numbers without sockets: for tests and benchmarks of the SIP core.
+pub struct CountingPorts {
+    range: (u16, u16),
+    next: u16,
+}
+
+impl CountingPorts {
+    pub fn new(min: u16, max: u16) -> Self {
+        CountingPorts {
+            range: (min & !1, max),
+            next: min & !1,
+        }
+    }
+}
+
+impl RtpPorts for CountingPorts {
+    fn allocate(&mut self) -> Option<u16> {
+        let (lo, hi) = self.range;
+        let port = self.next;
+        self.next = if u32::from(port) + 2 > u32::from(hi) {
+            lo
+        } else {
+            port + 2
+        };
+        Some(port)
+    }
+
+    fn release(&mut self, _port: u16) {}
+}
