@@ -25,10 +25,15 @@ pub const DEFAULT_NONCE_TABLE_CAPACITY: usize = 10_000;
 
 /// Digest hash algorithms we implement. The `-sess` variants are recognised but rejected: they
 /// need per-session HA1 state and no phone we support requires them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Also the configuration's `sip.auth_algorithms` entries (`"SHA-256"`, `"MD5"`), which is
+/// why it deserialises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 pub enum Algorithm {
-    Md5,
+    #[serde(rename = "SHA-256")]
     Sha256,
+    #[serde(rename = "MD5")]
+    Md5,
 }
 
 impl Algorithm {

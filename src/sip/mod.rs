@@ -11,6 +11,10 @@
 //! * [`sdp`]: offer/answer for G.711 + telephone-event
 //! * [`ua`]: the sans-IO core that ties them together: answers callers, rings operators
 //! * [`transport`]: the only part that touches sockets
+//!
+//! Nothing here reads the configuration: the core, the registrar and the transport each take
+//! their own settings ([`ua::UaSettings`], [`registrar::RegistrarSettings`],
+//! [`transport::TransportSettings`]), which the application builds from its `Config`.
 
 pub mod dialog;
 pub mod digest;

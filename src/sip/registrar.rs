@@ -12,7 +12,6 @@ use super::digest::{Algorithm, DigestAuthenticator, DigestError};
 use super::guard::AuthLockout;
 use super::message::{addr_uri, contacts, first_header, header_param, uri_user, ResponseBuilder};
 use super::Transport;
-use crate::config::{AuthAlgorithm, Config};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -52,6 +51,29 @@ pub struct RegisterOutcome {
     pub events: Vec<RegistrationEvent>,
 }
 
+/// What the registrar is configured with. The application builds it from its
+/// configuration; the SIP stack reads none.
+#[derive(Clone)]
+pub struct RegistrarSettings {
+    /// The digest realm: the SIP domain.
+    pub realm: String,
+    /// Offered in this order (RFC 8760 §2.4); at least one.
+    pub algorithms: Vec<Algorithm>,
+    /// A nonce older than this is answered with `stale=true`.
+    pub nonce_lifetime: Duration,
+    /// Failed digest attempts from one address before it is locked out…
+    pub max_failures: u32,
+    /// …for this long.
+    pub lockout: Duration,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    /// Our `Server` header.
+    pub server: String,
+    /// The operators: extension and digest password (`None`: the extension exists but
+    /// cannot register).
+    pub accounts: Vec<(String, Option<String>)>,
+}
+
 struct Account {
     password: Option<String>,
 }
@@ -67,44 +89,25 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(config: &Config, now: Instant) -> Self {
-        let algorithms = config
-            .sip
-            .auth_algorithms
-            .iter()
-            .map(|a| match a {
-                AuthAlgorithm::Sha256 => Algorithm::Sha256,
-                AuthAlgorithm::Md5 => Algorithm::Md5,
-            })
-            .collect();
-        let accounts = config
-            .operators
-            .iter()
-            .map(|op| {
-                (
-                    op.extension.clone(),
-                    Account {
-                        password: op.resolve_password(),
-                    },
-                )
-            })
+    pub fn new(settings: RegistrarSettings, now: Instant) -> Self {
+        let accounts = settings
+            .accounts
+            .into_iter()
+            .map(|(extension, password)| (extension, Account { password }))
             .collect();
         Registrar {
             auth: DigestAuthenticator::new(
-                &config.sip.domain,
-                algorithms,
-                Duration::from_secs(config.limits.nonce_lifetime_s),
+                &settings.realm,
+                settings.algorithms,
+                settings.nonce_lifetime,
                 now,
             ),
-            lockout: AuthLockout::new(
-                config.limits.auth_max_failures,
-                config.limits.auth_lockout(),
-            ),
+            lockout: AuthLockout::new(settings.max_failures, settings.lockout),
             accounts,
             bindings: HashMap::new(),
-            min_expires: config.limits.register_min_expires,
-            max_expires: config.limits.register_max_expires,
-            server: config.sip.user_agent.clone(),
+            min_expires: settings.min_expires,
+            max_expires: settings.max_expires,
+            server: settings.server,
         }
     }
 

@@ -61,10 +61,9 @@ pub use settings::{CountingPorts, RtpPorts, UaSettings};
 
 use super::dialog::{DialogKey, DialogState};
 use super::message::ResponseBuilder;
-use super::registrar::Registrar;
+use super::registrar::{Registrar, RegistrarSettings};
 use super::transaction::TransactionKey;
 use super::{Transmit, Transport};
-use crate::config::Config;
 use call::Call;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -106,13 +105,14 @@ pub struct UserAgent {
 }
 
 impl UserAgent {
-    pub fn new(config: &Config, settings: UaSettings, now: Instant) -> Self {
+    /// A core with `settings`, owning a registrar with `registrar`; `now` starts its clock.
+    pub fn new(settings: UaSettings, registrar: RegistrarSettings, now: Instant) -> Self {
         let settings_calls = settings.max_calls.min(100_000);
         let transactions = (settings.peak_call_rate as usize)
             .saturating_mul(TRANSACTIONS_PER_CALL * LINGER_S)
             .min(1 << 20);
         let mut ua = UserAgent {
-            registrar: Registrar::new(config, now),
+            registrar: Registrar::new(registrar, now),
             ports: Box::new(CountingPorts::new(
                 settings.rtp_ports.0,
                 settings.rtp_ports.1,
@@ -260,17 +260,19 @@ mod tests {
     /// lingering transactions, not for the 2,000 calls/s of the SIP benchmark.
     #[test]
     fn transaction_table_is_sized_by_the_peak_call_rate() {
-        let base = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\nhotline_numbers = [\"8800\"]\n";
-        let capacity = |limits: &str| {
-            let config = Config::from_toml(&format!("{base}{limits}")).unwrap();
-            let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
-            UserAgent::new(&config, settings, Instant::now())
+        let capacity = |peak_call_rate: u32| {
+            let settings = UaSettings {
+                peak_call_rate,
+                ..settings()
+            };
+            UserAgent::new(settings, registrar_settings(&[]), Instant::now())
                 .server
                 .capacity()
         };
-        let default = capacity("");
+        // 200: the configuration's default `limits.peak_call_rate`.
+        let default = capacity(200);
         assert!((200 * 64..100_000).contains(&default), "{default}");
-        let busy = capacity("[limits]\npeak_call_rate = 2000\n");
+        let busy = capacity(2000);
         assert!(busy >= 2000 * 64, "{busy}");
     }
 
@@ -313,13 +315,11 @@ mod tests {
     #[test]
     fn hangup_while_ringing_refuses_the_invite() {
         let t0 = Instant::now();
-        let config = Config::from_toml(
-            "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\n\
-             hotline_numbers = [\"8800\"]\nanswer_delay_ms = 3000\n",
-        )
-        .unwrap();
-        let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
-        let mut ua = UserAgent::new(&config, settings, t0);
+        let settings = UaSettings {
+            answer_delay: Duration::from_millis(3000),
+            ..settings()
+        };
+        let mut ua = UserAgent::new(settings, registrar_settings(&[]), t0);
         ua.handle_message(invite("r1", "z9hG4bKr1"), src(), Transport::Udp, t0);
         let sent = drain(&mut ua);
         assert!(sent[1].starts_with("SIP/2.0 180"), "{}", sent[1]);

@@ -1,13 +1,14 @@
 //! What the core is configured with ([`UaSettings`]) and where its RTP ports come from
 //! ([`RtpPorts`]).
 
-use crate::config::Config;
 use crate::sip::transaction::Timers;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// The settings the core needs, derived from [`Config`] and the bound address.
+/// What the core is configured with. The application builds it from its configuration
+/// (the SIP stack reads none); [`UaSettings::set_address`] fills in our address once the
+/// sockets are bound.
 #[derive(Debug, Clone)]
 pub struct UaSettings {
     pub hotline_numbers: HashSet<String>,
@@ -15,8 +16,9 @@ pub struct UaSettings {
     /// legs to operators.
     pub domain: String,
     pub server: String,
-    /// `host:port` for our Contact and Via.
+    /// `host:port` for our Contact and Via ([`UaSettings::set_address`]).
     pub contact_host: String,
+    /// The address in our SDP ([`UaSettings::set_address`]).
     pub media_ip: IpAddr,
     pub answer_delay: Duration,
     pub timers: Timers,
@@ -30,36 +32,21 @@ pub struct UaSettings {
 }
 
 impl UaSettings {
-    pub fn from_config(config: &Config, bound: SocketAddr) -> Self {
-        let ip = config.sip.public_address.unwrap_or_else(|| {
+    /// Points our Contact, Via and SDP at `public` (the address others reach us at, behind
+    /// NAT), or else at `bound`; loopback when `bound` is a wildcard, which nobody can send to.
+    pub fn set_address(&mut self, public: Option<IpAddr>, bound: SocketAddr) {
+        let ip = public.unwrap_or_else(|| {
             if bound.ip().is_unspecified() {
                 IpAddr::from([127, 0, 0, 1])
             } else {
                 bound.ip()
             }
         });
-        let contact_host = match ip {
+        self.contact_host = match ip {
             IpAddr::V4(v4) => format!("{v4}:{}", bound.port()),
             IpAddr::V6(v6) => format!("[{v6}]:{}", bound.port()),
         };
-        let t = &config.sip.timers;
-        UaSettings {
-            hotline_numbers: config.sip.hotline_numbers.iter().cloned().collect(),
-            domain: config.sip.domain.clone(),
-            server: config.sip.user_agent.clone(),
-            contact_host,
-            media_ip: ip,
-            answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
-            timers: Timers {
-                t1: Duration::from_millis(t.t1_ms),
-                t2: Duration::from_millis(t.t2_ms),
-                t4: Duration::from_millis(t.t4_ms),
-            },
-            max_calls: config.limits.max_calls,
-            peak_call_rate: config.limits.peak_call_rate,
-            rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
-            media_trusted: config.media.sdp_trusted_sources.clone(),
-        }
+        self.media_ip = ip;
     }
 }
 

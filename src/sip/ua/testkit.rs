@@ -2,7 +2,9 @@
 //! requests, a registered operator and the responses of its phone.
 
 pub(super) use super::{Event, Originate, RtpPorts, UaSettings, UserAgent};
-pub(super) use crate::config::Config;
+use crate::sip::digest::Algorithm;
+use crate::sip::registrar::RegistrarSettings;
+use crate::sip::transaction::Timers;
 pub(super) use crate::sip::{Peer, Transport};
 pub(super) use std::collections::HashSet;
 pub(super) use std::net::SocketAddr;
@@ -10,13 +12,46 @@ pub(super) use std::time::{Duration, Instant};
 
 pub(super) const CALLER: &str = "192.0.2.10:5062";
 
+/// The core's settings as the configuration's defaults make them for a hotline at
+/// `hotline.test`, number 8800, listening on 127.0.0.1:5060.
+pub(super) fn settings() -> UaSettings {
+    let mut settings = UaSettings {
+        hotline_numbers: HashSet::from(["8800".to_string()]),
+        domain: "hotline.test".into(),
+        server: format!("Hotline/{}", env!("CARGO_PKG_VERSION")),
+        contact_host: String::new(),
+        media_ip: [127, 0, 0, 1].into(),
+        answer_delay: Duration::ZERO,
+        timers: Timers::default(),
+        max_calls: 1000,
+        peak_call_rate: 200,
+        rtp_ports: (20000, 39999),
+        media_trusted: Vec::new(),
+    };
+    settings.set_address(None, "127.0.0.1:5060".parse().unwrap());
+    settings
+}
+
+/// The registrar's settings (configuration defaults) with these operators and passwords.
+pub(super) fn registrar_settings(operators: &[(&str, &str)]) -> RegistrarSettings {
+    RegistrarSettings {
+        realm: "hotline.test".into(),
+        algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        nonce_lifetime: Duration::from_secs(300),
+        max_failures: 5,
+        lockout: Duration::from_secs(15 * 60),
+        min_expires: 60,
+        max_expires: 3600,
+        server: format!("Hotline/{}", env!("CARGO_PKG_VERSION")),
+        accounts: operators
+            .iter()
+            .map(|(extension, password)| (extension.to_string(), Some(password.to_string())))
+            .collect(),
+    }
+}
+
 pub(super) fn ua(t0: Instant) -> UserAgent {
-    let config = Config::from_toml(
-        "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\nhotline_numbers = [\"8800\"]\n",
-    )
-    .unwrap();
-    let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
-    UserAgent::new(&config, settings, t0)
+    UserAgent::new(settings(), registrar_settings(&[]), t0)
 }
 
 pub(super) fn request(text: &str) -> rsip::SipMessage {
@@ -117,16 +152,9 @@ impl RtpPorts for HeldPorts {
 }
 
 pub(super) fn op_ua(t0: Instant) -> (UserAgent, HeldPorts) {
-    let config = Config::from_toml(
-        "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"hotline.test\"\n\
-         hotline_numbers = [\"8800\"]\n\n\
-         [[operators]]\nextension = \"1001\"\nname = \"Op One\"\npassword = \"pw1\"\n\n\
-         [[operators]]\nextension = \"1002\"\nname = \"Op Two\"\npassword = \"pw2\"\n",
-    )
-    .unwrap();
-    let settings = UaSettings::from_config(&config, "127.0.0.1:5060".parse().unwrap());
+    let registrar = registrar_settings(&[("1001", "pw1"), ("1002", "pw2")]);
     let ports = HeldPorts::default();
-    let ua = UserAgent::new(&config, settings, t0).with_ports(Box::new(ports.clone()));
+    let ua = UserAgent::new(settings(), registrar, t0).with_ports(Box::new(ports.clone()));
     (ua, ports)
 }
 
