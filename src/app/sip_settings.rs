@@ -50,6 +50,9 @@ impl From<&Config> for UaSettings {
             peak_call_rate: config.limits.peak_call_rate,
             rtp_ports: (config.media.rtp_port_min, config.media.rtp_port_max),
             media_trusted: config.media.sdp_trusted_sources.clone(),
+            // Seeded from the operating system: nonces, tags and branches must be
+            // unpredictable.
+            rng_seed: None,
         };
         settings.set_address(config.sip.public_address, config.sip.listen);
         settings

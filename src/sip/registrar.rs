@@ -13,6 +13,7 @@ use super::guard::AuthLockout;
 use super::message::{addr_uri, contacts, first_header, header_param, uri_user, ResponseBuilder};
 use super::Transport;
 use bytes::Bytes;
+use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -89,7 +90,9 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(settings: RegistrarSettings, now: Instant) -> Self {
+    /// A registrar with no bindings. Nonces and the digest secret come from `rng`, which
+    /// must be seeded from a cryptographically secure source in production.
+    pub fn new(settings: RegistrarSettings, rng: StdRng, now: Instant) -> Self {
         let accounts = settings
             .accounts
             .into_iter()
@@ -101,6 +104,7 @@ impl Registrar {
                 settings.algorithms,
                 settings.nonce_lifetime,
                 now,
+                rng,
             ),
             lockout: AuthLockout::new(settings.max_failures, settings.lockout),
             accounts,
@@ -183,7 +187,7 @@ impl Registrar {
         };
         let method = req.method.to_string();
         let Some(authorization) = first_header(&req.headers, "Authorization") else {
-            return self.challenge(req, source, false, now);
+            return challenge(&mut self.auth, &self.server, req, source, false, now);
         };
         let accounts = &self.accounts;
         let verified = self.auth.verify(authorization, &method, now, |user| {
@@ -198,12 +202,14 @@ impl Registrar {
                 self.lockout.record_failure(source.ip(), now);
                 return reply(403, "Forbidden");
             }
-            Err(e) if e.is_stale() => return self.challenge(req, source, true, now),
+            Err(e) if e.is_stale() => {
+                return challenge(&mut self.auth, &self.server, req, source, true, now)
+            }
             Err(DigestError::InvalidNonce) => {
                 // Most often a nonce from before a restart: challenge afresh, but count it,
                 // since a forged nonce looks the same.
                 self.lockout.record_failure(source.ip(), now);
-                return self.challenge(req, source, false, now);
+                return challenge(&mut self.auth, &self.server, req, source, false, now);
             }
             Err(e) => {
                 let locked = self.lockout.record_failure(source.ip(), now);
@@ -212,26 +218,6 @@ impl Registrar {
             }
         }
         self.update_bindings(req, &aor_user, source, transport, now)
-    }
-
-    fn challenge(
-        &self,
-        req: &rsip::Request,
-        source: SocketAddr,
-        stale: bool,
-        now: Instant,
-    ) -> RegisterOutcome {
-        let mut b = ResponseBuilder::new(req, source, 401, "Unauthorized")
-            .to_tag("reg")
-            .header("Server", &self.server);
-        for c in self.auth.challenges(now, stale) {
-            b = b.header("WWW-Authenticate", c);
-        }
-        RegisterOutcome {
-            status: 401,
-            response: b.build(),
-            events: Vec::new(),
-        }
     }
 
     fn update_bindings(
@@ -357,5 +343,29 @@ impl Registrar {
             response: b.build(),
             events,
         }
+    }
+}
+
+/// 401 with one challenge per offered algorithm. Apart from the registrar so that it can
+/// take the authenticator mutably (each challenge draws a fresh salt) while the caller
+/// still holds other fields.
+fn challenge(
+    auth: &mut DigestAuthenticator,
+    server: &str,
+    req: &rsip::Request,
+    source: SocketAddr,
+    stale: bool,
+    now: Instant,
+) -> RegisterOutcome {
+    let mut b = ResponseBuilder::new(req, source, 401, "Unauthorized")
+        .to_tag("reg")
+        .header("Server", server);
+    for c in auth.challenges(now, stale) {
+        b = b.header("WWW-Authenticate", c);
+    }
+    RegisterOutcome {
+        status: 401,
+        response: b.build(),
+        events: Vec::new(),
     }
 }

@@ -137,7 +137,7 @@ impl UserAgent {
         let Some(call) = self.calls.get_mut(dkey) else {
             return;
         };
-        let branch = format!("z9hG4bK{}", random_tag());
+        let branch = format!("z9hG4bK{}", random_tag(&mut self.rng));
         let bytes = call.dialog.request(
             "BYE",
             &self.settings.contact_host,

@@ -6,6 +6,7 @@ use crate::sip::message::{first_header, ResponseBuilder};
 use crate::sip::sdp::{Negotiated, SdpError};
 use crate::sip::Transport;
 use bytes::Bytes;
+use rand::RngCore;
 use std::net::{IpAddr, SocketAddr};
 
 /// Our Contact: the dialled number at our address, with `transport=tcp` when on TCP so that
@@ -19,13 +20,17 @@ pub(super) fn contact_header(number: &str, host: &str, transport: Transport) -> 
 
 /// 420 Bad Extension when the request's `Require` asks for anything: we support no
 /// extension (RFC 3261 §8.2.2.3), and say which in `Unsupported`.
-pub(super) fn bad_extension(req: &rsip::Request, source: SocketAddr) -> Option<Bytes> {
+pub(super) fn bad_extension(
+    req: &rsip::Request,
+    source: SocketAddr,
+    rng: &mut impl RngCore,
+) -> Option<Bytes> {
     let required = first_header(&req.headers, "Require")
         .map(str::trim)
         .filter(|r| !r.is_empty())?;
     Some(
         ResponseBuilder::new(req, source, 420, "Bad Extension")
-            .to_tag(&random_tag())
+            .to_tag(&random_tag(rng))
             .header("Unsupported", required)
             .build(),
     )
@@ -37,6 +42,7 @@ pub(super) fn unacceptable_content(
     req: &rsip::Request,
     source: SocketAddr,
     server: &str,
+    rng: &mut impl RngCore,
 ) -> Option<(u16, Bytes)> {
     let ctype = first_header(&req.headers, "Content-Type").unwrap_or_default();
     let (status, reason) = if !req.body.is_empty() && !is_sdp_or_multipart(ctype) {
@@ -47,7 +53,7 @@ pub(super) fn unacceptable_content(
         return None;
     };
     let response = ResponseBuilder::new(req, source, status, reason)
-        .to_tag(&random_tag())
+        .to_tag(&random_tag(rng))
         .header("Accept", "application/sdp")
         .header("Server", server)
         .build();
@@ -170,14 +176,18 @@ pub(super) fn status_of(resp: &Bytes) -> u16 {
         .unwrap_or(500)
 }
 
-/// Random tag / branch material: 64 bits of entropy, hex.
-pub fn random_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// Tag, branch and Call-ID material: 64 bits from `rng`, hex. The core passes its own
+/// generator, seeded from the operating system in production: tags, branches and Call-IDs
+/// must not be guessable, or an off-path attacker could forge requests into our dialogs
+/// and transactions.
+pub fn random_tag<R: RngCore + ?Sized>(rng: &mut R) -> String {
+    format!("{:016x}", rng.next_u64())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn invite(extra: &str, body: &str) -> rsip::Request {
         let text = format!(
@@ -192,8 +202,9 @@ mod tests {
     #[test]
     fn unreadable_bodies_get_415_and_unreadable_answers_406() {
         let source: SocketAddr = "192.0.2.10:5062".parse().unwrap();
-        let answer = |req: &rsip::Request| {
-            unacceptable_content(req, source, "Hotline-test")
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut answer = |req: &rsip::Request| {
+            unacceptable_content(req, source, "Hotline-test", &mut rng)
                 .map(|(status, r)| (status, String::from_utf8(r.to_vec()).unwrap()))
         };
         let sdp = "Content-Type: application/sdp\r\n";

@@ -85,7 +85,7 @@ impl UserAgent {
         if !initial_invite && req.method != rsip::Method::Cancel {
             // We support no extension (RFC 3261 §8.2.2.3); an initial INVITE is checked
             // after its Request-URI (404 comes first).
-            if let Some(r) = bad_extension(&req, source) {
+            if let Some(r) = bad_extension(&req, source, &mut self.rng) {
                 return self.respond(&key, 420, r, now);
             }
         }
@@ -103,7 +103,7 @@ impl UserAgent {
                 };
                 let resp = if ours || to_tag.is_some() {
                     ResponseBuilder::new(&req, source, 200, "OK")
-                        .to_tag(&random_tag())
+                        .to_tag(&random_tag(&mut self.rng))
                         .header("Allow", ALLOW)
                         .header("Accept", "application/sdp")
                         .header("Accept-Language", "ru, en")
@@ -172,14 +172,14 @@ impl UserAgent {
 
     /// A final response with only the mandatory headers (and our To tag if it had none).
     pub(super) fn simple(
-        &self,
+        &mut self,
         req: &rsip::Request,
         source: SocketAddr,
         code: u16,
         reason: &str,
     ) -> Bytes {
         ResponseBuilder::new(req, source, code, reason)
-            .to_tag(&random_tag())
+            .to_tag(&random_tag(&mut self.rng))
             .header("Server", &self.settings.server)
             .build()
     }

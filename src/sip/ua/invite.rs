@@ -36,21 +36,23 @@ impl UserAgent {
         }
         if self.calls.len() >= self.settings.max_calls {
             let r = ResponseBuilder::new(&req, source, 503, "Service Unavailable")
-                .to_tag(&random_tag())
+                .to_tag(&random_tag(&mut self.rng))
                 .header("Retry-After", 5)
                 .header("Server", &self.settings.server)
                 .build();
             return self.respond(&key, 503, r, now);
         }
-        if let Some(r) = bad_extension(&req, source) {
+        if let Some(r) = bad_extension(&req, source, &mut self.rng) {
             return self.respond(&key, 420, r, now);
         }
         // RFC 3261 §21.4.16 / §21.4.7: a body we cannot read is 415, an answer the caller
         // cannot read is 406; both name what we do take.
-        if let Some((status, r)) = unacceptable_content(&req, source, &self.settings.server) {
+        if let Some((status, r)) =
+            unacceptable_content(&req, source, &self.settings.server, &mut self.rng)
+        {
             return self.respond(&key, status, r, now);
         }
-        let local_tag = random_tag();
+        let local_tag = random_tag(&mut self.rng);
         let id = self.next_call;
         self.next_call += 1;
         let Some(mut dialog) = Dialog::from_invite(id, &req, local_tag, peer) else {

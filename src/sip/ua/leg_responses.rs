@@ -74,7 +74,7 @@ impl UserAgent {
             self.transmits.push_back(Transmit { peer, bytes });
             return;
         }
-        let branch = format!("z9hG4bK{}", random_tag());
+        let branch = format!("z9hG4bK{}", random_tag(&mut self.rng));
         let (host, server) = (&self.settings.contact_host, &self.settings.server);
         let wanted = self.calls.get_mut(leg).filter(|c| {
             c.dialog.state == DialogState::Early
@@ -135,7 +135,7 @@ impl UserAgent {
         );
         dialog.confirm_uac(resp);
         let ack = dialog.ack(1, host, &branch, server);
-        let bye_branch = format!("z9hG4bK{}", random_tag());
+        let bye_branch = format!("z9hG4bK{}", random_tag(&mut self.rng));
         let bye = dialog.request("BYE", host, &bye_branch, server);
         self.remember_ack(tx_key, tag, ack.clone());
         self.transmits.push_back(Transmit { peer, bytes: ack });

@@ -33,9 +33,12 @@
 //! leg that was never answered and not cancelled, which ends with its
 //! [`Event::OperatorFailed`] instead.
 //!
-//! RTP ports come from an [`RtpPorts`] allocator: the real one binds sockets
+//! RTP ports come from an injected [`RtpPorts`] allocator: the core only asks it for port
+//! numbers and never binds a socket; the production one binds at the edge
 //! ([`crate::media::ports::PortPool`]); tests use [`CountingPorts`]. A call's or leg's port is
-//! released when it ends.
+//! released when it ends. Randomness is injected too: one generator, seeded from
+//! [`UaSettings::rng_seed`] (from the operating system in production), makes every tag,
+//! branch, Call-ID and digest nonce.
 //!
 //! The struct and its public surface live here; the rest by what it handles: `inbound`
 //! (requests and their server transactions), `invite` (new calls, ACK, re-INVITE),
@@ -65,6 +68,8 @@ use super::registrar::{Registrar, RegistrarSettings};
 use super::transaction::TransactionKey;
 use super::{Transmit, Transport};
 use call::Call;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -102,6 +107,9 @@ pub struct UserAgent {
     events: VecDeque<Event>,
     next_call: u64,
     ports: Box<dyn RtpPorts>,
+    /// The only source of randomness in the core ([`UaSettings::rng_seed`]); the registrar
+    /// has its own, drawn from this one.
+    rng: StdRng,
 }
 
 impl UserAgent {
@@ -111,8 +119,13 @@ impl UserAgent {
         let transactions = (settings.peak_call_rate as usize)
             .saturating_mul(TRANSACTIONS_PER_CALL * LINGER_S)
             .min(1 << 20);
+        let mut rng = match settings.rng_seed {
+            Some(seed) => StdRng::from_seed(seed),
+            None => StdRng::from_os_rng(),
+        };
         let mut ua = UserAgent {
-            registrar: Registrar::new(registrar, now),
+            registrar: Registrar::new(registrar, StdRng::from_rng(&mut rng), now),
+            rng,
             ports: Box::new(CountingPorts::new(
                 settings.rtp_ports.0,
                 settings.rtp_ports.1,
@@ -274,6 +287,48 @@ mod tests {
         assert!((200 * 64..100_000).contains(&default), "{default}");
         let busy = capacity(2000);
         assert!(busy >= 2000 * 64, "{busy}");
+    }
+
+    /// Tags, branches and digest nonces come from the seeded generator alone: two cores
+    /// with the same seed answer the same inputs with the same bytes; another seed gives
+    /// other values.
+    #[test]
+    fn the_seed_decides_tags_branches_and_nonces() {
+        let t0 = Instant::now();
+        let phone: SocketAddr = "192.0.2.20:5070".parse().unwrap();
+        let register = "REGISTER sip:hotline.test SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.20:5070;branch=z9hG4bKr1\r\n\
+            From: <sip:1001@hotline.test>;tag=r1\r\nTo: <sip:1001@hotline.test>\r\n\
+            Call-ID: reg1\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@192.0.2.20:5070>\r\n\
+            Content-Length: 0\r\n\r\n";
+        let run = |seed: u8| {
+            let settings = UaSettings {
+                rng_seed: Some([seed; 32]),
+                ..settings()
+            };
+            let mut ua = UserAgent::new(settings, registrar_settings(&[("1001", "pw1")]), t0);
+            ua.handle_message(invite("s1", "z9hG4bKs1"), src(), Transport::Udp, t0);
+            let to = to_of(&drain(&mut ua).pop().unwrap());
+            let ack = in_dialog("ACK", "s1", "z9hG4bKs1a", &to, 1);
+            ua.handle_message(request(&ack), src(), Transport::Udp, t0);
+            ua.hangup(1, EndReason::Hangup, t0);
+            let bye = drain(&mut ua).pop().unwrap();
+            ua.handle_message(request(register), phone, Transport::Udp, t0);
+            let challenge = drain(&mut ua).pop().unwrap();
+            (
+                to,
+                line(&bye, "Via").to_string(),
+                line(&challenge, "WWW-Authenticate").to_string(),
+            )
+        };
+        let (tag, branch, nonce) = run(1);
+        assert!(tag.contains(";tag=") && branch.contains(";branch=z9hG4bK"));
+        assert!(nonce.contains("nonce=\""), "{nonce}");
+        assert_eq!(run(1), (tag.clone(), branch.clone(), nonce.clone()));
+        let (other_tag, other_branch, other_nonce) = run(2);
+        assert_ne!(other_tag, tag);
+        assert_ne!(other_branch, branch);
+        assert_ne!(other_nonce, nonce);
     }
 
     #[test]

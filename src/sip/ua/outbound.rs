@@ -62,8 +62,12 @@ impl UserAgent {
             .unwrap_or_else(|| number.clone());
         let domain = &self.settings.domain;
         let key = DialogKey {
-            call_id: format!("{}{}@{domain}", random_tag(), random_tag()),
-            local_tag: random_tag(),
+            call_id: format!(
+                "{}{}@{domain}",
+                random_tag(&mut self.rng),
+                random_tag(&mut self.rng)
+            ),
+            local_tag: random_tag(&mut self.rng),
         };
         let identity = format!("\"{display}\" <sip:{number}@{domain}>");
         let from = format!("{identity};tag={}", key.local_tag);
@@ -88,7 +92,7 @@ impl UserAgent {
             target = dialog.remote_target,
             transport = peer.transport.as_str(),
             host = self.settings.contact_host,
-            branch = random_tag(),
+            branch = random_tag(&mut self.rng),
             from = dialog.local_header,
             to = dialog.remote_header,
             call_id = key.call_id,

@@ -29,6 +29,12 @@ pub struct UaSettings {
     /// `media.sdp_trusted_sources`: peers (the carrier's SBC) whose SDP may name a media
     /// address other than their own; see [`vet_media_destination`](super::vet_media_destination).
     pub media_trusted: Vec<ipnet::IpNet>,
+    /// Seed of the core's random numbers: tags, branches, Call-IDs, and the registrar's
+    /// digest secret and nonces. `None` (production) seeds a cryptographically secure
+    /// generator from the operating system, which these values need: predictable ones would
+    /// let an attacker forge requests into our dialogs and transactions, or forge nonces.
+    /// `Some` makes every run produce the same bytes, for tests and benchmarks only.
+    pub rng_seed: Option<[u8; 32]>,
 }
 
 impl UaSettings {
@@ -52,9 +58,11 @@ impl UaSettings {
 
 /// Where RTP ports for the SDP answer come from.
 ///
-/// Sans-IO code cannot bind sockets, so the core asks this allocator; the transport gives it
-/// [`crate::media::ports::PortPool`], which binds a socket for the port and keeps it for the
-/// call's media session.
+/// The core only asks this allocator for a port number and gives it back; it never binds a
+/// socket itself (it is sans-IO, like everything under `sip/` but the transport). Binding
+/// happens at the edge: the transport hands the core [`crate::media::ports::PortPool`],
+/// which binds a socket for each port it gives out and keeps it for the call's media
+/// session. Tests and benchmarks use [`CountingPorts`], which binds nothing.
 pub trait RtpPorts: Send {
     /// A port for a new call, or `None` when the range is exhausted (the call gets 503).
     fn allocate(&mut self) -> Option<u16>;
