@@ -23,6 +23,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hotline::config::Config;
 use hotline::sip::message::{decode, tag_param, DecodeContext, Decoded};
+use hotline::sip::registrar::RegistrarSettings;
 use hotline::sip::ua::{UaSettings, UserAgent};
 use hotline::sip::{Transmit, Transport};
 use std::hint::black_box;
@@ -155,10 +156,10 @@ password = "secret-1001"
 "#;
         let config = Config::from_toml(toml).expect("bench config parses");
         config.validate().expect("bench config is valid");
-        let settings = UaSettings::from_config(&config, config.sip.listen);
+        let settings = UaSettings::from(&config);
         let now = Instant::now();
         Bench {
-            ua: UserAgent::new(&config, settings, now),
+            ua: UserAgent::new(settings, RegistrarSettings::from(&config), now),
             now,
             next_call: 1,
             source: CALLER.parse().expect("caller address"),

@@ -33,6 +33,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod sip_settings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -183,7 +185,13 @@ impl Hotline {
             config.media.rtp_port_max,
         );
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        let sip = transport::start(&config, ports.clone(), calls_tx, shutdown_rx.clone()).await?;
+        let sip = transport::start(
+            (&config).into(),
+            ports.clone(),
+            calls_tx,
+            shutdown_rx.clone(),
+        )
+        .await?;
         let (events, _) = broadcast::channel(16384);
         let (live_events, _) = broadcast::channel(4096);
         let metrics = Arc::new(crate::live::Metrics::default());

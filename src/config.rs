@@ -295,14 +295,9 @@ fn default_voicemail_key() -> String {
     "1".to_string()
 }
 
-/// Digest algorithms the registrar may offer (RFC 8760), in the configured order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum AuthAlgorithm {
-    #[serde(rename = "SHA-256")]
-    Sha256,
-    #[serde(rename = "MD5")]
-    Md5,
-}
+/// Digest algorithms the registrar may offer (RFC 8760), in the configured order of preference:
+/// the registrar's own type, spelled `"SHA-256"` and `"MD5"` in the file.
+pub use crate::sip::digest::Algorithm as AuthAlgorithm;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

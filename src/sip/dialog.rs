@@ -8,7 +8,8 @@
 //! is built from our INVITE and completed from the 2xx ([`Dialog::uac`],
 //! [`Dialog::confirm_uac`]); the ACK for that 2xx is ours to send ([`Dialog::ack`], §13.2.2.4).
 
-use super::message::{addr_uri, first_header, parse_cseq, tag_param};
+use super::headers::{parse_cseq, tag_param};
+use super::message::{addr_uri, first_header};
 use super::sdp::Negotiated;
 use super::transaction::Timers;
 use super::Peer;
@@ -104,7 +105,7 @@ impl Dialog {
         let call_id = first_header(&req.headers, "Call-ID")?.to_string();
         let from = first_header(&req.headers, "From")?.to_string();
         let to = first_header(&req.headers, "To")?;
-        let (cseq, _) = parse_cseq(first_header(&req.headers, "CSeq")?)?;
+        let (cseq, _) = parse_cseq(first_header(&req.headers, "CSeq")?).ok()?;
         let remote_target = first_header(&req.headers, "Contact")
             .map(|c| addr_uri(c).to_string())
             .unwrap_or_else(|| req.uri.to_string());

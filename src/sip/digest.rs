@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use md5::Md5;
+use rand::rngs::StdRng;
+use rand::Rng;
 use sha2::{Digest as _, Sha256};
 
 /// Upper bound of the (username, nonce) -> highest-nc table.
@@ -25,10 +27,15 @@ pub const DEFAULT_NONCE_TABLE_CAPACITY: usize = 10_000;
 
 /// Digest hash algorithms we implement. The `-sess` variants are recognised but rejected: they
 /// need per-session HA1 state and no phone we support requires them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Also the configuration's `sip.auth_algorithms` entries (`"SHA-256"`, `"MD5"`), which is
+/// why it deserialises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 pub enum Algorithm {
-    Md5,
+    #[serde(rename = "SHA-256")]
     Sha256,
+    #[serde(rename = "MD5")]
+    Md5,
 }
 
 impl Algorithm {
@@ -159,6 +166,10 @@ struct NcEntry {
 /// Server-side digest verifier; one per realm/server.
 pub struct DigestAuthenticator {
     secret: [u8; 32],
+    /// Where the secret and the nonces' salts come from. Production seeds it from the
+    /// operating system: a guessable secret or salt would let anyone forge or predict
+    /// nonces.
+    rng: StdRng,
     realm: String,
     algorithms: Vec<Algorithm>,
     lifetime_ms: u64,
@@ -174,7 +185,10 @@ pub struct DigestAuthenticator {
 }
 
 impl DigestAuthenticator {
-    /// `algorithms` are offered in this order (most preferred first, RFC 8760 §2.4).
+    /// `algorithms` are offered in this order (most preferred first, RFC 8760 §2.4). The HMAC
+    /// secret and every nonce's salt are drawn from `rng`, which must be seeded from a
+    /// cryptographically secure source in production (`StdRng::from_os_rng`); a fixed seed
+    /// makes challenges reproducible in tests.
     ///
     /// # Panics
     /// If `algorithms` is empty or `realm` contains control characters: both are configuration
@@ -184,11 +198,13 @@ impl DigestAuthenticator {
         algorithms: Vec<Algorithm>,
         nonce_lifetime: Duration,
         epoch: Instant,
+        mut rng: StdRng,
     ) -> Self {
         assert!(!algorithms.is_empty(), "at least one digest algorithm");
         assert!(!realm.chars().any(char::is_control), "realm without CTLs");
         DigestAuthenticator {
-            secret: rand::random(),
+            secret: rng.random(),
+            rng,
             realm: realm.to_owned(),
             algorithms,
             lifetime_ms: u64::try_from(nonce_lifetime.as_millis()).unwrap_or(u64::MAX),
@@ -213,8 +229,9 @@ impl DigestAuthenticator {
 
     /// WWW-Authenticate values, one per offered algorithm in preference order, sharing one
     /// fresh nonce.
-    pub fn challenges(&self, now: Instant, stale: bool) -> Vec<String> {
-        let nonce = self.make_nonce(self.now_ms(now), rand::random());
+    pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+        let salt = self.rng.random();
+        let nonce = self.make_nonce(self.now_ms(now), salt);
         let realm = quote_lossy(&self.realm);
         let stale = if stale { ", stale=true" } else { "" };
         self.algorithms
@@ -597,8 +614,10 @@ mod tests {
         Some(pw.into())
     }
 
+    /// Seeded from the OS as in production: every authenticator has its own secret.
     fn auth(t0: Instant, algorithms: Vec<Algorithm>) -> DigestAuthenticator {
-        DigestAuthenticator::new(REALM, algorithms, Duration::from_secs(60), t0)
+        let rng = rand::rngs::StdRng::from_os_rng();
+        DigestAuthenticator::new(REALM, algorithms, Duration::from_secs(60), t0, rng)
     }
 
     fn both(t0: Instant) -> DigestAuthenticator {
@@ -704,7 +723,7 @@ mod tests {
     #[test]
     fn challenge_format_and_order() {
         let t0 = Instant::now();
-        let a = both(t0);
+        let mut a = both(t0);
         let ch = a.challenges(t0, false);
         let n = param(&ch[0], "nonce");
         assert_eq!(n.len(), 64);
@@ -724,6 +743,30 @@ mod tests {
             auth(t0, vec![Algorithm::Md5]).challenges(t0, false).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_seed_fixes_the_secret_and_the_nonces() {
+        let t0 = Instant::now();
+        let seeded = |seed: u8| {
+            let rng = rand::rngs::StdRng::from_seed([seed; 32]);
+            let algorithms = vec![Algorithm::Sha256];
+            DigestAuthenticator::new(REALM, algorithms, Duration::from_secs(60), t0, rng)
+        };
+        let (mut a, mut b, mut c) = (seeded(1), seeded(1), seeded(2));
+        let first = a.challenges(t0, false);
+        assert_eq!(first, b.challenges(t0, false));
+        assert_ne!(first, c.challenges(t0, false));
+        // Same secret: each verifies the other's nonces; another seed's are forged.
+        let next = b.challenges(t0, false)[0].clone();
+        assert_ne!(next, first[0], "a fresh salt for every challenge");
+        assert_eq!(
+            check(&mut a, &answer(&next, "alice", PW, 1), t0),
+            Ok(Algorithm::Sha256)
+        );
+        let foreign = c.challenges(t0, false)[0].clone();
+        let e = check(&mut a, &answer(&foreign, "alice", PW, 1), t0);
+        assert_eq!(e, Err(InvalidNonce));
     }
 
     #[test]

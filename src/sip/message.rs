@@ -11,10 +11,17 @@
 //!   header lines, so that even a message `rsip` cannot parse gets its 400 (or 505/501) as long
 //!   as its Via tells us where to send it. Anything we cannot route is dropped and logged.
 
+use super::headers::{
+    angle_span, is_token, parse_cseq, parse_via, split_top_via, split_unquoted, top_via, Via,
+};
 use super::Transport;
 use bytes::Bytes;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+
+// Header parameters are read as the transaction layer reads them (one parser); these two
+// stay reachable here for the call flow and the benchmarks.
+pub use super::headers::{header_param, tag_param};
 
 /// The request methods `rsip` knows. Any other well-formed method token gets 501.
 const KNOWN_METHODS: &[&str] = &[
@@ -163,7 +170,7 @@ pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
     }
     let cseq = header(&scanned.headers, "CSeq").unwrap_or_default();
     match parse_cseq(cseq) {
-        Some((_, m)) if m == method => {}
+        Ok((_, m)) if m == method => {}
         _ => {
             return reject(
                 400,
@@ -180,7 +187,7 @@ pub fn decode(data: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
         );
     }
     if let Some(via) = header(&scanned.headers, "Via") {
-        if parse_via(top_via(via)).is_none() {
+        if parse_via(top_via(via)).is_err() {
             return Decoded::Rejected {
                 reason: "unparseable Via".into(),
                 reply: None,
@@ -364,7 +371,7 @@ fn error_reply(
         .collect();
     let first = vias.first()?;
     let (top, rest) = split_top_via(first);
-    let via = parse_via(top)?;
+    let via = parse_via(top).ok()?;
     let dest = response_destination(&via, ctx.source, ctx.transport);
     let mut out = String::with_capacity(512);
     let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
@@ -389,93 +396,13 @@ fn error_reply(
     Some((dest, Bytes::from(out)))
 }
 
-/// The top Via's parts that matter for routing responses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViaInfo {
-    pub transport: String,
-    pub host: String,
-    pub port: Option<u16>,
-    pub branch: Option<String>,
-    /// `Some(None)` for a bare `rport` (RFC 3581 asks us to fill it in).
-    pub rport: Option<Option<u16>>,
-    pub received: Option<String>,
-}
-
-/// Parses one via-parm (`SIP/2.0/UDP host:port;branch=..;rport`).
-pub fn parse_via(value: &str) -> Option<ViaInfo> {
-    let value = value.trim();
-    let (protocol, rest) = value.split_once(char::is_whitespace)?;
-    let mut proto = protocol.split('/');
-    if !proto.next()?.eq_ignore_ascii_case("SIP") || proto.next()? != "2.0" {
-        return None;
-    }
-    let transport = proto.next()?.to_ascii_uppercase();
-    if !is_token(&transport) {
-        return None;
-    }
-    let mut pieces = rest.trim().split(';');
-    let (host, port) = split_host_port(pieces.next()?.trim())?;
-    let mut via = ViaInfo {
-        transport,
-        host: host.to_string(),
-        port,
-        branch: None,
-        rport: None,
-        received: None,
-    };
-    for p in pieces {
-        let (k, v) = match p.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim())),
-            None => (p.trim(), None),
-        };
-        if k.eq_ignore_ascii_case("branch") {
-            via.branch = v.filter(|b| !b.is_empty()).map(str::to_string);
-        } else if k.eq_ignore_ascii_case("rport") {
-            via.rport = Some(v.and_then(|v| v.parse().ok()));
-        } else if k.eq_ignore_ascii_case("received") {
-            via.received = v.map(str::to_string);
-        }
-    }
-    Some(via)
-}
-
-/// `host[:port]`, with IPv6 references in brackets.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if s.is_empty() {
-        return None;
-    }
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let after = &rest[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        (&s[..end + 2], port)
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p.parse().ok()?)),
-            None => (s, None),
-        }
-    };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
-    {
-        return None;
-    }
-    Some((host, port))
-}
-
 /// Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581).
 ///
 /// Over TCP the response follows the connection the request came on, i.e. the source.
 /// Over UDP: with `rport`, the source address and port; otherwise the source address (the
 /// `received` address) and the port in sent-by. `maddr` is deliberately ignored: answering
 /// to an address the sender chose would make the hotline a reflector for attacks.
-pub fn response_destination(via: &ViaInfo, source: SocketAddr, transport: Transport) -> SocketAddr {
+pub fn response_destination(via: &Via<'_>, source: SocketAddr, transport: Transport) -> SocketAddr {
     match transport {
         Transport::Tcp => source,
         Transport::Udp => {
@@ -489,7 +416,7 @@ pub fn response_destination(via: &ViaInfo, source: SocketAddr, transport: Transp
 }
 
 /// The top Via with `received` and `rport` filled in (RFC 3261 §18.2.1, RFC 3581 §4).
-pub fn stamp_via(top: &str, via: &ViaInfo, source: SocketAddr) -> String {
+pub fn stamp_via(top: &str, via: &Via<'_>, source: SocketAddr) -> String {
     let mut out = String::with_capacity(top.len() + 40);
     let host_is_source = via
         .host
@@ -498,7 +425,7 @@ pub fn stamp_via(top: &str, via: &ViaInfo, source: SocketAddr) -> String {
         .parse::<IpAddr>()
         .map(|ip| ip == source.ip())
         .unwrap_or(false);
-    for (i, p) in top.trim().split(';').enumerate() {
+    for (i, p) in split_unquoted(top.trim(), ';').enumerate() {
         if i > 0 {
             let key = p.split('=').next().unwrap_or_default().trim();
             if key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received") {
@@ -517,87 +444,12 @@ pub fn stamp_via(top: &str, via: &ViaInfo, source: SocketAddr) -> String {
     out
 }
 
-/// Splits a Via header value into the first via-parm and the rest (`a, b, c`).
-pub fn split_top_via(value: &str) -> (&str, Option<&str>) {
-    let mut in_brackets = false;
-    let mut in_quotes = false;
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => in_quotes = !in_quotes,
-            '[' if !in_quotes => in_brackets = true,
-            ']' if !in_quotes => in_brackets = false,
-            ',' if !in_quotes && !in_brackets => {
-                return (value[..i].trim(), Some(value[i + 1..].trim()));
-            }
-            _ => {}
-        }
-    }
-    (value.trim(), None)
-}
-
-/// The first via-parm of the first Via header value.
-pub fn top_via(value: &str) -> &str {
-    split_top_via(value).0
-}
-
-/// `CSeq: 314159 INVITE` -> (314159, "INVITE"). Numbers must fit 31 bits (§8.1.1.5).
-pub fn parse_cseq(value: &str) -> Option<(u32, &str)> {
-    let mut it = value.split_whitespace();
-    let n: u32 = it.next()?.parse().ok()?;
-    let m = it.next()?;
-    if it.next().is_some() || n >= 1 << 31 || !is_token(m) {
-        return None;
-    }
-    Some((n, m))
-}
-
-/// The `tag` parameter of a From/To value (after the URI, outside angle brackets).
-pub fn tag_param(value: &str) -> Option<&str> {
-    header_param(value, "tag")
-}
-
-/// A header parameter of a name-addr / addr-spec value such as From, To or Contact.
-pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let params = match angle_span(value) {
-        Some((_, end)) => &value[end + 1..],
-        None => value,
-    };
-    params.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().trim_matches('"'))
-    })
-}
-
 /// The URI inside a name-addr (`"Bob" <sip:bob@host>;tag=1` -> `sip:bob@host`).
 pub fn addr_uri(value: &str) -> &str {
     match angle_span(value) {
         Some((a, b)) => &value[a + 1..b],
         None => value.split(';').next().unwrap_or_default().trim(),
     }
-}
-
-/// The `<` and `>` around a name-addr's URI: the first `<` outside the quoted display name
-/// and the first `>` after it. Not the last `>`: header parameters may hold angle brackets
-/// of their own (`;+sip.instance="<urn:uuid:…>"`, RFC 5626, sent by baresip and most
-/// desk phones).
-fn angle_span(value: &str) -> Option<(usize, usize)> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => {
-                let end = value[i..].find('>')? + i;
-                return Some((i, end));
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The user part of a SIP URI string (`sip:1001@host;x` -> `1001`).
@@ -708,13 +560,6 @@ pub fn check_name_addr(value: &str) -> Result<(), &'static str> {
     }
 }
 
-/// RFC 3261 `token`.
-pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -781,8 +626,8 @@ impl<'a> ResponseBuilder<'a> {
                         first_via = false;
                         let (top, rest) = split_top_via(value);
                         let stamped = match parse_via(top) {
-                            Some(info) => stamp_via(top, &info, self.source),
-                            None => top.to_string(),
+                            Ok(info) => stamp_via(top, &info, self.source),
+                            Err(_) => top.to_string(),
                         };
                         let _ = write!(out, "Via: {stamped}");
                         if let Some(rest) = rest {
@@ -1114,9 +959,9 @@ mod tests {
             stamp_via("SIP/2.0/UDP pc33.example.com;branch=z9hG4bKx", &v, src),
             "SIP/2.0/UDP pc33.example.com;branch=z9hG4bKx;received=203.0.113.5"
         );
-        assert!(parse_via("SIP/2.0/UDP").is_none());
-        assert!(parse_via("HTTP/1.1 host").is_none());
-        assert!(parse_via("SIP/2.0/UDP host:99999").is_none());
+        assert!(parse_via("SIP/2.0/UDP").is_err());
+        assert!(parse_via("HTTP/1.1 host").is_err());
+        assert!(parse_via("SIP/2.0/UDP host:99999").is_err());
     }
 
     #[test]
@@ -1128,8 +973,8 @@ mod tests {
             "sip:bob@h:5060"
         );
         assert_eq!(uri_user("sip:1001@h;transport=tcp"), Some("1001"));
-        assert_eq!(parse_cseq("10 INVITE"), Some((10, "INVITE")));
-        assert_eq!(parse_cseq("4294967295 INVITE"), None);
+        assert_eq!(parse_cseq("10 INVITE").ok(), Some((10, "INVITE")));
+        assert_eq!(parse_cseq("4294967295 INVITE").ok(), None);
         assert_eq!(
             split_top_via("SIP/2.0/UDP a;branch=1, SIP/2.0/UDP b"),
             ("SIP/2.0/UDP a;branch=1", Some("SIP/2.0/UDP b"))

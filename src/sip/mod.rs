@@ -1,6 +1,8 @@
 //! The SIP stack: `rsip` parses and prints messages; everything above that is ours.
 //!
 //! * [`message`]: lenient scan and checks before `rsip`, error responses, response builder
+//! * [`headers`]: the one reading of Via, CSeq and header parameters, for the checks and
+//!   the transaction keys alike
 //! * [`framing`]: message boundaries on TCP
 //! * [`transaction`]: RFC 3261 §17 state machines (sans-IO)
 //! * [`dialog`]: calls as UAS dialogs and operator legs as UAC dialogs, 2xx retransmission,
@@ -9,11 +11,16 @@
 //! * [`sdp`]: offer/answer for G.711 + telephone-event
 //! * [`ua`]: the sans-IO core that ties them together: answers callers, rings operators
 //! * [`transport`]: the only part that touches sockets
+//!
+//! Nothing here reads the configuration: the core, the registrar and the transport each take
+//! their own settings ([`ua::UaSettings`], [`registrar::RegistrarSettings`],
+//! [`transport::TransportSettings`]), which the application builds from its `Config`.
 
 pub mod dialog;
 pub mod digest;
 pub mod framing;
 pub mod guard;
+pub mod headers;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

@@ -12,8 +12,8 @@ use super::digest::{Algorithm, DigestAuthenticator, DigestError};
 use super::guard::AuthLockout;
 use super::message::{addr_uri, contacts, first_header, header_param, uri_user, ResponseBuilder};
 use super::Transport;
-use crate::config::{AuthAlgorithm, Config};
 use bytes::Bytes;
+use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -52,6 +52,29 @@ pub struct RegisterOutcome {
     pub events: Vec<RegistrationEvent>,
 }
 
+/// What the registrar is configured with. The application builds it from its
+/// configuration; the SIP stack reads none.
+#[derive(Clone)]
+pub struct RegistrarSettings {
+    /// The digest realm: the SIP domain.
+    pub realm: String,
+    /// Offered in this order (RFC 8760 §2.4); at least one.
+    pub algorithms: Vec<Algorithm>,
+    /// A nonce older than this is answered with `stale=true`.
+    pub nonce_lifetime: Duration,
+    /// Failed digest attempts from one address before it is locked out…
+    pub max_failures: u32,
+    /// …for this long.
+    pub lockout: Duration,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    /// Our `Server` header.
+    pub server: String,
+    /// The operators: extension and digest password (`None`: the extension exists but
+    /// cannot register).
+    pub accounts: Vec<(String, Option<String>)>,
+}
+
 struct Account {
     password: Option<String>,
 }
@@ -67,44 +90,28 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    pub fn new(config: &Config, now: Instant) -> Self {
-        let algorithms = config
-            .sip
-            .auth_algorithms
-            .iter()
-            .map(|a| match a {
-                AuthAlgorithm::Sha256 => Algorithm::Sha256,
-                AuthAlgorithm::Md5 => Algorithm::Md5,
-            })
-            .collect();
-        let accounts = config
-            .operators
-            .iter()
-            .map(|op| {
-                (
-                    op.extension.clone(),
-                    Account {
-                        password: op.resolve_password(),
-                    },
-                )
-            })
+    /// A registrar with no bindings. Nonces and the digest secret come from `rng`, which
+    /// must be seeded from a cryptographically secure source in production.
+    pub fn new(settings: RegistrarSettings, rng: StdRng, now: Instant) -> Self {
+        let accounts = settings
+            .accounts
+            .into_iter()
+            .map(|(extension, password)| (extension, Account { password }))
             .collect();
         Registrar {
             auth: DigestAuthenticator::new(
-                &config.sip.domain,
-                algorithms,
-                Duration::from_secs(config.limits.nonce_lifetime_s),
+                &settings.realm,
+                settings.algorithms,
+                settings.nonce_lifetime,
                 now,
+                rng,
             ),
-            lockout: AuthLockout::new(
-                config.limits.auth_max_failures,
-                config.limits.auth_lockout(),
-            ),
+            lockout: AuthLockout::new(settings.max_failures, settings.lockout),
             accounts,
             bindings: HashMap::new(),
-            min_expires: config.limits.register_min_expires,
-            max_expires: config.limits.register_max_expires,
-            server: config.sip.user_agent.clone(),
+            min_expires: settings.min_expires,
+            max_expires: settings.max_expires,
+            server: settings.server,
         }
     }
 
@@ -180,7 +187,7 @@ impl Registrar {
         };
         let method = req.method.to_string();
         let Some(authorization) = first_header(&req.headers, "Authorization") else {
-            return self.challenge(req, source, false, now);
+            return challenge(&mut self.auth, &self.server, req, source, false, now);
         };
         let accounts = &self.accounts;
         let verified = self.auth.verify(authorization, &method, now, |user| {
@@ -195,12 +202,14 @@ impl Registrar {
                 self.lockout.record_failure(source.ip(), now);
                 return reply(403, "Forbidden");
             }
-            Err(e) if e.is_stale() => return self.challenge(req, source, true, now),
+            Err(e) if e.is_stale() => {
+                return challenge(&mut self.auth, &self.server, req, source, true, now)
+            }
             Err(DigestError::InvalidNonce) => {
                 // Most often a nonce from before a restart: challenge afresh, but count it,
                 // since a forged nonce looks the same.
                 self.lockout.record_failure(source.ip(), now);
-                return self.challenge(req, source, false, now);
+                return challenge(&mut self.auth, &self.server, req, source, false, now);
             }
             Err(e) => {
                 let locked = self.lockout.record_failure(source.ip(), now);
@@ -209,26 +218,6 @@ impl Registrar {
             }
         }
         self.update_bindings(req, &aor_user, source, transport, now)
-    }
-
-    fn challenge(
-        &self,
-        req: &rsip::Request,
-        source: SocketAddr,
-        stale: bool,
-        now: Instant,
-    ) -> RegisterOutcome {
-        let mut b = ResponseBuilder::new(req, source, 401, "Unauthorized")
-            .to_tag("reg")
-            .header("Server", &self.server);
-        for c in self.auth.challenges(now, stale) {
-            b = b.header("WWW-Authenticate", c);
-        }
-        RegisterOutcome {
-            status: 401,
-            response: b.build(),
-            events: Vec::new(),
-        }
     }
 
     fn update_bindings(
@@ -244,7 +233,7 @@ impl Registrar {
             .unwrap_or_default()
             .to_string();
         let cseq = first_header(&req.headers, "CSeq")
-            .and_then(super::message::parse_cseq)
+            .and_then(|v| super::headers::parse_cseq(v).ok())
             .map(|(n, _)| n)
             .unwrap_or(0);
         let header_expires: Option<u32> =
@@ -354,5 +343,29 @@ impl Registrar {
             response: b.build(),
             events,
         }
+    }
+}
+
+/// 401 with one challenge per offered algorithm. Apart from the registrar so that it can
+/// take the authenticator mutably (each challenge draws a fresh salt) while the caller
+/// still holds other fields.
+fn challenge(
+    auth: &mut DigestAuthenticator,
+    server: &str,
+    req: &rsip::Request,
+    source: SocketAddr,
+    stale: bool,
+    now: Instant,
+) -> RegisterOutcome {
+    let mut b = ResponseBuilder::new(req, source, 401, "Unauthorized")
+        .to_tag("reg")
+        .header("Server", server);
+    for c in auth.challenges(now, stale) {
+        b = b.header("WWW-Authenticate", c);
+    }
+    RegisterOutcome {
+        status: 401,
+        response: b.build(),
+        events: Vec::new(),
     }
 }

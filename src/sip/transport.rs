@@ -16,9 +16,9 @@
 use super::framing::{Frame, Framer};
 use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
+use super::registrar::RegistrarSettings;
 use super::ua::{EndReason, Event, Originate, OriginateError, UaSettings, UserAgent};
 use super::{Transmit, Transport};
-use crate::config::Config;
 use crate::media::ports::PortPool;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -177,37 +177,65 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// What the SIP side is configured with. The application builds it from its
+/// configuration; the SIP stack reads none.
+#[derive(Clone)]
+pub struct TransportSettings {
+    /// UDP and TCP listen on this address and port (port 0: the OS picks one).
+    pub listen: SocketAddr,
+    /// The address others reach us at, for Contact, Via and SDP, when it is not the bound
+    /// one ([`UaSettings::set_address`]).
+    pub public_address: Option<IpAddr>,
+    /// Largest SIP message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Requests per second one source address may send, and the burst.
+    pub source_rate: u32,
+    pub source_burst: u32,
+    /// A TCP connection with no traffic for this long is closed.
+    pub tcp_idle: Duration,
+    pub tcp_max_connections: usize,
+    /// Connections one address may hold at once (trusted sources exempt).
+    pub tcp_max_connections_per_source: usize,
+    /// Exempt from the rate limit and the per-source cap: the carrier's SBC.
+    pub trusted_sources: Vec<ipnet::IpNet>,
+    /// The core's settings; its address is set here once the sockets are bound.
+    pub ua: UaSettings,
+    pub registrar: RegistrarSettings,
+}
+
 /// Binds and starts the SIP tasks. Every event of the core goes to `calls`, the call flow,
 /// which must see each one (so the channel is unbounded; its volume is bounded by the call
 /// rate).
 pub async fn start(
-    config: &Config,
+    settings: TransportSettings,
     ports: PortPool,
     calls: mpsc::UnboundedSender<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SipService, TransportError> {
-    let (udp, tcp) = bind(config.sip.listen).await?;
+    let (udp, tcp) = bind(settings.listen).await?;
     let local_addr = udp.local_addr().expect("bound socket has an address");
     let udp = Arc::new(udp);
-    let settings = UaSettings::from_config(config, local_addr);
-    let ua = UserAgent::new(config, settings, Instant::now()).with_ports(Box::new(ports));
-    let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
-    let alive = Arc::new(AtomicBool::new(true));
     let limits = Limits {
-        max_size: config.limits.max_message_size,
-        server: config.sip.user_agent.clone().into(),
-        source_rate: config.limits.source_rate,
-        source_burst: config.limits.source_burst,
-        tcp_idle: Duration::from_secs(config.limits.tcp_idle_timeout_s),
-        tcp_max: config.limits.tcp_max_connections,
-        tcp_max_per_source: config.limits.tcp_max_connections_per_source,
-        trusted: config.limits.trusted_sources.clone().into(),
+        max_size: settings.max_message_size,
+        server: settings.ua.server.clone().into(),
+        source_rate: settings.source_rate,
+        source_burst: settings.source_burst,
+        tcp_idle: settings.tcp_idle,
+        tcp_max: settings.tcp_max_connections,
+        tcp_max_per_source: settings.tcp_max_connections_per_source,
+        trusted: settings.trusted_sources.clone().into(),
     };
     let limiter = RateLimiter::new(
-        config.limits.source_rate,
-        config.limits.source_burst,
-        config.limits.trusted_sources.clone(),
+        settings.source_rate,
+        settings.source_burst,
+        settings.trusted_sources,
     );
+    let mut ua_settings = settings.ua;
+    ua_settings.set_address(settings.public_address, local_addr);
+    let ua =
+        UserAgent::new(ua_settings, settings.registrar, Instant::now()).with_ports(Box::new(ports));
+    let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
+    let alive = Arc::new(AtomicBool::new(true));
     let control = SipControl {
         core: core_tx.clone(),
     };
