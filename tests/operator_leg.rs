@@ -31,6 +31,7 @@ fn leg(number: &str, name: Option<&str>) -> Originate {
         extension: OPERATOR.into(),
         caller_number: number.into(),
         caller_name: name.map(str::to_string),
+        for_call: None,
     }
 }
 

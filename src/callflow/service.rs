@@ -6,9 +6,10 @@
 //! task owns that call's media session, its queue notices and its journal writes, so a slow
 //! call slows nobody else.
 //!
-//! Operator legs are placed through the dispatcher ([`Routed::Originate`]): it asks the SIP
-//! core and records "leg → call" before it reads the core's next event, so the leg's first
-//! response always finds its call. The SIP core only rings registered operators' bindings
+//! A call's task places its operator legs itself (`SipControl::originate`, naming the call
+//! the leg serves). The SIP core reports each such leg as `LegPlaced` before any of its
+//! progress, on the same event stream, so the dispatcher learns "leg → call" in order and
+//! never waits on the SIP core. The core only rings registered operators' bindings
 //! (`UserAgent::originate`); nothing here can name another destination.
 //!
 //! A call's journal writes are queued on the [`CallLog`], whose one FIFO keeps them in
@@ -40,11 +41,11 @@ use crate::sip::sdp::Negotiated;
 use crate::sip::transport::SipControl;
 use crate::sip::ua::{self, EndReason, Originate};
 use chrono::{DateTime, Datelike, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// The prompts of the flow, resolved and checked at start-up.
 pub struct FlowPrompts {
@@ -140,17 +141,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
 }
 
-/// What a call's task tells the dispatcher, and what the dispatcher routes to a call.
+/// What a call's task tells the dispatcher.
 enum Routed {
-    /// To the dispatcher: place the operator leg for `call`.
-    Originate {
-        call: u64,
-        o: Originate,
-        reply: oneshot::Sender<Option<u64>>,
-    },
-    /// To the dispatcher: the call's task has ended.
+    /// The call's task has ended.
     Gone { call: u64 },
-    /// To the dispatcher: the call's stage changed (for the live view).
+    /// The call's stage changed (for the live view).
     Stage {
         call: u64,
         stage: Stage,
@@ -186,7 +181,6 @@ pub async fn run(
     let (routed_tx, mut routed) = mpsc::unbounded_channel::<Routed>();
     let mut calls: HashMap<u64, (mpsc::UnboundedSender<ToCall>, LiveCall)> = HashMap::new();
     let mut legs: HashMap<u64, u64> = HashMap::new();
-    let mut bindings: HashMap<String, HashSet<String>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut queue_changes = ctx.acd.subscribe();
     let mut queue_open = true;
@@ -195,22 +189,9 @@ pub async fn run(
             ev = sip.recv() => {
                 let Some(ev) = ev else { break };
                 let _ = ctx.observers.send(Event::Sip(ev.clone()));
-                route(&ctx, ev, &mut calls, &mut legs, &mut bindings, &routed_tx, &mut tasks);
+                route(&ctx, ev, &mut calls, &mut legs, &routed_tx, &mut tasks);
             }
             Some(msg) = routed.recv() => match msg {
-                Routed::Originate { call, o, reply } => {
-                    let placed = match ctx.control.originate(o).await {
-                        Ok(leg) => {
-                            legs.insert(leg, call);
-                            Some(leg)
-                        }
-                        Err(e) => {
-                            tracing::warn!(call, error = %e, "operator leg not placed");
-                            None
-                        }
-                    };
-                    let _ = reply.send(placed);
-                }
                 Routed::Gone { call } => {
                     calls.remove(&call);
                     legs.retain(|_, c| *c != call);
@@ -271,7 +252,6 @@ fn route(
     ev: ua::Event,
     calls: &mut HashMap<u64, (mpsc::UnboundedSender<ToCall>, LiveCall)>,
     legs: &mut HashMap<u64, u64>,
-    bindings: &mut HashMap<String, HashSet<String>>,
     routed: &mpsc::UnboundedSender<Routed>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
@@ -335,6 +315,12 @@ fn route(
             });
             send(calls, call, ToCall::Dtmf(digit));
         }
+        ua::Event::LegPlaced {
+            call: leg,
+            for_call,
+        } => {
+            legs.insert(leg, for_call);
+        }
         ua::Event::OperatorRinging { call: leg } => {
             if let Some(&call) = legs.get(&leg) {
                 send(calls, call, ToCall::LegRinging);
@@ -375,22 +361,15 @@ fn route(
         }
         ua::Event::Registration(r) => {
             use crate::sip::registrar::RegistrationEvent as R;
-            let (extension, now_registered) = match r {
-                R::Registered { extension, contact } => {
-                    bindings
-                        .entry(extension.clone())
-                        .or_default()
-                        .insert(contact);
-                    (extension, true)
-                }
-                R::Unregistered { extension, contact } => {
-                    let set = bindings.entry(extension.clone()).or_default();
-                    set.remove(&contact);
-                    let any = !set.is_empty();
-                    (extension, any)
-                }
+            let (extension, registered) = match r {
+                R::Registered { extension, .. } => (extension, true),
+                R::Unregistered {
+                    extension,
+                    still_registered,
+                    ..
+                } => (extension, still_registered),
             };
-            ctx.acd.set_registered(&extension, now_registered);
+            ctx.acd.set_registered(&extension, registered);
         }
     }
 }
@@ -742,20 +721,18 @@ impl CallTask {
             Action::Enqueue => ctx.acd.enqueue(self.call, self.queue_tx.clone()),
             Action::LeaveQueue => ctx.acd.leave(self.call),
             Action::RingOperator(extension) => {
-                let (reply, rx) = oneshot::channel();
                 let o = Originate {
                     extension,
                     caller_number: self.offered.phone.clone(),
                     caller_name: self.offered.name.clone(),
+                    for_call: Some(self.call),
                 };
-                let _ = self.routed.send(Routed::Originate {
-                    call: self.call,
-                    o,
-                    reply,
-                });
-                match rx.await.ok().flatten() {
-                    Some(leg) => self.leg = Some(leg),
-                    None => self.inputs.push(Input::OperatorFailed),
+                match ctx.control.originate(o).await {
+                    Ok(leg) => self.leg = Some(leg),
+                    Err(e) => {
+                        tracing::warn!(call = self.call, error = %e, "operator leg not placed");
+                        self.inputs.push(Input::OperatorFailed);
+                    }
                 }
             }
             Action::CancelOperator => {

@@ -40,8 +40,17 @@ pub struct Binding {
 /// A change the rest of the system may care about (operator came online / went away).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistrationEvent {
-    Registered { extension: String, contact: String },
-    Unregistered { extension: String, contact: String },
+    Registered {
+        extension: String,
+        contact: String,
+    },
+    Unregistered {
+        extension: String,
+        contact: String,
+        /// The extension still has another current binding, so the operator is still
+        /// reachable: the queue needs no copy of the bindings to know.
+        still_registered: bool,
+    },
 }
 
 /// Result of one REGISTER.
@@ -152,6 +161,7 @@ impl Registrar {
                     events.push(RegistrationEvent::Unregistered {
                         extension: ext.clone(),
                         contact: b.contact.clone(),
+                        still_registered: false,
                     });
                 }
                 keep
@@ -159,7 +169,23 @@ impl Registrar {
         }
         self.bindings.retain(|_, v| !v.is_empty());
         self.lockout.sweep(now);
+        self.settle(&mut events, now);
         events
+    }
+
+    /// Fills in, once every change of one REGISTER or sweep is made, whether each
+    /// unregistered extension is still reachable through another binding.
+    fn settle(&self, events: &mut [RegistrationEvent], now: Instant) {
+        for e in events {
+            if let RegistrationEvent::Unregistered {
+                extension,
+                still_registered,
+                ..
+            } = e
+            {
+                *still_registered = !self.lookup(extension, now).is_empty();
+            }
+        }
     }
 
     /// Processes one REGISTER.
@@ -261,6 +287,7 @@ impl Registrar {
                 events.push(RegistrationEvent::Unregistered {
                     extension: aor.to_string(),
                     contact: b.contact,
+                    still_registered: false,
                 });
             }
         } else {
@@ -299,6 +326,7 @@ impl Registrar {
                         events.push(RegistrationEvent::Unregistered {
                             extension: aor.to_string(),
                             contact: b.contact,
+                            still_registered: false,
                         });
                     }
                     continue;
@@ -338,6 +366,7 @@ impl Registrar {
             let left = binding.expires_at.saturating_duration_since(now).as_secs();
             b = b.header("Contact", format!("<{}>;expires={left}", binding.contact));
         }
+        self.settle(&mut events, now);
         RegisterOutcome {
             status: 200,
             response: b.build(),
@@ -367,5 +396,183 @@ fn challenge(
         status: 401,
         response: b.build(),
         events: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The registrar on a fake clock: expiry, lock-out and stale nonces without sleeping.
+    use super::*;
+    use rand::SeedableRng;
+
+    const PHONE: &str = "198.51.100.7:5070";
+
+    fn registrar(t0: Instant) -> Registrar {
+        let settings = RegistrarSettings {
+            realm: "hotline.test".into(),
+            algorithms: vec![Algorithm::Md5],
+            nonce_lifetime: Duration::from_secs(300),
+            max_failures: 5,
+            lockout: Duration::from_secs(15 * 60),
+            min_expires: 60,
+            max_expires: 3600,
+            server: "Hotline/test".into(),
+            accounts: vec![("1001".into(), Some("pw1".into()))],
+        };
+        Registrar::new(settings, StdRng::seed_from_u64(7), t0)
+    }
+
+    fn register(cseq: u32, contact: &str, expires: u32, auth: Option<&str>) -> rsip::Request {
+        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let text = format!(
+            "REGISTER sip:hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bK{cseq}\r\n\
+             From: <sip:1001@hotline.test>;tag=r1\r\nTo: <sip:1001@hotline.test>\r\n\
+             Call-ID: reg-1001\r\nCSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\n\
+             Expires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n"
+        );
+        rsip::Request::try_from(text.as_str()).unwrap()
+    }
+
+    fn www(outcome: &RegisterOutcome) -> String {
+        let text = String::from_utf8(outcome.response.to_vec()).unwrap();
+        text.split("\r\n")
+            .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .unwrap_or_else(|| panic!("no challenge in {text}"))
+            .to_string()
+    }
+
+    fn answer(challenge: &str, password: &str) -> String {
+        crate::sip::digest::client_authorization(
+            challenge,
+            "REGISTER",
+            "sip:hotline.test",
+            "1001",
+            password,
+            "c0ffee",
+            1,
+        )
+        .unwrap()
+    }
+
+    /// Registers `contact` for `expires` seconds at `now` (challenge, then the answer).
+    fn registered(r: &mut Registrar, cseq: u32, contact: &str, expires: u32, now: Instant) {
+        let src = PHONE.parse().unwrap();
+        let challenge = r.handle(
+            &register(cseq, contact, expires, None),
+            src,
+            Transport::Udp,
+            now,
+        );
+        assert_eq!(challenge.status, 401);
+        let auth = answer(&www(&challenge), "pw1");
+        let ok = r.handle(
+            &register(cseq + 1, contact, expires, Some(&auth)),
+            src,
+            Transport::Udp,
+            now,
+        );
+        assert_eq!(ok.status, 200);
+    }
+
+    #[test]
+    fn a_binding_expires_at_its_time_and_says_whether_another_remains() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        registered(&mut r, 1, "sip:1001@10.0.0.5:5070", 60, t0);
+        registered(&mut r, 3, "sip:1001@10.0.0.6:5070", 120, t0);
+        let s = Duration::from_secs;
+        assert!(r.sweep(t0 + s(59)).is_empty());
+        assert_eq!(r.lookup("1001", t0 + s(59)).len(), 2);
+        assert_eq!(
+            r.sweep(t0 + s(60)),
+            vec![RegistrationEvent::Unregistered {
+                extension: "1001".into(),
+                contact: "sip:1001@10.0.0.5:5070".into(),
+                still_registered: true,
+            }]
+        );
+        assert_eq!(
+            r.sweep(t0 + s(120)),
+            vec![RegistrationEvent::Unregistered {
+                extension: "1001".into(),
+                contact: "sip:1001@10.0.0.6:5070".into(),
+                still_registered: false,
+            }]
+        );
+        assert!(r.lookup("1001", t0 + s(120)).is_empty());
+    }
+
+    #[test]
+    fn wrong_passwords_lock_the_address_out_for_the_configured_time() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let src: SocketAddr = PHONE.parse().unwrap();
+        let contact = "sip:1001@10.0.0.5:5070";
+        for i in 0..5 {
+            let now = t0 + Duration::from_secs(i);
+            let challenge = r.handle(&register(1, contact, 300, None), src, Transport::Udp, now);
+            let auth = answer(&www(&challenge), "guess");
+            let refused = r.handle(
+                &register(2, contact, 300, Some(&auth)),
+                src,
+                Transport::Udp,
+                now,
+            );
+            assert_eq!(refused.status, 403, "attempt {i}");
+        }
+        let locked_at = t0 + Duration::from_secs(4);
+        assert!(r.is_locked(src.ip(), locked_at));
+        // Locked: no challenge, whatever is sent, until the lock-out has run its course.
+        let just_before = locked_at + Duration::from_secs(15 * 60 - 1);
+        let r403 = r.handle(
+            &register(3, contact, 300, None),
+            src,
+            Transport::Udp,
+            just_before,
+        );
+        assert_eq!(r403.status, 403);
+        // Another address is not affected.
+        let other: SocketAddr = "198.51.100.8:5070".parse().unwrap();
+        let r401 = r.handle(
+            &register(1, contact, 300, None),
+            other,
+            Transport::Udp,
+            locked_at,
+        );
+        assert_eq!(r401.status, 401);
+        // Over: challenged again, and the right password registers.
+        let after = locked_at + Duration::from_secs(15 * 60 + 1);
+        r.sweep(after);
+        assert!(!r.is_locked(src.ip(), after));
+        registered(&mut r, 5, contact, 300, after);
+    }
+
+    #[test]
+    fn an_answer_to_an_old_nonce_is_rechallenged_as_stale() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let src: SocketAddr = PHONE.parse().unwrap();
+        let contact = "sip:1001@10.0.0.5:5070";
+        let challenge = r.handle(&register(1, contact, 300, None), src, Transport::Udp, t0);
+        let auth = answer(&www(&challenge), "pw1");
+        let late = t0 + Duration::from_secs(301);
+        let stale = r.handle(
+            &register(2, contact, 300, Some(&auth)),
+            src,
+            Transport::Udp,
+            late,
+        );
+        assert_eq!(stale.status, 401);
+        let fresh = www(&stale);
+        assert!(fresh.contains("stale=true"), "{fresh}");
+        let ok = r.handle(
+            &register(3, contact, 300, Some(&answer(&fresh, "pw1"))),
+            src,
+            Transport::Udp,
+            late,
+        );
+        assert_eq!(ok.status, 200);
+        // Not a failure: a stale nonce is no guess.
+        assert!(!r.is_locked(src.ip(), late));
     }
 }

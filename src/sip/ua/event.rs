@@ -57,6 +57,13 @@ pub enum Event {
         reason: EndReason,
     },
     Registration(RegistrationEvent),
+    /// An operator leg asked for with [`Originate::for_call`] was placed: reported before
+    /// any of its progress, so that the owner can route the leg's events without waiting
+    /// for [`UserAgent::originate`](super::UserAgent::originate)'s answer.
+    LegPlaced {
+        call: u64,
+        for_call: u64,
+    },
     /// The operator's phone rings (first 180 or 183 to our INVITE).
     OperatorRinging {
         call: u64,
@@ -87,6 +94,9 @@ pub struct Originate {
     pub caller_number: String,
     /// The caller's display name, if the caller sent one (sanitised before use).
     pub caller_name: Option<String>,
+    /// The inbound call the leg serves: when set, the core reports the leg as
+    /// [`Event::LegPlaced`].
+    pub for_call: Option<u64>,
 }
 
 /// Why no operator leg was placed; nothing was sent.

@@ -53,6 +53,8 @@ mod inbound;
 mod invite;
 mod leg_responses;
 mod outbound;
+#[cfg(test)]
+mod pair;
 mod settings;
 #[cfg(test)]
 mod testkit;
@@ -166,7 +168,15 @@ impl UserAgent {
     /// cannot leave a URI user part or a quoted string, so a hostile From cannot add headers.
     /// On an error nothing is sent and no port is held.
     pub fn originate(&mut self, o: Originate, now: Instant) -> Result<u64, OriginateError> {
-        self.place_leg(o, now)
+        let for_call = o.for_call;
+        let leg = self.place_leg(o, now)?;
+        if let Some(for_call) = for_call {
+            self.events.push_back(Event::LegPlaced {
+                call: leg,
+                for_call,
+            });
+        }
+        Ok(leg)
     }
 
     /// Withdraws an operator leg: CANCEL while it has no final response (held back until a
