@@ -9,8 +9,14 @@ use crate::sip::Transmit;
 /// What a scripted phone does with a message from the core: reply (after a delay), or
 /// lose it (UDP loss).
 pub(super) enum React {
-    Reply(Duration, rsip::SipMessage),
+    Reply(Duration, Box<rsip::SipMessage>),
     Lose,
+}
+
+impl React {
+    pub(super) fn reply(after: Duration, msg: rsip::SipMessage) -> React {
+        React::Reply(after, Box::new(msg))
+    }
 }
 
 /// The phone's script: given what the core sent and the time, what the phone does.
@@ -108,7 +114,7 @@ impl Pair {
             });
             for r in reactions {
                 if let React::Reply(after, msg) = r {
-                    self.phone.send_at(self.now + after, msg);
+                    self.phone.send_at(self.now + after, *msg);
                 }
             }
         }
@@ -201,11 +207,11 @@ mod tests {
                 return vec![React::Lose];
             }
             vec![
-                React::Reply(
+                React::reply(
                     Duration::from_millis(100),
                     op_reply(msg, 180, Some("op1"), "", ""),
                 ),
-                React::Reply(
+                React::reply(
                     Duration::from_secs(4),
                     op_reply(msg, 200, Some("op1"), OP_2XX_EXTRA, OP_ANSWER),
                 ),
@@ -244,7 +250,7 @@ mod tests {
         let t0 = Instant::now();
         let phone = Phone::new(src(), |msg, _| {
             if msg.starts_with("BYE ") {
-                vec![React::Reply(
+                vec![React::reply(
                     Duration::from_millis(20),
                     op_reply(msg, 200, None, "", ""),
                 )]
@@ -288,7 +294,7 @@ mod tests {
         );
         let phone = Phone::new(op_src(), |msg, _| {
             if msg.starts_with("INVITE ") {
-                vec![React::Reply(
+                vec![React::reply(
                     Duration::ZERO,
                     op_reply(msg, 180, Some("op1"), "", ""),
                 )]
