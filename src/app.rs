@@ -187,7 +187,7 @@ impl Hotline {
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let sip = transport::start(
             (&config).into(),
-            ports.clone(),
+            Box::new(ports.clone()),
             calls_tx,
             shutdown_rx.clone(),
         )

@@ -85,6 +85,6 @@ pub fn rtp(data: &[u8]) {
         let mut detector = crate::media::dtmf::Detector::new();
         let _ = detector.on_packet(p.ssrc, p.timestamp, p.marker, p.payload);
     }
-    let _ = crate::media::dtmf::parse_info("application/dtmf-relay", data);
-    let _ = crate::media::dtmf::parse_info("application/dtmf", data);
+    let _ = crate::sip::info::parse_info("application/dtmf-relay", data);
+    let _ = crate::sip::info::parse_info("application/dtmf", data);
 }

@@ -1,14 +1,13 @@
-//! DTMF digits from the two places callers' keypresses arrive: RFC 4733
-//! telephone-event RTP packets and SIP INFO requests.
+//! DTMF digits from RFC 4733 telephone-event RTP packets (the SIP INFO bodies some phones
+//! send instead are read by `sip::info`).
 //!
 //! RFC 4733 sends every event as a burst of packets (a start, periodic
 //! updates, and the end packet three times), so the hard part is reporting
 //! each keypress exactly once despite repeats, retransmissions, loss and
 //! reordering. [`Detector`] does that; [`parse_event`] and [`write_event`] are
-//! the wire format, and [`parse_info`] handles the SIP INFO bodies phones send
-//! instead when RTP events are not negotiated.
+//! the wire format.
 
-/// Errors from decoding DTMF payloads and INFO bodies.
+/// Errors from decoding DTMF payloads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DtmfError {
     /// A telephone-event payload is 4 bytes; this one was shorter.
@@ -23,15 +22,6 @@ pub enum DtmfError {
     /// Volume is a 6-bit field (0 to -63 dBm0).
     #[error("volume {0} out of range 0..=63")]
     BadVolume(u8),
-    /// An INFO body of a type we do not understand.
-    #[error("unsupported DTMF content type {0:?}")]
-    UnsupportedContentType(String),
-    /// An application/dtmf-relay body with no `Signal=` line.
-    #[error("dtmf-relay body has no Signal line")]
-    NoSignal,
-    /// A signal value that is not a DTMF key.
-    #[error("unrecognised DTMF signal {0:?}")]
-    BadSignal(String),
 }
 
 /// One decoded RFC 4733 telephone-event payload.
@@ -204,49 +194,6 @@ impl Detector {
     }
 }
 
-/// Extracts the digit from a SIP INFO request carrying DTMF.
-///
-/// Accepts `application/dtmf-relay` (`Signal=5\r\nDuration=160\r\n`; keys are
-/// case-insensitive and spaces around `=` are allowed) and `application/dtmf`
-/// (a body of just the digit). The content type is compared case-insensitively
-/// and any parameters after `;` are ignored. Signals may be 0-9, *, #, A-D
-/// (either case) or the event numbers 10-15, which some phones send for
-/// *, #, A-D.
-pub fn parse_info(content_type: &str, body: &[u8]) -> Result<char, DtmfError> {
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    let relay = if media_type.eq_ignore_ascii_case("application/dtmf-relay") {
-        true
-    } else if media_type.eq_ignore_ascii_case("application/dtmf") {
-        false
-    } else {
-        return Err(DtmfError::UnsupportedContentType(content_type.to_string()));
-    };
-    let text = std::str::from_utf8(body)
-        .map_err(|_| DtmfError::BadSignal(String::from_utf8_lossy(body).into_owned()))?;
-
-    if !relay {
-        return parse_signal(text.trim());
-    }
-    for line in text.lines() {
-        if let Some((key, value)) = line.split_once('=') {
-            if key.trim().eq_ignore_ascii_case("signal") {
-                return parse_signal(value.trim());
-            }
-        }
-    }
-    Err(DtmfError::NoSignal)
-}
-
-/// One signal value from an INFO body: a single key, or an event number 0..=15.
-fn parse_signal(value: &str) -> Result<char, DtmfError> {
-    let mut chars = value.chars();
-    let digit = match (chars.next(), chars.next()) {
-        (Some(c), None) => digit_to_code(c).and_then(code_to_digit),
-        _ => value.parse::<u8>().ok().and_then(code_to_digit),
-    };
-    digit.ok_or_else(|| DtmfError::BadSignal(value.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,62 +359,5 @@ mod tests {
         assert_eq!(d.on_packet(1, 900, true, &[16, 0, 0, 160]), None);
         assert_eq!(d.on_packet(1, 901, true, &[1, 2]), None);
         assert_eq!(d.on_packet(1, 902, true, &[]), None);
-    }
-
-    #[test]
-    fn info_dtmf_relay() {
-        let ct = "application/dtmf-relay";
-        assert_eq!(parse_info(ct, b"Signal=5\r\nDuration=160\r\n"), Ok('5'));
-        assert_eq!(parse_info(ct, b"Signal= *\r\nDuration= 100\r\n"), Ok('*'));
-        assert_eq!(parse_info(ct, b"signal = #\nduration=250"), Ok('#'));
-        assert_eq!(parse_info(ct, b"Duration=160\r\nSIGNAL=10\r\n"), Ok('*'));
-        assert_eq!(parse_info(ct, b"Signal=11"), Ok('#'));
-        assert_eq!(parse_info(ct, b"Signal=b"), Ok('B'));
-        assert_eq!(parse_info(ct, b"Signal=D\r\n"), Ok('D'));
-        assert_eq!(
-            parse_info("Application/DTMF-Relay; charset=utf-8", b"Signal=0"),
-            Ok('0')
-        );
-        assert_eq!(
-            parse_info(ct, b"Duration=160\r\n"),
-            Err(DtmfError::NoSignal)
-        );
-        assert_eq!(parse_info(ct, b""), Err(DtmfError::NoSignal));
-        assert_eq!(
-            parse_info(ct, b"Signal=16"),
-            Err(DtmfError::BadSignal("16".into()))
-        );
-        assert_eq!(
-            parse_info(ct, b"Signal=x"),
-            Err(DtmfError::BadSignal("x".into()))
-        );
-        assert_eq!(
-            parse_info(ct, b"Signal=\r\n"),
-            Err(DtmfError::BadSignal(String::new()))
-        );
-        assert!(matches!(
-            parse_info(ct, b"Signal=\xFF"),
-            Err(DtmfError::BadSignal(_))
-        ));
-    }
-
-    #[test]
-    fn info_dtmf_and_other_types() {
-        assert_eq!(parse_info("application/dtmf", b"5"), Ok('5'));
-        assert_eq!(parse_info("APPLICATION/DTMF", b" #\r\n"), Ok('#'));
-        assert_eq!(parse_info(" application/dtmf ;x=y", b"11"), Ok('#'));
-        assert_eq!(
-            parse_info("application/dtmf", b"55"),
-            Err(DtmfError::BadSignal("55".into()))
-        );
-        assert_eq!(
-            parse_info("application/sdp", b"Signal=5"),
-            Err(DtmfError::UnsupportedContentType("application/sdp".into()))
-        );
-        let err = parse_info("text/plain", b"5").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unsupported DTMF content type \"text/plain\""
-        );
     }
 }

@@ -21,6 +21,7 @@ pub mod digest;
 pub mod framing;
 pub mod guard;
 pub mod headers;
+pub mod info;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

@@ -17,9 +17,8 @@ use super::framing::{Frame, Framer};
 use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
 use super::registrar::RegistrarSettings;
-use super::ua::{EndReason, Event, Originate, OriginateError, UaSettings, UserAgent};
+use super::ua::{EndReason, Event, Originate, OriginateError, RtpPorts, UaSettings, UserAgent};
 use super::{Transmit, Transport};
-use crate::media::ports::PortPool;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -208,7 +207,7 @@ pub struct TransportSettings {
 /// rate).
 pub async fn start(
     settings: TransportSettings,
-    ports: PortPool,
+    ports: Box<dyn RtpPorts>,
     calls: mpsc::UnboundedSender<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SipService, TransportError> {
@@ -232,8 +231,7 @@ pub async fn start(
     );
     let mut ua_settings = settings.ua;
     ua_settings.set_address(settings.public_address, local_addr);
-    let ua =
-        UserAgent::new(ua_settings, settings.registrar, Instant::now()).with_ports(Box::new(ports));
+    let ua = UserAgent::new(ua_settings, settings.registrar, Instant::now()).with_ports(ports);
     let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
     let alive = Arc::new(AtomicBool::new(true));
     let control = SipControl {

@@ -151,7 +151,7 @@ impl UserAgent {
             return self.respond(key, 200, r, now);
         }
         let content_type = first_header(&req.headers, "Content-Type").unwrap_or_default();
-        match crate::media::dtmf::parse_info(content_type, &req.body) {
+        match crate::sip::info::parse_info(content_type, &req.body) {
             Ok(digit) => {
                 let call = self.calls[&dkey].dialog.id;
                 self.events.push_back(Event::Dtmf { call, digit });
