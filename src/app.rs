@@ -169,7 +169,7 @@ impl Hotline {
             );
         }
         let (acd, acd_task) = AcdHandle::spawn(
-            config.queue.queue_config(),
+            queue_config(&config.queue),
             config
                 .operators
                 .iter()
@@ -366,6 +366,16 @@ impl Hotline {
         }
         self.records.store.close().await;
         self.media.shutdown();
+    }
+}
+
+/// The operator queue's settings from `[queue]` (seconds to durations).
+pub fn queue_config(q: &crate::config::QueueSettings) -> crate::callflow::queue::QueueConfig {
+    crate::callflow::queue::QueueConfig {
+        ring_timeout: Duration::from_secs(q.ring_timeout_s),
+        wrap_up: Duration::from_secs(q.wrap_up_s),
+        max_wait: Duration::from_secs(q.max_wait_s),
+        position_every: Duration::from_secs(q.position_every_s),
     }
 }
 

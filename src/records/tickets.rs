@@ -19,7 +19,6 @@
 
 use super::atm::{AtmCategory, TicketKind};
 use super::{check_len, RecordError};
-use crate::config::ConfigError;
 use crate::store::tokens::Role;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -543,7 +542,8 @@ impl TicketsConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the ranges serde cannot; the error names the `tickets.…` key.
+    pub fn validate(&self) -> Result<(), RecordError> {
         for (field, v) in [
             ("tickets.fault_deadline_days", self.fault_deadline_days),
             (
@@ -552,7 +552,7 @@ impl TicketsConfig {
             ),
         ] {
             if !(1..=60).contains(&v) {
-                return Err(ConfigError::invalid(field, "must be 1..60 working days"));
+                return Err(RecordError::invalid(field, "must be 1..60 working days"));
             }
         }
         for (field, v) in [
@@ -560,7 +560,7 @@ impl TicketsConfig {
             ("tickets.fault_repeat_count", self.fault_repeat_count),
         ] {
             if v < 2 {
-                return Err(ConfigError::invalid(field, "must be at least 2"));
+                return Err(RecordError::invalid(field, "must be at least 2"));
             }
         }
         for (field, v) in [
@@ -568,25 +568,25 @@ impl TicketsConfig {
             ("tickets.fault_repeat_hours", self.fault_repeat_hours),
         ] {
             if !(1..=24 * 90).contains(&v) {
-                return Err(ConfigError::invalid(field, "must be 1..2160 hours"));
+                return Err(RecordError::invalid(field, "must be 1..2160 hours"));
             }
         }
         let mut seen = std::collections::HashSet::new();
         for a in &self.atms {
             if a.id.trim().is_empty() || a.id.len() > 64 {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.id",
                     "must be 1..64 characters",
                 ));
             }
             if !seen.insert(a.id.as_str()) {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.id",
                     format!("{} is listed twice", a.id),
                 ));
             }
             if a.address.trim().is_empty() {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.address",
                     format!("is empty for {}", a.id),
                 ));
