@@ -14,7 +14,7 @@ use crate::callflow::acd::AcdHandle;
 use crate::callflow::queue::{OperatorState, QueueError};
 use crate::live::{Gauges, LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::records::calllog::CallLog;
-use crate::store::tokens::Role;
+use crate::records::role::Role;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};

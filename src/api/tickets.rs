@@ -19,7 +19,8 @@ use crate::records::tickets::{
     TransitionError, TransitionRequest, COMPLAINT_HINT,
 };
 use crate::store::tickets::{self as sql, Atm, Caller, TicketFilter, TicketStats};
-use crate::store::tokens::{Role, TokenInfo};
+use crate::records::role::Role;
+use crate::store::tokens::TokenInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};

@@ -86,7 +86,7 @@ async fn voicemail_audio(
     req: Request,
 ) -> Result<Response, ApiError> {
     let vm = sql::get(&state.records.store, id).await?;
-    let path = crate::store::data_file(&state.data_dir, &vm.file)
+    let path = crate::records::data_file(&state.data_dir, &vm.file)
         .ok_or_else(|| ApiError::Internal(format!("voicemail {id}: bad file path {}", vm.file)))?;
     if !path.is_file() {
         return Err(ApiError::NotFound(format!(

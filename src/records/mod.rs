@@ -7,6 +7,8 @@ pub mod atm;
 pub mod callback;
 pub mod calllog;
 pub mod journal;
+pub mod notice;
+pub mod role;
 pub mod spreadsheet;
 pub mod tickets;
 pub mod voicemail;
@@ -64,6 +66,15 @@ where
     D: Deserializer<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A file the database names (recordings, voicemail), inside the data directory; `None`
+/// for an absolute path or one with `..`, which no record of ours holds.
+pub fn data_file(data_dir: &std::path::Path, rel: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(rel);
+    p.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| data_dir.join(p))
 }
 
 /// Settings of the records (`[records]` in hotline.toml).
@@ -130,7 +141,7 @@ impl Records {
         &self,
         new: &tickets::NewTicket,
         operator: Option<&str>,
-        role: crate::store::tokens::Role,
+        role: role::Role,
         actor: &str,
     ) -> Result<crate::store::tickets::Registered, tickets::TicketError> {
         new.validate()?;
@@ -227,5 +238,21 @@ impl Records {
     ) -> Result<crate::store::retention::PurgeReport, RecordError> {
         let cutoff = self.retention_cutoff(Utc::now());
         Ok(crate::store::retention::purge(&self.store, data_dir, cutoff, dry_run, actor).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_stays_inside_the_data_dir() {
+        let d = std::path::Path::new("/data");
+        assert_eq!(
+            data_file(d, "voicemail/2026/x.wav"),
+            Some("/data/voicemail/2026/x.wav".into())
+        );
+        assert_eq!(data_file(d, "../etc/passwd"), None);
+        assert_eq!(data_file(d, "/etc/passwd"), None);
     }
 }

@@ -19,7 +19,7 @@
 
 use super::atm::{AtmCategory, TicketKind};
 use super::{check_len, RecordError};
-use crate::store::tokens::Role;
+use super::role::Role;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -333,6 +333,27 @@ impl Department {
         match self {
             Department::Card => "card",
             Department::Security => "security",
+        }
+    }
+}
+
+/// Why the supervisors are alerted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Several security events on one ATM within the configured hours.
+    SecurityRepeat,
+    /// Many faults on one ATM within the configured hours.
+    FaultRepeat,
+    /// Past its deadline and the ATM not restored.
+    Overdue,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::SecurityRepeat => "security_repeat",
+            AlertKind::FaultRepeat => "fault_repeat",
+            AlertKind::Overdue => "overdue",
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use super::{audit, from_ms, ms, opt_from_ms, Store, StoreError};
 use crate::notify::outbox::Notifying;
-use crate::notify::tickets::{self as notices, Addressed, AlertKind};
+use crate::notify::tickets::{self as notices, Addressed};
 use crate::records::atm::{AtmCategory, TicketKind};
 use crate::records::tickets::{
-    check_transition, next_states, script_hint, AtmConfig, NewTicket, Ticket, TicketError,
+    check_transition, AlertKind, next_states, script_hint, AtmConfig, NewTicket, Ticket, TicketError,
     TicketEvent, TicketState, TicketsConfig,
 };
-use crate::store::tokens::Role;
+use crate::records::role::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;

@@ -8,7 +8,7 @@ use super::voicemail::{apply_transcript, facts};
 use super::{from_ms, ms, opt_from_ms, outbox, Store, StoreError};
 use crate::notify::message;
 use crate::notify::outbox::Notifying;
-use crate::transcribe::classify::Suggestion;
+use crate::records::voicemail::Suggestion;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};

@@ -6,13 +6,14 @@
 use super::audit::{self, Change, Kind, Val};
 use super::journal::{refresh_search_text, touch, update_entry, SYSTEM};
 use super::{from_ms, ms, opt_from_ms, outbox, Param, Sql, Store, StoreError};
-use crate::notify::message::{self, VoicemailFacts};
+use crate::notify::message;
 use crate::notify::outbox::Notifying;
 use crate::records::atm::AtmCategory;
 use crate::records::callback::VOICEMAIL_OPERATOR;
 use crate::records::journal::Disposition;
-use crate::records::voicemail::{NewVoicemail, Voicemail, VoicemailStatus};
-use crate::transcribe::classify::{SuggestedKind, Suggestion};
+use crate::records::voicemail::{
+    NewVoicemail, SuggestedKind, Suggestion, Voicemail, VoicemailFacts, VoicemailStatus,
+};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};

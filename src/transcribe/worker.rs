@@ -42,7 +42,7 @@ pub type StatusHandle = Arc<RwLock<EngineStatus>>;
 pub enum JobEvent {
     Done {
         voicemail_id: i64,
-        suggestion: classify::Suggestion,
+        suggestion: crate::records::voicemail::Suggestion,
     },
     Failed {
         voicemail_id: i64,
@@ -210,7 +210,7 @@ struct JobContext {
 
 impl JobContext {
     async fn run(self, engine: Arc<dyn Transcriber>, job: Job) {
-        let result = match crate::store::data_file(&self.data_dir, &job.file) {
+        let result = match crate::records::data_file(&self.data_dir, &job.file) {
             Some(path) => run_on_thread(engine, path).await,
             None => Err(TranscribeError::Audio(format!(
                 "{} is not a file of the data directory",
