@@ -84,7 +84,6 @@ impl From<RecordError> for ApiError {
                 message: format!("`{field}`: {message}"),
             },
             RecordError::Store(s) => s.into(),
-            RecordError::Writer(m) => ApiError::Internal(m),
         }
     }
 }

@@ -448,7 +448,6 @@ impl From<RecordError> for Failure {
         match e {
             RecordError::Store(s) => s.into(),
             RecordError::Invalid { .. } => Failure::Permanent(e.to_string()),
-            RecordError::Writer(_) => Failure::Transient(e.to_string()),
         }
     }
 }

@@ -12,7 +12,6 @@ pub mod role;
 pub mod spreadsheet;
 pub mod tickets;
 pub mod voicemail;
-pub mod writer;
 
 use crate::calendar::Calendar;
 use crate::notify::outbox::{Notifying, Targets};
@@ -32,9 +31,6 @@ pub enum RecordError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The journal writer task failed the batch or is gone.
-    #[error("journal writer: {0}")]
-    Writer(String),
 }
 
 impl RecordError {
@@ -185,7 +181,7 @@ impl Records {
     }
 
     /// Creates the journal entry of an arriving call (one transaction: number, repeat link,
-    /// audit). Calls in bulk go through [`writer::JournalWriter`], which batches.
+    /// audit). The call flow's arrivals go through [`calllog::CallLog`], which batches.
     pub async fn record_call(&self, call: &journal::NewCall) -> Result<i64, RecordError> {
         let ids = self.record_calls(std::slice::from_ref(call)).await?;
         Ok(ids[0])
