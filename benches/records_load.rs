@@ -26,10 +26,10 @@
 use anyhow::{Context, Result};
 use hotline::api::{self, AppState};
 use hotline::calendar::{Calendar, CalendarConfig};
-use hotline::records::journal::NewCall;
 use hotline::records::calllog::CallLog;
-use hotline::records::{Records, RecordsSettings};
+use hotline::records::journal::NewCall;
 use hotline::records::role::Role;
+use hotline::records::{Records, RecordsSettings};
 use hotline::store::tokens;
 use hotline::store::{Backend, Store};
 use rand::{Rng, SeedableRng};
@@ -158,8 +158,7 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         .collect();
     let spool = tempfile::tempdir()?;
     let (log_stop, log_stop_rx) = tokio::sync::watch::channel(false);
-    let (log, log_task) =
-        CallLog::spawn(records.clone(), spool.path().to_path_buf(), log_stop_rx)?;
+    let (log, log_task) = CallLog::spawn(records.clone(), spool.path().to_path_buf(), log_stop_rx)?;
     let t = Instant::now();
     let queue = Arc::new(std::sync::Mutex::new(calls));
     let mut tasks = Vec::new();

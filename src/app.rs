@@ -419,10 +419,7 @@ async fn watch_overdue_tickets(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let notifying = records.notifying();
-        match crate::store::tickets::remind_overdue(&records.store, &notifying, chrono::Utc::now())
-            .await
-        {
+        match records.remind_overdue_tickets(chrono::Utc::now()).await {
             Ok(tickets) => {
                 for t in tickets {
                     tracing::warn!(ticket = t.number, atm = t.atm_id, "ATM ticket overdue");

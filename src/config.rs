@@ -45,7 +45,9 @@ impl From<crate::records::RecordError> for ConfigError {
 impl From<crate::notify::NotifyError> for ConfigError {
     fn from(e: crate::notify::NotifyError) -> Self {
         match e {
-            crate::notify::NotifyError::Invalid { key, problem } => ConfigError::invalid(key, problem),
+            crate::notify::NotifyError::Invalid { key, problem } => {
+                ConfigError::invalid(key, problem)
+            }
             other => ConfigError::invalid("notify", other.to_string()),
         }
     }

@@ -14,12 +14,12 @@ use super::live::{self, event_stream};
 use super::AppState;
 use crate::live::LiveEvent;
 use crate::records::atm::{AtmCategory, TicketKind};
+use crate::records::role::Role;
 use crate::records::tickets::{
-    script_hint, AtmConfig, NewTicket, Ticket, TicketError, TicketEvent, TicketState,
+    script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketError, TicketEvent, TicketState,
     TransitionError, TransitionRequest, COMPLAINT_HINT,
 };
-use crate::store::tickets::{self as sql, Atm, Caller, TicketFilter, TicketStats};
-use crate::records::role::Role;
+use crate::store::tickets::{self as sql, Atm, TicketFilter, TicketStats};
 use crate::store::tokens::TokenInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -265,16 +265,10 @@ async fn transition_ticket(
         operator: auth.token.operator.as_deref(),
         actor: auth.actor(),
     };
-    let moved = sql::transition(
-        &state.records.store,
-        id,
-        req.to,
-        req.note.as_deref(),
-        caller,
-        Utc::now(),
-        &state.records.notifying(),
-    )
-    .await?;
+    let moved = state
+        .records
+        .transition_ticket(id, req.to, req.note.as_deref(), caller, Utc::now())
+        .await?;
     let atm_state =
         (moved.ticket.state == TicketState::Restored).then_some(if moved.atm_in_service {
             "in_service"

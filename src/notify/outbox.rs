@@ -128,14 +128,6 @@ impl Targets {
     }
 }
 
-/// Who is told of a record's changes, and the time zone their texts are written in: what
-/// every store write that enqueues notices (voicemail, transcripts, tickets) is given.
-#[derive(Clone, Copy)]
-pub struct Notifying<'a> {
-    pub targets: &'a Targets,
-    pub tz: chrono_tz::Tz,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,8 @@
 //! the supervisors' alerts. Each is one [`Notice`]; [`Targets`] says where it goes.
 
 use super::outbox::Targets;
-use crate::records::notice::{Notice, Sink};
 use crate::records::atm::TicketKind;
+use crate::records::notice::{Notice, Sink};
 use crate::records::tickets::{departments, AlertKind, Department, Ticket};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

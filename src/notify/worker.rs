@@ -57,14 +57,7 @@ impl Deliverer {
                 }
                 if last_overdue.is_none_or(|t| t.elapsed() >= overdue_every) {
                     last_overdue = Some(tokio::time::Instant::now());
-                    let notifying = self.records.notifying();
-                    match crate::store::voicemail::remind_overdue(
-                        &self.records.store,
-                        &notifying,
-                        Utc::now(),
-                    )
-                    .await
-                    {
+                    match self.records.remind_overdue_voicemail(Utc::now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(n, "overdue voicemail reminders enqueued"),
                         Err(e) => tracing::warn!(error = %e, "overdue voicemail check failed"),

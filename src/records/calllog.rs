@@ -40,7 +40,7 @@
 //! Call-ID is journaled keeps its entry and takes no number; a progress update sets the
 //! same values (the audit log records only changes, so nothing); a voicemail already
 //! recorded for the entry and file is not recorded again (checked in its transaction,
-//! [`store::voicemail::insert_once`](crate::store::voicemail::insert_once)).
+//! [`store::voicemail::insert_once_in`](crate::store::voicemail::insert_once_in)).
 //!
 //! # Failure modes
 //! * Database away or slow: writes are spooled; [`CallLog::pending`] counts the backlog
@@ -857,15 +857,7 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
                     empty: *empty,
                     after_hours: *after_hours,
                 };
-                let deadline = records.calendar.next_working_day_deadline(vm.arrived_at);
-                let (_, created) = crate::store::voicemail::insert_once_in(
-                    &mut tx,
-                    &vm,
-                    deadline,
-                    &records.notifying(),
-                    now,
-                )
-                .await?;
+                let (_, created) = records.add_voicemail_once_in(&mut tx, &vm, now).await?;
                 if !created {
                     tracing::debug!(call_id, file, "voicemail already recorded (a replay)");
                 }

@@ -18,8 +18,8 @@
 //! [`check_transition`] is the whole rule, the store applies it in one transaction.
 
 use super::atm::{AtmCategory, TicketKind};
-use super::{check_len, RecordError};
 use super::role::Role;
+use super::{check_len, RecordError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -504,6 +504,53 @@ pub struct TransitionRequest {
     pub to: TicketState,
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// Who asks for a transition.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub role: Role,
+    /// The operator's extension (operator tokens).
+    pub operator: Option<&'a str>,
+    /// The name the records show.
+    pub actor: &'a str,
+}
+
+impl Caller<'_> {
+    /// Whether `t` was registered by this caller.
+    pub fn is_author(&self, t: &Ticket) -> bool {
+        self.role == Role::Operator
+            && self.operator.is_some()
+            && t.operator.as_deref() == self.operator
+    }
+}
+
+/// What a transition did.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub ticket: Ticket,
+    pub from: TicketState,
+    /// The ATM went back into service.
+    pub atm_in_service: bool,
+}
+
+/// An alert that a write raised (also enqueued for the supervisors).
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub ticket_id: i64,
+    pub atm_id: String,
+    pub count: u32,
+    pub hours: u32,
+}
+
+/// What registering a ticket did.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub ticket: Ticket,
+    /// The ATM was put out of service by it (security events).
+    pub suspended: bool,
+    pub alerts: Vec<Alert>,
 }
 
 /// One ATM of the registry.

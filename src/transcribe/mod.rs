@@ -72,22 +72,13 @@ impl TranscriptionConfig {
             ));
         }
         if !(1..=64).contains(&self.threads) {
-            return Err(invalid(
-                "transcription.threads",
-                "must be between 1 and 64",
-            ));
+            return Err(invalid("transcription.threads", "must be between 1 and 64"));
         }
         if !(1..=16).contains(&self.workers) {
-            return Err(invalid(
-                "transcription.workers",
-                "must be between 1 and 16",
-            ));
+            return Err(invalid("transcription.workers", "must be between 1 and 16"));
         }
         if self.max_attempts == 0 {
-            return Err(invalid(
-                "transcription.max_attempts",
-                "must be at least 1",
-            ));
+            return Err(invalid("transcription.max_attempts", "must be at least 1"));
         }
         Ok(())
     }

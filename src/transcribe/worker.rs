@@ -226,8 +226,7 @@ impl JobContext {
                     audio: Duration::from_secs_f64(t.audio_seconds.max(0.0)),
                     elapsed: t.elapsed,
                 };
-                let notifying = self.records.notifying();
-                match transcription::complete(&self.records.store, &job, &done, &notifying).await {
+                match self.records.complete_transcription(&job, &done).await {
                     Ok(true) => {
                         tracing::info!(
                             voicemail = job.voicemail_id,
