@@ -26,10 +26,11 @@
 use anyhow::{Context, Result};
 use hotline::api::{self, AppState};
 use hotline::calendar::{Calendar, CalendarConfig};
-use hotline::records::calllog::CallLog;
+use hotline::desk::calllog::CallLog;
+use hotline::desk::Records;
 use hotline::records::journal::NewCall;
 use hotline::records::role::Role;
-use hotline::records::{Records, RecordsSettings};
+use hotline::records::RecordsSettings;
 use hotline::store::tokens;
 use hotline::store::{Backend, Store};
 use rand::{Rng, SeedableRng};

@@ -33,12 +33,8 @@ pub enum ConfigError {
 // reported here under the same dotted key.
 impl From<crate::records::RecordError> for ConfigError {
     fn from(e: crate::records::RecordError) -> Self {
-        match e {
-            crate::records::RecordError::Invalid { field, message } => {
-                ConfigError::invalid(field, message)
-            }
-            other => ConfigError::invalid("records", other.to_string()),
-        }
+        let crate::records::RecordError::Invalid { field, message } = e;
+        ConfigError::invalid(field, message)
     }
 }
 

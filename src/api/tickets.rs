@@ -16,8 +16,8 @@ use crate::live::LiveEvent;
 use crate::records::atm::{AtmCategory, TicketKind};
 use crate::records::role::Role;
 use crate::records::tickets::{
-    script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketError, TicketEvent, TicketState,
-    TransitionError, TransitionRequest, COMPLAINT_HINT,
+    script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketEvent, TicketState, TransitionRequest,
+    COMPLAINT_HINT,
 };
 use crate::store::tickets::{self as sql, Atm, TicketFilter, TicketStats};
 use crate::store::tokens::TokenInfo;
@@ -44,25 +44,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(categories))
         .routes(routes!(list_atms))
         .routes(routes!(get_atm, put_atm))
-}
-
-impl From<TicketError> for ApiError {
-    fn from(e: TicketError) -> Self {
-        match e {
-            TicketError::Invalid(r) => r.into(),
-            TicketError::Store(s) => s.into(),
-            TicketError::Transition(t @ TransitionError::Forbidden { .. }) => {
-                ApiError::Refused(t.to_string())
-            }
-            TicketError::Transition(t @ TransitionError::NotAllowed { .. }) => {
-                let message = t.to_string();
-                let TransitionError::NotAllowed { allowed, .. } = t else {
-                    unreachable!()
-                };
-                ApiError::NotAllowed { message, allowed }
-            }
-        }
-    }
 }
 
 const SECURITY_ONLY: &str = "security tickets are visible only to the security service, the \

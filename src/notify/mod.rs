@@ -4,10 +4,7 @@
 //! retrying with backoff. A notice is therefore never lost to a crash or an SMTP outage:
 //! it waits in the table until delivered.
 
-pub mod message;
-pub mod outbox;
 pub mod smtp;
-pub mod tickets;
 pub mod webhook;
 pub mod worker;
 

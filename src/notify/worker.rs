@@ -10,7 +10,7 @@
 use super::smtp::Mailer;
 use super::webhook::Webhooks;
 use super::{NotifyConfig, NotifyError};
-use crate::records::Records;
+use crate::desk::Records;
 use crate::store::outbox::{self, Queued};
 use chrono::Utc;
 use std::time::Duration;

@@ -100,23 +100,6 @@ impl TicketState {
     }
 }
 
-/// Why registering or moving a ticket failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TicketError {
-    #[error(transparent)]
-    Invalid(#[from] RecordError),
-    #[error(transparent)]
-    Transition(#[from] TransitionError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-impl From<sqlx::Error> for TicketError {
-    fn from(e: sqlx::Error) -> Self {
-        TicketError::Store(e.into())
-    }
-}
-
 /// Who may take a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {

@@ -74,7 +74,7 @@ const CHUNK: usize = 200;
 /// The work is a fixed number of statements per chunk of calls, not per call: one look-up
 /// of the Call-IDs, one counter bump per year, one look-up of the numbers' previous
 /// entries, one multi-row insert and one for the audit lines. That is what lets the
-/// call log ([`CallLog`](crate::records::calllog::CallLog)) commit thousands of calls a
+/// call log ([`CallLog`](crate::desk::calllog::CallLog)) commit thousands of calls a
 /// second on PostgreSQL, where every statement is a round trip.
 pub async fn insert_calls(
     store: &Store,

@@ -14,7 +14,7 @@
 use super::classify;
 use super::engine::{transcribe_wav, TranscribeError, Transcriber, WhisperTranscriber};
 use super::TranscriptionConfig;
-use crate::records::Records;
+use crate::desk::Records;
 use crate::store::transcription::{self, Finished, Job};
 use chrono::Utc;
 use serde::Serialize;

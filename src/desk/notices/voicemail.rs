@@ -2,7 +2,7 @@
 //! reads in the e-mail, and the JSON a webhook gets. The e-mail carries the callback form
 //! of Table 6.1 as the voicemail made it, so that the message can be forwarded as it is.
 
-use super::outbox::Targets;
+use super::Targets;
 use crate::records::notice::Notice;
 use crate::records::voicemail::{SuggestedKind, Suggestion, VoicemailFacts};
 use chrono::{DateTime, Utc};

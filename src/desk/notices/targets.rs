@@ -33,7 +33,7 @@ pub struct DepartmentTarget {
 impl Targets {
     /// From `[notify]` and the operators' e-mail addresses (extension, address).
     pub fn from_config<'a>(
-        c: &super::NotifyConfig,
+        c: &crate::notify::NotifyConfig,
         operator_emails: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Targets {
         let mut departments = HashMap::new();

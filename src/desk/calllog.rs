@@ -60,9 +60,9 @@
 //! The spool writes are plain blocking file I/O on the task: an append and `fdatasync`,
 //! milliseconds, and only while the database is away.
 
-use super::journal::{validate_phone, CallProgress, Disposition, NewCall};
-use super::voicemail::NewVoicemail;
-use super::{RecordError, Records};
+use super::{DeskError, Records};
+use crate::records::journal::{validate_phone, CallProgress, Disposition, NewCall};
+use crate::records::voicemail::NewVoicemail;
 use crate::store::{from_ms, ms, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -443,11 +443,11 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<RecordError> for Failure {
-    fn from(e: RecordError) -> Self {
+impl From<DeskError> for Failure {
+    fn from(e: DeskError) -> Self {
         match e {
-            RecordError::Store(s) => s.into(),
-            RecordError::Invalid { .. } => Failure::Permanent(e.to_string()),
+            DeskError::Store(s) => s.into(),
+            DeskError::Invalid(_) | DeskError::Transition(_) => Failure::Permanent(e.to_string()),
         }
     }
 }

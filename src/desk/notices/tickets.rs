@@ -2,7 +2,7 @@
 //! Table 6.1 form, the security service's finding, the restoration to the operator, and
 //! the supervisors' alerts. Each is one [`Notice`]; [`Targets`] says where it goes.
 
-use super::outbox::Targets;
+use super::Targets;
 use crate::records::atm::TicketKind;
 use crate::records::notice::{Notice, Sink};
 use crate::records::tickets::{departments, AlertKind, Department, Ticket};
@@ -240,7 +240,7 @@ fn local(at: DateTime<Utc>, tz: Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::outbox::DepartmentTarget;
+    use crate::desk::notices::DepartmentTarget;
     use crate::records::atm::AtmCategory;
     use crate::records::tickets::TicketState;
     use chrono::TimeZone;
