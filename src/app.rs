@@ -119,7 +119,7 @@ impl Hotline {
                     .filter_map(|o| Some((o.extension.as_str(), o.email.as_deref()?))),
             ))
             .with_tickets(config.tickets.clone());
-        crate::store::tickets::sync_registry(&records.store, &config.tickets.atms).await?;
+        records.sync_atms(&config.tickets.atms).await?;
         let prompts = Prompts::load(&config.media.prompts_dir)?;
         let flow_prompts = FlowPrompts::load(&prompts, &calendar)?;
         let recordings = config.storage.data_dir.join("recordings");

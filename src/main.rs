@@ -225,8 +225,9 @@ fn main() -> ExitCode {
                             "an operator token needs --operator with a configured extension"
                         );
                     }
-                    let (id, token) =
-                        tokens::create(&records.store, &name, role, operator.as_deref()).await?;
+                    let (id, token) = records
+                        .create_token(&name, role, operator.as_deref())
+                        .await?;
                     eprintln!(
                         "token {id} for {name} ({}); it is shown only now:",
                         role.as_str()
@@ -253,7 +254,7 @@ fn main() -> ExitCode {
                 Ok(())
             }),
             TokenCommand::Revoke { db, id } => with_records(db, move |_, records| async move {
-                tokens::revoke(&records.store, id).await?;
+                records.revoke_token(id).await?;
                 println!("token {id} revoked");
                 Ok(())
             }),

@@ -401,7 +401,5 @@ async fn put_atm(
         id,
         address: body.address,
     };
-    Ok(Json(
-        sql::put_atm(&state.records.store, &atm, auth.actor()).await?,
-    ))
+    Ok(Json(state.records.put_atm(&atm, auth.actor()).await?))
 }

@@ -119,6 +119,9 @@ async fn process_voicemail(
     auth: Allowed<can::VoicemailProcess>,
     Path(id): Path<i64>,
 ) -> Result<Json<Voicemail>, ApiError> {
-    sql::mark_processed(&state.records.store, id, auth.actor()).await?;
+    state
+        .records
+        .mark_voicemail_processed(id, auth.actor())
+        .await?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }

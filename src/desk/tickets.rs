@@ -5,13 +5,25 @@ use super::{notices, DeskError, Records};
 use crate::records::atm::TicketKind;
 use crate::records::role::Role;
 use crate::records::tickets::{
-    check_transition, Alert, AlertKind, Caller, Moved, NewTicket, Registered, Ticket, TicketState,
+    check_transition, Alert, AlertKind, AtmConfig, Caller, Moved, NewTicket, Registered, Ticket,
+    TicketState,
 };
 use crate::records::RecordError;
+use crate::store::tickets::Atm;
 use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
 
 impl Records {
+    /// Adds the configured ATMs to the registry and updates their addresses.
+    pub async fn sync_atms(&self, atms: &[AtmConfig]) -> Result<(), StoreError> {
+        store::tickets::sync_registry(&self.store, atms).await
+    }
+
+    /// Adds an ATM to the registry or changes its address (audited).
+    pub async fn put_atm(&self, atm: &AtmConfig, actor: &str) -> Result<Atm, DeskError> {
+        Ok(store::tickets::put_atm(&self.store, atm, actor).await?)
+    }
+
     /// Registers an ATM ticket (SPEC §3.3), due in the kind's working days; `operator`
     /// is the registering operator's extension, told when the ATM works again; `role` the
     /// registering token's, for the lifecycle's first event. One transaction: the ticket,

@@ -10,6 +10,12 @@ use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
 
 impl Records {
+    /// An operator has processed the message (listened, acted on it); a conflict the
+    /// second time.
+    pub async fn mark_voicemail_processed(&self, id: i64, actor: &str) -> Result<(), DeskError> {
+        Ok(store::voicemail::mark_processed(&self.store, id, actor).await?)
+    }
+
     /// Records a voicemail (and its callback form), due by the next working day's close,
     /// with the head of the call centre's notice in the same transaction.
     pub async fn add_voicemail(&self, vm: &NewVoicemail) -> Result<i64, DeskError> {
