@@ -231,14 +231,14 @@ impl Hotline {
         let (background_shutdown, background_rx) = watch::channel(false);
         let (job_events, _) = broadcast::channel(1024);
         let (transcription, transcription_task) = TranscriptionWorker {
-            records: records.clone(),
+            jobs: records.clone(),
             data_dir: config.storage.data_dir.clone(),
             config: config.transcription.clone(),
             engine: None,
             events: job_events.clone(),
         }
         .spawn(background_rx.clone());
-        let overdue_tickets = tokio::spawn(watch_overdue_tickets(
+        let overdue = tokio::spawn(watch_overdue(
             records.clone(),
             live_events.clone(),
             Duration::from_secs(config.notify.overdue_check_s.max(1)),
@@ -312,7 +312,7 @@ impl Hotline {
             calllog_task,
             calllog_store,
             background_shutdown,
-            background_tasks: vec![transcription_task, deliverer, overdue_tickets],
+            background_tasks: vec![transcription_task, deliverer, overdue],
             job_events,
             transcription,
             media,
@@ -410,15 +410,21 @@ async fn forward_job_events(
     }
 }
 
-/// Alerts the supervisors of ATM tickets past their deadline (outbox and live feed), every
-/// `every`, until shutdown.
-async fn watch_overdue_tickets(
+/// Reminds the head of the call centre of overdue voicemail (outbox) and alerts the
+/// supervisors of ATM tickets past their deadline (outbox and live feed), every `every`,
+/// until shutdown.
+async fn watch_overdue(
     records: Records,
     live: broadcast::Sender<LiveEvent>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        match records.remind_overdue_voicemail(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "overdue voicemail reminders enqueued"),
+            Err(e) => tracing::warn!(error = %e, "overdue voicemail check failed"),
+        }
         match records.remind_overdue_tickets(chrono::Utc::now()).await {
             Ok(tickets) => {
                 for t in tickets {

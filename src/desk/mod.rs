@@ -13,7 +13,9 @@ mod callbacks;
 pub mod calllog;
 mod journal;
 pub mod notices;
+mod outbox;
 mod tickets;
+mod transcription;
 mod voicemail;
 
 use crate::calendar::Calendar;

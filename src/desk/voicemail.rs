@@ -4,8 +4,7 @@
 use super::notices::{self, Targets};
 use super::{DeskError, Records};
 use crate::records::notice::Notice;
-use crate::records::voicemail::{NewVoicemail, VoicemailFacts};
-use crate::store::transcription::{Finished, Job};
+use crate::records::voicemail::{NewVoicemail, Transcribed, TranscriptionJob, VoicemailFacts};
 use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
 
@@ -51,8 +50,8 @@ impl Records {
     /// transaction; `false` if the job was no longer running.
     pub async fn complete_transcription(
         &self,
-        job: &Job,
-        done: &Finished<'_>,
+        job: &TranscriptionJob,
+        done: &Transcribed<'_>,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let mut tx = self.store.begin_write().await?;

@@ -1,8 +1,10 @@
-//! Notifications (SPEC §2.6, §3.2): an outbox table that every notice is written to in the
-//! same transaction as the record it announces, and a worker that delivers it by e-mail
-//! ([`smtp`], through `lettre`) or webhook ([`webhook`], JSON signed with HMAC-SHA256),
-//! retrying with backoff. A notice is therefore never lost to a crash or an SMTP outage:
-//! it waits in the table until delivered.
+//! Notifications (SPEC §2.6, §3.2): every notice is written to an outbox in the same
+//! transaction as the record it announces (by [`crate::desk`]), and the worker here
+//! delivers it by e-mail ([`smtp`], through `lettre`) or webhook ([`webhook`], JSON signed
+//! with HMAC-SHA256), retrying with backoff. A notice is therefore never lost to a crash or
+//! an SMTP outage: it waits in the outbox until delivered. This module only delivers: it
+//! reads and marks the outbox through the [`worker::Outbox`] trait, and knows nothing of
+//! the records or the database.
 
 pub mod smtp;
 pub mod webhook;
@@ -22,8 +24,9 @@ pub enum NotifyError {
     /// Retrying cannot help: a bad address, a refusal.
     #[error("{0}")]
     Permanent(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    /// The outbox could not be read or marked (the database is away).
+    #[error("{0}")]
+    Outbox(String),
     /// A `[notify]` setting that cannot work, naming its key.
     #[error("`{key}`: {problem}")]
     Invalid { key: String, problem: String },

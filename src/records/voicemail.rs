@@ -117,3 +117,23 @@ pub struct VoicemailFacts {
     pub transcript: Option<String>,
     pub suggestion: Option<Suggestion>,
 }
+
+/// A message's transcription handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptionJob {
+    pub id: i64,
+    pub voicemail_id: i64,
+    /// The WAV, relative to the data directory.
+    pub file: String,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+/// What a finished transcription brings.
+#[derive(Debug, Clone)]
+pub struct Transcribed<'a> {
+    pub transcript: &'a str,
+    pub suggestion: &'a Suggestion,
+    pub audio: Duration,
+    pub elapsed: Duration,
+}

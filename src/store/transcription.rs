@@ -6,23 +6,12 @@
 
 use super::voicemail::apply_transcript;
 use super::{from_ms, ms, opt_from_ms, Store, StoreError};
-use crate::records::voicemail::Suggestion;
+use crate::records::voicemail::{Transcribed, TranscriptionJob as Job};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
 use utoipa::ToSchema;
-
-/// A job handed to a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub id: i64,
-    pub voicemail_id: i64,
-    /// The WAV, relative to the data directory.
-    pub file: String,
-    /// Attempts including this one.
-    pub attempts: i64,
-}
 
 /// A message's transcription as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -110,15 +99,6 @@ pub async fn claim_next(store: &Store, now: DateTime<Utc>) -> Result<Option<Job>
     }
 }
 
-/// What a finished transcription brings.
-#[derive(Debug, Clone)]
-pub struct Finished<'a> {
-    pub transcript: &'a str,
-    pub suggestion: &'a Suggestion,
-    pub audio: Duration,
-    pub elapsed: Duration,
-}
-
 /// Stores the transcript (message, callback form, journal, as
 /// [`super::voicemail::set_transcript`]), the suggestion and the job's end, in the
 /// caller's transaction, which also takes the "transcript ready" notices: a job is done
@@ -127,7 +107,7 @@ pub struct Finished<'a> {
 pub async fn complete_in(
     tx: &mut AnyConnection,
     job: &Job,
-    done: &Finished<'_>,
+    done: &Transcribed<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let ended = sqlx::query(
