@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Timelike;
-use hotline::store::tokens::{self, Role};
+use hotline::records::role::Role;
+use hotline::store::tokens;
 use hotline::store::Store;
 use serde_json::Value;
 use tokio::net::UdpSocket;

@@ -12,16 +12,16 @@ use crate::callflow::acd::AcdHandle;
 use crate::callflow::service::{self, Context, FlowPrompts};
 use crate::callflow::Event;
 use crate::config::Config;
+use crate::desk::calllog::{CallLog, CallLogError};
+use crate::desk::notices::Targets;
+use crate::desk::Records;
 use crate::live::LiveEvent;
 use crate::live::LiveRequest;
 use crate::media::ports::PortPool;
 use crate::media::prompt::{PromptError, Prompts};
 use crate::media::recorder::{self, RecorderError};
 use crate::media::runtime::MediaRuntime;
-use crate::notify::outbox::Targets;
 use crate::notify::worker::Deliverer;
-use crate::records::calllog::{CallLog, CallLogError};
-use crate::records::Records;
 use crate::sip::transport::{self, SipControl, TransportError};
 use crate::store::Store;
 use crate::transcribe::worker::{
@@ -121,7 +121,7 @@ impl Hotline {
                     .filter_map(|o| Some((o.extension.as_str(), o.email.as_deref()?))),
             ))
             .with_tickets(config.tickets.clone());
-        crate::store::tickets::sync_registry(&records.store, &config.tickets.atms).await?;
+        records.sync_atms(&config.tickets.atms).await?;
         let prompts = Prompts::load(&config.media.prompts_dir)?;
         let flow_prompts = FlowPrompts::load(&prompts, &calendar)?;
         let recordings = config.storage.data_dir.join("recordings");
@@ -171,7 +171,7 @@ impl Hotline {
             );
         }
         let (acd, acd_task) = AcdHandle::spawn(
-            config.queue.queue_config(),
+            queue_config(&config.queue),
             config
                 .operators
                 .iter()
@@ -239,14 +239,14 @@ impl Hotline {
         let (background_shutdown, background_rx) = watch::channel(false);
         let (job_events, _) = broadcast::channel(1024);
         let (transcription, transcription_task) = TranscriptionWorker {
-            records: records.clone(),
+            jobs: records.clone(),
             data_dir: config.storage.data_dir.clone(),
             config: config.transcription.clone(),
             engine: None,
             events: job_events.clone(),
         }
         .spawn(background_rx.clone());
-        let overdue_tickets = tokio::spawn(watch_overdue_tickets(
+        let overdue = tokio::spawn(watch_overdue(
             records.clone(),
             live_events.clone(),
             Duration::from_secs(config.notify.overdue_check_s.max(1)),
@@ -320,7 +320,7 @@ impl Hotline {
             calllog_task,
             calllog_store,
             background_shutdown,
-            background_tasks: vec![transcription_task, deliverer, overdue_tickets],
+            background_tasks: vec![transcription_task, deliverer, overdue],
             job_events,
             transcription,
             media,
@@ -377,6 +377,16 @@ impl Hotline {
     }
 }
 
+/// The operator queue's settings from `[queue]` (seconds to durations).
+pub fn queue_config(q: &crate::config::QueueSettings) -> crate::callflow::queue::QueueConfig {
+    crate::callflow::queue::QueueConfig {
+        ring_timeout: Duration::from_secs(q.ring_timeout_s),
+        wrap_up: Duration::from_secs(q.wrap_up_s),
+        max_wait: Duration::from_secs(q.max_wait_s),
+        position_every: Duration::from_secs(q.position_every_s),
+    }
+}
+
 /// Transcription results on the supervisors' live feed.
 async fn forward_job_events(
     mut jobs: broadcast::Receiver<JobEvent>,
@@ -408,19 +418,22 @@ async fn forward_job_events(
     }
 }
 
-/// Alerts the supervisors of ATM tickets past their deadline (outbox and live feed), every
-/// `every`, until shutdown.
-async fn watch_overdue_tickets(
+/// Reminds the head of the call centre of overdue voicemail (outbox) and alerts the
+/// supervisors of ATM tickets past their deadline (outbox and live feed), every `every`,
+/// until shutdown.
+async fn watch_overdue(
     records: Records,
     live: broadcast::Sender<LiveEvent>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let notifying = records.notifying();
-        match crate::store::tickets::remind_overdue(&records.store, &notifying, chrono::Utc::now())
-            .await
-        {
+        match records.remind_overdue_voicemail(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "overdue voicemail reminders enqueued"),
+            Err(e) => tracing::warn!(error = %e, "overdue voicemail check failed"),
+        }
+        match records.remind_overdue_tickets(chrono::Utc::now()).await {
             Ok(tickets) => {
                 for t in tickets {
                     tracing::warn!(ticket = t.number, atm = t.atm_id, "ATM ticket overdue");

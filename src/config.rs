@@ -29,6 +29,33 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
+// The sections other modules own check themselves with their own errors; a problem is
+// reported here under the same dotted key.
+impl From<crate::records::RecordError> for ConfigError {
+    fn from(e: crate::records::RecordError) -> Self {
+        let crate::records::RecordError::Invalid { field, message } = e;
+        ConfigError::invalid(field, message)
+    }
+}
+
+impl From<crate::notify::NotifyError> for ConfigError {
+    fn from(e: crate::notify::NotifyError) -> Self {
+        match e {
+            crate::notify::NotifyError::Invalid { key, problem } => {
+                ConfigError::invalid(key, problem)
+            }
+            other => ConfigError::invalid("notify", other.to_string()),
+        }
+    }
+}
+
+impl From<crate::transcribe::SettingError> for ConfigError {
+    fn from(e: crate::transcribe::SettingError) -> Self {
+        let crate::transcribe::SettingError::Invalid { key, problem } = e;
+        ConfigError::invalid(key, problem)
+    }
+}
+
 impl ConfigError {
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError::Invalid {
@@ -228,15 +255,6 @@ impl Default for QueueSettings {
 }
 
 impl QueueSettings {
-    pub fn queue_config(&self) -> crate::callflow::queue::QueueConfig {
-        crate::callflow::queue::QueueConfig {
-            ring_timeout: Duration::from_secs(self.ring_timeout_s),
-            wrap_up: Duration::from_secs(self.wrap_up_s),
-            max_wait: Duration::from_secs(self.max_wait_s),
-            position_every: Duration::from_secs(self.position_every_s),
-        }
-    }
-
     /// The voicemail key as a DTMF digit (validated: falls back to `1` only on a config
     /// that skipped [`Config::validate`]).
     pub fn voicemail_key(&self) -> char {
@@ -1005,7 +1023,7 @@ mod tests {
     #[test]
     fn queue_table_defaults_keys_and_unknown_fields() {
         let c = Config::from_toml(MINIMAL).unwrap();
-        let q = c.queue.queue_config();
+        let q = crate::app::queue_config(&c.queue);
         assert_eq!(q, crate::callflow::queue::QueueConfig::default());
         assert_eq!(c.queue.voicemail_key(), '1');
         let c = Config::from_toml(&format!(
@@ -1013,8 +1031,9 @@ mod tests {
         ))
         .unwrap();
         c.validate().unwrap();
-        assert_eq!(c.queue.queue_config().max_wait, Duration::ZERO);
-        assert_eq!(c.queue.queue_config().ring_timeout, Duration::from_secs(15));
+        let q = crate::app::queue_config(&c.queue);
+        assert_eq!(q.max_wait, Duration::ZERO);
+        assert_eq!(q.ring_timeout, Duration::from_secs(15));
         assert_eq!(c.queue.voicemail_key(), '#');
         let e = Config::from_toml(&format!("{MINIMAL}[queue]\nmax_wait = 5\n")).unwrap_err();
         assert!(e.to_string().contains("max_wait"), "{e}");

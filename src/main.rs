@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 use hotline::app::Hotline;
 use hotline::calendar::Calendar;
 use hotline::config::{Config, ConfigError, Overrides};
-use hotline::records::Records;
-use hotline::store::tokens::{self, Role};
+use hotline::desk::Records;
+use hotline::records::role::Role;
+use hotline::store::tokens;
 use hotline::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -224,8 +225,9 @@ fn main() -> ExitCode {
                             "an operator token needs --operator with a configured extension"
                         );
                     }
-                    let (id, token) =
-                        tokens::create(&records.store, &name, role, operator.as_deref()).await?;
+                    let (id, token) = records
+                        .create_token(&name, role, operator.as_deref())
+                        .await?;
                     eprintln!(
                         "token {id} for {name} ({}); it is shown only now:",
                         role.as_str()
@@ -252,7 +254,7 @@ fn main() -> ExitCode {
                 Ok(())
             }),
             TokenCommand::Revoke { db, id } => with_records(db, move |_, records| async move {
-                tokens::revoke(&records.store, id).await?;
+                records.revoke_token(id).await?;
                 println!("token {id} revoked");
                 Ok(())
             }),

@@ -5,7 +5,7 @@
 mod support;
 
 use hotline::api::auth::{allowed, Action};
-use hotline::store::tokens::Role;
+use hotline::records::role::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::api::{start, Db, ROLES};

@@ -25,7 +25,8 @@
 
 mod support;
 
-use hotline::store::tokens::{self, Role};
+use hotline::records::role::Role;
+use hotline::store::tokens;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;

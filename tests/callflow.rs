@@ -4,7 +4,8 @@
 mod support;
 
 use hotline::app::Hotline;
-use hotline::store::tokens::{self, Role};
+use hotline::records::role::Role;
+use hotline::store::tokens;
 use serde_json::Value;
 use std::time::Duration;
 use support::phone::{Caller, Operator};

@@ -1,4 +1,4 @@
-//! The call log ([`hotline::records::calllog`]) against a database that goes away, on
+//! The call log ([`hotline::desk::calllog`]) against a database that goes away, on
 //! SQLite and on the PostgreSQL server: writes are answered `Spooled` within the bound while
 //! the database cannot take them, and every one lands, in order and once, when it is back
 //! (also after a crash of the hotline in the outage).
@@ -11,9 +11,10 @@
 mod support;
 
 use hotline::calendar::{Calendar, CalendarConfig};
-use hotline::records::calllog::{CallLog, CallVoicemail, Durable, SPOOL_FILE};
+use hotline::desk::calllog::{CallLog, CallVoicemail, Durable, SPOOL_FILE};
+use hotline::desk::Records;
 use hotline::records::journal::{CallProgress, Disposition, Entry, NewCall};
-use hotline::records::{Records, RecordsSettings};
+use hotline::records::RecordsSettings;
 use hotline::store::Store;
 use sqlx::Connection;
 use std::path::Path;
@@ -118,7 +119,7 @@ fn arrival(call_id: &str, phone: &str) -> NewCall {
 /// Awaits a write, checking that it was answered within the bound.
 async fn timed(
     what: &str,
-    w: impl std::future::Future<Output = Result<Durable, hotline::records::calllog::CallLogError>>,
+    w: impl std::future::Future<Output = Result<Durable, hotline::desk::calllog::CallLogError>>,
 ) -> Durable {
     let t = Instant::now();
     let d = w.await.unwrap_or_else(|e| panic!("{what}: {e}"));

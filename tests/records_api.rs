@@ -6,7 +6,6 @@ mod support;
 
 use hotline::records::journal::{CallProgress, Disposition, NewCall};
 use hotline::records::voicemail::NewVoicemail;
-use hotline::records::writer::JournalWriter;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -128,15 +127,15 @@ async fn journal_numbering_and_repeats(db: Db) {
 }
 on_both_databases!(journal_numbering_and_repeats);
 
-// The batching writer: concurrent calls get distinct, gapless numbers.
+// Concurrent calls get distinct, gapless numbers.
 async fn journal_writer_numbers_concurrent_calls(db: Db) {
     let api = start(db).await;
-    let writer = JournalWriter::spawn(api.hotline.records.clone());
+    let writer = api.hotline.records.clone();
     let mut tasks = Vec::new();
     for i in 0..300 {
         let w = writer.clone();
         tasks.push(tokio::spawn(async move {
-            w.record(call(
+            w.record_call(&call(
                 &format!("w{i}"),
                 &format!("+7978000{i:04}"),
                 "2026-04-01T10:00:00Z",

@@ -11,7 +11,7 @@
 mod support;
 
 use futures::future::join_all;
-use hotline::records::calllog::CallVoicemail;
+use hotline::desk::calllog::CallVoicemail;
 use hotline::records::journal::{CallProgress, Disposition, NewCall};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

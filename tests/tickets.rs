@@ -7,8 +7,9 @@
 mod support;
 
 use hotline::records::atm::TicketKind;
+use hotline::records::role::Role;
 use hotline::records::tickets::{check_transition, next_states, TicketState};
-use hotline::store::tokens::{self, Role};
+use hotline::store::tokens;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -9,8 +9,9 @@ mod support;
 
 use hotline::app::Hotline;
 use hotline::notify::webhook;
+use hotline::records::role::Role;
 use hotline::records::voicemail::NewVoicemail;
-use hotline::store::tokens::{self, Role};
+use hotline::store::tokens;
 use hotline::transcribe::worker::JobEvent;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

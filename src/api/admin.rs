@@ -5,8 +5,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use super::extract::Path;
 use super::AppState;
+use crate::records::role::Role;
 use crate::store::retention::PurgeReport;
-use crate::store::tokens::{self, Role, TokenInfo};
+use crate::store::tokens::{self, TokenInfo};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -74,13 +75,10 @@ async fn create_token(
         return Err(ApiError::field("name", "`name`: 1 to 200 characters"));
     }
     check_operator(&state, body.role, body.operator.as_deref())?;
-    let (id, token) = tokens::create(
-        &state.records.store,
-        name,
-        body.role,
-        body.operator.as_deref(),
-    )
-    .await?;
+    let (id, token) = state
+        .records
+        .create_token(name, body.role, body.operator.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token })))
 }
 
@@ -118,7 +116,7 @@ async fn revoke_token(
     _auth: Allowed<can::TokensManage>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    tokens::revoke(&state.records.store, id).await?;
+    state.records.revoke_token(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,8 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::store::tokens::{self, Role, TokenInfo};
+use crate::records::role::Role;
+use crate::store::tokens::{self, TokenInfo};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;

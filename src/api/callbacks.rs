@@ -86,7 +86,10 @@ async fn create_callback(
         .operator
         .clone()
         .unwrap_or_else(|| auth.token.name.clone());
-    let id = sql::create(&state.records.store, &form, &operator, auth.actor()).await?;
+    let id = state
+        .records
+        .create_callback(&form, &operator, auth.actor())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(sql::get(&state.records.store, id).await?),
@@ -125,13 +128,10 @@ async fn send_callback(
         ));
     }
     check_len("assigned_to", &body.assigned_to, 200)?;
-    sql::send(
-        &state.records.store,
-        id,
-        body.assigned_to.trim(),
-        auth.actor(),
-    )
-    .await?;
+    state
+        .records
+        .send_callback(id, body.assigned_to.trim(), auth.actor())
+        .await?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }
 
@@ -158,13 +158,9 @@ async fn complete_callback(
     if let Some(r) = &body.result {
         check_len("result", r, 5_000)?;
     }
-    sql::complete(
-        &state.records.store,
-        id,
-        at,
-        body.result.as_deref(),
-        auth.actor(),
-    )
-    .await?;
+    state
+        .records
+        .complete_callback(id, at, body.result.as_deref(), auth.actor())
+        .await?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }

@@ -2,6 +2,8 @@
 //! with a 4xx status for the client's mistakes and 500 only for ours (logged, without
 //! details in the body).
 
+use crate::desk::DeskError;
+use crate::records::tickets::TransitionError;
 use crate::records::RecordError;
 use crate::store::StoreError;
 use axum::http::{header, StatusCode};
@@ -83,8 +85,25 @@ impl From<RecordError> for ApiError {
                 field: Some(field.to_string()),
                 message: format!("`{field}`: {message}"),
             },
-            RecordError::Store(s) => s.into(),
-            RecordError::Writer(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<DeskError> for ApiError {
+    fn from(e: DeskError) -> Self {
+        match e {
+            DeskError::Invalid(r) => r.into(),
+            DeskError::Store(s) => s.into(),
+            DeskError::Transition(t @ TransitionError::Forbidden { .. }) => {
+                ApiError::Refused(t.to_string())
+            }
+            DeskError::Transition(t @ TransitionError::NotAllowed { .. }) => {
+                let message = t.to_string();
+                let TransitionError::NotAllowed { allowed, .. } = t else {
+                    unreachable!()
+                };
+                ApiError::NotAllowed { message, allowed }
+            }
         }
     }
 }

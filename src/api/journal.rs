@@ -147,7 +147,7 @@ async fn patch_entry(
             message: "the patch changes nothing".into(),
         });
     }
-    sql::patch(&state.records.store, id, &patch, auth.actor()).await?;
+    state.records.patch_entry(id, &patch, auth.actor()).await?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }
 

@@ -17,7 +17,7 @@ pub mod reports;
 pub mod tickets;
 pub mod voicemail;
 
-use crate::records::Records;
+use crate::desk::Records;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;

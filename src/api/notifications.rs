@@ -6,7 +6,6 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use super::AppState;
 use crate::store::outbox::{self, Queued};
-use crate::store::transcription;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -76,7 +75,10 @@ async fn retry_notifications(
     State(state): State<AppState>,
     _auth: Allowed<can::OutboxManage>,
 ) -> Result<Json<Retried>, ApiError> {
-    let retried = outbox::retry_failed(&state.records.store, chrono::Utc::now()).await?;
+    let retried = state
+        .records
+        .retry_notifications(chrono::Utc::now())
+        .await?;
     Ok(Json(Retried { retried }))
 }
 
@@ -89,6 +91,6 @@ async fn retry_transcriptions(
     State(state): State<AppState>,
     _auth: Allowed<can::OutboxManage>,
 ) -> Result<Json<Retried>, ApiError> {
-    let retried = transcription::retry_failed(&state.records.store).await?;
+    let retried = state.records.retry_transcriptions().await?;
     Ok(Json(Retried { retried }))
 }

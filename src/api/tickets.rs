@@ -14,12 +14,13 @@ use super::live::{self, event_stream};
 use super::AppState;
 use crate::live::LiveEvent;
 use crate::records::atm::{AtmCategory, TicketKind};
+use crate::records::role::Role;
 use crate::records::tickets::{
-    script_hint, AtmConfig, NewTicket, Ticket, TicketError, TicketEvent, TicketState,
-    TransitionError, TransitionRequest, COMPLAINT_HINT,
+    script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketEvent, TicketState, TransitionRequest,
+    COMPLAINT_HINT,
 };
-use crate::store::tickets::{self as sql, Atm, Caller, TicketFilter, TicketStats};
-use crate::store::tokens::{Role, TokenInfo};
+use crate::store::tickets::{self as sql, Atm, TicketFilter, TicketStats};
+use crate::store::tokens::TokenInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
@@ -43,25 +44,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(categories))
         .routes(routes!(list_atms))
         .routes(routes!(get_atm, put_atm))
-}
-
-impl From<TicketError> for ApiError {
-    fn from(e: TicketError) -> Self {
-        match e {
-            TicketError::Invalid(r) => r.into(),
-            TicketError::Store(s) => s.into(),
-            TicketError::Transition(t @ TransitionError::Forbidden { .. }) => {
-                ApiError::Refused(t.to_string())
-            }
-            TicketError::Transition(t @ TransitionError::NotAllowed { .. }) => {
-                let message = t.to_string();
-                let TransitionError::NotAllowed { allowed, .. } = t else {
-                    unreachable!()
-                };
-                ApiError::NotAllowed { message, allowed }
-            }
-        }
-    }
 }
 
 const SECURITY_ONLY: &str = "security tickets are visible only to the security service, the \
@@ -264,16 +246,10 @@ async fn transition_ticket(
         operator: auth.token.operator.as_deref(),
         actor: auth.actor(),
     };
-    let moved = sql::transition(
-        &state.records.store,
-        id,
-        req.to,
-        req.note.as_deref(),
-        caller,
-        Utc::now(),
-        &state.records.notifying(),
-    )
-    .await?;
+    let moved = state
+        .records
+        .transition_ticket(id, req.to, req.note.as_deref(), caller, Utc::now())
+        .await?;
     let atm_state =
         (moved.ticket.state == TicketState::Restored).then_some(if moved.atm_in_service {
             "in_service"
@@ -425,7 +401,5 @@ async fn put_atm(
         id,
         address: body.address,
     };
-    Ok(Json(
-        sql::put_atm(&state.records.store, &atm, auth.actor()).await?,
-    ))
+    Ok(Json(state.records.put_atm(&atm, auth.actor()).await?))
 }

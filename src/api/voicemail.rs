@@ -86,7 +86,7 @@ async fn voicemail_audio(
     req: Request,
 ) -> Result<Response, ApiError> {
     let vm = sql::get(&state.records.store, id).await?;
-    let path = crate::store::data_file(&state.data_dir, &vm.file)
+    let path = crate::records::data_file(&state.data_dir, &vm.file)
         .ok_or_else(|| ApiError::Internal(format!("voicemail {id}: bad file path {}", vm.file)))?;
     if !path.is_file() {
         return Err(ApiError::NotFound(format!(
@@ -119,6 +119,9 @@ async fn process_voicemail(
     auth: Allowed<can::VoicemailProcess>,
     Path(id): Path<i64>,
 ) -> Result<Json<Voicemail>, ApiError> {
-    sql::mark_processed(&state.records.store, id, auth.actor()).await?;
+    state
+        .records
+        .mark_voicemail_processed(id, auth.actor())
+        .await?;
     Ok(Json(sql::get(&state.records.store, id).await?))
 }

@@ -20,8 +20,8 @@
 
 use crate::calendar::Calendar;
 use crate::config::VoicemailConfig;
+use crate::desk::calllog::{CallLog, CallLogError, CallVoicemail};
 use crate::media::recorder::path_for;
-use crate::records::calllog::{CallLog, CallLogError, CallVoicemail};
 use crate::records::journal::{CallProgress, Disposition};
 use crate::store::journal::{unfinished, Unfinished};
 use crate::store::{Store, StoreError};

@@ -27,6 +27,7 @@ use super::call::{
 use super::queue::QueueNotice;
 use super::{DtmfVia, Event};
 use crate::calendar::Calendar;
+use crate::desk::calllog::{Ack, CallLog, CallVoicemail};
 use crate::live::{LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::media::ports::PortPool;
 use crate::media::prompt::{Prompt, PromptError, Prompts};
@@ -35,7 +36,6 @@ use crate::media::session::{
     Command, LegConfig, LegId, Session, SessionConfig, SessionEvent, VoicemailSpec,
     VoicemailSummary,
 };
-use crate::records::calllog::{Ack, CallLog, CallVoicemail};
 use crate::records::journal::{CallProgress, NewCall};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transport::SipControl;

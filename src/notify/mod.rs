@@ -1,17 +1,15 @@
-//! Notifications (SPEC §2.6, §3.2): an outbox table that every notice is written to in the
-//! same transaction as the record it announces, and a worker that delivers it by e-mail
-//! ([`smtp`], through `lettre`) or webhook ([`webhook`], JSON signed with HMAC-SHA256),
-//! retrying with backoff. A notice is therefore never lost to a crash or an SMTP outage:
-//! it waits in the table until delivered.
+//! Notifications (SPEC §2.6, §3.2): every notice is written to an outbox in the same
+//! transaction as the record it announces (by [`crate::desk`]), and the worker here
+//! delivers it by e-mail ([`smtp`], through `lettre`) or webhook ([`webhook`], JSON signed
+//! with HMAC-SHA256), retrying with backoff. A notice is therefore never lost to a crash or
+//! an SMTP outage: it waits in the outbox until delivered. This module only delivers: it
+//! reads and marks the outbox through the [`worker::Outbox`] trait, and knows nothing of
+//! the records or the database.
 
-pub mod message;
-pub mod outbox;
 pub mod smtp;
-pub mod tickets;
 pub mod webhook;
 pub mod worker;
 
-use crate::config::ConfigError;
 use serde::Deserialize;
 
 /// Why a notice was not delivered (or the notifier could not start).
@@ -26,8 +24,21 @@ pub enum NotifyError {
     /// Retrying cannot help: a bad address, a refusal.
     #[error("{0}")]
     Permanent(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    /// The outbox could not be read or marked (the database is away).
+    #[error("{0}")]
+    Outbox(String),
+    /// A `[notify]` setting that cannot work, naming its key.
+    #[error("`{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl NotifyError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> NotifyError {
+        NotifyError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
 }
 
 /// `[notify]` in `hotline.toml`.
@@ -92,28 +103,28 @@ impl Default for NotifyConfig {
 }
 
 impl NotifyConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), NotifyError> {
         if !is_http_url(&self.public_url) {
-            return Err(ConfigError::invalid(
+            return Err(NotifyError::invalid(
                 "notify.public_url",
                 "must be an http:// or https:// address",
             ));
         }
         if self.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::invalid(
+            return Err(NotifyError::invalid(
                 "notify.from",
                 "must be an e-mail address",
             ));
         }
         if let Some(head) = &self.head_email {
             if head.parse::<lettre::Address>().is_err() {
-                return Err(ConfigError::invalid(
+                return Err(NotifyError::invalid(
                     "notify.head_email",
                     "must be an e-mail address",
                 ));
             }
             if self.smtp.is_none() {
-                return Err(ConfigError::invalid(
+                return Err(NotifyError::invalid(
                     "notify.smtp",
                     "is needed to e-mail notify.head_email",
                 ));
@@ -121,13 +132,13 @@ impl NotifyConfig {
         }
         if let Some(smtp) = &self.smtp {
             if smtp.host.is_empty() {
-                return Err(ConfigError::invalid(
+                return Err(NotifyError::invalid(
                     "notify.smtp.host",
                     "must not be empty",
                 ));
             }
             if smtp.username.is_some() && smtp.password_env.is_none() {
-                return Err(ConfigError::invalid(
+                return Err(NotifyError::invalid(
                     "notify.smtp.password_env",
                     "name the environment variable holding the password of notify.smtp.username",
                 ));
@@ -152,7 +163,7 @@ impl NotifyConfig {
             }
             if let Some(e) = &dep.email {
                 if self.smtp.is_none() {
-                    return Err(ConfigError::invalid(
+                    return Err(NotifyError::invalid(
                         "notify.smtp",
                         format!("is needed to e-mail notify.departments.{name}.email"),
                     ));
@@ -162,14 +173,14 @@ impl NotifyConfig {
         }
         for (field, e) in emails {
             if e.parse::<lettre::Address>().is_err() {
-                return Err(ConfigError::invalid(
+                return Err(NotifyError::invalid(
                     field,
                     format!("{e} is not an e-mail address"),
                 ));
             }
         }
         if self.retry_base_s == 0 || self.max_attempts == 0 || self.poll_ms == 0 {
-            return Err(ConfigError::invalid(
+            return Err(NotifyError::invalid(
                 "notify",
                 "retry_base_s, max_attempts and poll_ms must be greater than 0",
             ));
@@ -226,15 +237,15 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    fn validate(&self, field: &str) -> Result<(), ConfigError> {
+    fn validate(&self, field: &str) -> Result<(), NotifyError> {
         if !is_http_url(&self.url) {
-            return Err(ConfigError::invalid(
+            return Err(NotifyError::invalid(
                 format!("{field}.url"),
                 "must be an http:// or https:// address",
             ));
         }
         if self.secret.is_some() && self.secret_env.is_some() {
-            return Err(ConfigError::invalid(
+            return Err(NotifyError::invalid(
                 field.to_string(),
                 "give at most one of `secret` and `secret_env`",
             ));

@@ -1,8 +1,7 @@
 //! The outbox's delivery task: at start it puts rows a crash left `sending` back to
 //! `pending`, then it delivers due rows oldest first, one at a time, and schedules a failed
 //! one again after an exponential backoff (`retry_base_s` doubling up to `retry_max_s`);
-//! after `max_attempts` (or a permanent refusal) the row is marked failed and kept. It also
-//! enqueues the reminders of overdue voicemail every `overdue_check_s`.
+//! after `max_attempts` (or a permanent refusal) the row is marked failed and kept.
 //!
 //! On shutdown the delivery in progress is finished first, so that a clean restart never
 //! sends a notice twice.
@@ -10,30 +9,76 @@
 use super::smtp::Mailer;
 use super::webhook::Webhooks;
 use super::{NotifyConfig, NotifyError};
-use crate::records::Records;
-use crate::store::outbox::{self, Queued};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// A row of the outbox to deliver.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    /// `voicemail_new`, `ticket_routed`, …: the webhook's `X-Hotline-Event`.
+    pub event: String,
+    /// `email` or `webhook`.
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    /// The e-mail's text.
+    pub body: String,
+    /// The webhook's JSON.
+    pub payload: String,
+    /// Attempts so far, before this one.
+    pub attempts: i64,
+}
+
+/// The outbox as the worker sees it: the rows due, and what became of each. It lives with
+/// the records (their writes add its rows in the same transaction), so the worker is handed
+/// it rather than reaching into the database.
+pub trait Outbox: Send + Sync + 'static {
+    /// Puts rows a crash left `sending` back to `pending`; returns how many.
+    fn recover(&self) -> impl Future<Output = Result<u64, NotifyError>> + Send;
+    /// The oldest rows due at `now`.
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, NotifyError>> + Send;
+    /// Takes a due row for delivery; `false` if another worker (or a retry request) got
+    /// there first.
+    fn claim(&self, id: i64) -> impl Future<Output = Result<bool, NotifyError>> + Send;
+    fn mark_sent(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+    /// Due again at `retry_at`, or failed for good when `None`.
+    fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), NotifyError>> + Send;
+}
+
 /// Delivers the outbox.
-pub struct Deliverer {
-    records: Records,
+pub struct Deliverer<O> {
+    outbox: O,
     mailer: Option<Mailer>,
     webhooks: Webhooks,
     config: NotifyConfig,
 }
 
-impl Deliverer {
-    pub fn new(records: Records, config: &NotifyConfig) -> Result<Deliverer, NotifyError> {
+impl<O: Outbox> Deliverer<O> {
+    pub fn new(outbox: O, config: &NotifyConfig) -> Result<Deliverer<O>, NotifyError> {
         let mailer = config
             .smtp
             .as_ref()
             .map(|s| Mailer::new(s, &config.from))
             .transpose()?;
         Ok(Deliverer {
-            records,
+            outbox,
             mailer,
             webhooks: Webhooks::new(&config.all_webhooks())?,
             config: config.clone(),
@@ -43,32 +88,15 @@ impl Deliverer {
     /// Runs until `shutdown` turns true.
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            match outbox::recover(&self.records.store).await {
+            match self.outbox.recover().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(n, "notices left in delivery by a crash are due again"),
                 Err(e) => tracing::error!(error = %e, "outbox recovery failed"),
             }
             let poll = Duration::from_millis(self.config.poll_ms.max(10));
-            let overdue_every = Duration::from_secs(self.config.overdue_check_s.max(1));
-            let mut last_overdue: Option<tokio::time::Instant> = None;
             loop {
                 if *shutdown.borrow() {
                     break;
-                }
-                if last_overdue.is_none_or(|t| t.elapsed() >= overdue_every) {
-                    last_overdue = Some(tokio::time::Instant::now());
-                    let notifying = self.records.notifying();
-                    match crate::store::voicemail::remind_overdue(
-                        &self.records.store,
-                        &notifying,
-                        Utc::now(),
-                    )
-                    .await
-                    {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(n, "overdue voicemail reminders enqueued"),
-                        Err(e) => tracing::warn!(error = %e, "overdue voicemail check failed"),
-                    }
                 }
                 let delivered = match self.deliver_due(&shutdown).await {
                     Ok(n) => n,
@@ -92,20 +120,20 @@ impl Deliverer {
         &self,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<usize, NotifyError> {
-        let due = outbox::due(&self.records.store, Utc::now(), 50).await?;
+        let due = self.outbox.due(Utc::now(), 50).await?;
         let mut tried = 0;
         for row in due {
             if *shutdown.borrow() {
                 break;
             }
-            if !outbox::claim(&self.records.store, row.id).await? {
+            if !self.outbox.claim(row.id).await? {
                 continue;
             }
             tried += 1;
             let attempts = row.attempts + 1;
             match self.deliver(&row).await {
                 Ok(()) => {
-                    outbox::mark_sent(&self.records.store, row.id, Utc::now()).await?;
+                    self.outbox.mark_sent(row.id, Utc::now()).await?;
                     tracing::info!(
                         id = row.id,
                         event = row.event,
@@ -127,14 +155,16 @@ impl Deliverer {
                         retry = ?retry,
                         "notice not delivered"
                     );
-                    outbox::mark_failed(&self.records.store, row.id, &e.to_string(), retry).await?;
+                    self.outbox
+                        .mark_failed(row.id, &e.to_string(), retry)
+                        .await?;
                 }
             }
         }
         Ok(tried)
     }
 
-    async fn deliver(&self, row: &Queued) -> Result<(), NotifyError> {
+    async fn deliver(&self, row: &Delivery) -> Result<(), NotifyError> {
         match row.channel.as_str() {
             "email" => {
                 let mailer = self.mailer.as_ref().ok_or_else(|| {

@@ -18,9 +18,8 @@
 //! [`check_transition`] is the whole rule, the store applies it in one transaction.
 
 use super::atm::{AtmCategory, TicketKind};
+use super::role::Role;
 use super::{check_len, RecordError};
-use crate::config::ConfigError;
-use crate::store::tokens::Role;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -98,23 +97,6 @@ impl TicketState {
             self,
             TicketState::Restored | TicketState::OperatorNotified | TicketState::Closed
         )
-    }
-}
-
-/// Why registering or moving a ticket failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TicketError {
-    #[error(transparent)]
-    Invalid(#[from] RecordError),
-    #[error(transparent)]
-    Transition(#[from] TransitionError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-impl From<sqlx::Error> for TicketError {
-    fn from(e: sqlx::Error) -> Self {
-        TicketError::Store(e.into())
     }
 }
 
@@ -338,6 +320,27 @@ impl Department {
     }
 }
 
+/// Why the supervisors are alerted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Several security events on one ATM within the configured hours.
+    SecurityRepeat,
+    /// Many faults on one ATM within the configured hours.
+    FaultRepeat,
+    /// Past its deadline and the ATM not restored.
+    Overdue,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::SecurityRepeat => "security_repeat",
+            AlertKind::FaultRepeat => "fault_repeat",
+            AlertKind::Overdue => "overdue",
+        }
+    }
+}
+
 /// What the operator tells the caller (SPEC §3.3, §6.7.4): wrong cash or a captured card
 /// need a written claim or a card-return request at the nearest branch.
 pub fn script_hint(category: AtmCategory) -> Option<&'static str> {
@@ -486,6 +489,53 @@ pub struct TransitionRequest {
     pub note: Option<String>,
 }
 
+/// Who asks for a transition.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub role: Role,
+    /// The operator's extension (operator tokens).
+    pub operator: Option<&'a str>,
+    /// The name the records show.
+    pub actor: &'a str,
+}
+
+impl Caller<'_> {
+    /// Whether `t` was registered by this caller.
+    pub fn is_author(&self, t: &Ticket) -> bool {
+        self.role == Role::Operator
+            && self.operator.is_some()
+            && t.operator.as_deref() == self.operator
+    }
+}
+
+/// What a transition did.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub ticket: Ticket,
+    pub from: TicketState,
+    /// The ATM went back into service.
+    pub atm_in_service: bool,
+}
+
+/// An alert that a write raised (also enqueued for the supervisors).
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub ticket_id: i64,
+    pub atm_id: String,
+    pub count: u32,
+    pub hours: u32,
+}
+
+/// What registering a ticket did.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub ticket: Ticket,
+    /// The ATM was put out of service by it (security events).
+    pub suspended: bool,
+    pub alerts: Vec<Alert>,
+}
+
 /// One ATM of the registry.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -543,7 +593,8 @@ impl TicketsConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the ranges serde cannot; the error names the `tickets.…` key.
+    pub fn validate(&self) -> Result<(), RecordError> {
         for (field, v) in [
             ("tickets.fault_deadline_days", self.fault_deadline_days),
             (
@@ -552,7 +603,7 @@ impl TicketsConfig {
             ),
         ] {
             if !(1..=60).contains(&v) {
-                return Err(ConfigError::invalid(field, "must be 1..60 working days"));
+                return Err(RecordError::invalid(field, "must be 1..60 working days"));
             }
         }
         for (field, v) in [
@@ -560,7 +611,7 @@ impl TicketsConfig {
             ("tickets.fault_repeat_count", self.fault_repeat_count),
         ] {
             if v < 2 {
-                return Err(ConfigError::invalid(field, "must be at least 2"));
+                return Err(RecordError::invalid(field, "must be at least 2"));
             }
         }
         for (field, v) in [
@@ -568,25 +619,25 @@ impl TicketsConfig {
             ("tickets.fault_repeat_hours", self.fault_repeat_hours),
         ] {
             if !(1..=24 * 90).contains(&v) {
-                return Err(ConfigError::invalid(field, "must be 1..2160 hours"));
+                return Err(RecordError::invalid(field, "must be 1..2160 hours"));
             }
         }
         let mut seen = std::collections::HashSet::new();
         for a in &self.atms {
             if a.id.trim().is_empty() || a.id.len() > 64 {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.id",
                     "must be 1..64 characters",
                 ));
             }
             if !seen.insert(a.id.as_str()) {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.id",
                     format!("{} is listed twice", a.id),
                 ));
             }
             if a.address.trim().is_empty() {
-                return Err(ConfigError::invalid(
+                return Err(RecordError::invalid(
                     "tickets.atms.address",
                     format!("is empty for {}", a.id),
                 ));

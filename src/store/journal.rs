@@ -74,7 +74,7 @@ const CHUNK: usize = 200;
 /// The work is a fixed number of statements per chunk of calls, not per call: one look-up
 /// of the Call-IDs, one counter bump per year, one look-up of the numbers' previous
 /// entries, one multi-row insert and one for the audit lines. That is what lets the
-/// [`JournalWriter`](crate::records::writer::JournalWriter) commit thousands of calls a
+/// call log ([`CallLog`](crate::desk::calllog::CallLog)) commit thousands of calls a
 /// second on PostgreSQL, where every statement is a round trip.
 pub async fn insert_calls(
     store: &Store,
@@ -440,6 +440,20 @@ pub async fn id_by_call_id(store: &Store, call_id: &str) -> Result<Option<i64>, 
 }
 
 /// [`id_by_call_id`] on the caller's connection (inside its transaction).
+/// An entry's caller (number, name), read in the caller's transaction; `None` if there
+/// is no such entry.
+pub async fn caller_in(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT phone, caller_name FROM journal_entries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
 pub async fn id_by_call_id_in(
     conn: &mut AnyConnection,
     call_id: &str,

@@ -6,7 +6,7 @@
 //! receiver can tell a resend.
 
 use super::{from_ms, ms, opt_from_ms, Store, StoreError};
-use crate::notify::outbox::{Notice, Sink};
+use crate::records::notice::{Notice, Sink};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;

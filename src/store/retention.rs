@@ -213,7 +213,7 @@ async fn delete_batch(
 /// Deletes a file the database names, refusing anything that would leave the data
 /// directory. A file already gone is fine.
 fn remove_file(data_dir: &Path, rel: &str) -> std::io::Result<()> {
-    let path = super::data_file(data_dir, rel)
+    let path = crate::records::data_file(data_dir, rel)
         .ok_or_else(|| std::io::Error::other("path is not relative to the data directory"))?;
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,16 +1,14 @@
-//! SQL of ATM tickets and the ATM registry. Every write is one transaction: the ticket or
+//! SQL of ATM tickets and the ATM registry. The writes run in the caller's transaction
+//! (`…_in`): the façade checks the lifecycle and adds the notices, so that the ticket or
 //! its transition, its lifecycle event, the audit line, the ATM's state, the journal's
-//! reference and the notices it causes (outbox rows) commit together or not at all.
+//! reference and the outbox rows commit together or not at all.
 
 use super::{audit, from_ms, ms, opt_from_ms, Store, StoreError};
-use crate::notify::outbox::Notifying;
-use crate::notify::tickets::{self as notices, Addressed, AlertKind};
 use crate::records::atm::{AtmCategory, TicketKind};
+use crate::records::role::Role;
 use crate::records::tickets::{
-    check_transition, next_states, script_hint, AtmConfig, NewTicket, Ticket, TicketError,
-    TicketEvent, TicketState, TicketsConfig,
+    next_states, script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketEvent, TicketState,
 };
-use crate::store::tokens::Role;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -162,7 +160,8 @@ pub fn number(year: i64, seq: i64) -> String {
     format!("АТМ-{year}-{seq:06}")
 }
 
-async fn load(conn: &mut AnyConnection, id: i64) -> Result<Ticket, StoreError> {
+/// A ticket, read in the caller's transaction.
+pub async fn load_in(conn: &mut AnyConnection, id: i64) -> Result<Ticket, StoreError> {
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -176,73 +175,52 @@ async fn load(conn: &mut AnyConnection, id: i64) -> Result<Ticket, StoreError> {
 
 pub async fn get(store: &Store, id: i64) -> Result<Ticket, StoreError> {
     let mut conn = store.pool().acquire().await?;
-    load(&mut conn, id).await
+    load_in(&mut conn, id).await
 }
 
-/// An alert that a write raised (also enqueued for the supervisors).
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub kind: AlertKind,
-    pub ticket_id: i64,
-    pub atm_id: String,
-    pub count: u32,
-    pub hours: u32,
-}
-
-/// What registering a ticket did.
-#[derive(Debug, Clone)]
-pub struct Registered {
-    pub ticket: Ticket,
-    /// The ATM was put out of service by it (security events).
-    pub suspended: bool,
-    pub alerts: Vec<Alert>,
-}
-
-/// Registers a ticket: number, caller from the journal entry, the ATM's suspension for a
-/// security event, the journal's reference, the repeat alerts.
-#[allow(clippy::too_many_arguments)]
-pub async fn create(
-    store: &Store,
-    new: &NewTicket,
-    operator: Option<&str>,
-    role: Role,
-    actor: &str,
-    year: i64,
-    now: DateTime<Utc>,
-    deadline_at: DateTime<Utc>,
-    rules: &TicketsConfig,
-    notifying: &Notifying<'_>,
-) -> Result<Registered, TicketError> {
-    let mut tx = store.begin_write().await?;
-    let atm: Option<(String, String)> =
+/// An ATM's address and state (`in_service`, `suspended`), read in the caller's
+/// transaction; `None` if the registry has no such ATM.
+pub async fn atm_in(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(
         sqlx::query_as("SELECT address, state FROM atms WHERE id = $1")
-            .bind(new.atm_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((address, atm_state)) = atm else {
-        return Err(crate::records::RecordError::invalid(
-            "atm_id",
-            format!("{} is not in the ATM registry", new.atm_id),
-        )
-        .into());
-    };
-    let (mut phone, mut name) = (new.phone.clone(), new.caller_name.clone());
-    if let Some(jid) = new.journal_id {
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT phone, caller_name FROM journal_entries WHERE id = $1")
-                .bind(jid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((p, n)) = row else {
-            return Err(crate::records::RecordError::invalid(
-                "journal_id",
-                format!("journal entry {jid} does not exist"),
-            )
-            .into());
-        };
-        phone = phone.or(Some(p));
-        name = name.or(n);
-    }
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// A registration as written: the operator's ticket with what the façade has resolved.
+#[derive(Debug, Clone)]
+pub struct NewRow<'a> {
+    pub new: &'a NewTicket,
+    /// The ATM's address, from the registry.
+    pub address: &'a str,
+    /// The caller, from the request or its journal entry.
+    pub phone: Option<&'a str>,
+    pub caller_name: Option<&'a str>,
+    /// The registering operator's extension.
+    pub operator: Option<&'a str>,
+    pub role: Role,
+    pub actor: &'a str,
+    /// The year its number belongs to.
+    pub year: i64,
+    pub deadline_at: DateTime<Utc>,
+    /// It puts its ATM out of service (a security event on an ATM in service).
+    pub suspends: bool,
+}
+
+/// Registers a ticket in the caller's transaction: number, lifecycle event, audit, the
+/// journal's reference and, when it suspends, the ATM's suspension. Returns the ticket.
+pub async fn insert_in(
+    tx: &mut AnyConnection,
+    row: &NewRow<'_>,
+    now: DateTime<Utc>,
+) -> Result<Ticket, StoreError> {
+    let new = row.new;
+    let (year, actor) = (row.year, row.actor);
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO ticket_counters (year, last_seq) VALUES ($1, 1) \
          ON CONFLICT (year) DO UPDATE SET last_seq = ticket_counters.last_seq + 1 \
@@ -263,31 +241,31 @@ pub async fn create(
     .bind(new.kind.code())
     .bind(new.category.code())
     .bind(new.atm_id.as_str())
-    .bind(address.as_str())
-    .bind(phone.as_deref())
-    .bind(name.as_deref())
+    .bind(row.address)
+    .bind(row.phone)
+    .bind(row.caller_name)
     .bind(new.journal_id)
     .bind(new.description.as_str())
-    .bind(operator)
+    .bind(row.operator)
     .bind(actor)
     .bind(ms(now))
-    .bind(ms(deadline_at))
+    .bind(ms(row.deadline_at))
     .fetch_one(&mut *tx)
     .await?;
     event(
-        &mut tx,
+        &mut *tx,
         id,
         None,
         TicketState::Registered,
         actor,
-        role.as_str(),
+        row.role.as_str(),
         None,
         now,
     )
     .await?;
     let num = number(year, seq);
     audit::record(
-        &mut tx,
+        &mut *tx,
         now,
         actor,
         "atm_ticket",
@@ -311,10 +289,7 @@ pub async fn create(
         .await?;
     }
     // (The entry becomes an ATM appeal unless the operator typed it otherwise.)
-    // §6.7.5: a security event suspends the ATM at once (an ATM already suspended stays
-    // so, by the ticket that suspended it first).
-    let suspended = new.kind == TicketKind::AtmSecurity && atm_state == "in_service";
-    if suspended {
+    if row.suspends {
         sqlx::query(
             "UPDATE atms SET state = 'suspended', suspended_by = $1, updated_by = $2, \
              updated_at = $3 WHERE id = $4",
@@ -326,7 +301,7 @@ pub async fn create(
         .execute(&mut *tx)
         .await?;
         audit::record(
-            &mut tx,
+            &mut *tx,
             now,
             actor,
             "atm",
@@ -338,48 +313,25 @@ pub async fn create(
         )
         .await?;
     }
-    let ticket = load(&mut tx, id).await?;
-    let (kind, count_of, hours) = match new.kind {
-        TicketKind::AtmSecurity => (
-            AlertKind::SecurityRepeat,
-            rules.security_repeat_count,
-            rules.security_repeat_hours,
-        ),
-        TicketKind::AtmFault => (
-            AlertKind::FaultRepeat,
-            rules.fault_repeat_count,
-            rules.fault_repeat_hours,
-        ),
-    };
-    let since = now - chrono::Duration::hours(i64::from(hours));
-    let count: i64 = sqlx::query_scalar(
+    load_in(tx, id).await
+}
+
+/// Tickets of `kind` registered on an ATM after `since` (the repeat alerts' count), in the
+/// caller's transaction.
+pub async fn count_since_in(
+    conn: &mut AnyConnection,
+    atm_id: &str,
+    kind: TicketKind,
+    since: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM atm_tickets WHERE atm_id = $1 AND kind = $2 AND created_at > $3",
     )
-    .bind(new.atm_id.as_str())
-    .bind(new.kind.code())
+    .bind(atm_id)
+    .bind(kind.code())
     .bind(ms(since))
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut alerts = Vec::new();
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    if count >= count_of {
-        let (n, sinks) =
-            notices::alert(kind, &ticket, count, hours, notifying.targets, notifying.tz);
-        super::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
-        alerts.push(Alert {
-            kind,
-            ticket_id: id,
-            atm_id: new.atm_id.clone(),
-            count,
-            hours,
-        });
-    }
-    tx.commit().await?;
-    Ok(Registered {
-        ticket,
-        suspended,
-        alerts,
-    })
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,49 +361,17 @@ async fn event(
     Ok(())
 }
 
-/// Who asks for a transition.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub role: Role,
-    /// The operator's extension (operator tokens).
-    pub operator: Option<&'a str>,
-    /// The name the records show.
-    pub actor: &'a str,
-}
-
-impl Caller<'_> {
-    /// Whether `t` was registered by this caller.
-    pub fn is_author(&self, t: &Ticket) -> bool {
-        self.role == Role::Operator
-            && self.operator.is_some()
-            && t.operator.as_deref() == self.operator
-    }
-}
-
-/// What a transition did.
-#[derive(Debug, Clone)]
-pub struct Moved {
-    pub ticket: Ticket,
-    pub from: TicketState,
-    /// The ATM went back into service.
-    pub atm_in_service: bool,
-}
-
-/// Moves a ticket on, if the lifecycle and the caller's role allow it, with its effects:
-/// notices to the departments (routed), to the security service (finding), to the
-/// operator and the ATM back in service (restored).
-pub async fn transition(
-    store: &Store,
-    id: i64,
+/// Moves `t` on to `to` in the caller's transaction (the façade has checked that the
+/// lifecycle allows it): state, lifecycle event, audit line and, when restored, the ATM
+/// back in service. Returns whether its ATM is in service now (`false` unless restored).
+pub async fn move_in(
+    tx: &mut AnyConnection,
+    t: &Ticket,
     to: TicketState,
     note: Option<&str>,
-    caller: Caller<'_>,
+    caller: &Caller<'_>,
     now: DateTime<Utc>,
-    notifying: &Notifying<'_>,
-) -> Result<Moved, TicketError> {
-    let mut tx = store.begin_write().await?;
-    let t = load(&mut tx, id).await?;
-    check_transition(t.kind, t.state, to, caller.role, caller.is_author(&t))?;
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE atm_tickets SET state = $1, updated_at = $2, \
          restored_at = CASE WHEN $1 = 'restored' THEN $2 ELSE restored_at END, \
@@ -460,7 +380,7 @@ pub async fn transition(
     )
     .bind(to.as_str())
     .bind(ms(now))
-    .bind(id)
+    .bind(t.id)
     .bind(t.state.as_str())
     .execute(&mut *tx)
     .await?;
@@ -468,12 +388,11 @@ pub async fn transition(
         return Err(StoreError::Conflict(format!(
             "ticket {} changed meanwhile; reload it",
             t.number
-        ))
-        .into());
+        )));
     }
     event(
-        &mut tx,
-        id,
+        &mut *tx,
+        t.id,
         Some(t.state),
         to,
         caller.actor,
@@ -483,42 +402,21 @@ pub async fn transition(
     )
     .await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         now,
         caller.actor,
         "atm_ticket",
-        id,
+        t.id,
         "update",
         Some("state"),
         Some(t.state.as_str()),
         Some(to.as_str()),
     )
     .await?;
-    let mut atm_in_service = false;
     if to == TicketState::Restored {
-        atm_in_service = release_atm(&mut tx, &t, caller.actor, now).await?;
+        return release_atm(tx, t, caller.actor, now).await;
     }
-    let moved = load(&mut tx, id).await?;
-    let addressed: Option<Addressed> = match to {
-        TicketState::Routed => Some(notices::routed(&moved, notifying.targets, notifying.tz)),
-        TicketState::Confirmed | TicketState::NotConfirmed => Some(notices::finding(
-            &moved,
-            to == TicketState::Confirmed,
-            notifying.targets,
-            notifying.tz,
-        )),
-        TicketState::Restored => Some(notices::restored(&moved, notifying.targets, notifying.tz)),
-        _ => None,
-    };
-    if let Some((n, sinks)) = addressed {
-        super::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
-    }
-    tx.commit().await?;
-    Ok(Moved {
-        ticket: moved,
-        from: t.state,
-        atm_in_service,
-    })
+    Ok(false)
 }
 
 /// The restored ticket's ATM goes back into service, unless another open security ticket
@@ -649,13 +547,8 @@ pub async fn list(store: &Store, f: &TicketFilter) -> Result<Vec<Ticket>, StoreE
     rows.iter().map(|r| from_row(r, now)).collect()
 }
 
-/// Alerts the supervisors of tickets past their deadline with the ATM not restored, once
-/// per ticket. Returns the tickets alerted now.
-pub async fn remind_overdue(
-    store: &Store,
-    notifying: &Notifying<'_>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Ticket>, StoreError> {
+/// Tickets past their deadline with the ATM not restored, oldest first.
+pub async fn overdue(store: &Store, now: DateTime<Utc>) -> Result<Vec<Ticket>, StoreError> {
     let rows = sqlx::query(&format!(
         "{SELECT} WHERE state NOT IN ('restored', 'operator_notified', 'closed') \
          AND deadline_at < $1 ORDER BY id"
@@ -663,23 +556,7 @@ pub async fn remind_overdue(
     .bind(ms(now))
     .fetch_all(store.pool())
     .await?;
-    let mut alerted = Vec::new();
-    let mut conn = store.pool().acquire().await?;
-    for r in &rows {
-        let t = from_row(r, now)?;
-        let (n, sinks) = notices::alert(
-            AlertKind::Overdue,
-            &t,
-            1,
-            0,
-            notifying.targets,
-            notifying.tz,
-        );
-        if super::outbox::enqueue(&mut conn, &n, &sinks, now).await? > 0 {
-            alerted.push(t);
-        }
-    }
-    Ok(alerted)
+    rows.iter().map(|r| from_row(r, now)).collect()
 }
 
 /// Counts per ATM and per category.

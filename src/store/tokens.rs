@@ -2,47 +2,13 @@
 //! not let anyone call the API. The token itself is shown once, when it is made.
 
 use super::{from_ms, ms, Store, StoreError};
+use crate::records::role::Role;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use utoipa::ToSchema;
-
-/// What a token is allowed to do; see the matrix in `api::auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Operator,
-    Supervisor,
-    CardDepartment,
-    Security,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Operator,
-        Role::Supervisor,
-        Role::CardDepartment,
-        Role::Security,
-        Role::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Supervisor => "supervisor",
-            Role::CardDepartment => "card_department",
-            Role::Security => "security",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
 
 /// A token's holder, as the API sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -1,30 +1,17 @@
 //! SQL of voicemail transcription jobs (SPEC §2.7): one row per message, created with the
 //! message ([`enqueue`], in its transaction), claimed by a worker (`pending → running`),
 //! finished with the transcript, the classifier's suggestion and the notices in one
-//! transaction ([`complete`]), or put back with a retry time or marked failed ([`fail`]).
+//! transaction ([`complete_in`]), or put back with a retry time or marked failed ([`fail`]).
 //! A restart puts the crashed process's `running` jobs back to `pending` ([`recover`]).
 
-use super::voicemail::{apply_transcript, facts};
-use super::{from_ms, ms, opt_from_ms, outbox, Store, StoreError};
-use crate::notify::message;
-use crate::notify::outbox::Notifying;
-use crate::transcribe::classify::Suggestion;
+use super::voicemail::apply_transcript;
+use super::{from_ms, ms, opt_from_ms, Store, StoreError};
+use crate::records::voicemail::{Transcribed, TranscriptionJob as Job};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
 use utoipa::ToSchema;
-
-/// A job handed to a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub id: i64,
-    pub voicemail_id: i64,
-    /// The WAV, relative to the data directory.
-    pub file: String,
-    /// Attempts including this one.
-    pub attempts: i64,
-}
 
 /// A message's transcription as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -112,27 +99,17 @@ pub async fn claim_next(store: &Store, now: DateTime<Utc>) -> Result<Option<Job>
     }
 }
 
-/// What a finished transcription brings.
-#[derive(Debug, Clone)]
-pub struct Finished<'a> {
-    pub transcript: &'a str,
-    pub suggestion: &'a Suggestion,
-    pub audio: Duration,
-    pub elapsed: Duration,
-}
-
 /// Stores the transcript (message, callback form, journal, as
-/// [`super::voicemail::set_transcript`]), the suggestion, the job's end and the
-/// "transcript ready" notices, in one transaction: a job is done exactly when all of it is
-/// recorded. A job no longer running (finished by another worker) changes nothing.
-pub async fn complete(
-    store: &Store,
+/// [`super::voicemail::set_transcript`]), the suggestion and the job's end, in the
+/// caller's transaction, which also takes the "transcript ready" notices: a job is done
+/// exactly when all of it is recorded. A job no longer running (finished by another
+/// worker) changes nothing and gives `false`.
+pub async fn complete_in(
+    tx: &mut AnyConnection,
     job: &Job,
-    done: &Finished<'_>,
-    notify: &Notifying<'_>,
+    done: &Transcribed<'_>,
+    now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let now = Utc::now();
-    let mut tx = store.begin_write().await?;
     let ended = sqlx::query(
         "UPDATE transcription_jobs SET status = 'done', error = NULL, finished_at = $1, \
          updated_at = $1, audio_ms = $2, elapsed_ms = $3 WHERE id = $4 AND status = 'running'",
@@ -146,7 +123,7 @@ pub async fn complete(
     if ended.rows_affected() == 0 {
         return Ok(false);
     }
-    apply_transcript(&mut tx, job.voicemail_id, done.transcript, now).await?;
+    apply_transcript(&mut *tx, job.voicemail_id, done.transcript, now).await?;
     let s = done.suggestion;
     sqlx::query(
         "UPDATE voicemails SET suggested_kind = $1, suggested_category = $2, \
@@ -159,10 +136,6 @@ pub async fn complete(
     .bind(job.voicemail_id)
     .execute(&mut *tx)
     .await?;
-    let facts = facts(&mut tx, job.voicemail_id).await?;
-    let notice = message::voicemail_transcript(&facts, notify.targets, notify.tz);
-    outbox::enqueue(&mut tx, &notice, &notify.targets.voicemail_sinks(), now).await?;
-    tx.commit().await?;
     Ok(true)
 }
 

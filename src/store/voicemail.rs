@@ -5,14 +5,13 @@
 
 use super::audit::{self, Change, Kind, Val};
 use super::journal::{refresh_search_text, touch, update_entry, SYSTEM};
-use super::{from_ms, ms, opt_from_ms, outbox, Param, Sql, Store, StoreError};
-use crate::notify::message::{self, VoicemailFacts};
-use crate::notify::outbox::Notifying;
+use super::{from_ms, ms, opt_from_ms, Param, Sql, Store, StoreError};
 use crate::records::atm::AtmCategory;
 use crate::records::callback::VOICEMAIL_OPERATOR;
 use crate::records::journal::Disposition;
-use crate::records::voicemail::{NewVoicemail, Voicemail, VoicemailStatus};
-use crate::transcribe::classify::{SuggestedKind, Suggestion};
+use crate::records::voicemail::{
+    NewVoicemail, SuggestedKind, Suggestion, Voicemail, VoicemailFacts, VoicemailStatus,
+};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -48,60 +47,35 @@ fn from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<Voicemail, StoreError> {
 }
 
 /// Records a message left on the call of `vm.journal_id`, with `deadline` (the next
-/// working day's close). Returns the voicemail's id.
-pub async fn insert(
-    store: &Store,
+/// working day's close), in the caller's transaction. Returns the voicemail's id.
+pub async fn insert_in(
+    conn: &mut AnyConnection,
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
-    notify: &Notifying<'_>,
+    now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    Ok(insert_inner(store, vm, deadline, false, notify).await?.0)
+    Ok(insert(conn, vm, deadline, false, now).await?.0)
 }
 
-/// [`insert`], unless the entry already has a voicemail with this file: then only the
+/// [`insert_in`], unless the entry already has a voicemail with this file: then only the
 /// entry's disposition is set (again) and that voicemail's id is returned with `false`.
 /// The check is made in the insert's transaction, after the entry's row is locked, so that
 /// a write replayed from the call log's spool (or two at once) never records a message
 /// twice.
-pub async fn insert_once(
-    store: &Store,
-    vm: &NewVoicemail,
-    deadline: DateTime<Utc>,
-    notify: &Notifying<'_>,
-) -> Result<(i64, bool), StoreError> {
-    insert_inner(store, vm, deadline, true, notify).await
-}
-
-/// [`insert_once`] inside the caller's transaction (the call log's batches).
 pub async fn insert_once_in(
     conn: &mut AnyConnection,
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
-    notify: &Notifying<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, bool), StoreError> {
-    insert_in(conn, vm, deadline, true, notify, now).await
+    insert(conn, vm, deadline, true, now).await
 }
 
-async fn insert_inner(
-    store: &Store,
-    vm: &NewVoicemail,
-    deadline: DateTime<Utc>,
-    once: bool,
-    notify: &Notifying<'_>,
-) -> Result<(i64, bool), StoreError> {
-    let mut tx = store.begin_write().await?;
-    let out = insert_in(&mut tx, vm, deadline, once, notify, Utc::now()).await?;
-    tx.commit().await?;
-    Ok(out)
-}
-
-async fn insert_in(
+async fn insert(
     tx: &mut AnyConnection,
     vm: &NewVoicemail,
     deadline: DateTime<Utc>,
     once: bool,
-    notify: &Notifying<'_>,
     now: DateTime<Utc>,
 ) -> Result<(i64, bool), StoreError> {
     let disposition = if vm.after_hours {
@@ -218,18 +192,16 @@ async fn insert_in(
         .await?;
     touch(&mut *tx, vm.journal_id, now).await?;
     // The duties the message brings are recorded with it: its transcription (a message
-    // too short to hold words has none) and the head of the call centre's notice.
+    // too short to hold words has none) here, the head of the call centre's notice by the
+    // caller, in the same transaction.
     if !vm.empty {
         super::transcription::enqueue(&mut *tx, id, now).await?;
     }
-    let facts = facts(&mut *tx, id).await?;
-    let notice = message::voicemail_new(&facts, notify.targets, notify.tz);
-    outbox::enqueue(&mut *tx, &notice, &notify.targets.voicemail_sinks(), now).await?;
     Ok((id, true))
 }
 
 /// What the notices say about message `id`, read in the caller's transaction.
-pub(crate) async fn facts(conn: &mut AnyConnection, id: i64) -> Result<VoicemailFacts, StoreError> {
+pub async fn facts(conn: &mut AnyConnection, id: i64) -> Result<VoicemailFacts, StoreError> {
     let r = sqlx::query(
         "SELECT v.id, v.journal_id, j.seq, j.year, v.phone, v.arrived_at, v.duration_ms, \
          v.after_hours, v.empty, v.deadline_at, v.transcript, v.suggested_kind, \
@@ -431,33 +403,15 @@ pub async fn list(
     rows.iter().map(|r| from_row(r, now)).collect()
 }
 
-/// Enqueues the reminder of every message past its deadline and not processed (§2.6: by
-/// the next working day) that has none yet; returns how many notices were added. Run
-/// periodically: each message is reminded of once.
-pub async fn remind_overdue(
-    store: &Store,
-    notify: &Notifying<'_>,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let sinks = notify.targets.voicemail_sinks();
-    if sinks.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<i64> = sqlx::query_scalar(
+/// Messages past their deadline and not processed (§2.6: by the next working day) that
+/// have no reminder yet, oldest first, at most 500.
+pub async fn overdue_unreminded(store: &Store, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
         "SELECT v.id FROM voicemails v WHERE v.processed_at IS NULL AND v.deadline_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.entity = 'voicemail' \
          AND n.entity_id = v.id AND n.event = 'voicemail_overdue') ORDER BY v.id LIMIT 500",
     )
     .bind(ms(now))
     .fetch_all(store.pool())
-    .await?;
-    let mut added = 0;
-    for id in ids {
-        let mut tx = store.begin_write().await?;
-        let facts = facts(&mut tx, id).await?;
-        let notice = message::voicemail_overdue(&facts, notify.targets, notify.tz);
-        added += outbox::enqueue(&mut tx, &notice, &sinks, now).await?;
-        tx.commit().await?;
-    }
-    Ok(added)
+    .await?)
 }

@@ -12,47 +12,8 @@
 //! fault beats "security: other", which beats "fault: other". Within a tier the first rule
 //! in the table wins, so more specific rules come first.
 
-use crate::records::atm::{AtmCategory, TicketKind};
-use serde::Serialize;
-
-/// What the classifier suggests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SuggestedKind {
-    AtmFault,
-    AtmSecurity,
-    /// Not about an ATM (a callback request, a card question, …).
-    Other,
-}
-
-impl SuggestedKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SuggestedKind::AtmFault => "atm_fault",
-            SuggestedKind::AtmSecurity => "atm_security",
-            SuggestedKind::Other => "other",
-        }
-    }
-}
-
-impl From<TicketKind> for SuggestedKind {
-    fn from(k: TicketKind) -> Self {
-        match k {
-            TicketKind::AtmFault => SuggestedKind::AtmFault,
-            TicketKind::AtmSecurity => SuggestedKind::AtmSecurity,
-        }
-    }
-}
-
-/// The suggestion with its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Suggestion {
-    pub kind: SuggestedKind,
-    /// None when the kind is `other`.
-    pub category: Option<AtmCategory>,
-    /// The transcript's words that made the suggestion, in text order.
-    pub matched: Vec<String>,
-}
+use crate::records::atm::AtmCategory;
+use crate::records::voicemail::{SuggestedKind, Suggestion};
 
 /// A term is satisfied by any one of its alternatives; an alternative is one stem or a
 /// phrase of stems ("не выда") whose words follow each other with at most

@@ -12,9 +12,22 @@ pub mod resample;
 pub mod test_model;
 pub mod worker;
 
-use crate::config::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
+
+/// A `[transcription]` setting that cannot work, naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("`{key}`: {problem}")]
+    Invalid {
+        key: &'static str,
+        problem: &'static str,
+    },
+}
+
+fn invalid(key: &'static str, problem: &'static str) -> SettingError {
+    SettingError::Invalid { key, problem }
+}
 
 /// `[transcription]` in `hotline.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,30 +64,21 @@ impl Default for TranscriptionConfig {
 }
 
 impl TranscriptionConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         if self.language.len() != 2 || !self.language.chars().all(|c| c.is_ascii_lowercase()) {
-            return Err(ConfigError::invalid(
+            return Err(invalid(
                 "transcription.language",
                 "must be a two-letter language code such as \"ru\"",
             ));
         }
         if !(1..=64).contains(&self.threads) {
-            return Err(ConfigError::invalid(
-                "transcription.threads",
-                "must be between 1 and 64",
-            ));
+            return Err(invalid("transcription.threads", "must be between 1 and 64"));
         }
         if !(1..=16).contains(&self.workers) {
-            return Err(ConfigError::invalid(
-                "transcription.workers",
-                "must be between 1 and 16",
-            ));
+            return Err(invalid("transcription.workers", "must be between 1 and 16"));
         }
         if self.max_attempts == 0 {
-            return Err(ConfigError::invalid(
-                "transcription.max_attempts",
-                "must be at least 1",
-            ));
+            return Err(invalid("transcription.max_attempts", "must be at least 1"));
         }
         Ok(())
     }

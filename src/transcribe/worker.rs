@@ -3,8 +3,9 @@
 //! notices) in one transaction.
 //!
 //! Why these choices:
-//! - Jobs live in the database ([`crate::store::transcription`]), so a crash or restart
-//!   resumes them: at start `running` jobs are due again.
+//! - Jobs live in the database, kept by the desk ([`Jobs`]: the worker is handed them and
+//!   knows no SQL), so a crash or restart resumes them: at start `running` jobs are due
+//!   again.
 //! - Inference runs on threads of its own in the `SCHED_IDLE` scheduling class, never
 //!   on the runtime's threads, and at most `workers` at once: RTP relaying keeps the CPU
 //!   it needs while a long message is transcribed.
@@ -14,10 +15,11 @@
 use super::classify;
 use super::engine::{transcribe_wav, TranscribeError, Transcriber, WhisperTranscriber};
 use super::TranscriptionConfig;
-use crate::records::Records;
-use crate::store::transcription::{self, Finished, Job};
-use chrono::Utc;
+use crate::records::voicemail::{Suggestion, Transcribed, TranscriptionJob as Job};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::fmt::Display;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -42,7 +44,7 @@ pub type StatusHandle = Arc<RwLock<EngineStatus>>;
 pub enum JobEvent {
     Done {
         voicemail_id: i64,
-        suggestion: classify::Suggestion,
+        suggestion: Suggestion,
     },
     Failed {
         voicemail_id: i64,
@@ -59,9 +61,36 @@ const MODEL_RETRY: Duration = Duration::from_secs(60);
 /// the next start).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 
+/// The jobs as the worker sees them: due ones to take, and how each ended. A finished
+/// job's transcript, suggestion and notices are stored in one transaction by the
+/// implementation (the desk).
+pub trait Jobs: Clone + Send + Sync + 'static {
+    type Error: Display + Send;
+    /// Jobs a crashed process left running are due again; returns how many.
+    fn recover(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+    /// Takes the oldest due job, if any; two workers never take the same one.
+    fn claim_next(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Job>, Self::Error>> + Send;
+    /// Stores the result; `false` if the job was no longer running.
+    fn complete(
+        &self,
+        job: &Job,
+        done: &Transcribed<'_>,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    /// The job failed with `error`: due again at `retry_at`, or failed for good.
+    fn fail(
+        &self,
+        job: &Job,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
 /// The worker's configuration and collaborators.
-pub struct Worker {
-    pub records: Records,
+pub struct Worker<J> {
+    pub jobs: J,
     pub data_dir: PathBuf,
     pub config: TranscriptionConfig,
     /// A ready engine (tests and tools); `None` loads `config.model`.
@@ -69,7 +98,7 @@ pub struct Worker {
     pub events: broadcast::Sender<JobEvent>,
 }
 
-impl Worker {
+impl<J: Jobs> Worker<J> {
     /// Starts the worker; returns its status (for `/healthz`) and its task.
     pub fn spawn(self, shutdown: watch::Receiver<bool>) -> (StatusHandle, JoinHandle<()>) {
         let status = Arc::new(RwLock::new(EngineStatus {
@@ -88,7 +117,7 @@ impl Worker {
     }
 
     async fn run(mut self, status: StatusHandle, mut shutdown: watch::Receiver<bool>) {
-        match transcription::recover(&self.records.store).await {
+        match self.jobs.recover().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(n, "transcriptions cut off by a crash are due again"),
             Err(e) => tracing::error!(error = %e, "transcription job recovery failed"),
@@ -114,7 +143,7 @@ impl Worker {
                 p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 _ = shutdown.changed() => continue,
             };
-            let job = match transcription::claim_next(&self.records.store, Utc::now()).await {
+            let job = match self.jobs.claim_next(Utc::now()).await {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     drop(permit);
@@ -129,7 +158,7 @@ impl Worker {
                 }
             };
             let ctx = JobContext {
-                records: self.records.clone(),
+                jobs: self.jobs.clone(),
                 data_dir: self.data_dir.clone(),
                 max_attempts: self.config.max_attempts,
                 events: self.events.clone(),
@@ -201,16 +230,16 @@ async fn idle(shutdown: &mut watch::Receiver<bool>, d: Duration) {
 }
 
 /// What one job needs.
-struct JobContext {
-    records: Records,
+struct JobContext<J> {
+    jobs: J,
     data_dir: PathBuf,
     max_attempts: u32,
     events: broadcast::Sender<JobEvent>,
 }
 
-impl JobContext {
+impl<J: Jobs> JobContext<J> {
     async fn run(self, engine: Arc<dyn Transcriber>, job: Job) {
-        let result = match crate::store::data_file(&self.data_dir, &job.file) {
+        let result = match crate::records::data_file(&self.data_dir, &job.file) {
             Some(path) => run_on_thread(engine, path).await,
             None => Err(TranscribeError::Audio(format!(
                 "{} is not a file of the data directory",
@@ -220,14 +249,13 @@ impl JobContext {
         match result {
             Ok(t) => {
                 let suggestion = classify::classify(&t.text);
-                let done = Finished {
+                let done = Transcribed {
                     transcript: &t.text,
                     suggestion: &suggestion,
                     audio: Duration::from_secs_f64(t.audio_seconds.max(0.0)),
                     elapsed: t.elapsed,
                 };
-                let notifying = self.records.notifying();
-                match transcription::complete(&self.records.store, &job, &done, &notifying).await {
+                match self.jobs.complete(&job, &done).await {
                     Ok(true) => {
                         tracing::info!(
                             voicemail = job.voicemail_id,
@@ -254,9 +282,7 @@ impl JobContext {
                 let retry = job.attempts < i64::from(self.max_attempts);
                 let at = retry.then(|| Utc::now() + chrono::Duration::seconds(60 * job.attempts));
                 tracing::warn!(voicemail = job.voicemail_id, error = %e, retry, "transcription failed");
-                if let Err(db) =
-                    transcription::fail(&self.records.store, &job, &e.to_string(), at).await
-                {
+                if let Err(db) = self.jobs.fail(&job, &e.to_string(), at).await {
                     tracing::error!(error = %db, "cannot record the failed transcription");
                 }
                 let _ = self.events.send(JobEvent::Failed {

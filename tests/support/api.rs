@@ -4,7 +4,8 @@
 
 use hotline::app::Hotline;
 use hotline::records::journal::NewCall;
-use hotline::store::tokens::{self, Role};
+use hotline::records::role::Role;
+use hotline::store::tokens;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;

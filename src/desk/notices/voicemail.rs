@@ -2,29 +2,12 @@
 //! reads in the e-mail, and the JSON a webhook gets. The e-mail carries the callback form
 //! of Table 6.1 as the voicemail made it, so that the message can be forwarded as it is.
 
-use super::outbox::{Notice, Targets};
-use crate::transcribe::classify::{SuggestedKind, Suggestion};
+use super::Targets;
+use crate::records::notice::Notice;
+use crate::records::voicemail::{SuggestedKind, Suggestion, VoicemailFacts};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
-
-/// What the notices say about a message.
-#[derive(Debug, Clone)]
-pub struct VoicemailFacts {
-    pub id: i64,
-    pub journal_id: i64,
-    /// The journal's number, "№ 12/2026".
-    pub journal_no: String,
-    pub phone: String,
-    pub arrived_at: DateTime<Utc>,
-    pub duration_s: f64,
-    pub after_hours: bool,
-    pub empty: bool,
-    pub deadline_at: DateTime<Utc>,
-    pub callback_id: Option<i64>,
-    pub transcript: Option<String>,
-    pub suggestion: Option<Suggestion>,
-}
 
 /// §6.1: a new message, with the link to its recording.
 pub fn voicemail_new(f: &VoicemailFacts, targets: &Targets, tz: Tz) -> Notice {

@@ -40,7 +40,7 @@
 //! Call-ID is journaled keeps its entry and takes no number; a progress update sets the
 //! same values (the audit log records only changes, so nothing); a voicemail already
 //! recorded for the entry and file is not recorded again (checked in its transaction,
-//! [`store::voicemail::insert_once`](crate::store::voicemail::insert_once)).
+//! [`store::voicemail::insert_once_in`](crate::store::voicemail::insert_once_in)).
 //!
 //! # Failure modes
 //! * Database away or slow: writes are spooled; [`CallLog::pending`] counts the backlog
@@ -60,9 +60,9 @@
 //! The spool writes are plain blocking file I/O on the task: an append and `fdatasync`,
 //! milliseconds, and only while the database is away.
 
-use super::journal::{validate_phone, CallProgress, Disposition, NewCall};
-use super::voicemail::NewVoicemail;
-use super::{RecordError, Records};
+use super::{DeskError, Records};
+use crate::records::journal::{validate_phone, CallProgress, Disposition, NewCall};
+use crate::records::voicemail::NewVoicemail;
 use crate::store::{from_ms, ms, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -443,12 +443,11 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<RecordError> for Failure {
-    fn from(e: RecordError) -> Self {
+impl From<DeskError> for Failure {
+    fn from(e: DeskError) -> Self {
         match e {
-            RecordError::Store(s) => s.into(),
-            RecordError::Invalid { .. } => Failure::Permanent(e.to_string()),
-            RecordError::Writer(_) => Failure::Transient(e.to_string()),
+            DeskError::Store(s) => s.into(),
+            DeskError::Invalid(_) | DeskError::Transition(_) => Failure::Permanent(e.to_string()),
         }
     }
 }
@@ -858,15 +857,7 @@ async fn apply(records: &Records, ops: &[Op]) -> Result<(), Failure> {
                     empty: *empty,
                     after_hours: *after_hours,
                 };
-                let deadline = records.calendar.next_working_day_deadline(vm.arrived_at);
-                let (_, created) = crate::store::voicemail::insert_once_in(
-                    &mut tx,
-                    &vm,
-                    deadline,
-                    &records.notifying(),
-                    now,
-                )
-                .await?;
+                let (_, created) = records.add_voicemail_once_in(&mut tx, &vm, now).await?;
                 if !created {
                     tracing::debug!(call_id, file, "voicemail already recorded (a replay)");
                 }

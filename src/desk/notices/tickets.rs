@@ -2,33 +2,13 @@
 //! Table 6.1 form, the security service's finding, the restoration to the operator, and
 //! the supervisors' alerts. Each is one [`Notice`]; [`Targets`] says where it goes.
 
-use super::outbox::{Notice, Sink, Targets};
+use super::Targets;
 use crate::records::atm::TicketKind;
-use crate::records::tickets::{departments, Department, Ticket};
+use crate::records::notice::{Notice, Sink};
+use crate::records::tickets::{departments, AlertKind, Department, Ticket};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
-
-/// Why the supervisors are alerted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    /// Several security events on one ATM within the configured hours.
-    SecurityRepeat,
-    /// Many faults on one ATM within the configured hours.
-    FaultRepeat,
-    /// Past its deadline and the ATM not restored.
-    Overdue,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::SecurityRepeat => "security_repeat",
-            AlertKind::FaultRepeat => "fault_repeat",
-            AlertKind::Overdue => "overdue",
-        }
-    }
-}
 
 /// A notice with the sinks it goes to.
 pub type Addressed = (Notice, Vec<Sink>);
@@ -260,7 +240,7 @@ fn local(at: DateTime<Utc>, tz: Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::outbox::DepartmentTarget;
+    use crate::desk::notices::DepartmentTarget;
     use crate::records::atm::AtmCategory;
     use crate::records::tickets::TicketState;
     use chrono::TimeZone;

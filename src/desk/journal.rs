@@ -1,0 +1,53 @@
+//! The journal through the desk: calls arriving (numbered, repeat-linked) and the
+//! operators' edits.
+
+use super::{DeskError, Records};
+use crate::records::journal::{validate_phone, EntryPatch, NewCall};
+use crate::store;
+use chrono::{DateTime, Utc};
+
+impl Records {
+    /// Creates the journal entry of an arriving call (one transaction: number, repeat link,
+    /// audit). The call flow's arrivals go through [`calllog::CallLog`], which batches.
+    pub async fn record_call(&self, call: &NewCall) -> Result<i64, DeskError> {
+        let ids = self.record_calls(std::slice::from_ref(call)).await?;
+        Ok(ids[0])
+    }
+
+    /// Creates entries for several calls in one transaction; ids in the same order.
+    pub async fn record_calls(&self, calls: &[NewCall]) -> Result<Vec<i64>, DeskError> {
+        let mut tx = self.store.begin_write().await?;
+        let ids = self.record_calls_in(&mut tx, calls, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// [`Records::record_calls`] inside the caller's transaction.
+    pub async fn record_calls_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        calls: &[NewCall],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, DeskError> {
+        for c in calls {
+            validate_phone("phone", &c.phone)?;
+        }
+        let years: Vec<i64> = calls
+            .iter()
+            .map(|c| self.journal_year(c.arrived_at))
+            .collect();
+        let window_ms = i64::try_from(self.settings.repeat_window.as_millis()).unwrap_or(i64::MAX);
+        Ok(store::journal::insert_calls_in(conn, calls, &years, window_ms, now).await?)
+    }
+
+    /// Fills in or corrects the operator's columns of an entry, each change audited;
+    /// returns how many changed.
+    pub async fn patch_entry(
+        &self,
+        id: i64,
+        patch: &EntryPatch,
+        actor: &str,
+    ) -> Result<usize, DeskError> {
+        Ok(store::journal::patch(&self.store, id, patch, actor).await?)
+    }
+}
