@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 impl Records {
     /// Creates the journal entry of an arriving call (one transaction: number, repeat link,
-    /// audit). The call flow's arrivals go through [`calllog::CallLog`], which batches.
+    /// audit). The call flow's arrivals go through [`CallLog`](super::calllog::CallLog), which batches.
     pub async fn record_call(&self, call: &NewCall) -> Result<i64, DeskError> {
         let ids = self.record_calls(std::slice::from_ref(call)).await?;
         Ok(ids[0])

@@ -1,5 +1,6 @@
-//! The desk: the one window every write to the records goes through — the API, the
-//! console's live view, the call flow (through its [`calllog`]) and the workers.
+//! The desk: the one window every write to the records goes through — the API (and the
+//! operators' console behind it), the CLI, the call flow (through its [`calllog`]) and the
+//! background workers.
 //!
 //! Why a layer of its own: a write has consequences that span the layers below it. The
 //! domain's rules ([`crate::records`]) need the database's state (is the ATM in the

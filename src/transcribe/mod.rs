@@ -1,5 +1,5 @@
 //! Voicemail transcription (SPEC §2.7): whisper.cpp through `whisper-rs` behind the small
-//! [`Transcriber`] trait, 8 kHz telephone audio resampled to whisper's 16 kHz
+//! [`Transcriber`](engine::Transcriber) trait, 8 kHz telephone audio resampled to whisper's 16 kHz
 //! ([`resample`]), the database-backed job worker ([`worker`]) that a restart resumes,
 //! and the keyword classifier ([`classify`]) that suggests an ATM ticket to the operator.
 //!
