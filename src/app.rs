@@ -158,7 +158,7 @@ impl Hotline {
             &crate::callflow::recovery::Files {
                 data_dir: &config.storage.data_dir,
                 calendar: &calendar,
-                voicemail: &config.voicemail,
+                voicemail: &voicemail_settings(&config.voicemail),
             },
         )
         .await
@@ -220,7 +220,7 @@ impl Hotline {
             flow: crate::callflow::call::FlowSettings {
                 voicemail_key: config.queue.voicemail_key(),
             },
-            voicemail: config.voicemail.clone(),
+            voicemail: voicemail_settings(&config.voicemail),
             live: live_events.clone(),
             metrics: metrics.clone(),
         });
@@ -451,5 +451,15 @@ async fn watch_overdue(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The call flow's view of `[voicemail]`.
+fn voicemail_settings(v: &crate::config::VoicemailConfig) -> crate::callflow::VoicemailSettings {
+    crate::callflow::VoicemailSettings {
+        max_length: v.max_length(),
+        silence: v.silence(),
+        min_speech: v.min_speech(),
+        silence_dbfs: v.silence_dbfs,
     }
 }

@@ -47,3 +47,17 @@ pub enum Event {
         recording: Option<RecordingSummary>,
     },
 }
+
+/// How voicemail is recorded and judged empty (`[voicemail]`), as the call flow and the
+/// start-up recovery need it; `app.rs` builds it from the configuration.
+#[derive(Clone, Debug)]
+pub struct VoicemailSettings {
+    /// Longest message.
+    pub max_length: std::time::Duration,
+    /// A message ends after this much silence.
+    pub silence: std::time::Duration,
+    /// Less speech than this marks the message empty (it is kept all the same).
+    pub min_speech: std::time::Duration,
+    /// Frames quieter than this (dBFS RMS) count as silence.
+    pub silence_dbfs: f32,
+}

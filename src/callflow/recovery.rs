@@ -18,8 +18,8 @@
 //! One node only: with several nodes on one database (a later issue), another node's live
 //! calls are `in_progress` too, and entries will need their node to be told apart.
 
+use super::VoicemailSettings;
 use crate::calendar::Calendar;
-use crate::config::VoicemailConfig;
 use crate::desk::calllog::{CallLog, CallLogError, CallVoicemail};
 use crate::media::recorder::path_for;
 use crate::records::journal::{CallProgress, Disposition};
@@ -53,7 +53,7 @@ pub struct Recovered {
 pub struct Files<'a> {
     pub data_dir: &'a Path,
     pub calendar: &'a Calendar,
-    pub voicemail: &'a VoicemailConfig,
+    pub voicemail: &'a VoicemailSettings,
 }
 
 /// Finishes every entry left `in_progress` by an earlier run. See the module documentation.
@@ -191,7 +191,7 @@ struct Message {
     empty: bool,
 }
 
-fn read_message(path: &Path, config: &VoicemailConfig) -> Option<Message> {
+fn read_message(path: &Path, config: &VoicemailSettings) -> Option<Message> {
     let reader = match hound::WavReader::open(path) {
         Ok(r) => r,
         Err(e) => {
@@ -220,7 +220,7 @@ fn read_message(path: &Path, config: &VoicemailConfig) -> Option<Message> {
     Some(Message {
         path: path.to_path_buf(),
         duration: Duration::from_millis(frames * 1000 / rate),
-        empty: speech < config.min_speech().max(Duration::from_millis(1)),
+        empty: speech < config.min_speech.max(Duration::from_millis(1)),
     })
 }
 
@@ -266,7 +266,12 @@ mod tests {
     #[test]
     fn a_message_with_sound_is_not_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let config = VoicemailConfig::default();
+        let config = VoicemailSettings {
+            max_length: Duration::from_secs(120),
+            silence: Duration::from_secs(7),
+            min_speech: Duration::from_secs(1),
+            silence_dbfs: -45.0,
+        };
         let loud: Vec<i16> = (0..16000)
             .map(|i| if i % 20 < 10 { 8000 } else { -8000 })
             .collect();

@@ -136,7 +136,7 @@ pub struct Context {
     pub calllog: CallLog,
     pub calendar: Arc<Calendar>,
     pub flow: FlowSettings,
-    pub voicemail: crate::config::VoicemailConfig,
+    pub voicemail: super::VoicemailSettings,
     pub live: broadcast::Sender<LiveEvent>,
     pub metrics: Arc<Metrics>,
 }
@@ -764,9 +764,9 @@ impl CallTask {
                 if let Some(s) = &self.session {
                     s.command(Command::RecordVoicemail(VoicemailSpec {
                         path,
-                        max_length: v.max_length(),
-                        silence: v.silence(),
-                        min_speech: v.min_speech(),
+                        max_length: v.max_length,
+                        silence: v.silence,
+                        min_speech: v.min_speech,
                         threshold_dbfs: v.silence_dbfs,
                     }));
                 }
