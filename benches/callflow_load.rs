@@ -41,9 +41,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Timelike;
-use hotline::records::role::Role;
-use hotline::store::tokens;
-use hotline::store::Store;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
@@ -584,31 +581,28 @@ async fn bench(p: Params) -> Result<bool> {
     std::fs::write(&cfg_path, config_text(&p, &work, sip_port, http_port)?)?;
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_hotline"));
 
-    // Tokens first, in the database the server will use.
-    let url = p.database_url.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}",
-            work.join("data").join("hotline.db").display()
-        )
-    });
-    let (op_tokens, supervisor) = {
-        let store = Store::connect(&url).await.context("database")?;
-        store.migrate().await?;
-        let mut t = Vec::new();
-        for i in 0..p.operators {
-            let ext = (FIRST_EXTENSION + i).to_string();
-            t.push(
-                tokens::create(&store, &format!("load {ext}"), Role::Operator, Some(&ext))
-                    .await?
-                    .1,
-            );
+    // Tokens first, in the database the server will use, made as an administrator makes
+    // them: with the binary's own `token create`.
+    let token = |name: &str, role: &str, operator: Option<&str>| -> Result<String> {
+        let mut cmd = Process::new(&bin);
+        cmd.args(["token", "create", "--config"])
+            .arg(&cfg_path)
+            .args(["--name", name, "--role", role]);
+        if let Some(ext) = operator {
+            cmd.args(["--operator", ext]);
         }
-        let sup = tokens::create(&store, "load supervisor", Role::Supervisor, None)
-            .await?
-            .1;
-        store.close().await;
-        (t, sup)
+        let out = cmd.stderr(Stdio::inherit()).output()?;
+        if !out.status.success() {
+            bail!("token create {name}: {}", out.status);
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
     };
+    let mut op_tokens = Vec::new();
+    for i in 0..p.operators {
+        let ext = (FIRST_EXTENSION + i).to_string();
+        op_tokens.push(token(&format!("load {ext}"), "operator", Some(&ext))?);
+    }
+    let supervisor = token("load supervisor", "supervisor", None)?;
 
     let log = std::fs::File::create(work.join("hotline.log"))?;
     // CALLFLOW_LOAD_WRAP="heaptrack -o /tmp/ht" runs the hotline under a profiler (the

@@ -31,7 +31,6 @@ use hotline::desk::Records;
 use hotline::records::journal::NewCall;
 use hotline::records::role::Role;
 use hotline::records::RecordsSettings;
-use hotline::store::tokens;
 use hotline::store::{Backend, Store};
 use rand::{Rng, SeedableRng};
 use std::process::ExitCode;
@@ -245,7 +244,9 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
     );
 
     // 3. Pages over HTTP.
-    let (_, token) = tokens::create(&store, "bench", Role::Supervisor, None).await?;
+    let (_, token) = records
+        .create_token("bench", Role::Supervisor, None)
+        .await?;
     let state = AppState {
         sip_addr: "127.0.0.1:5060".parse()?,
         sip_alive: Arc::new(AtomicBool::new(true)),

@@ -9,7 +9,6 @@ use hotline::calendar::Calendar;
 use hotline::config::{Config, ConfigError, Overrides};
 use hotline::desk::Records;
 use hotline::records::role::Role;
-use hotline::store::tokens;
 use hotline::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -237,7 +236,7 @@ fn main() -> ExitCode {
                 })
             }
             TokenCommand::List { db } => with_records(db, |_, records| async move {
-                for t in tokens::list(&records.store).await? {
+                for t in records.tokens().await? {
                     println!(
                         "{}\t{}\t{}\t{}\t{}",
                         t.id,

@@ -26,7 +26,6 @@
 mod support;
 
 use hotline::records::role::Role;
-use hotline::store::tokens;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
@@ -162,11 +161,13 @@ async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
         .expect("hotline starts");
     let http = reqwest::Client::new();
     let base = format!("http://{}/api/v1", hotline.http_addr);
-    let store = &hotline.records.store;
-    let (_, operator) = tokens::create(store, "op", Role::Operator, Some(OPERATOR))
+    let records = &hotline.records;
+    let (_, operator) = records
+        .create_token("op", Role::Operator, Some(OPERATOR))
         .await
         .unwrap();
-    let (_, supervisor) = tokens::create(store, "sup", Role::Supervisor, None)
+    let (_, supervisor) = records
+        .create_token("sup", Role::Supervisor, None)
         .await
         .unwrap();
 

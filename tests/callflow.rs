@@ -5,7 +5,6 @@ mod support;
 
 use hotline::app::Hotline;
 use hotline::records::role::Role;
-use hotline::store::tokens;
 use serde_json::Value;
 use std::time::Duration;
 use support::phone::{Caller, Operator};
@@ -41,7 +40,9 @@ impl Flow {
     async fn start_hours(extra: &str, hours: &str) -> Flow {
         let (config, dir) = config_hours("", &tables(extra), hours);
         let hotline = Hotline::start(config).await.expect("hotline starts");
-        let (_, supervisor) = tokens::create(&hotline.records.store, "sup", Role::Supervisor, None)
+        let (_, supervisor) = hotline
+            .records
+            .create_token("sup", Role::Supervisor, None)
             .await
             .unwrap();
         let base = format!("http://{}", hotline.http_addr);
@@ -55,15 +56,12 @@ impl Flow {
     }
 
     async fn operator_token(&self, ext: &str) -> String {
-        tokens::create(
-            &self.hotline.records.store,
-            &format!("op {ext}"),
-            Role::Operator,
-            Some(ext),
-        )
-        .await
-        .unwrap()
-        .1
+        self.hotline
+            .records
+            .create_token(&format!("op {ext}"), Role::Operator, Some(ext))
+            .await
+            .unwrap()
+            .1
     }
 
     async fn post(&self, token: &str, path: &str) -> (u16, Value) {

@@ -9,7 +9,6 @@ mod support;
 use hotline::records::atm::TicketKind;
 use hotline::records::role::Role;
 use hotline::records::tickets::{check_transition, next_states, TicketState};
-use hotline::store::tokens;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -79,14 +78,12 @@ async fn start(db: Db, smtp: &SmtpServer) -> Api {
         c.operators[0].email = Some(OPERATOR_MAIL.into());
     })
     .await;
-    let (_, secret) = tokens::create(
-        &api.hotline.records.store,
-        "test operator 2",
-        Role::Operator,
-        Some("1002"),
-    )
-    .await
-    .unwrap();
+    let (_, secret) = api
+        .hotline
+        .records
+        .create_token("test operator 2", Role::Operator, Some("1002"))
+        .await
+        .unwrap();
     api.tokens.insert("operator2", secret);
     api
 }

@@ -11,7 +11,6 @@ use hotline::app::Hotline;
 use hotline::notify::webhook;
 use hotline::records::role::Role;
 use hotline::records::voicemail::NewVoicemail;
-use hotline::store::tokens;
 use hotline::transcribe::worker::JobEvent;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -87,7 +86,9 @@ async fn get(hotline: &Hotline, token: &str, path: &str) -> Value {
 }
 
 async fn supervisor(hotline: &Hotline) -> String {
-    tokens::create(&hotline.records.store, "sup", Role::Supervisor, None)
+    hotline
+        .records
+        .create_token("sup", Role::Supervisor, None)
         .await
         .unwrap()
         .1

@@ -6,8 +6,8 @@ use super::extract::JsonBody;
 use super::extract::Path;
 use super::AppState;
 use crate::records::role::Role;
+use crate::records::token::TokenInfo;
 use crate::store::retention::PurgeReport;
-use crate::store::tokens::{self, TokenInfo};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -38,7 +38,7 @@ async fn list_tokens(
     _auth: Allowed<can::TokensManage>,
 ) -> Result<Json<TokenList>, ApiError> {
     Ok(Json(TokenList {
-        tokens: tokens::list(&state.records.store).await?,
+        tokens: state.records.tokens().await?,
     }))
 }
 

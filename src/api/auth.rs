@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::AppState;
 use crate::records::role::Role;
-use crate::store::tokens::{self, TokenInfo};
+use crate::records::token::TokenInfo;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -175,7 +175,9 @@ impl<P: Permission + Send + Sync> FromRequestParts<AppState> for Allowed<P> {
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
         let secret = bearer_token(value).ok_or(ApiError::Unauthorized)?;
-        let token = tokens::authenticate(&state.records.store, secret)
+        let token = state
+            .records
+            .authenticate_token(secret)
             .await?
             .ok_or(ApiError::Unauthorized)?;
         require(token.role, P::ACTION)?;

@@ -19,8 +19,8 @@ use crate::records::tickets::{
     script_hint, AtmConfig, Caller, NewTicket, Ticket, TicketEvent, TicketState, TransitionRequest,
     COMPLAINT_HINT,
 };
+use crate::records::token::TokenInfo;
 use crate::store::tickets::{self as sql, Atm, TicketFilter, TicketStats};
-use crate::store::tokens::TokenInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};

@@ -3,6 +3,7 @@
 
 use super::{DeskError, Records};
 use crate::records::role::Role;
+use crate::records::token::TokenInfo;
 use crate::store;
 use chrono::{DateTime, Months, Utc};
 
@@ -19,6 +20,16 @@ impl Records {
 
     pub async fn revoke_token(&self, id: i64) -> Result<(), DeskError> {
         Ok(store::tokens::revoke(&self.store, id).await?)
+    }
+
+    /// Every token (never the secrets).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, DeskError> {
+        Ok(store::tokens::list(&self.store).await?)
+    }
+
+    /// The holder of `secret`, if it is a token and not revoked.
+    pub async fn authenticate_token(&self, secret: &str) -> Result<Option<TokenInfo>, DeskError> {
+        Ok(store::tokens::authenticate(&self.store, secret).await?)
     }
 
     /// Failed notices due again now, with fresh attempts; returns how many.

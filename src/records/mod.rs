@@ -10,6 +10,7 @@ pub mod notice;
 pub mod role;
 pub mod spreadsheet;
 pub mod tickets;
+pub mod token;
 pub mod voicemail;
 
 use serde::{Deserialize, Deserializer};

@@ -1,31 +1,11 @@
-//! API bearer tokens. Only a SHA-256 of each token is stored: a copy of the database does
-//! not let anyone call the API. The token itself is shown once, when it is made.
+//! The SQL of API bearer tokens ([`crate::records::token`]): only the secret's hash is
+//! stored.
 
 use super::{from_ms, ms, Store, StoreError};
 use crate::records::role::Role;
-use chrono::{DateTime, Utc};
-use rand::RngCore;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use crate::records::token::{hash, new_secret, TokenInfo};
+use chrono::Utc;
 use sqlx::Row;
-use utoipa::ToSchema;
-
-/// A token's holder, as the API sees it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TokenInfo {
-    pub id: i64,
-    /// Who holds it; the audit log's actor.
-    pub name: String,
-    pub role: Role,
-    /// For operators: their extension (field 8 of the forms they make).
-    pub operator: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// Makes a token; returns its id and the secret (shown once).
 pub async fn create(
@@ -34,9 +14,7 @@ pub async fn create(
     role: Role,
     operator: Option<&str>,
 ) -> Result<(i64, String), StoreError> {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    let secret = format!("hl_{}", hex::encode(raw));
+    let secret = new_secret();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO api_tokens (name, role, operator, token_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5) RETURNING id",

@@ -5,7 +5,6 @@
 use hotline::app::Hotline;
 use hotline::records::journal::NewCall;
 use hotline::records::role::Role;
-use hotline::store::tokens;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -126,14 +125,11 @@ pub async fn start_edited(
     for name in ROLES {
         let role = Role::parse(name).unwrap();
         let operator = (role == Role::Operator).then_some(super::OPERATOR);
-        let (_, secret) = tokens::create(
-            &hotline.records.store,
-            &format!("test {name}"),
-            role,
-            operator,
-        )
-        .await
-        .unwrap();
+        let (_, secret) = hotline
+            .records
+            .create_token(&format!("test {name}"), role, operator)
+            .await
+            .unwrap();
         tokens.insert(name, secret);
     }
     Api {

@@ -203,6 +203,17 @@ impl CallLog {
         bound: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(CallLog, JoinHandle<()>), CallLogError> {
+        CallLog::spawn_on(Arc::new(records), spool_dir, bound, shutdown)
+    }
+
+    /// [`CallLog::spawn_with`] writing to any [`Sink`]: the timer tests give it a scripted
+    /// database.
+    fn spawn_on(
+        sink: Arc<dyn Sink>,
+        spool_dir: PathBuf,
+        bound: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(CallLog, JoinHandle<()>), CallLogError> {
         let path = spool_dir.join(SPOOL_FILE);
         let io = |source| CallLogError::Spool {
             path: path.clone(),
@@ -230,7 +241,7 @@ impl CallLog {
         let commits = Arc::new(AtomicU64::new(0));
         let now = Instant::now();
         let writer = Writer {
-            records,
+            sink,
             refused_path: spool_dir.join(REFUSED_FILE),
             path,
             spool,
@@ -452,12 +463,29 @@ impl From<DeskError> for Failure {
     }
 }
 
+type Applying = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
+/// Where the writes go. The database ([`Records`]) in production; the timer tests
+/// ([`timers`]) script one, because on tokio's paused clock a real database, answering
+/// from its own threads, would let the clock run past every deadline.
+trait Sink: Send + Sync + 'static {
+    /// Applies `ops`, the front of the FIFO, in one transaction.
+    fn apply(&self, ops: Vec<Op>) -> Applying;
+}
+
+impl Sink for Records {
+    fn apply(&self, ops: Vec<Op>) -> Applying {
+        let records = self.clone();
+        Box::pin(async move { apply(&records, &ops).await })
+    }
+}
+
 /// One try at the database: the first `n` writes of the FIFO, given up at `until`.
 struct Attempt {
     n: usize,
     started: Instant,
     until: Instant,
-    fut: Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>,
+    fut: Applying,
 }
 
 async fn attempt_done(a: &mut Option<Attempt>) -> Result<(), Failure> {
@@ -476,7 +504,7 @@ async fn sleep_until(t: Option<Instant>) {
 
 /// The task's state.
 struct Writer {
-    records: Records,
+    sink: Arc<dyn Sink>,
     path: PathBuf,
     refused_path: PathBuf,
     spool: std::fs::File,
@@ -652,13 +680,12 @@ impl Writer {
             self.queue.len().min(MAX_BATCH)
         };
         let ops: Vec<Op> = self.queue.iter().take(n).map(|i| i.op.clone()).collect();
-        let records = self.records.clone();
         let started = Instant::now();
         Attempt {
             n,
             started,
             until: started + self.bound,
-            fut: Box::pin(async move { apply(&records, &ops).await }),
+            fut: self.sink.apply(ops),
         }
     }
 
@@ -888,6 +915,9 @@ async fn entry_id(conn: &mut sqlx::AnyConnection, call_id: &str) -> Result<i64, 
         .await?
         .ok_or_else(|| Failure::Permanent(format!("no journal entry has Call-ID {call_id}")))
 }
+
+#[cfg(test)]
+mod timers;
 
 #[cfg(test)]
 mod tests {
