@@ -3,7 +3,8 @@
 # through sudo). `scripts/run.sh` needs the build tools; `scripts/test.sh` also needs the
 # SIP peers the tests drive and a PostgreSQL server.
 #   bash scripts/setup.sh build   cmake and a C++ compiler (whisper.cpp)
-#   bash scripts/setup.sh test    the above, SIPp, baresip, PostgreSQL
+#   bash scripts/setup.sh test    the above, SIPp, baresip, PostgreSQL, and Chromium with
+#                                 its WebDriver (the console's browser tests)
 set -euo pipefail
 what=${1:-build}
 
@@ -15,6 +16,8 @@ if [ "$what" = test ]; then
   command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
   command -v baresip >/dev/null 2>&1 || packages+=(baresip)
   command -v pg_ctlcluster >/dev/null 2>&1 || packages+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=

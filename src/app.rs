@@ -12,6 +12,8 @@ use crate::callflow::acd::AcdHandle;
 use crate::callflow::service::{self, Context, FlowPrompts};
 use crate::callflow::Event;
 use crate::config::Config;
+use crate::console;
+use crate::desk::accounts::Accounts;
 use crate::desk::calllog::{CallLog, CallLogError};
 use crate::desk::notices::Targets;
 use crate::desk::Records;
@@ -75,6 +77,8 @@ pub struct Hotline {
     pub http_addr: SocketAddr,
     /// The records (journal, forms, voicemail) the hotline writes.
     pub records: Records,
+    /// The console's users and sessions.
+    pub accounts: Accounts,
     /// The operator queue.
     pub acd: AcdHandle,
     /// Where the call flow's journal writes go (and wait while the database is away).
@@ -266,6 +270,13 @@ impl Hotline {
                 can_register: o.resolve_password().is_some(),
             })
             .collect();
+        let accounts = Accounts::new(records.clone(), account_settings(&config));
+        let console = console::router(console::ConsoleState {
+            accounts: accounts.clone(),
+            records: records.clone(),
+            acd: Some(acd.clone()),
+            tls: false,
+        });
         let router = api::router(AppState {
             sip_addr: sip.local_addr,
             sip_alive: sip.alive.clone(),
@@ -283,7 +294,8 @@ impl Hotline {
             transcription: Some(transcription.clone()),
             media: Some(media.scheduling().clone()),
             undeliverable: Arc::new(config.notify.undeliverable()),
-        });
+        })
+        .merge(console);
         let mut stop = shutdown_rx.clone();
         let http = tokio::spawn(async move {
             // `into_make_service`: each connection gets a clone of the router (an `Arc`).
@@ -291,11 +303,14 @@ impl Hotline {
             // connection (axum does `with_state(())` per connection), about 36 KB each,
             // held as long as the connection: 36 MB for a thousand operators' consoles
             // with their event streams open.
-            let served = axum::serve(listener, router.into_make_service())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
@@ -309,6 +324,7 @@ impl Hotline {
             sip_addr: sip.local_addr,
             http_addr,
             records,
+            accounts,
             acd,
             calllog,
             control: sip.control.clone(),
@@ -461,5 +477,33 @@ fn voicemail_settings(v: &crate::config::VoicemailConfig) -> crate::callflow::Vo
         silence: v.silence(),
         min_speech: v.min_speech(),
         silence_dbfs: v.silence_dbfs,
+    }
+}
+
+/// The accounts' view of `[console]` and the operators.
+pub fn account_settings(config: &Config) -> crate::desk::accounts::AccountSettings {
+    use crate::records::account::guard::Limit;
+    let c = &config.console;
+    let lock = Duration::from_secs(c.login_lock_minutes * 60);
+    crate::desk::accounts::AccountSettings {
+        idle: Duration::from_secs(c.session_idle_s),
+        lifetime: Duration::from_secs(c.session_max_hours * 3600),
+        totp_roles: c.totp_roles.clone(),
+        login_limit: Limit {
+            max_failures: c.login_max_failures,
+            window: lock,
+            lock_for: lock,
+        },
+        address_limit: Limit {
+            max_failures: c.address_max_failures,
+            window: lock,
+            lock_for: lock,
+        },
+        issuer: c.totp_issuer.clone(),
+        extensions: config
+            .operators
+            .iter()
+            .map(|o| o.extension.clone())
+            .collect(),
     }
 }

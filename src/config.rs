@@ -94,6 +94,95 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     #[serde(default)]
     pub tickets: crate::records::tickets::TicketsConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console's accounts and sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A session unused this long ends (seconds; 30 minutes by default).
+    #[serde(default = "default_session_idle_s")]
+    pub session_idle_s: u64,
+    /// A session ends this long after its login, however busy (hours).
+    #[serde(default = "default_session_max_hours")]
+    pub session_max_hours: u64,
+    /// Roles that give a TOTP code after the password: those that read every customer's data.
+    #[serde(default = "default_totp_roles")]
+    pub totp_roles: Vec<crate::records::role::Role>,
+    /// Failed logins of one login, within the lock time, before it is locked.
+    #[serde(default = "default_login_max_failures")]
+    pub login_max_failures: u32,
+    /// Failed logins from one address, within the lock time, before it is locked.
+    #[serde(default = "default_address_max_failures")]
+    pub address_max_failures: u32,
+    /// How long a lock lasts, and the window failures are counted in (minutes).
+    #[serde(default = "default_login_lock_minutes")]
+    pub login_lock_minutes: u64,
+    /// The name an authenticator app shows beside the codes.
+    #[serde(default = "default_totp_issuer")]
+    pub totp_issuer: String,
+}
+
+fn default_session_idle_s() -> u64 {
+    30 * 60
+}
+fn default_session_max_hours() -> u64 {
+    12
+}
+fn default_totp_roles() -> Vec<crate::records::role::Role> {
+    use crate::records::role::Role;
+    vec![Role::Supervisor, Role::Security, Role::Admin]
+}
+fn default_login_max_failures() -> u32 {
+    5
+}
+fn default_address_max_failures() -> u32 {
+    20
+}
+fn default_login_lock_minutes() -> u64 {
+    15
+}
+fn default_totp_issuer() -> String {
+    "Hotline".into()
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            session_idle_s: default_session_idle_s(),
+            session_max_hours: default_session_max_hours(),
+            totp_roles: default_totp_roles(),
+            login_max_failures: default_login_max_failures(),
+            address_max_failures: default_address_max_failures(),
+            login_lock_minutes: default_login_lock_minutes(),
+            totp_issuer: default_totp_issuer(),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("console.session_idle_s", self.session_idle_s),
+            ("console.session_max_hours", self.session_max_hours),
+            ("console.login_lock_minutes", self.login_lock_minutes),
+            (
+                "console.login_max_failures",
+                u64::from(self.login_max_failures),
+            ),
+            (
+                "console.address_max_failures",
+                u64::from(self.address_max_failures),
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[voicemail]`: when a message ends (SPEC §2.6).
@@ -702,6 +791,7 @@ impl Config {
         self.transcription.validate()?;
         self.notify.validate()?;
         self.tickets.validate()?;
+        self.console.validate()?;
         for o in &self.operators {
             if let Some(e) = &o.email {
                 if e.parse::<lettre::Address>().is_err() {

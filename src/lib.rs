@@ -14,6 +14,7 @@ pub mod app;
 pub mod calendar;
 pub mod callflow;
 pub mod config;
+pub mod console;
 pub mod desk;
 pub mod fuzz_targets;
 pub mod live;

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use hotline::app::Hotline;
 use hotline::calendar::Calendar;
 use hotline::config::{Config, ConfigError, Overrides};
+use hotline::desk::accounts::Accounts;
 use hotline::desk::Records;
+use hotline::records::account::NewUser;
 use hotline::records::role::Role;
 use hotline::store::Store;
 use std::net::SocketAddr;
@@ -66,6 +68,11 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// The console's users: people who log in (tokens are for machines).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// API bearer tokens.
     Token {
         #[command(subcommand)]
@@ -110,6 +117,81 @@ struct DbArgs {
     database_url: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Make a user. The password is read from standard input when it is not a terminal
+    /// (one line), and asked for otherwise. For a role that needs a second factor, prints the
+    /// `otpauth://` URI to enrol an authenticator app with.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        login: String,
+        /// The name shown in the console and recorded as the actor of their changes.
+        #[arg(long)]
+        name: String,
+        /// operator, supervisor, card_department, security or admin.
+        #[arg(long)]
+        role: String,
+        /// The operator's extension (operators only).
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Set a new password (read as for create); the user's sessions end.
+    Passwd {
+        #[command(flatten)]
+        db: DbArgs,
+        login: String,
+    },
+    /// Disable a user; their sessions end.
+    Disable {
+        #[command(flatten)]
+        db: DbArgs,
+        login: String,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// A new TOTP secret (a lost phone): prints the `otpauth://` URI to enrol from.
+    Totp {
+        #[command(flatten)]
+        db: DbArgs,
+        login: String,
+    },
+}
+
+/// A password from standard input: one line when it is a pipe, else asked twice without echo.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("Пароль: ")?;
+    let again = rpassword::prompt_password("Пароль ещё раз: ")?;
+    anyhow::ensure!(first == again, "the passwords differ");
+    Ok(first)
+}
+
+/// A role named on the command line, or `None` after saying which roles there are.
+fn parse_role(role: &str) -> Option<Role> {
+    let r = Role::parse(role);
+    if r.is_none() {
+        eprintln!(
+            "hotline: unknown role {role:?} (operator, supervisor, card_department, security, admin)"
+        );
+    }
+    r
+}
+
+/// The accounts façade over the records of a CLI command.
+fn accounts(c: &Config, records: Records) -> Accounts {
+    Accounts::new(records, hotline::app::account_settings(c))
 }
 
 #[derive(Subcommand)]
@@ -202,6 +284,70 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Command::User { command } => match command {
+            UserCommand::Create {
+                db,
+                login,
+                name,
+                role,
+                operator,
+            } => {
+                let Some(role) = parse_role(&role) else {
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                };
+                with_records(db, move |c, records| async move {
+                    let password = read_password()?;
+                    let new = NewUser {
+                        login,
+                        name,
+                        role,
+                        operator,
+                    };
+                    let (user, uri) = accounts(&c, records)
+                        .create_user(&new, &password, "cli")
+                        .await?;
+                    eprintln!("user {} ({}) created", user.login, user.role.as_str());
+                    if let Some(uri) = uri {
+                        eprintln!("enrol an authenticator app with this URI (or by the QR code at the first login):");
+                        println!("{uri}");
+                    }
+                    Ok(())
+                })
+            }
+            UserCommand::Passwd { db, login } => with_records(db, |c, records| async move {
+                let password = read_password()?;
+                accounts(&c, records)
+                    .set_password(&login, &password, "cli")
+                    .await?;
+                eprintln!("password of {login} set; their sessions have ended");
+                Ok(())
+            }),
+            UserCommand::Disable { db, login } => with_records(db, |c, records| async move {
+                accounts(&c, records).disable(&login, "cli").await?;
+                eprintln!("{login} disabled; their sessions have ended");
+                Ok(())
+            }),
+            UserCommand::Totp { db, login } => with_records(db, |c, records| async move {
+                let uri = accounts(&c, records).reset_totp(&login, "cli").await?;
+                eprintln!("new TOTP secret for {login}; the old one and its recovery codes no longer work:");
+                println!("{uri}");
+                Ok(())
+            }),
+            UserCommand::List { db } => with_records(db, |c, records| async move {
+                for u in accounts(&c, records).users().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        u.login,
+                        u.role.as_str(),
+                        u.name,
+                        u.operator.unwrap_or_default(),
+                        if u.totp_enrolled { "totp" } else { "-" },
+                        if u.disabled { "disabled" } else { "active" }
+                    );
+                }
+                Ok(())
+            }),
+        },
         Command::Token { command } => match command {
             TokenCommand::Create {
                 db,
@@ -209,8 +355,7 @@ fn main() -> ExitCode {
                 role,
                 operator,
             } => {
-                let Some(role) = Role::parse(&role) else {
-                    eprintln!("hotline: unknown role {role:?} (operator, supervisor, card_department, security, admin)");
+                let Some(role) = parse_role(&role) else {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 };
                 with_records(db, move |c, records| async move {

@@ -277,3 +277,164 @@ fn transcribe_without_a_usable_model_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.wav"));
 }
+
+/// Runs `hotline user ARGS` on a config, with `stdin` piped in.
+fn user_cmd(config: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn user_commands_create_list_change_and_disable_console_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hotline.toml");
+    std::fs::write(&cfg, config_text(dir.path(), "", "", "00:00-23:59")).unwrap();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // The password comes from standard input (not a terminal here); an operator needs a
+    // configured extension, and gets no second factor.
+    let out = user_cmd(
+        &cfg,
+        &[
+            "create",
+            "--login",
+            "ivanova",
+            "--name",
+            "Иванова Анна",
+            "--role",
+            "operator",
+            "--operator",
+            OPERATOR,
+        ],
+        "длинный-пароль-1\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "no URI for an operator: {}",
+        text(&out)
+    );
+    // A supervisor gets the otpauth:// URI on standard output.
+    let out = user_cmd(
+        &cfg,
+        &[
+            "create",
+            "--login",
+            "head",
+            "--name",
+            "Петров",
+            "--role",
+            "supervisor",
+        ],
+        "длинный-пароль-2\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let uri = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/Hotline:head?secret="),
+        "{uri}"
+    );
+
+    // Bad input is refused, naming the field.
+    for (args, stdin, field) in [
+        (
+            vec!["create", "--login", "x y", "--name", "N", "--role", "admin"],
+            "длинный-пароль-3\n",
+            "`login`",
+        ),
+        (
+            vec![
+                "create", "--login", "shorty", "--name", "N", "--role", "admin",
+            ],
+            "short\n",
+            "`password`",
+        ),
+        (
+            vec![
+                "create",
+                "--login",
+                "op2",
+                "--name",
+                "N",
+                "--role",
+                "operator",
+                "--operator",
+                "9999",
+            ],
+            "длинный-пароль-3\n",
+            "`operator`",
+        ),
+        (
+            vec![
+                "create", "--login", "ivanova", "--name", "N", "--role", "admin",
+            ],
+            "длинный-пароль-3\n",
+            "taken",
+        ),
+    ] {
+        let out = user_cmd(&cfg, &args, stdin);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains(field), "{args:?}: {}", text(&out));
+    }
+
+    let out = user_cmd(&cfg, &["list"], "");
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(
+        list.contains("ivanova\toperator\tИванова Анна\t1001\t-\tactive"),
+        "{list}"
+    );
+
+    assert!(user_cmd(&cfg, &["passwd", "ivanova"], "новый-пароль-42\n")
+        .status
+        .success());
+    let out = user_cmd(&cfg, &["totp", "head"], "");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("otpauth://"),
+        "{}",
+        text(&out)
+    );
+    assert!(user_cmd(&cfg, &["disable", "ivanova"], "").status.success());
+    let list = String::from_utf8(user_cmd(&cfg, &["list"], "").stdout).unwrap();
+    assert!(
+        list.contains("ivanova\toperator\tИванова Анна\t1001\t-\tdisabled"),
+        "{list}"
+    );
+
+    // What the CLI did is in the audit log, as the console's users would see it.
+    let db = dir.path().join("hotline.db");
+    let store = hotline::store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE entity = 'user' ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        ["create", "create", "password", "totp_reset", "disable"]
+    );
+}

@@ -9,6 +9,7 @@
 //! ([`crate::store`]) so that none is lost. Put here, above both, records stays pure domain,
 //! store stays SQL, and the notifier ([`crate::notify`]) only delivers.
 
+pub mod accounts;
 mod admin;
 mod callbacks;
 pub mod calllog;

@@ -3,6 +3,8 @@
 //! domain, at the bottom: types, validation and rules, no I/O. The SQL is in
 //! [`crate::store`], the writes go through [`crate::desk`].
 
+pub mod access;
+pub mod account;
 pub mod atm;
 pub mod callback;
 pub mod journal;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// What a token is allowed to do; see the matrix in `api::auth`.
+/// What a user or a token is allowed to do (README, "Roles"; `records::access`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

@@ -8,7 +8,7 @@
 //! binary so that a deployed hotline never depends on its working directory.
 //!
 //! The SQL of each record lives beside its kind: [`journal`], [`voicemail`], [`callback`],
-//! [`audit`], [`tokens`], [`retention`], [`stats`], [`transcription`] (jobs) and
+//! [`audit`], [`tokens`], [`users`] and [`sessions`] (the console's people), [`retention`], [`stats`], [`transcription`] (jobs) and
 //! [`outbox`] (notifications). The domain types and rules are in
 //! [`crate::records`].
 
@@ -17,10 +17,12 @@ pub mod callback;
 pub mod journal;
 pub mod outbox;
 pub mod retention;
+pub mod sessions;
 pub mod stats;
 pub mod tickets;
 pub mod tokens;
 pub mod transcription;
+pub mod users;
 pub mod voicemail;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,162 @@
+//! The web console: pages rendered on the server from compile-time-checked templates
+//! (`templates/`, askama), served by the hotline's own HTTP listener at `/`, in Russian, for
+//! each role. No front-end build and no JavaScript framework: forms post back, and the
+//! stylesheet is embedded in the binary.
+//!
+//! Who may see what is the domain's one matrix ([`crate::records::access`]), checked on the
+//! server by the extractors of [`session`] for every page and every action; a page hides
+//! what a role may not use, and the server refuses it anyway. Like `api/`, this is the top
+//! layer: only `app.rs` imports it.
+
+mod login;
+mod pages;
+mod session;
+
+use crate::callflow::acd::AcdHandle;
+use crate::desk::accounts::Accounts;
+use crate::desk::Records;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+/// What the pages read and write through.
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub accounts: Accounts,
+    pub records: Records,
+    /// The operator queue; `None` where only the records are served.
+    pub acd: Option<AcdHandle>,
+    /// Whether the console is served over TLS (the cookie is then `Secure`).
+    pub tls: bool,
+}
+
+/// Why a page is not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// No open session: to the login page.
+    #[error("login needed")]
+    LoginNeeded,
+    /// The password is given, the code not yet.
+    #[error("second factor needed")]
+    FactorNeeded,
+    #[error("the role {role} may not {action}")]
+    Forbidden {
+        role: &'static str,
+        action: &'static str,
+    },
+    /// A state-changing request without this session's CSRF token.
+    #[error("the form is stale or forged (CSRF token missing or wrong)")]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Desk(#[from] crate::desk::DeskError),
+    #[error("template: {0}")]
+    Template(#[from] askama::Error),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        match self {
+            ConsoleError::LoginNeeded => Redirect::to("/login").into_response(),
+            ConsoleError::FactorNeeded => Redirect::to("/login/code").into_response(),
+            ConsoleError::Forbidden { role, action } => message(
+                StatusCode::FORBIDDEN,
+                "Доступ запрещён",
+                &format!("Роль «{role}» не может: {action}."),
+            ),
+            ConsoleError::Csrf => message(
+                StatusCode::FORBIDDEN,
+                "Форма устарела",
+                "Обновите страницу и повторите действие.",
+            ),
+            ConsoleError::BadRequest(m) => message(StatusCode::BAD_REQUEST, "Ошибка в запросе", &m),
+            e => {
+                tracing::error!(error = %e, "console page failed");
+                message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Внутренняя ошибка",
+                    "Повторите позже; ошибка записана в журнал сервера.",
+                )
+            }
+        }
+    }
+}
+
+/// A page with a heading and one line: errors and refusals.
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    let page = pages::Message {
+        title,
+        text,
+        user: None,
+    };
+    match askama::Template::render(&page) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, text.to_string()).into_response(),
+    }
+}
+
+/// `дд.мм.гггг чч:мм` in the calendar's zone.
+pub(crate) fn local_time(records: &Records, t: DateTime<Utc>) -> String {
+    t.with_timezone(&records.calendar.tz())
+        .format("%d.%m.%Y %H:%M")
+        .to_string()
+}
+
+const CSS: &str = include_str!("../../templates/console.css");
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+}
+
+pub fn router(state: ConsoleState) -> Router {
+    Router::new()
+        .route("/", get(login::root))
+        .route("/login", get(login::form).post(login::submit))
+        .route(
+            "/login/code",
+            get(login::code_form).post(login::code_submit),
+        )
+        .route("/logout", post(login::logout))
+        .route("/operator", get(pages::operator))
+        .route("/operator/presence", post(pages::presence))
+        .route("/supervisor", get(pages::supervisor))
+        .route("/desk", get(pages::desk))
+        .route("/admin", get(pages::admin))
+        .route("/admin/users", post(pages::create_user))
+        .route("/assets/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers every console response carries: no framing (clickjacking), no sniffing, no
+/// scripts or styles from elsewhere, and no caching of pages with customers' data.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(header::HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,452 @@
+//! The web console in real headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! driven over WebDriver): logins for every role, the lock-out, the second factor with a
+//! code computed here, role refusals, CSRF and idle expiry. The hotline runs in-process.
+
+mod support;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hotline::app::Hotline;
+use hotline::records::account::totp;
+use hotline::records::account::NewUser;
+use hotline::records::role::Role;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const PASSWORD_OF: &str = "Верный-пароль-42";
+
+/// chromedriver on a free port, and a headless Chromium session through it. Both end when
+/// this is dropped (the browser with its driver).
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) runs");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1366,768",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no WebDriver session: {last:?}");
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    /// The input a visible label names (`<label for=…>`): how a person finds a field.
+    async fn field(&self, label: &str) -> fantoccini::elements::Element {
+        let l = self
+            .client
+            .find(Locator::XPath(&format!(
+                "//label[normalize-space()='{label}']"
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("no label «{label}»: {e}"));
+        let id = l
+            .attr("for")
+            .await
+            .unwrap()
+            .expect("the label names its field");
+        self.client.find(Locator::Id(&id)).await.unwrap()
+    }
+
+    async fn button(&self, text: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::XPath(&format!(
+                "//button[normalize-space()='{text}']"
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("no button «{text}»: {e}"))
+    }
+
+    /// Clicks and waits until the page it leads to has loaded: the old document carries a
+    /// mark that a new one lacks.
+    async fn click_through(&self, target: fantoccini::elements::Element) {
+        self.client
+            .execute("window.__before_click = true", vec![])
+            .await
+            .unwrap();
+        target.click().await.unwrap();
+        for _ in 0..200 {
+            let state = self
+                .client
+                .execute(
+                    "return window.__before_click ? 'old' : document.readyState",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            if state.as_deref() == Some("complete") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the click led nowhere within 10 s");
+    }
+
+    /// Follows the link with this id.
+    async fn follow(&self, id: &str) {
+        let link = self.client.find(Locator::Id(id)).await.unwrap();
+        self.click_through(link).await;
+    }
+
+    async fn press(&self, text: &str) {
+        let b = self.button(text).await;
+        self.click_through(b).await;
+    }
+
+    /// Asserts the page's path, showing the page when it is another.
+    /// (The page may still be arriving: it is polled for up to 5 s.)
+    async fn at(&self, want: &str, why: &str) {
+        let mut path = String::new();
+        for _ in 0..100 {
+            path = self.path().await;
+            if path == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{why}: at {path}, not {want}: {:?}", self.text().await);
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Types the login and password and presses «Войти». (Typing is tried again if the
+    /// page was replaced under it, as a person would.)
+    async fn log_in(&self, base: &str, login: &str, password: &str) {
+        for _ in 0..20 {
+            self.client.goto(&format!("{base}/login")).await.unwrap();
+            let typed = async {
+                self.field("Логин").await.send_keys(login).await?;
+                self.field("Пароль").await.send_keys(password).await
+            };
+            if typed.await.is_ok() {
+                self.press("Войти").await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not type into the login form");
+    }
+
+    async fn give_code(&self, code: &str) {
+        self.field("Код").await.send_keys(code).await.unwrap();
+        self.press("Подтвердить").await;
+    }
+
+    async fn session_cookie(&self) -> Option<String> {
+        let cookies = self.client.get_all_cookies().await.unwrap();
+        cookies
+            .iter()
+            .find(|c| c.name() == "hotline_session")
+            .map(|c| c.value().to_string())
+    }
+}
+
+struct Console {
+    hotline: Hotline,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Console {
+    async fn start(console: &str) -> Console {
+        let (config, dir) = config("", &format!("[console]\n{console}\n"));
+        let hotline = Hotline::start(config).await.expect("hotline starts");
+        let base = format!("http://{}", hotline.http_addr);
+        Console {
+            hotline,
+            base,
+            _dir: dir,
+        }
+    }
+
+    /// Makes a user; returns the TOTP secret when their role needs one.
+    async fn user(&self, login: &str, role: Role) -> Option<Vec<u8>> {
+        let new = NewUser {
+            login: login.into(),
+            name: format!("Тест {login}"),
+            role,
+            operator: (role == Role::Operator).then(|| OPERATOR.to_string()),
+        };
+        let (_, uri) = self
+            .hotline
+            .accounts
+            .create_user(&new, PASSWORD_OF, "test")
+            .await
+            .unwrap();
+        uri.map(|u| secret_of(&u))
+    }
+
+    async fn audit(&self, action: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log WHERE entity = 'user' AND action = $1",
+        )
+        .bind(action)
+        .fetch_one(self.hotline.records.store.pool())
+        .await
+        .unwrap()
+    }
+}
+
+/// The secret of an `otpauth://` URI, as an authenticator app reads it.
+fn secret_of(uri: &str) -> Vec<u8> {
+    let s = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    data_encoding::BASE32_NOPAD.decode(s.as_bytes()).unwrap()
+}
+
+fn code_now(secret: &[u8]) -> String {
+    let step = totp::step_of(chrono::Utc::now().timestamp());
+    format!("{:06}", totp::code_at(secret, step))
+}
+
+#[tokio::test]
+async fn every_role_logs_in_and_lands_on_its_home() {
+    let c = Console::start("").await;
+    let b = Browser::start().await;
+    for (login, role, home) in [
+        ("operator1", Role::Operator, "/operator"),
+        ("card1", Role::CardDepartment, "/desk"),
+        ("head1", Role::Supervisor, "/supervisor"),
+        ("security1", Role::Security, "/desk"),
+        ("admin1", Role::Admin, "/admin"),
+    ] {
+        let secret = c.user(login, role).await;
+        b.log_in(&c.base, login, PASSWORD_OF).await;
+        if let Some(secret) = secret {
+            // The roles that read every customer's data give a code, enrolling at the
+            // first login by the QR code shown on the page.
+            b.at("/login/code", login).await;
+            b.client
+                .find(Locator::Css(".qr svg"))
+                .await
+                .expect("a QR code");
+            b.give_code(&code_now(&secret)).await;
+            let codes = b.client.find(Locator::Id("recovery-codes")).await.unwrap();
+            assert_eq!(codes.find_all(Locator::Css("li")).await.unwrap().len(), 10);
+            b.follow("continue").await;
+        }
+        b.at(home, login).await;
+        assert!(b.text().await.contains(&format!("Тест {login}")), "{login}");
+        b.press("Выйти").await;
+        b.at("/login", login).await;
+    }
+    assert_eq!(c.audit("login").await, 5);
+    assert_eq!(c.audit("logout").await, 5);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_and_lock_the_login() {
+    let c = Console::start("login_max_failures = 3").await;
+    c.user("operator1", Role::Operator).await;
+    let b = Browser::start().await;
+    for _ in 0..3 {
+        b.log_in(&c.base, "operator1", "не тот пароль").await;
+        b.at("/login", "").await;
+        let text = b.text().await;
+        assert!(text.contains("Неверный логин или пароль."), "{text}");
+    }
+    // Locked: even the right password is refused now.
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/login", "").await;
+    assert!(
+        b.text().await.contains("временно заблокирован"),
+        "{}",
+        b.text().await
+    );
+    // A login that does not exist gets the same answer as a wrong password.
+    b.log_in(&c.base, "nobody", PASSWORD_OF).await;
+    assert!(b.text().await.contains("Неверный логин или пароль."));
+    assert_eq!(c.audit("login_failed").await, 4);
+    assert_eq!(c.audit("locked").await, 1);
+    assert_eq!(c.audit("login_locked").await, 1);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_wrong_or_replayed_code_is_refused() {
+    let c = Console::start("").await;
+    let secret = c.user("head1", Role::Supervisor).await.unwrap();
+    let b = Browser::start().await;
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    // Without the code the session opens nothing.
+    b.client
+        .goto(&format!("{}/supervisor", c.base))
+        .await
+        .unwrap();
+    b.at("/login/code", "").await;
+    let good = code_now(&secret);
+    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
+    b.give_code(&wrong).await;
+    assert!(b.text().await.contains("Неверный код."));
+    b.give_code(&good).await;
+    b.follow("continue").await;
+    b.at("/supervisor", "").await;
+    b.press("Выйти").await;
+
+    // The same code again, in its own 30 seconds: refused.
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    b.at("/login/code", "").await;
+    b.give_code(&good).await;
+    assert!(b.text().await.contains("Неверный код."));
+    assert_eq!(c.audit("code_failed").await, 2);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn roles_are_refused_other_pages_and_forms_need_their_token() {
+    let c = Console::start("").await;
+    c.user("operator1", Role::Operator).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    for page in ["/supervisor", "/admin", "/desk"] {
+        b.client.goto(&format!("{}{page}", c.base)).await.unwrap();
+        assert!(b.text().await.contains("Доступ запрещён"), "{page}");
+    }
+    let cookie = format!("hotline_session={}", b.session_cookie().await.unwrap());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", c.base))
+            .header("cookie", &cookie)
+            .send()
+    };
+    assert_eq!(get("/admin").await.unwrap().status(), 403);
+    assert_eq!(get("/operator").await.unwrap().status(), 200);
+    // A state-changing form without the session's CSRF token, or with another: 403.
+    for body in [
+        "extension=1001&action=sign_in".to_string(),
+        "extension=1001&action=sign_in&csrf=00".to_string(),
+    ] {
+        let r = http
+            .post(format!("{}/operator/presence", c.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{body}");
+    }
+    // The login form, before any session, has its own token.
+    let r = http
+        .post(format!("{}/login", c.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("login=operator1&password={PASSWORD_OF}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Without a session every page goes to the login.
+    let r = http
+        .get(format!("{}/operator", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_logout_ends_it_everywhere() {
+    let c = Console::start("session_idle_s = 2").await;
+    c.user("operator1", Role::Operator).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.client
+        .goto(&format!("{}/operator", c.base))
+        .await
+        .unwrap();
+    b.at("/login", "idle for longer than the limit").await;
+
+    // A copy of the cookie (another tab, another machine) stops working at logout.
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    let cookie = format!("hotline_session={}", b.session_cookie().await.unwrap());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let status = || async {
+        http.get(format!("{}/operator", c.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status().await, 200);
+    b.press("Выйти").await;
+    assert_eq!(status().await, 303);
+    b.close().await;
+}
