@@ -114,6 +114,9 @@ def show(label, r):
 print("== samples (every 10 s)")
 show("first", timed[0]); show("middle", timed[len(timed) // 2]); show("last", timed[-1])
 if end: show("after", end[0])
+# The trajectory, to tell a leak (still rising at the end) from a slow warm-up (a plateau).
+print("RSS at each tenth of the run (MiB): " + " ".join(
+    f"{int(timed[min(len(timed) - 1, i * len(timed) // 10)][1]) / 1024:.1f}" for i in range(11)))
 warm = timed[max(1, len(timed) // 5):]
 rss = [int(r[1]) for r in warm]
 drift = (max(rss) - min(rss)) / min(rss) * 100 if rss else 0.0

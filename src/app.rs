@@ -276,6 +276,7 @@ impl Hotline {
             records: records.clone(),
             acd: Some(acd.clone()),
             tls: false,
+            data_dir: config.storage.data_dir.clone(),
         });
         let router = api::router(AppState {
             sip_addr: sip.local_addr,

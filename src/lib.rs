@@ -24,3 +24,4 @@ pub mod records;
 pub mod sip;
 pub mod store;
 pub mod transcribe;
+pub mod web;

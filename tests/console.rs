@@ -204,7 +204,7 @@ impl Browser {
 struct Console {
     hotline: Hotline,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Console {
@@ -212,11 +212,7 @@ impl Console {
         let (config, dir) = config("", &format!("[console]\n{console}\n"));
         let hotline = Hotline::start(config).await.expect("hotline starts");
         let base = format!("http://{}", hotline.http_addr);
-        Console {
-            hotline,
-            base,
-            _dir: dir,
-        }
+        Console { hotline, base, dir }
     }
 
     /// Makes a user; returns the TOTP secret when their role needs one.
@@ -448,5 +444,84 @@ async fn an_idle_session_expires_and_logout_ends_it_everywhere() {
     assert_eq!(status().await, 200);
     b.press("Выйти").await;
     assert_eq!(status().await, 303);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_voicemail_player_loads_and_processed_takes_the_message_off() {
+    use hotline::records::journal::NewCall;
+    use hotline::records::voicemail::NewVoicemail;
+    let c = Console::start("").await;
+    c.user("operator1", Role::Operator).await;
+    // A message as the call flow leaves one: its journal entry, its WAV, its record.
+    let records = &c.hotline.records;
+    let now = chrono::Utc::now();
+    let entry = records
+        .record_call(&NewCall {
+            call_id: Some("vm-1".into()),
+            arrived_at: now,
+            phone: "+79781234567".into(),
+            caller_name: None,
+        })
+        .await
+        .unwrap();
+    std::fs::create_dir_all(c.dir.path().join("voicemail")).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(c.dir.path().join("voicemail/vm-1.wav"), spec).unwrap();
+    for i in 0..24_000 {
+        let t = f64::from(i) / 8000.0;
+        w.write_sample((8000.0 * (t * 440.0 * std::f64::consts::TAU).sin()) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let id = records
+        .add_voicemail(&NewVoicemail {
+            journal_id: entry,
+            arrived_at: now,
+            file: "voicemail/vm-1.wav".into(),
+            duration: Duration::from_secs(3),
+            empty: false,
+            after_hours: false,
+        })
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    let text = b.text().await;
+    assert!(text.contains("+79781234567"), "{text}");
+    // The browser loads the audio (through Range requests) and knows its length.
+    let mut duration = None;
+    for _ in 0..100 {
+        let d = b
+            .client
+            .execute("return document.querySelector('audio').duration", vec![])
+            .await
+            .unwrap();
+        if let Some(d) = d.as_f64().filter(|d| d.is_finite()) {
+            duration = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let duration = duration.expect("the audio element reports a duration");
+    assert!((duration - 3.0).abs() < 0.1, "{duration}");
+
+    b.press("Обработано").await;
+    b.at("/operator", "").await;
+    assert!(b.text().await.contains("Необработанных сообщений нет."));
+    let by: Option<String> =
+        sqlx::query_scalar("SELECT processed_by FROM voicemails WHERE id = $1")
+            .bind(id)
+            .fetch_one(records.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(by.as_deref(), Some("operator1"));
     b.close().await;
 }

@@ -8,13 +8,10 @@ use super::extract::QueryParams;
 use super::AppState;
 use crate::records::voicemail::{Voicemail, VoicemailStatus};
 use crate::store::voicemail as sql;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -93,19 +90,7 @@ async fn voicemail_audio(
             "the audio of voicemail {id} is missing on disk"
         )));
     }
-    // ServeFile answers Range, If-Range and HEAD; we only fix the type.
-    let (parts, _) = req.into_parts();
-    let req = Request::from_parts(parts, Body::empty());
-    let mut resp = tower_http::services::ServeFile::new(path)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map(Body::new);
-    if resp.status().is_success() {
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    }
-    Ok(resp.into_response())
+    Ok(crate::web::wav(path, req).await)
 }
 
 /// Mark the message processed by the caller of this route.

@@ -11,6 +11,7 @@
 mod login;
 mod pages;
 mod session;
+mod voicemail;
 
 use crate::callflow::acd::AcdHandle;
 use crate::desk::accounts::Accounts;
@@ -30,6 +31,8 @@ pub struct ConsoleState {
     pub acd: Option<AcdHandle>,
     /// Whether the console is served over TLS (the cookie is then `Secure`).
     pub tls: bool,
+    /// Recordings and voicemail files are named relative to this.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Why a page is not shown.
@@ -51,6 +54,8 @@ pub enum ConsoleError {
     Csrf,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Desk(#[from] crate::desk::DeskError),
     #[error("template: {0}")]
@@ -73,6 +78,7 @@ impl IntoResponse for ConsoleError {
                 "Обновите страницу и повторите действие.",
             ),
             ConsoleError::BadRequest(m) => message(StatusCode::BAD_REQUEST, "Ошибка в запросе", &m),
+            ConsoleError::NotFound(m) => message(StatusCode::NOT_FOUND, "Не найдено", &m),
             e => {
                 tracing::error!(error = %e, "console page failed");
                 message(
@@ -128,6 +134,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/logout", post(login::logout))
         .route("/operator", get(pages::operator))
         .route("/operator/presence", post(pages::presence))
+        .route("/voicemail/{id}/audio", get(voicemail::audio))
+        .route("/voicemail/{id}/process", post(voicemail::process))
         .route("/supervisor", get(pages::supervisor))
         .route("/desk", get(pages::desk))
         .route("/admin", get(pages::admin))

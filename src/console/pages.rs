@@ -132,9 +132,10 @@ struct OperatorPage {
     user: Option<Who>,
     extension: String,
     me: Option<Presence>,
+    voicemail: Vec<super::voicemail::Message>,
 }
 
-/// `/operator`: presence, and the call in hand.
+/// `/operator`: presence, and the voicemail backlog.
 pub async fn operator(
     State(state): State<ConsoleState>,
     who: Signed<can::OperatorPresence>,
@@ -150,6 +151,7 @@ pub async fn operator(
             user: Some(Who::of(&who.session)),
             extension,
             me,
+            voicemail: super::voicemail::backlog(&state).await?,
         }
         .render()?,
     )

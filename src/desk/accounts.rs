@@ -377,11 +377,12 @@ impl Accounts {
         }))
     }
 
-    /// Counts a failure for `key`; true if it now locks.
+    /// Counts a failure for `key` (read and written in one locked transaction: guesses sent
+    /// at once are all counted); true if it now locks.
     async fn fail(&self, key: &str, limit: Limit, now: DateTime<Utc>) -> Result<bool, DeskError> {
-        let prev = store::users::failures(self.store(), key).await?;
-        let next = Failures::after_failure(prev.as_ref(), now, limit);
         let mut tx = self.store().begin_write().await?;
+        let prev = store::users::lock_failures(&mut tx, self.store().backend(), key).await?;
+        let next = Failures::after_failure(Some(&prev), now, limit);
         store::users::put_failures(&mut tx, key, &next).await?;
         tx.commit().await?;
         Ok(next.locked(now))

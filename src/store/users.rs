@@ -212,6 +212,37 @@ pub async fn failures(store: &Store, key: &str) -> Result<Option<Failures>, Stor
     .transpose()
 }
 
+/// The failures of `key`, locked for this transaction (the row is made if missing), so that
+/// failures arriving at once are all counted: `BEGIN IMMEDIATE` serialises them on SQLite,
+/// `FOR UPDATE` on PostgreSQL.
+pub async fn lock_failures(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    key: &str,
+) -> Result<Failures, StoreError> {
+    sqlx::query(
+        "INSERT INTO login_failures (key, count, since) VALUES ($1, 0, 0) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    let lock = match backend {
+        super::Backend::Postgres => " FOR UPDATE",
+        super::Backend::Sqlite => "",
+    };
+    let r = sqlx::query(&format!(
+        "SELECT count, since, locked_until FROM login_failures WHERE key = $1{lock}"
+    ))
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Failures {
+        count: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(u32::MAX),
+        since: from_ms(r.try_get(1)?),
+        locked_until: opt_from_ms(r.try_get(2)?),
+    })
+}
+
 pub async fn put_failures(
     conn: &mut AnyConnection,
     key: &str,
