@@ -414,12 +414,12 @@ async fn roles_are_refused_other_pages_and_forms_need_their_token() {
 
 #[tokio::test]
 async fn an_idle_session_expires_and_logout_ends_it_everywhere() {
-    let c = Console::start("session_idle_s = 2").await;
+    let c = Console::start("session_idle_s = 5").await;
     c.user("operator1", Role::Operator).await;
     let b = Browser::start().await;
     b.log_in(&c.base, "operator1", PASSWORD_OF).await;
     b.at("/operator", "").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     b.client
         .goto(&format!("{}/operator", c.base))
         .await

@@ -2,16 +2,17 @@
 //! recovery code, with enrolment by QR code at the first login.
 
 use super::session::{
-    self, client_address, cookie, home, read_form, set_cookie, LOGIN_COOKIE, SESSION_COOKIE,
+    self, client_address, cookie, home, read_form, set_cookie, NoFields, LOGIN_COOKIE,
+    SESSION_COOKIE,
 };
 use super::{ConsoleError, ConsoleState};
 use crate::desk::accounts::{FactorOutcome, LoginOutcome, Session};
+use crate::records::token::{random_hex, same_secret};
 use askama::Template;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use rand::RngCore;
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -39,20 +40,6 @@ struct RecoveryPage<'a> {
     next: &'a str,
 }
 
-fn random_token() -> String {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// `/`: the user's home, or the login page.
 pub async fn root(
     State(state): State<ConsoleState>,
@@ -76,7 +63,7 @@ fn login_page(
     login: &str,
     error: Option<&str>,
 ) -> Result<Response, ConsoleError> {
-    let token = random_token();
+    let token = random_hex();
     let html = LoginPage {
         csrf: &token,
         login,
@@ -116,7 +103,7 @@ pub async fn submit(
     let address = client_address(&parts);
     let expected = cookie(&parts.headers, LOGIN_COOKIE).unwrap_or_default();
     let (f, token) = read_form::<LoginForm>(Request::from_parts(parts, body)).await?;
-    if expected.is_empty() || !same(&expected, &token) {
+    if expected.is_empty() || !same_secret(&expected, &token) {
         return Err(ConsoleError::Csrf);
     }
     let now = chrono::Utc::now();
@@ -263,9 +250,6 @@ pub async fn code_submit(
     }
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /logout`: ends the session (whatever its stage) and clears the cookie.
 pub async fn logout(
     State(state): State<ConsoleState>,
@@ -275,7 +259,7 @@ pub async fn logout(
     let Some(s) = session::current(&parts, &state).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let (_, token) = read_form::<Empty>(Request::from_parts(parts, body)).await?;
+    let (_, token) = read_form::<NoFields>(Request::from_parts(parts, body)).await?;
     if !s.csrf_ok(&token) {
         return Err(ConsoleError::Csrf);
     }

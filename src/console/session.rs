@@ -109,6 +109,10 @@ impl<P: Permission + Send + Sync> FromRequestParts<ConsoleState> for Signed<P> {
     }
 }
 
+/// A form with nothing but its CSRF token (logout, «Обработано»).
+#[derive(Deserialize)]
+pub struct NoFields {}
+
 #[derive(Deserialize)]
 struct CsrfField {
     #[serde(default)]

@@ -1,13 +1,12 @@
 //! The voicemail backlog on the operator's page: each message with its player, transcript
 //! and the classifier's suggestion, and «Обработано».
 
-use super::session::{Posted, Signed};
+use super::session::{NoFields, Posted, Signed};
 use super::{local_time, ConsoleError, ConsoleState};
 use crate::records::access::can;
 use crate::records::voicemail::{SuggestedKind, Voicemail, VoicemailStatus};
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 
 /// A message as the page lists it.
 pub struct Message {
@@ -74,14 +73,11 @@ pub async fn audio(
     Ok(crate::web::wav(path, req).await)
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /voicemail/{id}/process`: «Обработано», by the signed-in user.
 pub async fn process(
     State(state): State<ConsoleState>,
     Path(id): Path<i64>,
-    posted: Posted<can::VoicemailProcess, Empty>,
+    posted: Posted<can::VoicemailProcess, NoFields>,
 ) -> Result<Response, ConsoleError> {
     let who = &posted.signed.session.user.login;
     state.records.mark_voicemail_processed(id, who).await?;

@@ -15,10 +15,10 @@ use super::{DeskError, Records};
 use crate::records::account::guard::{Failures, Limit};
 use crate::records::account::{password, totp, validate_password, NewUser, User};
 use crate::records::role::Role;
+use crate::records::token::{random_hex, same_secret};
 use crate::records::RecordError;
 use crate::store::{self, audit};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,16 +116,8 @@ pub struct Session {
 impl Session {
     /// Whether `token` is this session's CSRF token (compared in constant time).
     pub fn csrf_ok(&self, token: &str) -> bool {
-        let (a, b) = (self.csrf.as_bytes(), token.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same_secret(&self.csrf, token)
     }
-}
-
-/// A fresh random secret: 256 bits in hex.
-fn random_hex() -> String {
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
 }
 
 fn sha256(s: &str) -> String {

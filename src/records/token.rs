@@ -22,11 +22,23 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A fresh secret: `hl_` and 256 random bits in hex, from the OS's secure source.
-pub fn new_secret() -> String {
+/// 256 random bits in hex, from the OS's secure source: the body of every secret we hand
+/// out (API tokens, console sessions, CSRF tokens).
+pub fn random_hex() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
-    format!("hl_{}", hex::encode(raw))
+    hex::encode(raw)
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A fresh API token: `hl_` and [`random_hex`].
+pub fn new_secret() -> String {
+    format!("hl_{}", random_hex())
 }
 
 /// What is stored of a secret.
