@@ -21,6 +21,8 @@ struct Browser {
     client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    /// Where the browser saves downloads.
+    downloads: std::path::PathBuf,
 }
 
 impl Browser {
@@ -36,6 +38,8 @@ impl Browser {
             .spawn()
             .expect("chromedriver (Debian package chromium-driver) runs");
         let profile = tempfile::tempdir().unwrap();
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -47,6 +51,10 @@ impl Browser {
                     "--disable-sync", "--window-size=1366,768",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
@@ -63,6 +71,7 @@ impl Browser {
                         client,
                         driver,
                         _profile: profile,
+                        downloads,
                     }
                 }
                 Err(e) => last = Some(e),
@@ -523,5 +532,222 @@ async fn the_voicemail_player_loads_and_processed_takes_the_message_off() {
             .await
             .unwrap();
     assert_eq!(by.as_deref(), Some("operator1"));
+    b.close().await;
+}
+
+/// A 16-bit 8 kHz WAV of a tone, `channels` wide, `secs` long.
+fn write_tone(path: &std::path::Path, channels: u16, secs: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..8000 * secs {
+        let t = f64::from(i) / 8000.0;
+        for _ in 0..channels {
+            w.write_sample((8000.0 * (t * 440.0 * std::f64::consts::TAU).sin()) as i16)
+                .unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// Polls the first `<audio>` matching `css` until it knows its length (loading it first:
+/// the journal's players load nothing until asked).
+async fn audio_duration(b: &Browser, css: &str) -> f64 {
+    let script = format!(
+        "const a = document.querySelector('{css}'); \
+         if (a.preload !== 'metadata') {{ a.preload = 'metadata'; a.load(); }} \
+         return a.duration"
+    );
+    for _ in 0..100 {
+        let d = b.client.execute(&script, vec![]).await.unwrap();
+        if let Some(d) = d.as_f64().filter(|d| d.is_finite()) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the audio element {css} reports no duration");
+}
+
+/// The supervisor's journal: filters, «Экспорт CSV» downloaded by the browser and parsed
+/// as Excel in the Russian locale reads it (`;`), an entry's detail with its recording
+/// (each listen audited), an edit through the form (audited), and the refusals: the
+/// security service hears no call without a ticket of its own.
+#[tokio::test]
+async fn the_journal_filters_exports_plays_and_edits() {
+    use hotline::records::journal::{CallProgress, Disposition, NewCall};
+    let c = Console::start("totp_roles = []").await;
+    c.user("head1", Role::Supervisor).await;
+    c.user("security1", Role::Security).await;
+    let records = &c.hotline.records;
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for (i, phone) in ["+79781111111", "+79782222222", "+79781111111"]
+        .iter()
+        .enumerate()
+    {
+        let id = records
+            .record_call(&NewCall {
+                call_id: Some(format!("j-{i}")),
+                arrived_at: now - chrono::Duration::minutes(10 - i as i64),
+                phone: phone.to_string(),
+                caller_name: Some(format!("Клиент {i}")),
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let rel = "recordings/j-0.wav";
+    write_tone(&c.dir.path().join(rel), 2, 2);
+    hotline::store::journal::update_progress(
+        &records.store,
+        ids[0],
+        &CallProgress {
+            answered_at: Some(now - chrono::Duration::minutes(10)),
+            ended_at: Some(now - chrono::Duration::minutes(9)),
+            wait_ms: Some(12_500),
+            disposition: Some(Disposition::Answered),
+            operator: Some(OPERATOR.into()),
+            recording: Some(rel.into()),
+        },
+    )
+    .await
+    .unwrap();
+    let patch = hotline::records::journal::EntryPatch {
+        content: Some(Some("Вопрос; с точкой с запятой, и запятой".into())),
+        ..Default::default()
+    };
+    records
+        .patch_entry(ids[0], &patch, "operator1")
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    b.at("/supervisor", "").await;
+    b.client.goto(&format!("{}/journal", c.base)).await.unwrap();
+    let rows = b
+        .client
+        .find_all(Locator::Css("#journal tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    b.field("Телефон")
+        .await
+        .send_keys("+79781111111")
+        .await
+        .unwrap();
+    b.press("Показать").await;
+    let rows = b
+        .client
+        .find_all(Locator::Css("#journal tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{}", b.text().await);
+
+    // «Экспорт CSV»: the browser saves the filtered journal.
+    b.client
+        .find(Locator::Id("export"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut saved = None;
+    for _ in 0..200 {
+        let done: Vec<_> = std::fs::read_dir(&b.downloads)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+            .collect();
+        if let Some(p) = done.into_iter().next() {
+            saved = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let saved = saved.expect("the browser saved the CSV");
+    let bytes = std::fs::read(&saved).unwrap();
+    assert!(
+        bytes.starts_with("\u{feff}".as_bytes()),
+        "the BOM Excel reads UTF-8 by"
+    );
+    let mut rd = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(&bytes[3..]);
+    assert_eq!(&rd.headers().unwrap()[0], "№ п/п");
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "the filter applies to the export");
+    assert!(rows
+        .iter()
+        .all(|r| &r[4] == "+79781111111" && r.len() == 21));
+    let first = rows.iter().find(|r| &r[2] == "Клиент 0").unwrap();
+    assert_eq!(&first[6], "Вопрос; с точкой с запятой, и запятой");
+    assert_eq!(
+        &first[15], "12,5",
+        "the decimal comma of the Russian locale"
+    );
+
+    // The entry: its columns, its recording (the listen is audited), its edit form.
+    b.client
+        .goto(&format!("{}/journal/{}", c.base, ids[0]))
+        .await
+        .unwrap();
+    let text = b.text().await;
+    assert!(text.contains("Вопрос; с точкой с запятой"), "{text}");
+    let d = audio_duration(&b, "#recording audio").await;
+    assert!((d - 2.0).abs() < 0.1, "{d}");
+    let listens: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, action FROM audit_log WHERE entity = 'journal' AND entity_id = $1 \
+         AND field = 'recording' AND action IN ('listen', 'download')",
+    )
+    .bind(ids[0])
+    .fetch_all(records.store.pool())
+    .await
+    .unwrap();
+    assert!(!listens.is_empty(), "the listen is in the audit log");
+    assert!(
+        listens.iter().all(|(a, w)| a == "head1" && w == "listen"),
+        "{listens:?}"
+    );
+
+    let content = b.field("Содержание сообщения").await;
+    content.clear().await.unwrap();
+    content.send_keys("Перезвонить завтра").await.unwrap();
+    b.press("Сохранить").await;
+    b.at(&format!("/journal/{}", ids[0]), "saved").await;
+    let audit = b
+        .client
+        .find(Locator::Id("audit"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        audit.contains("Перезвонить завтра") && audit.contains("head1"),
+        "{audit}"
+    );
+    let stored = hotline::store::journal::get(&records.store, ids[0])
+        .await
+        .unwrap();
+    assert_eq!(stored.content.as_deref(), Some("Перезвонить завтра"));
+    b.press("Выйти").await;
+
+    // The security service: no journal, and no call of which it holds no ticket.
+    b.log_in(&c.base, "security1", PASSWORD_OF).await;
+    b.at("/desk", "").await;
+    for path in [
+        "/journal".to_string(),
+        format!("/journal/{}/recording", ids[0]),
+    ] {
+        b.client.goto(&format!("{}{path}", c.base)).await.unwrap();
+        assert!(b.text().await.contains("Доступ запрещён"), "{path}");
+    }
     b.close().await;
 }

@@ -5,33 +5,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use support::child::{serve, ShowLog};
 use support::rtp::*;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hotline");
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/hotline.toml");
-
-fn serve(data: &Path, sip: u16, http: u16) -> tokio::process::Child {
-    serve_config(Path::new(SAMPLE), data, sip, http)
-}
-
-fn serve_config(config: &Path, data: &Path, sip: u16, http: u16) -> tokio::process::Child {
-    tokio::process::Command::new(BIN)
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .args(["--sip-listen", &format!("127.0.0.1:{sip}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .arg("--data-dir")
-        .arg(data)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 fn wavs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -52,30 +31,25 @@ fn wavs(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test]
 async fn killed_hotline_leaves_a_playable_recording() {
     let data = tempfile::tempdir().unwrap();
-    let (sip_port, http_port) = (free_port(), free_port());
-    let http = format!("127.0.0.1:{http_port}").parse().unwrap();
-    let mut child = serve(data.path(), sip_port, http_port);
-    wait_healthy(http).await;
-
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
-    let mut phone = Phone::call(server, "UDP", "crash@test", &[(0, "PCMU")]).await;
+    let _log = ShowLog(data.path().join("hotline.log"));
+    let mut child = serve(BIN, Path::new(SAMPLE), data.path()).await;
+    let mut phone = Phone::call(child.sip, "UDP", "crash@test", &[(0, "PCMU")]).await;
     // 2.5 s of the caller talking, then the server dies mid-sentence.
     let spoken: Vec<u8> = (0..20000u32)
         .map(|i| ((i * 17 + i / 160) % 241) as u8)
         .collect();
     phone.rtp.stream(phone.media, 0, &spoken).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    child.kill().await;
 
     let recordings = data.path().join("recordings");
     let files = wavs(&recordings);
     assert_eq!(files.len(), 1, "{files:?}");
 
     // Restart: the start-up pass repairs the header; the file then plays.
-    let mut child = serve(data.path(), sip_port, http_port);
-    wait_healthy(http).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    serve(BIN, Path::new(SAMPLE), data.path())
+        .await
+        .kill()
+        .await;
     let (samples, channels) = read_wav(&files[0]);
     assert_eq!(channels, 2);
     let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
@@ -98,8 +72,7 @@ async fn killed_during_20_voicemails_loses_no_message() {
     use sqlx::Connection;
     const CALLS: usize = 20;
     let data = tempfile::tempdir().unwrap();
-    let (sip_port, http_port) = (free_port(), free_port());
-    let http = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let _log = ShowLog(data.path().join("hotline.log"));
     let config = data.path().join("hotline.toml");
     let tables = format!(
         "[media]\nprompts_dir = \"{PROMPTS}\"\nrtp_timeout_s = 0\n[limits]\n{TRUSTED_LOOPBACK}\n"
@@ -109,10 +82,8 @@ async fn killed_during_20_voicemails_loses_no_message() {
         config_text(data.path(), "", &tables, closed_hours()),
     )
     .unwrap();
-    let mut child = serve_config(&config, data.path(), sip_port, http_port);
-    wait_healthy(http).await;
-
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let mut child = serve(BIN, &config, data.path()).await;
+    let server = child.sip;
     let mut talking = Vec::new();
     for i in 0..CALLS {
         let mut phone =
@@ -133,16 +104,12 @@ async fn killed_during_20_voicemails_loses_no_message() {
     }
     assert_eq!(wavs(&voicemail).len(), CALLS, "messages being recorded");
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    child.kill().await;
     for t in talking {
         t.abort();
     }
 
-    let mut child = serve_config(&config, data.path(), sip_port, http_port);
-    wait_healthy(http).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    serve(BIN, &config, data.path()).await.kill().await;
 
     let files = wavs(&voicemail);
     assert_eq!(files.len(), CALLS);

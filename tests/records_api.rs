@@ -949,6 +949,42 @@ async fn csv_export_parses_back(db: Db) {
         .await;
     let n = csv::Reader::from_reader(&body[3..]).records().count();
     assert_eq!(n, 500); // 21–25 April, 100 a day
+                        // For Excel in the Russian locale: `;` between fields, `,` as the decimal mark.
+    let (s, _, body) = api
+        .raw(
+            Some("supervisor"),
+            Method::GET,
+            "/journal/export.csv?from=2026-04-21&sep=semicolon",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let text = std::str::from_utf8(&body[3..]).unwrap();
+    assert!(
+        text.starts_with("№ п/п;Дата;ФИО заявителя;"),
+        "{}",
+        &text[..80]
+    );
+    let rows: Vec<csv::StringRecord> = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 500);
+    assert!(rows.iter().all(|r| r.len() == 21));
+    let (s, _, body) = api
+        .raw(
+            Some("supervisor"),
+            Method::GET,
+            "/journal/export.csv?sep=tab",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("sep"));
     let (s, _, _) = api
         .raw(
             Some("operator"),

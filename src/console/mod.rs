@@ -8,6 +8,7 @@
 //! what a role may not use, and the server refuses it anyway. Like `api/`, this is the top
 //! layer: only `app.rs` imports it.
 
+mod journal;
 mod login;
 mod pages;
 mod session;
@@ -137,6 +138,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/voicemail/{id}/audio", get(voicemail::audio))
         .route("/voicemail/{id}/process", post(voicemail::process))
         .route("/supervisor", get(pages::supervisor))
+        .route("/journal", get(journal::list))
+        .route("/journal/export.csv", get(journal::export))
+        .route("/journal/{id}", get(journal::show).post(journal::edit))
+        .route("/journal/{id}/recording", get(journal::recording))
         .route("/desk", get(pages::desk))
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::create_user))

@@ -12,21 +12,45 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-/// The signed-in user, as the page header shows them (name, role, logout form).
+/// The signed-in user, as the page header shows them (name, role, the pages their role
+/// opens, logout form).
 pub struct Who {
     pub name: String,
     pub role: &'static str,
     pub csrf: String,
+    pub nav: Vec<(&'static str, &'static str)>,
 }
 
 impl Who {
-    fn of(s: &crate::desk::accounts::Session) -> Who {
+    pub(super) fn of(s: &crate::desk::accounts::Session) -> Who {
         Who {
             name: s.user.name.clone(),
             role: role_name(s.user.role),
             csrf: s.csrf.clone(),
+            nav: nav(s.user.role),
         }
     }
+}
+
+/// The console's sections that `role` may open, by the same matrix the server enforces.
+fn nav(role: Role) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if role == Role::Operator {
+        out.push(("/operator", "Рабочее место"));
+    }
+    if allowed(role, Action::LiveRead) {
+        out.push(("/supervisor", "Очередь"));
+    }
+    if allowed(role, Action::JournalRead) {
+        out.push(("/journal", "Журнал"));
+    }
+    if allowed(role, Action::TicketStats) {
+        out.push(("/desk", "Заявки"));
+    }
+    if allowed(role, Action::UsersManage) {
+        out.push(("/admin", "Администрирование"));
+    }
+    out
 }
 
 pub fn role_name(r: Role) -> &'static str {
@@ -50,7 +74,7 @@ fn state_name(s: OperatorState) -> &'static str {
     }
 }
 
-fn ticket_state_name(s: TicketState) -> &'static str {
+pub(super) fn ticket_state_name(s: TicketState) -> &'static str {
     match s {
         TicketState::Registered => "зарегистрирован",
         TicketState::Routed => "направлен",
@@ -62,6 +86,13 @@ fn ticket_state_name(s: TicketState) -> &'static str {
         TicketState::Restored => "работа восстановлена",
         TicketState::OperatorNotified => "оператор уведомлён",
         TicketState::Closed => "закрыт",
+    }
+}
+
+pub(super) fn ticket_kind_name(k: crate::records::atm::TicketKind) -> &'static str {
+    match k {
+        crate::records::atm::TicketKind::AtmFault => "неисправность банкомата",
+        crate::records::atm::TicketKind::AtmSecurity => "безопасность банкомата",
     }
 }
 

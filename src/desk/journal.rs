@@ -50,4 +50,30 @@ impl Records {
     ) -> Result<usize, DeskError> {
         Ok(store::journal::patch(&self.store, id, patch, actor).await?)
     }
+
+    /// Writes to the audit log that `actor` listened to (or downloaded, `how`) the
+    /// recording of `entity` `id`: who heard which customer's call, and when.
+    pub async fn audit_listen(
+        &self,
+        entity: &str,
+        id: i64,
+        how: &str,
+        actor: &str,
+    ) -> Result<(), DeskError> {
+        let mut conn = self.store.begin_write().await?;
+        store::audit::record(
+            &mut conn,
+            Utc::now(),
+            actor,
+            entity,
+            id,
+            how,
+            Some("recording"),
+            None,
+            None,
+        )
+        .await?;
+        conn.commit().await?;
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ pub mod accounts;
 mod admin;
 mod callbacks;
 pub mod calllog;
+pub mod export;
 mod journal;
 pub mod notices;
 mod outbox;

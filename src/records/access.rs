@@ -2,6 +2,7 @@
 //! console's pages and buttons both check on the server (and the README prints). It is a
 //! rule of the domain, not of HTTP, so it lives here, below both.
 
+use super::atm::TicketKind;
 use super::role::Role;
 
 /// What a route or page needs, as a type: the API's handlers take `Allowed<can::X>` and the
@@ -55,6 +56,7 @@ actions!(
     CallbackSend => "send callback forms",
     CallbackComplete => "complete callback forms",
     VoicemailRead => "listen to voicemail",
+    RecordingListen => "listen to call recordings",
     VoicemailProcess => "process voicemail",
     OperatorsRead => "list operators",
     StatsRead => "read statistics",
@@ -114,6 +116,9 @@ pub fn allowed(role: Role, action: Action) -> bool {
                     | TicketStats
                     | AtmRead
             )
+            // The security service hears the calls of its own tickets (see
+            // [`may_hear_recording`]).
+            || (role == Role::Security && action == RecordingListen)
             // The card department owns the ATMs: it keeps the registry.
             || (role == Role::CardDepartment && action == AtmManage)
         }
@@ -124,9 +129,33 @@ pub fn allowed(role: Role, action: Action) -> bool {
     }
 }
 
+/// Whether `role`, which may [`Action::RecordingListen`], hears this call's recording: a
+/// supervisor any (quality control, complaint reviews), the security service only a call on
+/// which an ATM security ticket was registered.
+pub fn may_hear_recording(role: Role, tickets_on_call: &[TicketKind]) -> bool {
+    match role {
+        Role::Supervisor => true,
+        Role::Security => tickets_on_call.contains(&TicketKind::AtmSecurity),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_are_heard_by_supervisors_and_by_security_for_its_tickets() {
+        use TicketKind::*;
+        assert!(may_hear_recording(Role::Supervisor, &[]));
+        assert!(may_hear_recording(Role::Security, &[AtmFault, AtmSecurity]));
+        assert!(!may_hear_recording(Role::Security, &[AtmFault]));
+        assert!(!may_hear_recording(Role::CardDepartment, &[AtmFault]));
+        for r in [Role::Operator, Role::CardDepartment, Role::Admin] {
+            assert!(!allowed(r, Action::RecordingListen), "{r:?}");
+        }
+        assert!(allowed(Role::Security, Action::RecordingListen));
+    }
 
     #[test]
     fn admins_do_not_read_personal_data() {

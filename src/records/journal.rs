@@ -113,7 +113,7 @@ pub enum AppealType {
 }
 
 impl AppealType {
-    const ALL: [AppealType; 6] = [
+    pub const ALL: [AppealType; 6] = [
         AppealType::Question,
         AppealType::Complaint,
         AppealType::Application,
@@ -135,6 +135,18 @@ impl AppealType {
 
     pub fn parse(s: &str) -> Option<AppealType> {
         AppealType::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// As the console names it.
+    pub fn russian(self) -> &'static str {
+        match self {
+            AppealType::Question => "вопрос",
+            AppealType::Complaint => "жалоба",
+            AppealType::Application => "заявление",
+            AppealType::Proposal => "предложение",
+            AppealType::AtmIncident => "инцидент с банкоматом",
+            AppealType::Other => "другое",
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 pub mod api;
+pub mod child;
 pub mod notify;
 pub mod pgproxy;
 pub mod phone;
@@ -163,12 +164,16 @@ impl UdpPeer {
     /// Reads messages until one starts with `prefix` (e.g. "SIP/2.0 200"); panics after 5 s.
     pub async fn expect(&self, prefix: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.recv(left).await {
                 Some(m) if m.starts_with(prefix) => return m,
-                Some(_) => continue,
-                None => panic!("no message starting with {prefix:?} within 5 s"),
+                Some(m) => skipped.push(m.lines().next().unwrap_or_default().to_string()),
+                None => panic!(
+                    "no message starting with {prefix:?} within 5 s on {} (got {skipped:?})",
+                    self.socket.local_addr().unwrap()
+                ),
             }
         }
     }
@@ -223,12 +228,16 @@ impl TcpPeer {
 
     pub async fn expect(&mut self, prefix: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.recv(left).await {
                 Some(m) if m.starts_with(prefix) => return m,
-                Some(_) => continue,
-                None => panic!("no message starting with {prefix:?} within 5 s"),
+                Some(m) => skipped.push(m.lines().next().unwrap_or_default().to_string()),
+                None => panic!(
+                    "no message starting with {prefix:?} within 5 s on {} (got {skipped:?})",
+                    self.stream.local_addr().unwrap()
+                ),
             }
         }
     }
