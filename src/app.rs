@@ -277,6 +277,11 @@ impl Hotline {
             acd: Some(acd.clone()),
             tls: false,
             data_dir: config.storage.data_dir.clone(),
+            live: Some(console::ConsoleLive {
+                events: live_events.clone(),
+                calls: live.clone(),
+                shutdown: shutdown_rx.clone(),
+            }),
         });
         let router = api::router(AppState {
             sip_addr: sip.local_addr,

@@ -1,6 +1,8 @@
 //! What the API and the console both serve over HTTP, below both: recordings as files with
-//! `Range` support (a browser's audio element seeks with it).
+//! `Range` support (a browser's audio element seeks with it), and the live feed as
+//! server-sent events.
 
+use crate::live::LiveEvent;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -23,4 +25,53 @@ pub async fn wav(path: PathBuf, req: Request) -> Response {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     }
     resp
+}
+
+/// The live events that `keep` lets through, as server-sent events named by their kind
+/// (`lagged`, with how many, when a slow client missed some), until `shutdown`; `None`
+/// once the hotline is shutting down.
+pub fn live_events(
+    events: &tokio::sync::broadcast::Sender<LiveEvent>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    keep: impl Fn(&LiveEvent) -> bool + Clone + Send + Sync + 'static,
+) -> Option<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let rx = events.subscribe();
+    if *shutdown.borrow() {
+        return None;
+    }
+    let stream = futures::stream::unfold(rx, move |mut rx| {
+        let mut shutdown = shutdown.clone();
+        let keep = keep.clone();
+        async move {
+            let received = loop {
+                let r = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                };
+                match r {
+                    Ok(ev) if !keep(&ev) => continue,
+                    other => break other,
+                }
+            };
+            let event = match received {
+                Ok(ev) => {
+                    let data = serde_json::to_string(&ev).unwrap_or_default();
+                    Event::default().event(ev.kind()).data(data)
+                }
+                // A slow client misses events, not the stream: it is told how many.
+                Err(RecvError::Lagged(n)) => Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(event), rx))
+        }
+    });
+    Some(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -751,3 +751,172 @@ async fn the_journal_filters_exports_plays_and_edits() {
     }
     b.close().await;
 }
+
+/// Polls `script` (a JavaScript expression's body returning a boolean) in the page until it
+/// is true; returns when it became so.
+async fn until_page(b: &Browser, script: &str, why: &str, wait: Duration) -> tokio::time::Instant {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let v = b.client.execute(script, vec![]).await.unwrap();
+        if v.as_bool() == Some(true) {
+            return tokio::time::Instant::now();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{why}: not within {wait:?}: {}",
+            b.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the hotline itself (not the page) is in the state `check` looks for.
+async fn until_hotline<F, Fut>(check: F, why: &str) -> tokio::time::Instant
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if check().await {
+            return tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{why}: not within 10 s");
+}
+
+/// The wallboard follows the calls live: a caller waiting, then the operator (signed in
+/// from the board) busy, each on screen within 1 s of the hotline's own state, brought by
+/// the live feed and not by the periodic refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallboard_shows_a_waiting_caller_then_the_operator_busy_live() {
+    use hotline::callflow::queue::OperatorState;
+    use support::phone::{Caller, Operator};
+    let c = Console::start("totp_roles = []").await;
+    c.user("head1", Role::Supervisor).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    b.at("/supervisor", "").await;
+    until_page(
+        &b,
+        "return document.body.getAttribute('data-feed') === 'open'",
+        "the live feed connects",
+        Duration::from_secs(10),
+    )
+    .await;
+    let board_has = |css: &str, text: &str| {
+        format!(
+            "const el = document.querySelector('{css}'); \
+             return !!el && el.textContent.includes('{text}') \
+             && document.getElementById('board').getAttribute('data-trigger') === 'event'"
+        )
+    };
+
+    let mut caller = Caller::dial(c.hotline.sip_addr, "8800", "+79785550001").await;
+    let queued = until_hotline(
+        || async {
+            c.hotline
+                .live_calls()
+                .await
+                .iter()
+                .any(|x| x.stage == "queued" && x.phone.contains("79785550001"))
+        },
+        "the caller is queued",
+    )
+    .await;
+    let shown = until_page(
+        &b,
+        &board_has("#waiting-callers tbody", "+79785550001"),
+        "the waiting caller on the board",
+        Duration::from_secs(5),
+    )
+    .await;
+    let lag = shown.saturating_duration_since(queued);
+    assert!(
+        lag < Duration::from_secs(1),
+        "the waiting caller shown {lag:?} after"
+    );
+    assert_eq!(
+        b.client
+            .find(Locator::Id("waiting"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1"
+    );
+
+    // The operator's phone registers; the supervisor signs them in from the board, and
+    // the waiting caller is put through.
+    let mut op = Operator::register(c.hotline.sip_addr, OPERATOR, PASSWORD).await;
+    until_hotline(
+        || async {
+            c.hotline
+                .acd
+                .snapshot()
+                .await
+                .operators
+                .iter()
+                .any(|o| o.extension == OPERATOR && o.registered)
+        },
+        "the phone is registered",
+    )
+    .await;
+    b.press("Войти в очередь").await;
+    b.at("/supervisor", "signed in").await;
+    until_page(
+        &b,
+        "return document.body.getAttribute('data-feed') === 'open'",
+        "the live feed connects again",
+        Duration::from_secs(10),
+    )
+    .await;
+    op.ringing(Duration::from_secs(10))
+        .await
+        .expect("the operator's phone rings");
+    op.answer().await;
+    let busy = until_hotline(
+        || async {
+            c.hotline
+                .acd
+                .snapshot()
+                .await
+                .operators
+                .iter()
+                .any(|o| o.extension == OPERATOR && o.state == OperatorState::Busy)
+        },
+        "the operator is busy",
+    )
+    .await;
+    let shown = until_page(
+        &b,
+        &board_has(
+            "#operators tbody tr[data-extension=\"1001\"] .state",
+            "разговор",
+        ),
+        "the operator busy on the board",
+        Duration::from_secs(5),
+    )
+    .await;
+    let lag = shown.saturating_duration_since(busy);
+    assert!(
+        lag < Duration::from_secs(1),
+        "the busy operator shown {lag:?} after"
+    );
+    let calls = b
+        .client
+        .find(Locator::Id("calls"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        calls.contains("+79785550001") && calls.contains("1001"),
+        "{calls}"
+    );
+
+    caller.hang_up().await;
+    b.close().await;
+}

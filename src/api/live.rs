@@ -17,7 +17,7 @@ use crate::live::{Gauges, LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::records::role::Role;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use futures::Stream;
@@ -153,46 +153,14 @@ async fn live_events(
     event_stream(live(&state)?, |_| true)
 }
 
-/// The live events that `keep` lets through, as server-sent events (`lagged` when a slow
-/// client missed some), until the hotline shuts down.
+/// The live events that `keep` lets through, as server-sent events, until the hotline
+/// shuts down (see [`crate::web::live_events`]).
 pub(crate) fn event_stream(
     live: &Live,
     keep: impl Fn(&LiveEvent) -> bool + Clone + Send + Sync + 'static,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let rx = live.events.subscribe();
-    let shutdown = live.shutdown.clone();
-    if *shutdown.borrow() {
-        return Err(ApiError::Internal("shutting down".into()));
-    }
-    let stream = futures::stream::unfold(rx, move |mut rx| {
-        let mut shutdown = shutdown.clone();
-        let keep = keep.clone();
-        async move {
-            let received = loop {
-                let r = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = shutdown.wait_for(|stop| *stop) => return None,
-                };
-                match r {
-                    Ok(ev) if !keep(&ev) => continue,
-                    other => break other,
-                }
-            };
-            let event = match received {
-                Ok(ev) => {
-                    let data = serde_json::to_string(&ev).unwrap_or_default();
-                    Event::default().event(ev.kind()).data(data)
-                }
-                // A slow client misses events, not the stream: it is told how many.
-                Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
-                    .event("lagged")
-                    .data(format!("{{\"missed\":{n}}}")),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            Some((Ok(event), rx))
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    crate::web::live_events(&live.events, live.shutdown.clone(), keep)
+        .ok_or_else(|| ApiError::Internal("shutting down".into()))
 }
 
 /// Operators sign themselves in and out; supervisors may do it for anyone.

@@ -8,6 +8,7 @@
 //! what a role may not use, and the server refuses it anyway. Like `api/`, this is the top
 //! layer: only `app.rs` imports it.
 
+mod board;
 mod journal;
 mod login;
 mod pages;
@@ -34,6 +35,17 @@ pub struct ConsoleState {
     pub tls: bool,
     /// Recordings and voicemail files are named relative to this.
     pub data_dir: std::path::PathBuf,
+    /// The live feed; `None` where only the records are served.
+    pub live: Option<ConsoleLive>,
+}
+
+/// What the wallboard reads live: the call flow's events and its calls in progress.
+#[derive(Clone)]
+pub struct ConsoleLive {
+    pub events: tokio::sync::broadcast::Sender<crate::live::LiveEvent>,
+    pub calls: tokio::sync::mpsc::Sender<crate::live::LiveRequest>,
+    /// Event streams end when the hotline shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Why a page is not shown.
@@ -113,6 +125,18 @@ pub(crate) fn local_time(records: &Records, t: DateTime<Utc>) -> String {
 }
 
 const CSS: &str = include_str!("../../templates/console.css");
+/// The console's one script: live parts of pages (no library; see the file).
+const JS: &str = include_str!("../../templates/console.js");
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        JS,
+    )
+}
 
 async fn stylesheet() -> impl IntoResponse {
     (
@@ -137,7 +161,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/operator/presence", post(pages::presence))
         .route("/voicemail/{id}/audio", get(voicemail::audio))
         .route("/voicemail/{id}/process", post(voicemail::process))
-        .route("/supervisor", get(pages::supervisor))
+        .route("/supervisor", get(board::page))
+        .route("/supervisor/board", get(board::part))
+        .route("/supervisor/events", get(board::events))
         .route("/journal", get(journal::list))
         .route("/journal/export.csv", get(journal::export))
         .route("/journal/{id}", get(journal::show).post(journal::edit))
@@ -146,6 +172,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::create_user))
         .route("/assets/console.css", get(stylesheet))
+        .route("/assets/console.js", get(script))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -97,7 +97,7 @@ pub(super) fn ticket_kind_name(k: crate::records::atm::TicketKind) -> &'static s
 }
 
 /// `m:ss` or `h:mm:ss`.
-fn duration(d: std::time::Duration) -> String {
+pub(super) fn duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -124,7 +124,7 @@ pub struct Presence {
     pub answered: u64,
 }
 
-async fn presences(state: &ConsoleState, names: &[(String, String)]) -> Vec<Presence> {
+pub(super) async fn presences(state: &ConsoleState, names: &[(String, String)]) -> Vec<Presence> {
     let Some(acd) = &state.acd else {
         return Vec::new();
     };
@@ -147,7 +147,9 @@ async fn presences(state: &ConsoleState, names: &[(String, String)]) -> Vec<Pres
 }
 
 /// The configured operators' names, by extension, from the users who are operators.
-async fn operator_names(state: &ConsoleState) -> Result<Vec<(String, String)>, ConsoleError> {
+pub(super) async fn operator_names(
+    state: &ConsoleState,
+) -> Result<Vec<(String, String)>, ConsoleError> {
     Ok(state
         .accounts
         .users()
@@ -232,46 +234,6 @@ pub async fn presence(
         "/supervisor"
     };
     Ok(Redirect::to(back).into_response())
-}
-
-#[derive(Template)]
-#[template(path = "supervisor.html")]
-struct SupervisorPage {
-    user: Option<Who>,
-    waiting: usize,
-    longest: String,
-    operators: Vec<Presence>,
-}
-
-/// `/supervisor`: the queue and the operators.
-pub async fn supervisor(
-    State(state): State<ConsoleState>,
-    who: Signed<can::LiveRead>,
-) -> Result<Response, ConsoleError> {
-    let (waiting, longest) = match &state.acd {
-        Some(acd) => {
-            let snap = acd.snapshot().await;
-            let longest = snap
-                .waiting
-                .iter()
-                .map(|w| w.waited)
-                .max()
-                .unwrap_or_default();
-            (snap.waiting.len(), duration(longest))
-        }
-        None => (0, duration(Default::default())),
-    };
-    let names = operator_names(&state).await?;
-    Ok(Html(
-        SupervisorPage {
-            user: Some(Who::of(&who.session)),
-            waiting,
-            longest,
-            operators: presences(&state, &names).await,
-        }
-        .render()?,
-    )
-    .into_response())
 }
 
 /// A ticket's line on the departments' page.

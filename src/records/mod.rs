@@ -7,6 +7,7 @@ pub mod access;
 pub mod account;
 pub mod atm;
 pub mod callback;
+pub mod hourly;
 pub mod journal;
 pub mod notice;
 pub mod role;

@@ -2,6 +2,8 @@
 //! waits, repeat share and the §8.2 satisfaction level, plus the backlog as it is now.
 
 use super::{ms, Store, StoreError};
+use crate::records::hourly::CallFact;
+use crate::records::journal::Disposition;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -154,6 +156,36 @@ pub async fn compute(
         voicemail_overdue: backlog.try_get(1)?,
         callbacks_overdue,
     })
+}
+
+/// The calls that arrived in `from..to`, as the hourly charts count them.
+pub async fn call_facts(
+    store: &Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<CallFact>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT arrived_at, disposition, wait_ms FROM journal_entries \
+         WHERE arrived_at >= $1 AND arrived_at < $2",
+    )
+    .bind(ms(from))
+    .bind(ms(to))
+    .fetch_all(store.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let disposition: String = r.try_get(1)?;
+        let Some(disposition) = Disposition::parse(&disposition) else {
+            continue;
+        };
+        let wait: Option<i64> = r.try_get(2)?;
+        out.push(CallFact {
+            arrived_at: super::from_ms(r.try_get(0)?),
+            disposition,
+            wait: wait.map(|w| Duration::from_millis(w.max(0) as u64)),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,317 @@
+//! The supervisor's wallboard: callers waiting and the longest wait, each operator's state,
+//! the calls in progress, today's figures and the day by the hour.
+//!
+//! The page holds the board as a server-rendered part (`/supervisor/board`) that the
+//! browser fetches again whenever the live feed (`/supervisor/events`, the same events as
+//! the API's) reports a change, so a change is on screen within the feed's latency plus
+//! one render; between changes it is fetched every few seconds for the timers.
+
+use super::pages::{presences, Presence, Who};
+use super::session::Signed;
+use super::{ConsoleError, ConsoleState};
+use crate::live::LiveCall;
+use crate::records::access::can;
+use crate::records::hourly::{by_hour, Hour};
+use askama::Template;
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// A call in progress as the board lists it.
+pub struct CallLine {
+    phone: String,
+    stage: &'static str,
+    operator: String,
+    since: String,
+}
+
+fn stage_name(stage: &str) -> &'static str {
+    match stage {
+        "answering" => "ответ",
+        "greeting" => "приветствие",
+        "queued" => "ожидает",
+        "ringing" => "звонит оператору",
+        "connected" => "разговор",
+        "to_voicemail" | "voicemail" => "голосовая почта",
+        "ending" => "завершается",
+        _ => "—",
+    }
+}
+
+/// Today's figures, formatted.
+pub struct Today {
+    total: i64,
+    answered: i64,
+    abandoned: i64,
+    voicemail: i64,
+    service_level: String,
+    average_wait: String,
+    abandon_rate: String,
+}
+
+/// Everything the board shows.
+pub struct Board {
+    waiting: usize,
+    longest: String,
+    /// The waiting callers' numbers, longest wait first.
+    queue: Vec<(String, String)>,
+    operators: Vec<Presence>,
+    calls: Vec<CallLine>,
+    today: Today,
+    /// Server-rendered SVG charts (numbers only).
+    calls_chart: String,
+    service_chart: String,
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{:.0} %", v * 100.0))
+}
+
+/// Local midnight today.
+fn today_start(state: &ConsoleState, now: DateTime<Utc>) -> DateTime<Utc> {
+    let tz = state.records.calendar.tz();
+    let day = state.records.calendar.local_date(now);
+    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .map_or(now, |t| t.with_timezone(&Utc))
+}
+
+async fn live_calls(state: &ConsoleState) -> Vec<LiveCall> {
+    let Some(live) = &state.live else {
+        return Vec::new();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if live.calls.send(tx).await.is_err() {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
+async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
+    let now = Utc::now();
+    let mut calls = live_calls(state).await;
+    calls.sort_by_key(|c| c.arrived_at);
+    let (waiting, longest) = match &state.acd {
+        Some(acd) => {
+            let snap = acd.snapshot().await;
+            let longest = snap.waiting.iter().map(|w| w.waited).max();
+            (snap.waiting.len(), longest.unwrap_or_default())
+        }
+        None => (0, Default::default()),
+    };
+    let since = |t: DateTime<Utc>| super::pages::duration((now - t).to_std().unwrap_or_default());
+    let queue = calls
+        .iter()
+        .filter(|c| c.stage == "queued")
+        .map(|c| (c.phone.clone(), since(c.arrived_at)))
+        .collect();
+    let names = super::pages::operator_names(state).await?;
+    let from = today_start(state, now);
+    let service_level = state.records.settings.service_level;
+    let stats = crate::store::stats::compute(&state.records.store, from, now, service_level)
+        .await
+        .map_err(crate::desk::DeskError::from)?;
+    let facts = crate::store::stats::call_facts(&state.records.store, from, now)
+        .await
+        .map_err(crate::desk::DeskError::from)?;
+    let hours = by_hour(&facts, state.records.calendar.tz(), service_level);
+    let offered = stats.answered + stats.abandoned + stats.voicemail;
+    Ok(Board {
+        waiting,
+        longest: super::pages::duration(longest),
+        queue,
+        operators: presences(state, &names).await,
+        calls: calls
+            .into_iter()
+            .map(|c| CallLine {
+                stage: stage_name(c.stage),
+                operator: c.operator.unwrap_or_default(),
+                since: since(c.arrived_at),
+                phone: c.phone,
+            })
+            .collect(),
+        today: Today {
+            total: stats.total,
+            answered: stats.answered,
+            abandoned: stats.abandoned,
+            voicemail: stats.voicemail + stats.after_hours_voicemail,
+            service_level: percent(stats.service_level),
+            average_wait: stats
+                .average_wait_s
+                .map_or_else(|| "—".into(), |w| format!("{w:.0} с")),
+            abandon_rate: percent((offered > 0).then(|| stats.abandoned as f64 / offered as f64)),
+        },
+        calls_chart: calls_chart(&hours),
+        service_chart: service_chart(&hours, service_level.as_secs()),
+    })
+}
+
+const CHART_W: f64 = 600.0;
+const CHART_H: f64 = 160.0;
+const BAR: f64 = CHART_W / 24.0;
+
+/// Stacked bars per hour: answered (green), voicemail (amber), abandoned (red).
+fn calls_chart(hours: &[Hour; 24]) -> String {
+    use std::fmt::Write;
+    let top = hours
+        .iter()
+        .map(|h| h.answered + h.voicemail + h.abandoned)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let scale = (CHART_H - 20.0) / f64::from(top);
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Звонки по часам: \
+         принятые, голосовая почта, потерянные\"><text x=\"2\" y=\"10\" class=\"axis\">{top}</text>"
+    );
+    for (i, h) in hours.iter().enumerate() {
+        let x = i as f64 * BAR + 2.0;
+        let mut y = CHART_H - 14.0;
+        for (n, class) in [
+            (h.answered, "answered"),
+            (h.voicemail, "voicemail"),
+            (h.abandoned, "abandoned"),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            let height = f64::from(n) * scale;
+            y -= height;
+            let _ = write!(
+                svg,
+                "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{height:.1}\"><title>{i}:00 — {n}</title></rect>",
+                BAR - 4.0
+            );
+        }
+        if i % 3 == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{x:.1}\" y=\"{}\" class=\"axis\">{i}</text>",
+                CHART_H - 2.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The service level of each hour with calls offered, as a line over 0–100 %.
+fn service_chart(hours: &[Hour; 24], target_s: u64) -> String {
+    use std::fmt::Write;
+    let plot = CHART_H - 20.0;
+    let mut points = String::new();
+    let mut dots = String::new();
+    for (i, h) in hours.iter().enumerate() {
+        if let Some(sl) = h.service_level {
+            let x = i as f64 * BAR + BAR / 2.0;
+            let y = 6.0 + plot * (1.0 - sl);
+            let _ = write!(points, "{x:.1},{y:.1} ");
+            let _ = write!(
+                dots,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\"><title>{i}:00 — {:.0} %</title></circle>",
+                sl * 100.0
+            );
+        }
+    }
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Уровень обслуживания \
+         по часам (ответ за {target_s} с)\"><text x=\"2\" y=\"10\" class=\"axis\">100 %</text>"
+    );
+    let _ = write!(
+        svg,
+        "<polyline class=\"sl\" fill=\"none\" points=\"{}\"/>{dots}",
+        points.trim_end()
+    );
+    for i in (0..24).step_by(3) {
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{}\" class=\"axis\">{i}</text>",
+            i as f64 * BAR + 2.0,
+            CHART_H - 2.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[derive(Template)]
+#[template(path = "supervisor.html")]
+struct SupervisorPage {
+    user: Option<Who>,
+    board: Board,
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPart {
+    user: Option<Who>,
+    board: Board,
+}
+
+/// `/supervisor`: the wallboard.
+pub async fn page(
+    State(state): State<ConsoleState>,
+    who: Signed<can::LiveRead>,
+) -> Result<Response, ConsoleError> {
+    Ok(Html(
+        SupervisorPage {
+            user: Some(Who::of(&who.session)),
+            board: board(&state).await?,
+        }
+        .render()?,
+    )
+    .into_response())
+}
+
+/// `/supervisor/board`: the board alone, for the page to put in place.
+pub async fn part(
+    State(state): State<ConsoleState>,
+    who: Signed<can::LiveRead>,
+) -> Result<Response, ConsoleError> {
+    Ok(Html(
+        BoardPart {
+            user: Some(Who::of(&who.session)),
+            board: board(&state).await?,
+        }
+        .render()?,
+    )
+    .into_response())
+}
+
+/// `/supervisor/events`: the live feed, as server-sent events, for the page to know when
+/// to fetch the board again.
+pub async fn events(
+    State(state): State<ConsoleState>,
+    _who: Signed<can::LiveRead>,
+) -> Result<Response, ConsoleError> {
+    let live = state
+        .live
+        .as_ref()
+        .ok_or_else(|| ConsoleError::NotFound("живая лента не работает".into()))?;
+    let sse = crate::web::live_events(&live.events, live.shutdown.clone(), |_| true)
+        .ok_or_else(|| ConsoleError::NotFound("сервер останавливается".into()))?;
+    Ok(sse.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_draw_each_hour_with_calls_and_only_those() {
+        let mut hours = [Hour::default(); 24];
+        hours[9] = Hour {
+            answered: 4,
+            abandoned: 1,
+            voicemail: 2,
+            service_level: Some(0.5),
+        };
+        let bars = calls_chart(&hours);
+        assert_eq!(bars.matches("<rect").count(), 3);
+        assert!(bars.contains("<title>9:00 — 4</title>"));
+        let line = service_chart(&hours, 20);
+        assert_eq!(line.matches("<circle").count(), 1);
+        assert!(line.contains("9:00 — 50 %"));
+        assert!(line.contains("за 20 с"));
+    }
+}

@@ -1,0 +1,58 @@
+// The console's live parts, without a library. An element with data-live="URL" is rendered
+// again by the server (GET URL, the same template as the page) whenever the page's live feed
+// (<body data-events="URL">, server-sent events) reports a change, and every 10 s for its
+// timers. A part the keyboard is in waits until focus leaves it, so a refresh never takes
+// a button from under the user. data-trigger on the part says what refreshed it last.
+(function () {
+  "use strict";
+  var parts = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
+  if (parts.length === 0) return;
+  var pending = null;
+  var trigger = "timer";
+
+  function refresh() {
+    pending = null;
+    var why = trigger;
+    trigger = "timer";
+    parts.forEach(function (el) {
+      if (el.contains(document.activeElement) && document.activeElement !== document.body) {
+        soon(why, 1000);
+        return;
+      }
+      fetch(el.getAttribute("data-live"), { credentials: "same-origin", redirect: "manual" })
+        .then(function (r) {
+          if (r.status !== 200) {
+            // The session ended: the page itself goes to the login.
+            if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) location.reload();
+            return null;
+          }
+          return r.text();
+        })
+        .then(function (html) {
+          if (html === null) return;
+          el.innerHTML = html;
+          el.setAttribute("data-trigger", why);
+          el.setAttribute("data-updated", String(Date.now()));
+        })
+        .catch(function () {});
+    });
+  }
+
+  function soon(why, delay) {
+    if (why === "event") trigger = "event";
+    if (pending !== null) return;
+    pending = setTimeout(refresh, delay);
+  }
+
+  var feed = document.body.getAttribute("data-events");
+  if (feed) {
+    var source = new EventSource(feed);
+    source.onopen = function () { document.body.setAttribute("data-feed", "open"); };
+    var kinds = ["call_started", "call_stage", "call_ended", "operator", "queue",
+                 "transcription", "ticket", "ticket_alert", "lagged", "message"];
+    kinds.forEach(function (k) {
+      source.addEventListener(k, function () { soon("event", 50); });
+    });
+  }
+  setInterval(function () { soon("timer", 0); }, 10000);
+})();
