@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+mod alerts;
 mod sip_settings;
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +251,13 @@ impl Hotline {
             events: job_events.clone(),
         }
         .spawn(background_rx.clone());
+        let alerts = tokio::spawn(alerts::watch_alerts(
+            records.clone(),
+            acd.clone(),
+            config.alerts.clone(),
+            live_events.clone(),
+            background_rx.clone(),
+        ));
         let overdue = tokio::spawn(watch_overdue(
             records.clone(),
             live_events.clone(),
@@ -342,7 +350,7 @@ impl Hotline {
             calllog_task,
             calllog_store,
             background_shutdown,
-            background_tasks: vec![transcription_task, deliverer, overdue],
+            background_tasks: vec![transcription_task, deliverer, overdue, alerts],
             job_events,
             transcription,
             media,

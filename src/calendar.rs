@@ -537,6 +537,16 @@ impl Calendar {
         at.with_timezone(&self.tz).date_naive()
     }
 
+    /// Local midnight of the day of `at` ("today" on the supervisor's screens).
+    pub fn start_of_day(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        let midnight = self.local_date(at).and_hms_opt(0, 0, 0).expect("midnight");
+        self.tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map_or(at, |t| t.with_timezone(&Utc))
+    }
+
     /// Whether a year file for `year` was loaded. Outside the loaded years no holidays are
     /// known and only weekends and the weekly hours count: the caller should warn.
     pub fn covers(&self, year: i32) -> bool {

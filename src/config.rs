@@ -96,6 +96,8 @@ pub struct Config {
     pub tickets: crate::records::tickets::TicketsConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub alerts: crate::records::alert::AlertsConfig,
 }
 
 /// `[console]`: the web console's accounts and sessions.

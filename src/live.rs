@@ -70,6 +70,13 @@ pub enum LiveEvent {
         /// The registering operator.
         operator: Option<String>,
     },
+    /// A supervisors' alert episode started (`started`) or ended (`records::alert`).
+    Alert {
+        kind: String,
+        subject: String,
+        text: String,
+        started: bool,
+    },
     /// A ticket alert for the supervisors (repeated events on an ATM, an overdue ticket).
     TicketAlert {
         alert: &'static str,
@@ -91,6 +98,7 @@ impl LiveEvent {
             LiveEvent::Transcription { .. } => "transcription",
             LiveEvent::Ticket { .. } => "ticket",
             LiveEvent::TicketAlert { .. } => "ticket_alert",
+            LiveEvent::Alert { .. } => "alert",
         }
     }
 }

@@ -49,7 +49,7 @@
     var source = new EventSource(feed);
     source.onopen = function () { document.body.setAttribute("data-feed", "open"); };
     var kinds = ["call_started", "call_stage", "call_ended", "operator", "queue",
-                 "transcription", "ticket", "ticket_alert", "lagged", "message"];
+                 "transcription", "ticket", "ticket_alert", "alert", "lagged", "message"];
     kinds.forEach(function (k) {
       source.addEventListener(k, function () { soon("event", 50); });
     });

@@ -920,3 +920,93 @@ async fn the_wallboard_shows_a_waiting_caller_then_the_operator_busy_live() {
     caller.hang_up().await;
     b.close().await;
 }
+
+/// An alert fires at its threshold: with `waiting_max = 0` one waiting caller starts an
+/// episode, which the wallboard shows live and the supervisors get by e-mail (a real SMTP
+/// exchange) once, however many checks see it; the caller leaving ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_fires_at_its_threshold_on_the_wallboard_and_by_mail_once() {
+    use support::notify::SmtpServer;
+    use support::phone::Caller;
+    let mut smtp = SmtpServer::start().await;
+    // The hotline's log, shown if the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("hotline=info")
+        .with_test_writer()
+        .try_init();
+    let c = Console::start(&format!(
+        "totp_roles = []\n\
+         [alerts]\nwaiting_max = 0\ncheck_every_s = 1\n\
+         [notify]\npublic_url = \"https://hotline.bank.test\"\n\
+         supervisor_emails = [\"head@bank.test\"]\nfrom = \"hotline@bank.test\"\npoll_ms = 100\n\
+         [notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_s = 2\n",
+        smtp.addr.port()
+    ))
+    .await;
+    c.user("head1", Role::Supervisor).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    b.at("/supervisor", "").await;
+    until_page(
+        &b,
+        "return document.body.getAttribute('data-feed') === 'open'",
+        "the live feed connects",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(b
+        .client
+        .find_all(Locator::Css("#alerts .alert"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut caller = Caller::dial(c.hotline.sip_addr, "8800", "+79785550002").await;
+    // After the greeting, the caller joins the queue.
+    until_hotline(
+        || async { !c.hotline.acd.snapshot().await.waiting.is_empty() },
+        "the caller is queued",
+    )
+    .await;
+    until_page(
+        &b,
+        "const a = document.querySelector('#alerts'); \
+         return !!a && a.textContent.includes('В очереди 1 звонящий (порог 0)')",
+        "the alert on the wallboard",
+        Duration::from_secs(10),
+    )
+    .await;
+    let mail = smtp
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the alert is mailed");
+    assert_eq!(mail.to, ["head@bank.test"]);
+    let subject = mail.header("Subject").unwrap();
+    assert!(subject.contains("В очереди 1 звонящий"), "{subject}");
+    assert!(mail.text().contains("https://hotline.bank.test/supervisor"));
+    // Checks go on every second while the caller waits: the episode is mailed once.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(smtp.drain(Duration::from_millis(500)).await.is_empty());
+    let open: i64 =
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM alerts WHERE ended_at IS NULL")
+            .fetch_one(c.hotline.records.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(open, 1);
+
+    caller.hang_up().await;
+    until_page(
+        &b,
+        "return document.querySelectorAll('#alerts .alert').length === 0",
+        "the alert over",
+        Duration::from_secs(10),
+    )
+    .await;
+    let ended: Option<i64> = sqlx::query_scalar("SELECT ended_at FROM alerts")
+        .fetch_one(c.hotline.records.store.pool())
+        .await
+        .unwrap();
+    assert!(ended.is_some(), "the episode ended");
+    b.close().await;
+    smtp.stop();
+}

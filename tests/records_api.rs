@@ -1212,6 +1212,17 @@ async fn sqlite_and_postgres_schemas_have_the_same_columns() {
         "callback_forms",
         "audit_log",
         "api_tokens",
+        "transcription_jobs",
+        "notifications",
+        "atms",
+        "ticket_counters",
+        "atm_tickets",
+        "atm_ticket_events",
+        "users",
+        "user_recovery_codes",
+        "console_sessions",
+        "login_failures",
+        "alerts",
     ];
     for table in tables {
         let lite: Vec<String> = sqlx::query(&format!(

@@ -15,7 +15,7 @@ use crate::records::hourly::{by_hour, Hour};
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 /// A call in progress as the board lists it.
 pub struct CallLine {
@@ -49,8 +49,20 @@ pub struct Today {
     abandon_rate: String,
 }
 
+/// An alert episode as the board lists it.
+pub struct AlertLine {
+    text: String,
+    started: String,
+    /// Empty while it lasts.
+    ended: String,
+}
+
 /// Everything the board shows.
 pub struct Board {
+    /// Alerts that hold now, oldest first.
+    alerts: Vec<AlertLine>,
+    /// The latest episodes, open or over, newest first.
+    alert_log: Vec<AlertLine>,
     waiting: usize,
     longest: String,
     /// The waiting callers' numbers, longest wait first.
@@ -67,13 +79,15 @@ fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{:.0} %", v * 100.0))
 }
 
-/// Local midnight today.
-fn today_start(state: &ConsoleState, now: DateTime<Utc>) -> DateTime<Utc> {
-    let tz = state.records.calendar.tz();
-    let day = state.records.calendar.local_date(now);
-    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
-        .earliest()
-        .map_or(now, |t| t.with_timezone(&Utc))
+fn alert_line(state: &ConsoleState, a: crate::store::alerts::AlertRow) -> AlertLine {
+    AlertLine {
+        text: a.text,
+        started: super::local_time(&state.records, a.started_at),
+        ended: a
+            .ended_at
+            .map(|t| super::local_time(&state.records, t))
+            .unwrap_or_default(),
+    }
 }
 
 async fn live_calls(state: &ConsoleState) -> Vec<LiveCall> {
@@ -91,22 +105,33 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
     let now = Utc::now();
     let mut calls = live_calls(state).await;
     calls.sort_by_key(|c| c.arrived_at);
-    let (waiting, longest) = match &state.acd {
-        Some(acd) => {
-            let snap = acd.snapshot().await;
-            let longest = snap.waiting.iter().map(|w| w.waited).max();
-            (snap.waiting.len(), longest.unwrap_or_default())
-        }
-        None => (0, Default::default()),
+    let in_queue = match &state.acd {
+        Some(acd) => acd.snapshot().await.waiting,
+        None => Vec::new(),
     };
+    let longest = in_queue.iter().map(|w| w.waited).max().unwrap_or_default();
     let since = |t: DateTime<Utc>| super::pages::duration((now - t).to_std().unwrap_or_default());
-    let queue = calls
+    // In queue order, with the time in the queue (not since the call arrived: the
+    // greeting comes first).
+    let queue = in_queue
         .iter()
-        .filter(|c| c.stage == "queued")
-        .map(|c| (c.phone.clone(), since(c.arrived_at)))
+        .map(|w| {
+            let phone = calls
+                .iter()
+                .find(|c| c.call == w.call)
+                .map_or_else(String::new, |c| c.phone.clone());
+            (phone, super::pages::duration(w.waited))
+        })
         .collect();
     let names = super::pages::operator_names(state).await?;
-    let from = today_start(state, now);
+    let from = state.records.calendar.start_of_day(now);
+    let store_error = crate::desk::DeskError::from;
+    let alerts = crate::store::alerts::open(&state.records.store)
+        .await
+        .map_err(store_error)?;
+    let alert_log = crate::store::alerts::recent(&state.records.store, 20)
+        .await
+        .map_err(store_error)?;
     let service_level = state.records.settings.service_level;
     let stats = crate::store::stats::compute(&state.records.store, from, now, service_level)
         .await
@@ -117,7 +142,12 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
     let hours = by_hour(&facts, state.records.calendar.tz(), service_level);
     let offered = stats.answered + stats.abandoned + stats.voicemail;
     Ok(Board {
-        waiting,
+        waiting: in_queue.len(),
+        alerts: alerts.into_iter().map(|a| alert_line(state, a)).collect(),
+        alert_log: alert_log
+            .into_iter()
+            .map(|a| alert_line(state, a))
+            .collect(),
         longest: super::pages::duration(longest),
         queue,
         operators: presences(state, &names).await,

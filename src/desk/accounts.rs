@@ -567,26 +567,11 @@ mod tests {
     //! without sleeping.
 
     use super::*;
-    use crate::calendar::{Calendar, CalendarConfig};
-    use crate::records::RecordsSettings;
-    use crate::store::Store;
 
     const PW: &str = "длинный-пароль-1";
 
     async fn accounts(dir: &std::path::Path) -> Accounts {
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let cal = CalendarConfig {
-            dir: concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/calendar").into(),
-            ..Default::default()
-        };
-        let records = Records::new(
-            store,
-            Arc::new(Calendar::load(&cal).unwrap()),
-            RecordsSettings::default(),
-        );
+        let records = crate::desk::sqlite_records(&dir.join("t.db")).await;
         Accounts::new(
             records,
             AccountSettings {

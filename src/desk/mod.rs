@@ -11,6 +11,7 @@
 
 pub mod accounts;
 mod admin;
+pub mod alerts;
 mod callbacks;
 pub mod calllog;
 pub mod export;
@@ -99,4 +100,24 @@ impl Records {
     pub fn journal_year(&self, at: DateTime<Utc>) -> i64 {
         i64::from(self.calendar.local_date(at).year())
     }
+}
+
+/// Records on a fresh SQLite file at `db`, migrated, with the sample calendar: for the
+/// desk's own tests.
+#[cfg(test)]
+pub(crate) async fn sqlite_records(db: &std::path::Path) -> Records {
+    use crate::calendar::CalendarConfig;
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let cal = CalendarConfig {
+        dir: concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/calendar").into(),
+        ..Default::default()
+    };
+    Records::new(
+        store,
+        Arc::new(Calendar::load(&cal).unwrap()),
+        RecordsSettings::default(),
+    )
 }

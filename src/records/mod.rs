@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod account;
+pub mod alert;
 pub mod atm;
 pub mod callback;
 pub mod hourly;

@@ -12,6 +12,7 @@
 //! [`outbox`] (notifications). The domain types and rules are in
 //! [`crate::records`].
 
+pub mod alerts;
 pub mod audit;
 pub mod callback;
 pub mod journal;

@@ -922,25 +922,10 @@ mod timers;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::{Calendar, CalendarConfig};
-    use crate::records::RecordsSettings;
-    use crate::store::Store;
     use sqlx::Connection;
 
     async fn records(db: &Path) -> Records {
-        let store = Store::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let cal = CalendarConfig {
-            dir: concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/calendar").into(),
-            ..Default::default()
-        };
-        Records::new(
-            store,
-            Arc::new(Calendar::load(&cal).unwrap()),
-            RecordsSettings::default(),
-        )
+        crate::desk::sqlite_records(db).await
     }
 
     fn arrival(call_id: &str, phone: &str) -> NewCall {

@@ -3,6 +3,7 @@
 //! ([`voicemail`], [`tickets`]) and who gets each ([`Targets`]). The desk enqueues them in
 //! the transaction of the record they announce.
 
+pub mod alerts;
 mod targets;
 pub mod tickets;
 pub mod voicemail;
