@@ -285,6 +285,7 @@ impl Hotline {
             acd: Some(acd.clone()),
             tls: false,
             data_dir: config.storage.data_dir.clone(),
+            bank_name: config.console.bank_name.clone(),
             live: Some(console::ConsoleLive {
                 events: live_events.clone(),
                 calls: live.clone(),

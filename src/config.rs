@@ -125,6 +125,9 @@ pub struct ConsoleConfig {
     /// The name an authenticator app shows beside the codes.
     #[serde(default = "default_totp_issuer")]
     pub totp_issuer: String,
+    /// The bank's name in the operators' greeting script (SPEC §4a).
+    #[serde(default = "default_bank_name")]
+    pub bank_name: String,
 }
 
 fn default_session_idle_s() -> u64 {
@@ -149,6 +152,9 @@ fn default_login_lock_minutes() -> u64 {
 fn default_totp_issuer() -> String {
     "Hotline".into()
 }
+fn default_bank_name() -> String {
+    "Банк".into()
+}
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
@@ -160,6 +166,7 @@ impl Default for ConsoleConfig {
             address_max_failures: default_address_max_failures(),
             login_lock_minutes: default_login_lock_minutes(),
             totp_issuer: default_totp_issuer(),
+            bank_name: default_bank_name(),
         }
     }
 }

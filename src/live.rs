@@ -17,6 +17,9 @@ use tokio::sync::oneshot;
 pub struct LiveCall {
     pub call: u64,
     pub call_id: String,
+    /// The key of the call's journal entry (`journal_entries.call_id`).
+    #[serde(skip)]
+    pub journal_key: String,
     pub phone: String,
     pub arrived_at: DateTime<Utc>,
     /// answering, greeting, queued, ringing, connected, to_voicemail, voicemail, ending.
@@ -88,6 +91,22 @@ pub enum LiveEvent {
 
 impl LiveEvent {
     /// The SSE event name.
+    /// A ticket registered or moved on; `atm_state` when its ATM changed state.
+    pub fn ticket(
+        t: &crate::records::tickets::Ticket,
+        atm_state: Option<&'static str>,
+    ) -> LiveEvent {
+        LiveEvent::Ticket {
+            ticket_id: t.id,
+            number: t.number.clone(),
+            kind: t.kind.code(),
+            state: t.state.as_str(),
+            atm_id: t.atm_id.clone(),
+            atm_state,
+            operator: t.operator.clone(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             LiveEvent::CallStarted { .. } => "call_started",

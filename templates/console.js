@@ -5,6 +5,17 @@
 // a button from under the user. data-trigger on the part says what refreshed it last.
 (function () {
   "use strict";
+  // A <select data-hint-target="ID"> shows the chosen option's data-hint in #ID at once
+  // (the ATM categories' script hints).
+  Array.prototype.forEach.call(document.querySelectorAll("select[data-hint-target]"), function (sel) {
+    var target = document.getElementById(sel.getAttribute("data-hint-target"));
+    function show() {
+      var opt = sel.options[sel.selectedIndex];
+      target.textContent = (opt && opt.getAttribute("data-hint")) || "";
+    }
+    sel.addEventListener("change", show);
+    show();
+  });
   var parts = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
   if (parts.length === 0) return;
   var pending = null;

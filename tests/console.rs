@@ -201,6 +201,26 @@ impl Browser {
         self.press("Подтвердить").await;
     }
 
+    /// The text of the element with this id.
+    async fn text_of(&self, id: &str) -> String {
+        let e = self.client.find(Locator::Id(id)).await;
+        e.unwrap_or_else(|e| panic!("no #{id}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the page's live feed (server-sent events) is connected.
+    async fn feed_open(&self) {
+        until_page(
+            self,
+            "return document.body.getAttribute('data-feed') === 'open'",
+            "the page's live feed connects",
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
     async fn session_cookie(&self) -> Option<String> {
         let cookies = self.client.get_all_cookies().await.unwrap();
         cookies
@@ -239,6 +259,23 @@ impl Console {
             .await
             .unwrap();
         uri.map(|u| secret_of(&u))
+    }
+
+    /// Waits until the queue knows the phone of `ext` is registered.
+    async fn phone_registered(&self, ext: &str) {
+        until_hotline(
+            || async {
+                self.hotline
+                    .acd
+                    .snapshot()
+                    .await
+                    .operators
+                    .iter()
+                    .any(|o| o.extension == ext && o.registered)
+            },
+            "the phone is registered",
+        )
+        .await;
     }
 
     async fn audit(&self, action: &str) -> i64 {
@@ -721,14 +758,7 @@ async fn the_journal_filters_exports_plays_and_edits() {
     content.send_keys("Перезвонить завтра").await.unwrap();
     b.press("Сохранить").await;
     b.at(&format!("/journal/{}", ids[0]), "saved").await;
-    let audit = b
-        .client
-        .find(Locator::Id("audit"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = b.text_of("audit").await;
     assert!(
         audit.contains("Перезвонить завтра") && audit.contains("head1"),
         "{audit}"
@@ -797,13 +827,7 @@ async fn the_wallboard_shows_a_waiting_caller_then_the_operator_busy_live() {
     let b = Browser::start().await;
     b.log_in(&c.base, "head1", PASSWORD_OF).await;
     b.at("/supervisor", "").await;
-    until_page(
-        &b,
-        "return document.body.getAttribute('data-feed') === 'open'",
-        "the live feed connects",
-        Duration::from_secs(10),
-    )
-    .await;
+    b.feed_open().await;
     let board_has = |css: &str, text: &str| {
         format!(
             "const el = document.querySelector('{css}'); \
@@ -836,42 +860,15 @@ async fn the_wallboard_shows_a_waiting_caller_then_the_operator_busy_live() {
         lag < Duration::from_secs(1),
         "the waiting caller shown {lag:?} after"
     );
-    assert_eq!(
-        b.client
-            .find(Locator::Id("waiting"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "1"
-    );
+    assert_eq!(b.text_of("waiting").await, "1");
 
     // The operator's phone registers; the supervisor signs them in from the board, and
     // the waiting caller is put through.
     let mut op = Operator::register(c.hotline.sip_addr, OPERATOR, PASSWORD).await;
-    until_hotline(
-        || async {
-            c.hotline
-                .acd
-                .snapshot()
-                .await
-                .operators
-                .iter()
-                .any(|o| o.extension == OPERATOR && o.registered)
-        },
-        "the phone is registered",
-    )
-    .await;
+    c.phone_registered(OPERATOR).await;
     b.press("Войти в очередь").await;
     b.at("/supervisor", "signed in").await;
-    until_page(
-        &b,
-        "return document.body.getAttribute('data-feed') === 'open'",
-        "the live feed connects again",
-        Duration::from_secs(10),
-    )
-    .await;
+    b.feed_open().await;
     op.ringing(Duration::from_secs(10))
         .await
         .expect("the operator's phone rings");
@@ -904,14 +901,7 @@ async fn the_wallboard_shows_a_waiting_caller_then_the_operator_busy_live() {
         lag < Duration::from_secs(1),
         "the busy operator shown {lag:?} after"
     );
-    let calls = b
-        .client
-        .find(Locator::Id("calls"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let calls = b.text_of("calls").await;
     assert!(
         calls.contains("+79785550001") && calls.contains("1001"),
         "{calls}"
@@ -947,13 +937,7 @@ async fn an_alert_fires_at_its_threshold_on_the_wallboard_and_by_mail_once() {
     let b = Browser::start().await;
     b.log_in(&c.base, "head1", PASSWORD_OF).await;
     b.at("/supervisor", "").await;
-    until_page(
-        &b,
-        "return document.body.getAttribute('data-feed') === 'open'",
-        "the live feed connects",
-        Duration::from_secs(10),
-    )
-    .await;
+    b.feed_open().await;
     assert!(b
         .client
         .find_all(Locator::Css("#alerts .alert"))
@@ -1009,4 +993,182 @@ async fn an_alert_fires_at_its_threshold_on_the_wallboard_and_by_mail_once() {
     assert!(ended.is_some(), "the episode ended");
     b.close().await;
     smtp.stop();
+}
+
+/// A call in hand: operator 1001's phone registered and signed in from their page; a caller
+/// with an earlier appeal calls. The operator's page shows the number, the greeting and
+/// the earlier appeal live; the operator fills the journal entry and registers an ATM
+/// security ticket, seeing the category's hint as soon as it is chosen. The security
+/// service sees the ticket on /desk without reloading, moves it to inspection, and the
+/// buttons change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
+    use hotline::records::journal::NewCall;
+    use support::phone::{Caller, Operator};
+    let c = Console::start(
+        "totp_roles = []\nbank_name = \"РНКБ\"\n\
+         [[tickets.atms]]\nid = \"ATM-7\"\naddress = \"г. Симферополь, ул. Ленина, 7\"\n",
+    )
+    .await;
+    c.user("operator1", Role::Operator).await;
+    c.user("security1", Role::Security).await;
+    let records = &c.hotline.records;
+    let earlier = records
+        .record_call(&NewCall {
+            call_id: Some("earlier-1".into()),
+            arrived_at: chrono::Utc::now() - chrono::Duration::days(2),
+            phone: "+79785550003".into(),
+            caller_name: None,
+        })
+        .await
+        .unwrap();
+    let patch = hotline::records::journal::EntryPatch {
+        content: Some(Some("Прошлый вопрос о карте".into())),
+        ..Default::default()
+    };
+    records
+        .patch_entry(earlier, &patch, "operator1")
+        .await
+        .unwrap();
+
+    // The security service watches its desk.
+    let desk = Browser::start().await;
+    desk.log_in(&c.base, "security1", PASSWORD_OF).await;
+    desk.at("/desk", "").await;
+    desk.feed_open().await;
+
+    let mut op = Operator::register(c.hotline.sip_addr, OPERATOR, PASSWORD).await;
+    c.phone_registered(OPERATOR).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    b.press("Войти в очередь").await;
+    b.at("/operator", "signed in").await;
+    b.feed_open().await;
+
+    let mut caller = Caller::dial(c.hotline.sip_addr, "8800", "+79785550003").await;
+    op.ringing(Duration::from_secs(20))
+        .await
+        .expect("the operator's phone rings");
+    until_page(
+        &b,
+        "const c = document.getElementById('caller'); \
+         return !!c && c.textContent.includes('+79785550003')",
+        "the ringing call on the operator's page",
+        Duration::from_secs(5),
+    )
+    .await;
+    op.answer().await;
+    until_page(
+        &b,
+        "const h = document.querySelector('#in-hand h2'); \
+         return !!h && h.textContent.startsWith('Разговор')",
+        "the answered call on the operator's page",
+        Duration::from_secs(5),
+    )
+    .await;
+    let panel = b.text_of("in-hand").await;
+    assert!(
+        panel.contains("РНКБ, Тест operator1!"),
+        "the script's greeting: {panel}"
+    );
+    assert!(
+        panel.contains("Прошлый вопрос о карте"),
+        "the earlier appeal: {panel}"
+    );
+
+    // The journal entry of this call.
+    b.follow("entry").await;
+    let entry_path = b.path().await;
+    let content = b.field("Содержание сообщения").await;
+    content.send_keys("Банкомат не вернул карту").await.unwrap();
+    b.press("Сохранить").await;
+    b.at(&entry_path, "saved").await;
+    let entry_id: i64 = entry_path.rsplit('/').next().unwrap().parse().unwrap();
+    let stored = hotline::store::journal::get(&records.store, entry_id)
+        .await
+        .unwrap();
+    assert_eq!(stored.content.as_deref(), Some("Банкомат не вернул карту"));
+    assert_eq!(stored.phone, "+79785550003");
+
+    // The ATM ticket, from the call.
+    b.client
+        .goto(&format!("{}/operator", c.base))
+        .await
+        .unwrap();
+    b.follow("new-ticket").await;
+    b.at("/operator/ticket", "the ticket form").await;
+    let hint = b.client.find(Locator::Id("hint")).await.unwrap();
+    assert_eq!(hint.text().await.unwrap(), "", "no hint before a category");
+    b.field("Категория")
+        .await
+        .select_by_value("security_card_captured_without_message")
+        .await
+        .unwrap();
+    let shown = hint.text().await.unwrap();
+    assert!(
+        shown.contains("возврат изъятой банкоматом карты"),
+        "{shown}"
+    );
+    b.field("Банкомат")
+        .await
+        .select_by_value("ATM-7")
+        .await
+        .unwrap();
+    b.press("Зарегистрировать").await;
+    let number = b.text_of("number").await;
+    assert!(number.starts_with("АТМ-"), "{number}");
+
+    // The security service's desk shows it without a reload.
+    until_page(
+        &desk,
+        &format!(
+            "const t = document.querySelector('#tickets'); \
+             return !!t && t.textContent.includes('{number}') \
+             && document.getElementById('desk').getAttribute('data-trigger') === 'event'"
+        ),
+        "the new ticket on the desk",
+        Duration::from_secs(5),
+    )
+    .await;
+    let atms = desk.text_of("atms").await;
+    assert!(
+        atms.contains("приостановлен") && atms.contains(&number),
+        "{atms}"
+    );
+    let link = desk.client.find(Locator::LinkText(&number)).await.unwrap();
+    desk.click_through(link).await;
+    let buttons = |b: &Browser| {
+        let client = b.client.clone();
+        async move {
+            let mut out = Vec::new();
+            for e in client
+                .find_all(Locator::Css("#moves button"))
+                .await
+                .unwrap()
+            {
+                out.push(e.text().await.unwrap());
+            }
+            out
+        }
+    };
+    assert_eq!(buttons(&desk).await, ["проверка"]);
+    desk.field("Комментарий")
+        .await
+        .send_keys("Выезд на место")
+        .await
+        .unwrap();
+    desk.press("проверка").await;
+    let state = desk.text_of("state").await;
+    assert_eq!(state, "проверка");
+    assert_eq!(buttons(&desk).await, ["не подтвердился", "подтвердился"]);
+    let timeline = desk.text_of("timeline").await;
+    assert!(
+        timeline.contains("Выезд на место") && timeline.contains("security1"),
+        "{timeline}"
+    );
+
+    caller.hang_up().await;
+    b.close().await;
+    desk.close().await;
 }

@@ -78,15 +78,7 @@ fn may_receive(token: &TokenInfo, ev: &LiveEvent) -> bool {
 
 fn publish(state: &AppState, t: &Ticket, atm_state: Option<&'static str>) {
     if let Some(live) = &state.live {
-        let _ = live.events.send(LiveEvent::Ticket {
-            ticket_id: t.id,
-            number: t.number.clone(),
-            kind: t.kind.code(),
-            state: t.state.as_str(),
-            atm_id: t.atm_id.clone(),
-            atm_state,
-            operator: t.operator.clone(),
-        });
+        let _ = live.events.send(LiveEvent::ticket(t, atm_state));
     }
 }
 

@@ -277,6 +277,7 @@ fn route(
                 arrived_at,
             });
             let (tx, rx) = mpsc::unbounded_channel();
+            let journal_key = journal_key(&call_id, &from);
             calls.insert(
                 call,
                 (
@@ -284,6 +285,7 @@ fn route(
                     LiveCall {
                         call,
                         call_id: call_id.clone(),
+                        journal_key: journal_key.clone(),
                         phone: phone.clone(),
                         arrived_at,
                         stage: Stage::Answering.as_str(),
@@ -291,7 +293,6 @@ fn route(
                     },
                 ),
             );
-            let journal_key = journal_key(&call_id, &from);
             let offered = Offered {
                 call,
                 call_id,

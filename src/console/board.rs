@@ -314,13 +314,7 @@ pub async fn events(
     State(state): State<ConsoleState>,
     _who: Signed<can::LiveRead>,
 ) -> Result<Response, ConsoleError> {
-    let live = state
-        .live
-        .as_ref()
-        .ok_or_else(|| ConsoleError::NotFound("живая лента не работает".into()))?;
-    let sse = crate::web::live_events(&live.events, live.shutdown.clone(), |_| true)
-        .ok_or_else(|| ConsoleError::NotFound("сервер останавливается".into()))?;
-    Ok(sse.into_response())
+    super::feed(&state, |_| true)
 }
 
 #[cfg(test)]

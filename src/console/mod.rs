@@ -9,6 +9,8 @@
 //! layer: only `app.rs` imports it.
 
 mod board;
+mod call;
+mod desk;
 mod journal;
 mod login;
 mod pages;
@@ -37,6 +39,8 @@ pub struct ConsoleState {
     pub data_dir: std::path::PathBuf,
     /// The live feed; `None` where only the records are served.
     pub live: Option<ConsoleLive>,
+    /// The bank's name, for the operators' greeting script.
+    pub bank_name: String,
 }
 
 /// What the wallboard reads live: the call flow's events and its calls in progress.
@@ -117,6 +121,20 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
     }
 }
 
+/// The live events that `keep` lets through, as server-sent events for a page's live parts.
+fn feed(
+    state: &ConsoleState,
+    keep: impl Fn(&crate::live::LiveEvent) -> bool + Clone + Send + Sync + 'static,
+) -> Result<Response, ConsoleError> {
+    let live = state
+        .live
+        .as_ref()
+        .ok_or_else(|| ConsoleError::NotFound("живая лента не работает".into()))?;
+    let sse = crate::web::live_events(&live.events, live.shutdown.clone(), keep)
+        .ok_or_else(|| ConsoleError::NotFound("сервер останавливается".into()))?;
+    Ok(sse.into_response())
+}
+
 /// `дд.мм.гггг чч:мм` in the calendar's zone.
 pub(crate) fn local_time(records: &Records, t: DateTime<Utc>) -> String {
     t.with_timezone(&records.calendar.tz())
@@ -159,6 +177,12 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/logout", post(login::logout))
         .route("/operator", get(pages::operator))
         .route("/operator/presence", post(pages::presence))
+        .route("/operator/call", get(call::part))
+        .route("/operator/events", get(call::events))
+        .route(
+            "/operator/ticket",
+            get(call::ticket_form).post(call::register_ticket),
+        )
         .route("/voicemail/{id}/audio", get(voicemail::audio))
         .route("/voicemail/{id}/process", post(voicemail::process))
         .route("/supervisor", get(board::page))
@@ -168,7 +192,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/journal/export.csv", get(journal::export))
         .route("/journal/{id}", get(journal::show).post(journal::edit))
         .route("/journal/{id}/recording", get(journal::recording))
-        .route("/desk", get(pages::desk))
+        .route("/desk", get(desk::page))
+        .route("/desk/list", get(desk::part))
+        .route("/desk/events", get(desk::events))
+        .route("/desk/tickets/{id}", get(desk::ticket))
+        .route("/desk/tickets/{id}/move", post(desk::move_ticket))
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::create_user))
         .route("/assets/console.css", get(stylesheet))

@@ -1,12 +1,12 @@
 //! Each role's home page, and the actions on them.
 
 use super::session::{Posted, Signed};
-use super::{local_time, ConsoleError, ConsoleState};
+use super::{ConsoleError, ConsoleState};
 use crate::callflow::queue::OperatorState;
 use crate::records::access::{allowed, can, Action};
 use crate::records::account::{NewUser, User};
 use crate::records::role::Role;
-use crate::records::tickets::{Ticket, TicketState};
+use crate::records::tickets::TicketState;
 use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -165,6 +165,7 @@ struct OperatorPage {
     user: Option<Who>,
     extension: String,
     me: Option<Presence>,
+    call: Option<super::call::InHand>,
     voicemail: Vec<super::voicemail::Message>,
 }
 
@@ -179,11 +180,13 @@ pub async fn operator(
         .await
         .into_iter()
         .find(|p| p.extension == extension);
+    let call = super::call::in_hand(&state, &extension, &who.session.user.name).await?;
     Ok(Html(
         OperatorPage {
             user: Some(Who::of(&who.session)),
             extension,
             me,
+            call,
             voicemail: super::voicemail::backlog(&state).await?,
         }
         .render()?,
@@ -234,59 +237,6 @@ pub async fn presence(
         "/supervisor"
     };
     Ok(Redirect::to(back).into_response())
-}
-
-/// A ticket's line on the departments' page.
-struct TicketLine {
-    number: String,
-    security: bool,
-    category: String,
-    atm: String,
-    state: &'static str,
-    deadline: String,
-    overdue: bool,
-}
-
-#[derive(Template)]
-#[template(path = "desk.html")]
-struct DeskPage {
-    user: Option<Who>,
-    tickets: Vec<TicketLine>,
-}
-
-/// `/desk`: the departments' ticket queue (open tickets, newest first).
-pub async fn desk(
-    State(state): State<ConsoleState>,
-    who: Signed<can::TicketStats>,
-) -> Result<Response, ConsoleError> {
-    let filter = crate::store::tickets::TicketFilter {
-        open: true,
-        limit: 200,
-        ..Default::default()
-    };
-    let tickets: Vec<Ticket> = crate::store::tickets::list(&state.records.store, &filter)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
-    let tickets = tickets
-        .into_iter()
-        .map(|t| TicketLine {
-            security: t.kind == crate::records::atm::TicketKind::AtmSecurity,
-            number: t.number,
-            category: t.category_name,
-            atm: format!("{} — {}", t.atm_id, t.atm_address),
-            state: ticket_state_name(t.state),
-            deadline: local_time(&state.records, t.deadline_at),
-            overdue: t.overdue,
-        })
-        .collect();
-    Ok(Html(
-        DeskPage {
-            user: Some(Who::of(&who.session)),
-            tickets,
-        }
-        .render()?,
-    )
-    .into_response())
 }
 
 struct UserLine {
