@@ -1172,3 +1172,174 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
     b.close().await;
     desk.close().await;
 }
+
+/// The README's screenshots (`docs/screenshots/*.png`) from a seeded hotline, at 1366×768:
+/// `bash scripts/screenshots.sh` runs this (it is not part of the suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "makes docs/screenshots; run by scripts/screenshots.sh"]
+async fn screenshots_for_the_readme() {
+    use hotline::records::journal::{CallProgress, Disposition, EntryPatch, NewCall};
+    use support::phone::{Caller, Operator};
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&out).unwrap();
+    let c = Console::start(
+        "totp_roles = []\nbank_name = \"РНКБ\"\n\
+         [alerts]\nwaiting_max = 0\ncheck_every_s = 1\n\
+         [[tickets.atms]]\nid = \"ATM-7\"\naddress = \"г. Симферополь, ул. Ленина, 7\"\n",
+    )
+    .await;
+    for (login, role) in [
+        ("operator1", Role::Operator),
+        ("head1", Role::Supervisor),
+        ("security1", Role::Security),
+        ("admin1", Role::Admin),
+    ] {
+        c.user(login, role).await;
+    }
+    // A morning's journal: answered, abandoned and voicemail calls with their content.
+    let records = &c.hotline.records;
+    let now = chrono::Utc::now();
+    let phones = [
+        "+79781234567",
+        "+79787654321",
+        "+79780001122",
+        "+79785550003",
+    ];
+    let mut first = 0;
+    for i in 0..24i64 {
+        let arrived = now - chrono::Duration::minutes((24 - i) * 7);
+        let id = records
+            .record_call(&NewCall {
+                call_id: Some(format!("shot-{i}")),
+                arrived_at: arrived,
+                phone: phones[i as usize % phones.len()].into(),
+                caller_name: Some(
+                    ["Иванов И. И.", "Петрова А. С.", "ООО «Ромашка»"][i as usize % 3].into(),
+                ),
+            })
+            .await
+            .unwrap();
+        first = if first == 0 { id } else { first };
+        let disposition = match i % 6 {
+            0 => Disposition::Abandoned,
+            3 => Disposition::Voicemail,
+            _ => Disposition::Answered,
+        };
+        let answered = disposition == Disposition::Answered;
+        hotline::store::journal::update_progress(
+            &records.store,
+            id,
+            &CallProgress {
+                answered_at: answered.then(|| arrived + chrono::Duration::seconds(8 + i % 30)),
+                ended_at: Some(arrived + chrono::Duration::minutes(3)),
+                wait_ms: Some(1000 * (8 + i % 30)),
+                disposition: Some(disposition),
+                operator: answered.then(|| OPERATOR.to_string()),
+                recording: None,
+            },
+        )
+        .await
+        .unwrap();
+        let content = [
+            "Вопрос о курсе валют",
+            "Банкомат не выдал деньги",
+            "Блокировка карты",
+        ];
+        let patch = EntryPatch {
+            content: Some(Some(content[i as usize % 3].into())),
+            ..Default::default()
+        };
+        records.patch_entry(id, &patch, "operator1").await.unwrap();
+    }
+
+    let shot = |b: &Browser, name: &'static str| {
+        let client = b.client.clone();
+        let path = out.join(format!("{name}.png"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::fs::write(&path, client.screenshot().await.unwrap()).unwrap();
+        }
+    };
+    let b = Browser::start().await;
+    b.client.goto(&format!("{}/login", c.base)).await.unwrap();
+    shot(&b, "login").await;
+
+    // An operator on a call; a second caller waits (and raises the queue alert).
+    let mut op = Operator::register(c.hotline.sip_addr, OPERATOR, PASSWORD).await;
+    c.phone_registered(OPERATOR).await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    b.press("Войти в очередь").await;
+    b.feed_open().await;
+    let mut caller = Caller::dial(c.hotline.sip_addr, "8800", "+79785550003").await;
+    op.ringing(Duration::from_secs(20)).await.expect("rings");
+    op.answer().await;
+    until_page(
+        &b,
+        "const h = document.querySelector('#in-hand h2'); return !!h && h.textContent.startsWith('Разговор')",
+        "the call in hand",
+        Duration::from_secs(10),
+    )
+    .await;
+    shot(&b, "operator").await;
+    b.follow("new-ticket").await;
+    b.field("Категория")
+        .await
+        .select_by_value("security_card_captured_without_message")
+        .await
+        .unwrap();
+    b.field("Банкомат")
+        .await
+        .select_by_value("ATM-7")
+        .await
+        .unwrap();
+    shot(&b, "atm-ticket").await;
+    b.press("Зарегистрировать").await;
+    assert!(
+        b.text_of("number").await.starts_with("АТМ-"),
+        "{}",
+        b.text().await
+    );
+    b.press("Выйти").await;
+
+    let mut waiting = Caller::dial(c.hotline.sip_addr, "8800", "+79787654321").await;
+    until_hotline(
+        || async { !c.hotline.acd.snapshot().await.waiting.is_empty() },
+        "a caller waits",
+    )
+    .await;
+    b.log_in(&c.base, "head1", PASSWORD_OF).await;
+    b.at("/supervisor", "").await;
+    until_page(
+        &b,
+        "return document.querySelectorAll('#alerts .alert').length > 0",
+        "the alert",
+        Duration::from_secs(10),
+    )
+    .await;
+    shot(&b, "supervisor").await;
+    b.client.goto(&format!("{}/journal", c.base)).await.unwrap();
+    shot(&b, "journal").await;
+    b.client
+        .goto(&format!("{}/journal/{first}", c.base))
+        .await
+        .unwrap();
+    shot(&b, "journal-entry").await;
+    b.press("Выйти").await;
+
+    b.log_in(&c.base, "security1", PASSWORD_OF).await;
+    b.at("/desk", "").await;
+    shot(&b, "desk").await;
+    let link = b.client.find(Locator::Css("#tickets a")).await.unwrap();
+    b.click_through(link).await;
+    shot(&b, "ticket").await;
+    b.press("Выйти").await;
+
+    b.log_in(&c.base, "admin1", PASSWORD_OF).await;
+    b.at("/admin", "").await;
+    shot(&b, "admin").await;
+
+    waiting.hang_up().await;
+    caller.hang_up().await;
+    b.close().await;
+}
