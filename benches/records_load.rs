@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 const PAGE_P99_MS: f64 = 20.0;
 const EXPORT_ROWS_S: f64 = 200_000.0;
 const INSERTS_S: f64 = 5_000.0;
+/// Issue 19: console pages over a 1,000,000-entry journal.
+const CONSOLE_P99_MS: f64 = 100.0;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args()
@@ -372,6 +374,9 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
     all.sort_by(f64::total_cmp);
     let page_p99 = percentile(&all, 0.99);
 
+    // 3b. The console's pages, as a supervisor's browser asks for them (session cookie).
+    let console_p99 = console_pages(&records, &database._dir, rows_max, &mut rng).await?;
+
     // 4. The export.
     let t = Instant::now();
     let mut resp = client
@@ -434,6 +439,11 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
             insert_rate >= INSERTS_S,
             format!("{insert_rate:.0}"),
         ),
+        (
+            "console page p99 < 100 ms",
+            console_p99 < CONSOLE_P99_MS,
+            format!("{console_p99:.2} ms"),
+        ),
     ];
     let mut met = true;
     for (what, ok, figure) in checks {
@@ -441,4 +451,137 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         met &= ok;
     }
     Ok(met)
+}
+
+/// The console's pages over HTTP with a supervisor's session, 100 of each kind; returns the
+/// p99 over all of them (ms). The server time is the client's time here: one loopback hop.
+async fn console_pages(
+    records: &Records,
+    dir: &tempfile::TempDir,
+    rows: usize,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<f64> {
+    use hotline::desk::accounts::{AccountSettings, Accounts};
+    use hotline::records::account::NewUser;
+    let accounts = Accounts::new(
+        records.clone(),
+        AccountSettings {
+            totp_roles: Vec::new(),
+            ..Default::default()
+        },
+    );
+    let password = "bench-password-42";
+    let new = NewUser {
+        login: "head".into(),
+        name: "Руководитель".into(),
+        role: Role::Supervisor,
+        operator: None,
+    };
+    accounts.create_user(&new, password, "bench").await?;
+    let console = hotline::console::router(hotline::console::ConsoleState {
+        accounts,
+        records: records.clone(),
+        acd: None,
+        tls: false,
+        data_dir: dir.path().to_path_buf(),
+        live: None,
+        bank_name: "Банк".into(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            console.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = format!("http://{addr}");
+    // The login: the form's double-submit token, then the session's cookie.
+    let form = client.get(format!("{base}/login")).send().await?;
+    let login_cookie = cookie(&form, "hotline_login")?;
+    let html = form.text().await?;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .context("no csrf in the login form")?
+        .to_string();
+    let done = client
+        .post(format!("{base}/login"))
+        .header("Cookie", format!("hotline_login={login_cookie}"))
+        .form(&[("login", "head"), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await?;
+    let session = cookie(&done, "hotline_session")?;
+    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM journal_entries")
+        .fetch_one(records.store.pool())
+        .await?;
+    let kinds: [(&str, PathFn); 6] = [
+        ("journal, newest", Box::new(|_| "/journal".into())),
+        (
+            "journal, one day",
+            Box::new(|r| {
+                let d = chrono::NaiveDate::from_yo_opt(2026, r.random_range(1..=365))
+                    .unwrap_or_default();
+                format!("/journal?from={d}&to={d}")
+            }),
+        ),
+        (
+            "journal, phone",
+            Box::new(|r| format!("/journal?phone=%2B7978{:07}", r.random_range(0..300_000))),
+        ),
+        (
+            "journal, word",
+            Box::new(|_| "/journal?q=%D0%BB%D0%B5%D0%BD%D0%B8%D0%BD%D0%B0".into()),
+        ),
+        (
+            "entry",
+            Box::new(move |r| format!("/journal/{}", first + r.random_range(0..rows as i64))),
+        ),
+        ("wallboard", Box::new(|_| "/supervisor/board".into())),
+    ];
+    let mut all = Vec::new();
+    for (name, path) in &kinds {
+        let mut times = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            let resp = client
+                .get(format!("{base}{}", path(rng)))
+                .header("Cookie", format!("hotline_session={session}"))
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status().is_success(), "{name}: {}", resp.status());
+            resp.bytes().await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "console, {name:<16}: p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            times.last().copied().unwrap_or(0.0)
+        );
+        all.extend(times);
+    }
+    server.abort();
+    all.sort_by(f64::total_cmp);
+    let p99 = percentile(&all, 0.99);
+    println!("console pages p99, all kinds: {p99:.2} ms (target < 100 ms)");
+    Ok(p99)
+}
+
+/// A cookie's value from a response's `Set-Cookie`.
+fn cookie(resp: &reqwest::Response, name: &str) -> Result<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+        .with_context(|| format!("no {name} cookie"))
 }

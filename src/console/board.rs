@@ -9,7 +9,6 @@
 use super::pages::{presences, Presence, Who};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleState};
-use crate::live::LiveCall;
 use crate::records::access::can;
 use crate::records::hourly::{by_hour, Hour};
 use askama::Template;
@@ -90,20 +89,9 @@ fn alert_line(state: &ConsoleState, a: crate::store::alerts::AlertRow) -> AlertL
     }
 }
 
-async fn live_calls(state: &ConsoleState) -> Vec<LiveCall> {
-    let Some(live) = &state.live else {
-        return Vec::new();
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if live.calls.send(tx).await.is_err() {
-        return Vec::new();
-    }
-    rx.await.unwrap_or_default()
-}
-
 async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
     let now = Utc::now();
-    let mut calls = live_calls(state).await;
+    let mut calls = super::live_calls(state).await;
     calls.sort_by_key(|c| c.arrived_at);
     let in_queue = match &state.acd {
         Some(acd) => acd.snapshot().await.waiting,
@@ -125,20 +113,12 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
         .collect();
     let names = super::pages::operator_names(state).await?;
     let from = state.records.calendar.start_of_day(now);
-    let store_error = crate::desk::DeskError::from;
-    let alerts = crate::store::alerts::open(&state.records.store)
-        .await
-        .map_err(store_error)?;
-    let alert_log = crate::store::alerts::recent(&state.records.store, 20)
-        .await
-        .map_err(store_error)?;
+    let alerts = crate::store::alerts::open(&state.records.store).await?;
+    let alert_log = crate::store::alerts::recent(&state.records.store, 20).await?;
     let service_level = state.records.settings.service_level;
-    let stats = crate::store::stats::compute(&state.records.store, from, now, service_level)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
-    let facts = crate::store::stats::call_facts(&state.records.store, from, now)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
+    let stats =
+        crate::store::stats::compute(&state.records.store, from, now, service_level).await?;
+    let facts = crate::store::stats::call_facts(&state.records.store, from, now).await?;
     let hours = by_hour(&facts, state.records.calendar.tz(), service_level);
     let offered = stats.answered + stats.abandoned + stats.voicemail;
     Ok(Board {

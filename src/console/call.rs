@@ -53,31 +53,19 @@ pub async fn in_hand(
     extension: &str,
     name: &str,
 ) -> Result<Option<InHand>, ConsoleError> {
-    let Some(live) = &state.live else {
-        return Ok(None);
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if live.calls.send(tx).await.is_err() {
-        return Ok(None);
-    }
-    let calls = rx.await.unwrap_or_default();
+    let calls = super::live_calls(state).await;
     let Some(call) = calls.into_iter().find(|c| {
         c.operator.as_deref() == Some(extension) && matches!(c.stage, "ringing" | "connected")
     }) else {
         return Ok(None);
     };
     let store = &state.records.store;
-    let db = crate::desk::DeskError::from;
-    let journal_id = crate::store::journal::id_by_call_id(store, &call.journal_key)
-        .await
-        .map_err(db)?;
+    let journal_id = crate::store::journal::id_by_call_id(store, &call.journal_key).await?;
     let filter = JournalFilter {
         phone: Some(call.phone.clone()),
         ..Default::default()
     };
-    let (entries, _) = crate::store::journal::list(store, &filter, None, 6)
-        .await
-        .map_err(db)?;
+    let (entries, _) = crate::store::journal::list(store, &filter, None, 6).await?;
     let earlier = entries
         .into_iter()
         .filter(|e| Some(e.id) != journal_id)
@@ -95,8 +83,7 @@ pub async fn in_hand(
         ..Default::default()
     };
     let tickets = crate::store::tickets::list(store, &open)
-        .await
-        .map_err(db)?
+        .await?
         .into_iter()
         .filter(|t| t.phone.as_deref() == Some(call.phone.as_str()))
         .map(|t| (t.number, super::pages::ticket_state_name(t.state)))
@@ -146,7 +133,7 @@ pub async fn events(
         LiveEvent::CallStage { operator, .. } => operator.is_some() && *operator == ext,
         LiveEvent::Operator { extension, .. } => Some(extension) == ext.as_ref(),
         LiveEvent::Ticket { operator, .. } => operator.is_some() && *operator == ext,
-        LiveEvent::CallEnded { .. } => true,
+        // Their call's end shows as their state changing (busy → wrap-up or free).
         _ => false,
     };
     super::feed(&state, keep)
@@ -183,7 +170,6 @@ pub async fn ticket_form(
     Query(q): Query<TicketFormQuery>,
 ) -> Result<Response, ConsoleError> {
     let store = &state.records.store;
-    let db = crate::desk::DeskError::from;
     let phone = match q.journal_id.parse::<i64>() {
         Ok(id) => crate::store::journal::get(store, id)
             .await
@@ -192,8 +178,7 @@ pub async fn ticket_form(
         Err(_) => String::new(),
     };
     let atms = crate::store::tickets::list_atms(store)
-        .await
-        .map_err(db)?
+        .await?
         .into_iter()
         .map(|a| (a.id, a.address))
         .collect();

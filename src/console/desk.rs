@@ -72,12 +72,9 @@ async fn lists(state: &ConsoleState) -> Result<(Vec<TicketLine>, Vec<AtmLine>), 
         limit: 500,
         ..Default::default()
     };
-    let open: Vec<Ticket> = crate::store::tickets::list(store, &filter)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
+    let open: Vec<Ticket> = crate::store::tickets::list(store, &filter).await?;
     let atms = crate::store::tickets::list_atms(store)
-        .await
-        .map_err(crate::desk::DeskError::from)?
+        .await?
         .into_iter()
         .map(|a| AtmLine {
             tickets: open
@@ -187,9 +184,7 @@ pub async fn ticket(
     Path(id): Path<i64>,
 ) -> Result<Response, ConsoleError> {
     let t = visible(&state, id, &who.session).await?;
-    let events = crate::store::tickets::events(&state.records.store, id)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
+    let events = crate::store::tickets::events(&state.records.store, id).await?;
     let user = &who.session.user;
     let caller = Caller {
         role: user.role,

@@ -185,9 +185,8 @@ pub async fn list(
         "" => None,
         c => Some(Cursor::decode(c).map_err(|e| ConsoleError::BadRequest(e.to_string()))?),
     };
-    let (entries, next) = crate::store::journal::list(&state.records.store, &filter, cursor, PAGE)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
+    let (entries, next) =
+        crate::store::journal::list(&state.records.store, &filter, cursor, PAGE).await?;
     let role = who.session.user.role;
     Ok(Html(
         JournalPage {
@@ -307,9 +306,7 @@ async fn tickets_on(state: &ConsoleState, id: i64) -> Result<Vec<Ticket>, Consol
         limit: 100,
         ..Default::default()
     };
-    Ok(crate::store::tickets::list(&state.records.store, &filter)
-        .await
-        .map_err(crate::desk::DeskError::from)?)
+    Ok(crate::store::tickets::list(&state.records.store, &filter).await?)
 }
 
 async fn entry(state: &ConsoleState, id: i64) -> Result<Entry, ConsoleError> {
@@ -329,9 +326,7 @@ pub async fn show(
     let tickets = tickets_on(&state, id).await?;
     let role = who.session.user.role;
     let kinds: Vec<_> = tickets.iter().map(|t| t.kind).collect();
-    let audit = crate::store::audit::history(&state.records.store, "journal", id)
-        .await
-        .map_err(crate::desk::DeskError::from)?;
+    let audit = crate::store::audit::history(&state.records.store, "journal", id).await?;
     let page = EntryPage {
         user: Some(Who::of(&who.session)),
         arrived: local_time(&state.records, e.arrived_at),

@@ -108,6 +108,24 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+impl From<crate::store::StoreError> for ConsoleError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ConsoleError::Desk(e.into())
+    }
+}
+
+/// The calls in progress (none where the call flow is not running).
+async fn live_calls(state: &ConsoleState) -> Vec<crate::live::LiveCall> {
+    let Some(live) = &state.live else {
+        return Vec::new();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if live.calls.send(tx).await.is_err() {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
 /// A page with a heading and one line: errors and refusals.
 fn message(status: StatusCode, title: &str, text: &str) -> Response {
     let page = pages::Message {

@@ -38,8 +38,7 @@ fn suggestion(v: &Voicemail) -> Option<String> {
 pub async fn backlog(state: &ConsoleState) -> Result<Vec<Message>, ConsoleError> {
     let mut open =
         crate::store::voicemail::list(&state.records.store, Some(VoicemailStatus::Open), None, 200)
-            .await
-            .map_err(crate::desk::DeskError::from)?;
+            .await?;
     open.sort_by(|a, b| b.overdue.cmp(&a.overdue).then(b.id.cmp(&a.id)));
     Ok(open
         .into_iter()
