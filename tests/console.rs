@@ -1153,6 +1153,13 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
         }
     };
     assert_eq!(buttons(&desk).await, ["проверка"]);
+    assert!(
+        desk.client
+            .find(Locator::LinkText("запись журнала"))
+            .await
+            .is_err(),
+        "no link to a journal the security service may not open"
+    );
     desk.field("Комментарий")
         .await
         .send_keys("Выезд на место")

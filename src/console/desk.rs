@@ -158,6 +158,8 @@ struct TicketPage {
     steps: Vec<Step>,
     /// The steps this user may take now: (state code, its name).
     moves: Vec<(&'static str, &'static str)>,
+    /// Whether the link to the call's journal entry opens for this role.
+    may_read_journal: bool,
 }
 
 async fn visible(
@@ -222,6 +224,10 @@ pub async fn ticket(
             })
             .collect(),
         moves,
+        may_read_journal: crate::records::access::allowed(
+            user.role,
+            crate::records::access::Action::JournalRead,
+        ),
         t,
     };
     Ok(Html(page.render()?).into_response())
