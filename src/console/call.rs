@@ -10,7 +10,7 @@ use crate::live::LiveEvent;
 use crate::records::access::can;
 use crate::records::atm::{AtmCategory, TicketKind};
 use crate::records::journal::JournalFilter;
-use crate::records::tickets::{script_hint, Caller, NewTicket, TicketState, COMPLAINT_HINT};
+use crate::records::tickets::{script_hint, NewTicket, TicketState, COMPLAINT_HINT};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
@@ -259,21 +259,12 @@ pub async fn register_ticket(
         description: f.description.trim().to_string(),
     };
     let user = &posted.signed.session.user;
-    let done = match state
+    let done = state
         .records
         .register_ticket(&new, user.operator.as_deref(), user.role, &user.login)
-        .await
-    {
-        Ok(d) => d,
-        Err(crate::desk::DeskError::Invalid(e)) => return Err(bad(e.to_string())),
-        Err(e) => return Err(e.into()),
-    };
+        .await?;
     // The operator registers and sends in one step (§6.7.4): the departments get it now.
-    let caller = Caller {
-        role: user.role,
-        operator: user.operator.as_deref(),
-        actor: &user.login,
-    };
+    let caller = super::caller(user);
     let routed = state
         .records
         .transition_ticket(

@@ -9,7 +9,7 @@ use crate::live::LiveEvent;
 use crate::records::access::can;
 use crate::records::atm::TicketKind;
 use crate::records::role::Role;
-use crate::records::tickets::{Caller, Ticket, TicketState};
+use crate::records::tickets::{Ticket, TicketState};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -188,11 +188,7 @@ pub async fn ticket(
     let t = visible(&state, id, &who.session).await?;
     let events = crate::store::tickets::events(&state.records.store, id).await?;
     let user = &who.session.user;
-    let caller = Caller {
-        role: user.role,
-        operator: user.operator.as_deref(),
-        actor: &user.login,
-    };
+    let caller = super::caller(user);
     let moves = t
         .next
         .iter()
@@ -255,12 +251,8 @@ pub async fn move_ticket(
     crate::records::check_len("note", note, 2000)
         .map_err(|e| ConsoleError::BadRequest(e.to_string()))?;
     let user = &session.user;
-    let caller = Caller {
-        role: user.role,
-        operator: user.operator.as_deref(),
-        actor: &user.login,
-    };
-    let moved = match state
+    let caller = super::caller(user);
+    let moved = state
         .records
         .transition_ticket(
             id,
@@ -269,14 +261,7 @@ pub async fn move_ticket(
             caller,
             chrono::Utc::now(),
         )
-        .await
-    {
-        Ok(m) => m,
-        Err(crate::desk::DeskError::Transition(e)) => {
-            return Err(ConsoleError::BadRequest(e.to_string()))
-        }
-        Err(e) => return Err(e.into()),
-    };
+        .await?;
     let atm_state =
         (moved.ticket.state == TicketState::Restored).then_some(if moved.atm_in_service {
             "in_service"

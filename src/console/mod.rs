@@ -96,6 +96,11 @@ impl IntoResponse for ConsoleError {
             ),
             ConsoleError::BadRequest(m) => message(StatusCode::BAD_REQUEST, "Ошибка в запросе", &m),
             ConsoleError::NotFound(m) => message(StatusCode::NOT_FOUND, "Не найдено", &m),
+            // A write the records refused: the input broke a rule, or the ticket has no
+            // such step for this role. Named to the user, not logged as a failure.
+            ConsoleError::Desk(
+                e @ (crate::desk::DeskError::Invalid(_) | crate::desk::DeskError::Transition(_)),
+            ) => message(StatusCode::BAD_REQUEST, "Ошибка в запросе", &e.to_string()),
             e => {
                 tracing::error!(error = %e, "console page failed");
                 message(
@@ -111,6 +116,15 @@ impl IntoResponse for ConsoleError {
 impl From<crate::store::StoreError> for ConsoleError {
     fn from(e: crate::store::StoreError) -> Self {
         ConsoleError::Desk(e.into())
+    }
+}
+
+/// The signed-in user as the ticket lifecycle knows a caller.
+fn caller(user: &crate::records::account::User) -> crate::records::tickets::Caller<'_> {
+    crate::records::tickets::Caller {
+        role: user.role,
+        operator: user.operator.as_deref(),
+        actor: &user.login,
     }
 }
 
