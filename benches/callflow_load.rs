@@ -3,7 +3,7 @@
 //! journal: every call SIPp placed must have exactly one complete entry.
 //!
 //!     cargo bench --bench callflow_load -- [OPERATORS] [RATE] [SECONDS] [CALL_MS] \
-//!         [--database-url postgres://…]        (defaults: 100 10 60 20000)
+//!         [--database-url postgres://…] [--consoles N]   (defaults: 100 10 60 20000, 0)
 //!
 //! * the **hotline** is `target/release/hotline serve` (a separate process, so its CPU and
 //!   RSS are its own, read from `/proc`), with a temporary config: loopback, every day open
@@ -24,6 +24,11 @@
 //! * afterwards the journal is read through the API (`GET /api/v1/journal`, all pages) and
 //!   matched with the Call-IDs of SIPp's `-trace_msg` log.
 //!
+//! * with `--consoles N`, N supervisors in the web console beside the calls, as their
+//!   browsers are: each logged in (a `supervisor` user made with `hotline user create`),
+//!   on the wallboard's event stream (`/supervisor/events`), fetching the wallboard's part
+//!   (`/supervisor/board`) 50 ms after an event and every 10 s, as `console.js` does;
+//!
 //! Exit status: 0 when every call SIPp placed has exactly one entry with a final
 //! disposition and `ended_at`, 3 otherwise, 1 on a harness error. `KEEP=1` keeps the
 //! temporary directory (config, hotline log, SIPp files); `CALLFLOW_LOAD_WRAP="heaptrack
@@ -40,6 +45,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+
+#[path = "support/console.rs"]
+mod console_user;
 use chrono::Timelike;
 use serde_json::Value;
 use tokio::net::UdpSocket;
@@ -51,10 +59,16 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut numbers = Vec::new();
     let mut database_url = None;
+    let mut consoles = 0usize;
     let mut i = 0;
     while i < args.len() {
         if args[i] == "--database-url" {
             database_url = args.get(i + 1).cloned();
+            i += 2;
+            continue;
+        }
+        if args[i] == "--consoles" {
+            consoles = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(0);
             i += 2;
             continue;
         }
@@ -76,6 +90,7 @@ fn main() -> ExitCode {
             seconds: parse(2, 60)?,
             call_ms: parse(3, 20_000)?,
             database_url,
+            consoles,
         };
         if p.operators == 0 || p.operators > 2000 || p.rate == 0 || p.seconds == 0 {
             bail!("OPERATORS must be 1..2000, RATE and SECONDS positive");
@@ -102,6 +117,8 @@ struct Params {
     seconds: u64,
     call_ms: u64,
     database_url: Option<String>,
+    /// Supervisors watching the wallboard live.
+    consoles: usize,
 }
 
 /// A loopback port free for both UDP and TCP (the hotline binds both on its SIP port).
@@ -205,6 +222,9 @@ trusted_sources = ["127.0.0.0/8"]
 [queue]
 wrap_up_s = 0
 
+[console]
+totp_roles = []
+
 [calendar]
 time_zone = "{zone}"
 dir = "{cal}"
@@ -288,6 +308,78 @@ fn response(req: &str, code: u16, reason: &str, to_tag: &str, extra: &str, sdp: 
         header(req, "CSeq").unwrap_or_default(),
         sdp.len(),
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Supervisors in the console.
+
+#[derive(Default)]
+struct ConsoleStats {
+    events: AtomicU64,
+    errors: AtomicU64,
+    board_ms: std::sync::Mutex<Vec<f64>>,
+}
+
+/// One supervisor's browser on the wallboard: the event stream open, the board's part
+/// fetched 50 ms after an event (events in between join that fetch) and every 10 s.
+async fn console_loop(
+    client: reqwest::Client,
+    base: String,
+    session: String,
+    stats: Arc<ConsoleStats>,
+    quit: Arc<AtomicBool>,
+) {
+    let cookie = format!("hotline_session={session}");
+    let Ok(mut feed) = client
+        .get(format!("{base}/supervisor/events"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+    else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut due: Option<Instant> = None;
+    let mut timer = Instant::now();
+    while !quit.load(Ordering::Relaxed) {
+        let wait = due.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match tokio::time::timeout(wait, feed.chunk()).await {
+            Ok(Ok(Some(bytes))) => {
+                let n = bytes.windows(6).filter(|w| w == b"event:").count() as u64;
+                stats.events.fetch_add(n, Ordering::Relaxed);
+                if n > 0 && due.is_none() {
+                    due = Some(Instant::now() + Duration::from_millis(50));
+                }
+            }
+            Ok(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => {}
+        }
+        let now = Instant::now();
+        if due.is_some_and(|d| now >= d) || timer.elapsed() >= Duration::from_secs(10) {
+            due = None;
+            timer = now;
+            let fetched = client
+                .get(format!("{base}/supervisor/board"))
+                .header("Cookie", &cookie)
+                .send()
+                .await;
+            let ok = match fetched {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            if ok {
+                let ms = now.elapsed().as_secs_f64() * 1000.0;
+                stats.board_ms.lock().unwrap().push(ms);
+            } else {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -603,6 +695,32 @@ async fn bench(p: Params) -> Result<bool> {
         op_tokens.push(token(&format!("load {ext}"), "operator", Some(&ext))?);
     }
     let supervisor = token("load supervisor", "supervisor", None)?;
+    const HEAD_PASSWORD: &str = "Нагрузка-пароль-2026";
+    if p.consoles > 0 {
+        use std::io::Write;
+        let mut cmd = Process::new(&bin)
+            .args(["user", "create", "--config"])
+            .arg(&cfg_path)
+            .args([
+                "--login",
+                "head",
+                "--name",
+                "Руководитель",
+                "--role",
+                "supervisor",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        cmd.stdin
+            .take()
+            .context("stdin")?
+            .write_all(format!("{HEAD_PASSWORD}\n").as_bytes())?;
+        if !cmd.wait()?.success() {
+            bail!("user create head failed");
+        }
+    }
 
     let log = std::fs::File::create(work.join("hotline.log"))?;
     // CALLFLOW_LOAD_WRAP="heaptrack -o /tmp/ht" runs the hotline under a profiler (the
@@ -709,6 +827,26 @@ async fn bench(p: Params) -> Result<bool> {
         p.operators,
         reg_started.elapsed().as_secs_f64()
     );
+
+    // Supervisors on the wallboard, live.
+    let console_stats = Arc::new(ConsoleStats::default());
+    let mut consoles = Vec::new();
+    for _ in 0..p.consoles {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let session = console_user::log_in(&client, &base, "head", HEAD_PASSWORD).await?;
+        consoles.push(tokio::spawn(console_loop(
+            client,
+            base.clone(),
+            session,
+            console_stats.clone(),
+            quit.clone(),
+        )));
+    }
+    if p.consoles > 0 {
+        eprintln!("== {} supervisors on the wallboard", p.consoles);
+    }
 
     // The sampler: /live and /proc every second.
     let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
@@ -849,6 +987,9 @@ async fn bench(p: Params) -> Result<bool> {
     for ph in phones {
         let _ = ph.await;
     }
+    for c in consoles {
+        let _ = c.await;
+    }
     drop(server);
 
     // SIPp's figures.
@@ -983,6 +1124,26 @@ async fn bench(p: Params) -> Result<bool> {
         s.max_rss,
         s.max_backlog
     );
+    if p.consoles > 0 {
+        let mut t = console_stats.board_ms.lock().unwrap().clone();
+        t.sort_by(f64::total_cmp);
+        let q = |q: f64| {
+            if t.is_empty() {
+                return f64::NAN;
+            }
+            t[((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1]
+        };
+        println!(
+            "consoles           {} supervisors: {} events received, {} wallboard fetches (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), {} errors",
+            p.consoles,
+            console_stats.events.load(Ordering::Relaxed),
+            t.len(),
+            q(0.5),
+            q(0.99),
+            q(1.0),
+            console_stats.errors.load(Ordering::Relaxed)
+        );
+    }
     let log = std::fs::read_to_string(work.join("hotline.log")).unwrap_or_default();
     let warn: Vec<&str> = log
         .lines()

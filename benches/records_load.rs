@@ -23,6 +23,9 @@
 //! Targets (issue #4): filtered page p99 < 20 ms, export ≥ 200,000 rows/s, inserts
 //! ≥ 5,000/s. Exit status 0 when all are met, 3 when one is missed, 1 on error.
 
+#[path = "support/console.rs"]
+mod console_user;
+
 use anyhow::{Context, Result};
 use hotline::api::{self, AppState};
 use hotline::calendar::{Calendar, CalendarConfig};
@@ -250,15 +253,19 @@ async fn run(db: Backend, rows: usize) -> Result<bool> {
         .create_token("bench", Role::Supervisor, None)
         .await?;
     let state = AppState {
-        sip_addr: "127.0.0.1:5060".parse()?,
-        sip_alive: Arc::new(AtomicBool::new(true)),
         records: records.clone(),
         data_dir: database._dir.path().to_path_buf(),
         operators: Arc::new(Vec::new()),
         live: None,
-        transcription: None,
-        media: None,
-        undeliverable: Arc::default(),
+        health: hotline::health::Probe {
+            sip_addr: "127.0.0.1:5060".parse()?,
+            sip_alive: Arc::new(AtomicBool::new(true)),
+            records: records.clone(),
+            transcription: None,
+            media: None,
+            undeliverable: Arc::default(),
+            calllog: None,
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -486,6 +493,8 @@ async fn console_pages(
         data_dir: dir.path().to_path_buf(),
         live: None,
         bank_name: "Банк".into(),
+        health: None,
+        running_config: String::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -500,23 +509,7 @@ async fn console_pages(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let base = format!("http://{addr}");
-    // The login: the form's double-submit token, then the session's cookie.
-    let form = client.get(format!("{base}/login")).send().await?;
-    let login_cookie = cookie(&form, "hotline_login")?;
-    let html = form.text().await?;
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .context("no csrf in the login form")?
-        .to_string();
-    let done = client
-        .post(format!("{base}/login"))
-        .header("Cookie", format!("hotline_login={login_cookie}"))
-        .form(&[("login", "head"), ("password", password), ("csrf", &csrf)])
-        .send()
-        .await?;
-    let session = cookie(&done, "hotline_session")?;
+    let session = console_user::log_in(&client, &base, "head", password).await?;
     let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM journal_entries")
         .fetch_one(records.store.pool())
         .await?;
@@ -572,16 +565,4 @@ async fn console_pages(
     let p99 = percentile(&all, 0.99);
     println!("console pages p99, all kinds: {p99:.2} ms (target < 100 ms)");
     Ok(p99)
-}
-
-/// A cookie's value from a response's `Set-Cookie`.
-fn cookie(resp: &reqwest::Response, name: &str) -> Result<String> {
-    resp.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string)
-        .with_context(|| format!("no {name} cookie"))
 }

@@ -9,8 +9,8 @@
 # its data in a temporary directory. Every 10 s the script samples the hotline's RSS, open
 # file descriptors and threads (/proc) and the journal's row count; at the end it prints
 # the first, middle and last samples, the RSS change after the warm-up (the first 20 % of
-# the run), and SIPp's successful and failed calls. Exits non-zero if a call failed, the
-# hotline died, RSS after the warm-up spread more than 10 % (±5 %), or the fds did not
+# the run), SQLite's own memory (/metrics) and RSS without it, and SIPp's successful and
+# failed calls. Exits non-zero if a call failed, the hotline died, RSS after the warm-up spread more than 10 % (±5 %), or the fds did not
 # come back.
 # Targets (issue 17): 30 minutes at 50 calls/s, 0 failed, RSS flat within ±5 %, fds flat.
 # Disk: each call's recording is about 260 KB (23 GB for the full 30 minutes at 50/s).
@@ -72,12 +72,15 @@ done
 
 sample() {
     local t=$1
-    local rss fds threads rows
+    local rss anon sqlite fds threads rows
     rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
+    anon=$(awk '/^RssAnon/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
     fds=$(ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l)
     threads=$(awk '/^Threads/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
     rows=$(sqlite3 -readonly "$WORK/data/hotline.db" 'SELECT COUNT(*) FROM journal_entries' 2>/dev/null || echo "?")
-    echo "$t $rss $fds $threads $rows"
+    sqlite=$(curl -s --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" \
+        | awk '/^hotline_sqlite_memory_bytes / { print int($2 / 1024) }')
+    echo "$t $rss $fds $threads $rows $anon ${sqlite:-0}"
 }
 (
     start=$SECONDS
@@ -115,12 +118,20 @@ print("== samples (every 10 s)")
 show("first", timed[0]); show("middle", timed[len(timed) // 2]); show("last", timed[-1])
 if end: show("after", end[0])
 # The trajectory, to tell a leak (still rising at the end) from a slow warm-up (a plateau).
-print("RSS at each tenth of the run (MiB): " + " ".join(
-    f"{int(timed[min(len(timed) - 1, i * len(timed) // 10)][1]) / 1024:.1f}" for i in range(11)))
+tenths = [timed[min(len(timed) - 1, i * len(timed) // 10)] for i in range(11)]
+print("RSS at each tenth of the run (MiB): " + " ".join(f"{int(r[1]) / 1024:.1f}" for r in tenths))
+# Anonymous memory is the heap (and SQLite's page caches); the rest is the mapped binary.
+print("of which anonymous (MiB):           " + " ".join(f"{int(r[5]) / 1024:.1f}" for r in tenths))
 warm = timed[max(1, len(timed) // 5):]
 rss = [int(r[1]) for r in warm]
 drift = (max(rss) - min(rss)) / min(rss) * 100 if rss else 0.0
 print(f"RSS after the warm-up: {min(rss) / 1024:.1f}-{max(rss) / 1024:.1f} MiB (spread {drift:.1f} %)")
+# SQLite's page caches fill as the journal grows and stop at their cap (store::SQLITE_CACHE_KIB
+# per connection): the rest is what the calls cost, and must not grow.
+print("SQLite's own memory (MiB):          " + " ".join(f"{int(r[6]) / 1024:.1f}" for r in tenths))
+rest = [int(r[1]) - int(r[6]) for r in warm]
+rest_drift = (max(rest) - min(rest)) / min(rest) * 100 if rest else 0.0
+print(f"RSS less SQLite after the warm-up: {min(rest) / 1024:.1f}-{max(rest) / 1024:.1f} MiB (spread {rest_drift:.1f} %)")
 with open(stat_path, newline="") as f:
     st = [r for r in csv.reader(f, delimiter=";") if r]
 col = {n: i for i, n in enumerate(st[0])}

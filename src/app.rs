@@ -279,6 +279,15 @@ impl Hotline {
             })
             .collect();
         let accounts = Accounts::new(records.clone(), account_settings(&config));
+        let health = crate::health::Probe {
+            sip_addr: sip.local_addr,
+            sip_alive: sip.alive.clone(),
+            records: records.clone(),
+            transcription: Some(transcription.clone()),
+            media: Some(media.scheduling().clone()),
+            undeliverable: Arc::new(config.notify.undeliverable()),
+            calllog: Some(calllog.clone()),
+        };
         let console = console::router(console::ConsoleState {
             accounts: accounts.clone(),
             records: records.clone(),
@@ -286,6 +295,8 @@ impl Hotline {
             tls: false,
             data_dir: config.storage.data_dir.clone(),
             bank_name: config.console.bank_name.clone(),
+            health: Some(health.clone()),
+            running_config: config.masked_toml(),
             live: Some(console::ConsoleLive {
                 events: live_events.clone(),
                 calls: live.clone(),
@@ -293,8 +304,6 @@ impl Hotline {
             }),
         });
         let router = api::router(AppState {
-            sip_addr: sip.local_addr,
-            sip_alive: sip.alive.clone(),
             records: records.clone(),
             data_dir: config.storage.data_dir.clone(),
             operators: Arc::new(operators),
@@ -306,9 +315,7 @@ impl Hotline {
                 calllog: calllog.clone(),
                 shutdown: shutdown_rx.clone(),
             }),
-            transcription: Some(transcription.clone()),
-            media: Some(media.scheduling().clone()),
-            undeliverable: Arc::new(config.notify.undeliverable()),
+            health,
         })
         .merge(console);
         let mut stop = shutdown_rx.clone();

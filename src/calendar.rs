@@ -624,38 +624,46 @@ impl Calendar {
             .is_some_and(|(open, close)| open <= local.time() && local.time() < close)
     }
 
-    /// Whether the call centre is open at `at` and until when, or when it opens next, in
-    /// local time: for the start-up log and `check-config`, so that whoever starts the
-    /// hotline sees at once which greeting callers get.
-    pub fn describe(&self, at: DateTime<Utc>) -> String {
+    /// Whether the call centre is open at `at`, and when that changes: the closing time if
+    /// open, the next opening if closed (`None`: no opening within a year). Local time.
+    pub fn hours_now(&self, at: DateTime<Utc>) -> (bool, Option<NaiveDateTime>) {
         let local = at.with_timezone(&self.tz);
-        let now = local.format("%a %d.%m.%Y %H:%M");
-        if let Some((_, close)) = self
-            .hours_on(local.date_naive())
-            .filter(|_| self.is_open(at))
-        {
-            return format!(
-                "open now ({now} {}) until {}",
-                self.tz,
-                close.format("%H:%M")
-            );
+        let today = local.date_naive();
+        if let Some((_, close)) = self.hours_on(today).filter(|_| self.is_open(at)) {
+            return (true, Some(today.and_time(close)));
         }
-        let mut date = local.date_naive();
+        let mut date = today;
         for _ in 0..=366 {
             if let Some((open, _)) = self.hours_on(date) {
-                if date > local.date_naive() || local.time() < open {
-                    return format!(
-                        "closed now ({now} {}); opens {} at {}",
-                        self.tz,
-                        date.format("%a %d.%m.%Y"),
-                        open.format("%H:%M")
-                    );
+                if date > today || local.time() < open {
+                    return (false, Some(date.and_time(open)));
                 }
             }
             let Some(next) = date.succ_opt() else { break };
             date = next;
         }
-        format!("closed now ({now} {}); no opening within a year", self.tz)
+        (false, None)
+    }
+
+    /// Whether the call centre is open at `at` and until when, or when it opens next, in
+    /// local time: for the start-up log and `check-config`, so that whoever starts the
+    /// hotline sees at once which greeting callers get.
+    pub fn describe(&self, at: DateTime<Utc>) -> String {
+        let now = at.with_timezone(&self.tz).format("%a %d.%m.%Y %H:%M");
+        match self.hours_now(at) {
+            (true, Some(close)) => format!(
+                "open now ({now} {}) until {}",
+                self.tz,
+                close.format("%H:%M")
+            ),
+            (_, Some(open)) => format!(
+                "closed now ({now} {}); opens {} at {}",
+                self.tz,
+                open.format("%a %d.%m.%Y"),
+                open.format("%H:%M")
+            ),
+            (_, None) => format!("closed now ({now} {}); no opening within a year", self.tz),
+        }
     }
 
     /// The hours Monday to Friday share, for the after-hours prompt «Мы работаем в будние дни

@@ -98,6 +98,10 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub alerts: crate::records::alert::AlertsConfig,
+    /// The file as written, with the command line's overrides: what the admin's console
+    /// shows ([`Config::masked_toml`]).
+    #[serde(skip)]
+    pub source: toml::Table,
 }
 
 /// `[console]`: the web console's accounts and sessions.
@@ -742,6 +746,56 @@ fn default_nonce_lifetime() -> u64 {
     300
 }
 
+const MASK: &str = "••••••";
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !k.ends_with("_env")
+        && ["password", "secret", "token", "key", "credential"]
+            .iter()
+            .any(|s| k.contains(s))
+}
+
+fn mask_table(table: &mut toml::Table) {
+    for (key, value) in table.iter_mut() {
+        if is_secret_key(key) && !value.is_table() && !value.is_array() {
+            *value = toml::Value::String(MASK.into());
+        } else {
+            mask_value(value);
+        }
+    }
+}
+
+fn mask_value(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(t) => mask_table(t),
+        toml::Value::Array(a) => a.iter_mut().for_each(mask_value),
+        toml::Value::String(s) => *s = mask_url_password(s),
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host…` → `scheme://user:••••••@host…`; anything else as it is.
+fn mask_url_password(s: &str) -> String {
+    let Some(scheme_end) = s.find("://") else {
+        return s.to_string();
+    };
+    let rest = &s[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return s.to_string();
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return s.to_string();
+    };
+    format!(
+        "{}{}{MASK}{}",
+        &s[..scheme_end + 3],
+        &rest[..colon + 1],
+        &rest[at..]
+    )
+}
+
 /// Overrides given on the command line; they win over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -772,24 +826,51 @@ impl Config {
 
     /// Parses TOML text without validating (tests build configs this way).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
             path: PathBuf::from("<config>"),
             message: e.to_string().trim_end().to_string(),
-        })
+        };
+        let mut config: Config = toml::from_str(text).map_err(syntax)?;
+        config.source = toml::from_str(text).map_err(syntax)?;
+        Ok(config)
+    }
+
+    /// The running configuration as TOML with every secret replaced by `••••••`: values of
+    /// keys that name a password, secret, token or key, and the password in a URL
+    /// (`postgres://user:…@host`). Names of environment variables (`*_env`) are kept:
+    /// they say where the secret is, not what it is.
+    pub fn masked_toml(&self) -> String {
+        let mut table = self.source.clone();
+        mask_table(&mut table);
+        toml::to_string_pretty(&table).unwrap_or_default()
     }
 
     pub fn apply(&mut self, o: &Overrides) {
         if let Some(a) = o.sip_listen {
             self.sip.listen = a;
+            self.set_source("sip", "listen", a.to_string());
         }
         if let Some(a) = o.http_listen {
             self.http.listen = a;
+            self.set_source("http", "listen", a.to_string());
         }
         if let Some(u) = &o.database_url {
             self.storage.database_url = Some(u.clone());
+            self.set_source("storage", "database_url", u.clone());
         }
         if let Some(d) = &o.data_dir {
             self.storage.data_dir = d.clone();
+            self.set_source("storage", "data_dir", d.display().to_string());
+        }
+    }
+
+    fn set_source(&mut self, section: &str, key: &str, value: String) {
+        let entry = self
+            .source
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.insert(key.to_string(), toml::Value::String(value));
         }
     }
 
@@ -1024,6 +1105,55 @@ mod tests {
             ConfigError::Invalid { key, .. } => key,
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn the_running_config_shows_no_secret() {
+        let text = format!(
+            "{MINIMAL}
+            [storage]
+            database_url = \"postgres://hotline:s3cr3t-db@db.bank:5432/hotline\"
+            [notify.smtp]
+            host = \"mail.bank\"
+            password_env = \"HOTLINE_SMTP_PASSWORD\"
+            [[operators]]
+            extension = \"1001\"
+            name = \"Иванова\"
+            password = \"s3cr3t-phone\"
+            [[operators]]
+            extension = \"1002\"
+            name = \"Петров\"
+            password_env = \"HOTLINE_PASSWORD_1002\"
+            "
+        );
+        let mut config = Config::from_toml(&text).unwrap();
+        config.apply(&Overrides {
+            http_listen: Some("127.0.0.1:8099".parse().unwrap()),
+            ..Default::default()
+        });
+        let shown = config.masked_toml();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("postgres://hotline:••••••@db.bank:5432/hotline"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("HOTLINE_PASSWORD_1002"),
+            "where the secret is: {shown}"
+        );
+        assert!(
+            shown.contains("Иванова") && shown.contains("mail.bank"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("127.0.0.1:8099"),
+            "the override is what runs: {shown}"
+        );
+        assert_eq!(
+            mask_url_password("sqlite://data/hotline.db"),
+            "sqlite://data/hotline.db"
+        );
+        assert_eq!(mask_url_password("https://a.b/x@y:z"), "https://a.b/x@y:z");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod desk;
 pub mod fuzz_targets;
+pub mod health;
 pub mod live;
 pub mod media;
 pub mod notify;

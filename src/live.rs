@@ -141,6 +141,7 @@ pub struct Metrics {
     waiting: Gauge,
     operators: Family<StateLabel, Gauge>,
     backlog: Gauge,
+    sqlite: Gauge,
 }
 
 impl Default for Metrics {
@@ -164,6 +165,12 @@ impl Default for Metrics {
             "Journal writes waiting for the database",
             backlog.clone(),
         );
+        let sqlite = Gauge::default();
+        registry.register(
+            "sqlite_memory_bytes",
+            "Memory held by SQLite (page caches, statements); 0 on PostgreSQL",
+            sqlite.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -171,6 +178,7 @@ impl Default for Metrics {
             waiting,
             operators,
             backlog,
+            sqlite,
         }
     }
 }
@@ -190,6 +198,7 @@ impl Metrics {
         self.active.set(now.active_calls as i64);
         self.waiting.set(now.waiting as i64);
         self.backlog.set(now.journal_backlog as i64);
+        self.sqlite.set(now.sqlite_memory);
         for (state, n) in now.operators {
             self.operators
                 .get_or_create(&StateLabel {
@@ -208,6 +217,8 @@ pub struct Gauges<'a> {
     pub active_calls: usize,
     pub waiting: usize,
     pub journal_backlog: usize,
+    /// Bytes SQLite holds (`store::sqlite_memory_used`).
+    pub sqlite_memory: i64,
     /// Operators by state name, every state listed (zero included).
     pub operators: &'a [(&'static str, usize)],
 }

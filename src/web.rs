@@ -27,6 +27,34 @@ pub async fn wav(path: PathBuf, req: Request) -> Response {
     resp
 }
 
+/// [`wav`], saved as `name` (`Content-Disposition: attachment`) when a name is given.
+pub async fn wav_named(path: PathBuf, req: Request, name: Option<&str>) -> Response {
+    let mut resp = wav(path, req).await;
+    if let Some(v) = name
+        .map(|n| format!("attachment; filename=\"{n}\""))
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// A request for the whole file or for its start (not the later ranges a player fetches
+/// while it plays, nor a `HEAD`).
+pub fn starts_a_listen(req: &Request) -> bool {
+    if req.method() == axum::http::Method::HEAD {
+        return false;
+    }
+    match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(r) => r.trim().starts_with("bytes=0-"),
+    }
+}
+
 /// The live events that `keep` lets through, as server-sent events named by their kind
 /// (`lagged`, with how many, when a slow client missed some), until `shutdown`; `None`
 /// once the hotline is shutting down.

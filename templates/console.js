@@ -16,6 +16,39 @@
     sel.addEventListener("change", show);
     show();
   });
+  // The hold timer of the call in hand (the rule of 003_…: at most 2 minutes on hold). The
+  // start is kept in session storage by call, so the live refreshes of the part, which
+  // replace its markup, do not reset it.
+  function holdTick() {
+    var box = document.querySelector("[data-hold-key]");
+    if (!box) return;
+    var key = "hold:" + box.getAttribute("data-hold-key");
+    var since = sessionStorage.getItem(key);
+    var button = box.querySelector("[data-hold-toggle]");
+    var timer = document.getElementById("hold-timer");
+    var warning = document.getElementById("hold-warning");
+    if (!since) {
+      button.textContent = "Удержание";
+      timer.textContent = "";
+      warning.hidden = true;
+      return;
+    }
+    var s = Math.floor((Date.now() - Number(since)) / 1000);
+    button.textContent = "Вернуться к клиенту";
+    timer.textContent = "на удержании " + Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
+    warning.hidden = s < Number(box.getAttribute("data-hold-warn-s"));
+  }
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("[data-hold-toggle]");
+    if (!button) return;
+    var key = "hold:" + button.closest("[data-hold-key]").getAttribute("data-hold-key");
+    if (sessionStorage.getItem(key)) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, String(Date.now()));
+    holdTick();
+  });
+  setInterval(holdTick, 500);
+  holdTick();
+
   var parts = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
   if (parts.length === 0) return;
   var pending = null;

@@ -37,6 +37,12 @@ fn routes() -> Vec<(Method, &'static str, Action, Option<Value>)> {
             Some(json!({"content": "x"})),
         ),
         (Method::GET, "/journal/export.csv", JournalExport, None),
+        (
+            Method::GET,
+            "/journal/{id}/recording",
+            RecordingListen,
+            None,
+        ),
         (Method::GET, "/callbacks", CallbackRead, None),
         (
             Method::POST,
@@ -200,7 +206,15 @@ async fn every_role_gets_what_the_matrix_says(db: Db) {
             let (s, v) = api
                 .call(Some(name), method.clone(), &path, body.clone())
                 .await;
-            if allowed(role, action) {
+            // The role may listen to recordings, but the security service only to the calls
+            // of its own tickets, and call 1 has none: refused by the record, not the role.
+            let by_record = role == Role::Security
+                && action == Action::RecordingListen
+                && s == StatusCode::FORBIDDEN
+                && v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("without a ticket of theirs"));
+            if allowed(role, action) && !by_record {
                 assert!(
                     s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED && s.as_u16() < 500,
                     "{name} {method} {path}: {s} {v}"

@@ -104,6 +104,25 @@ impl Browser {
         self.client.find(Locator::Id(&id)).await.unwrap()
     }
 
+    /// Types `text` into the field `label` names.
+    async fn type_in(&self, label: &str, text: &str) {
+        self.field(label).await.send_keys(text).await.unwrap();
+    }
+
+    /// Picks the option `value` of the list `label` names.
+    async fn choose(&self, label: &str, value: &str) {
+        self.field(label)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
+    /// Goes to `path` of the console at `base`.
+    async fn open(&self, base: &str, path: &str) {
+        self.client.goto(&format!("{base}{path}")).await.unwrap();
+    }
+
     async fn button(&self, text: &str) -> fantoccini::elements::Element {
         self.client
             .find(Locator::XPath(&format!(
@@ -197,7 +216,7 @@ impl Browser {
     }
 
     async fn give_code(&self, code: &str) {
-        self.field("Код").await.send_keys(code).await.unwrap();
+        self.type_in("Код", code).await;
         self.press("Подтвердить").await;
     }
 
@@ -377,10 +396,7 @@ async fn a_wrong_or_replayed_code_is_refused() {
     let b = Browser::start().await;
     b.log_in(&c.base, "head1", PASSWORD_OF).await;
     // Without the code the session opens nothing.
-    b.client
-        .goto(&format!("{}/supervisor", c.base))
-        .await
-        .unwrap();
+    b.open(&c.base, "/supervisor").await;
     b.at("/login/code", "").await;
     let good = code_now(&secret);
     let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
@@ -466,10 +482,7 @@ async fn an_idle_session_expires_and_logout_ends_it_everywhere() {
     b.log_in(&c.base, "operator1", PASSWORD_OF).await;
     b.at("/operator", "").await;
     tokio::time::sleep(Duration::from_secs(7)).await;
-    b.client
-        .goto(&format!("{}/operator", c.base))
-        .await
-        .unwrap();
+    b.open(&c.base, "/operator").await;
     b.at("/login", "idle for longer than the limit").await;
 
     // A copy of the cookie (another tab, another machine) stops working at logout.
@@ -537,11 +550,56 @@ async fn the_voicemail_player_loads_and_processed_takes_the_message_off() {
         .await
         .unwrap();
 
+    // The transcript, and what the classifier made of it (as the transcription worker
+    // leaves them).
+    sqlx::query(
+        "UPDATE voicemails SET transcript = $1, suggested_kind = 'atm_fault', \
+         suggested_category = 'fault_out_of_cash', suggested_words = 'нет денег' WHERE id = $2",
+    )
+    .bind("Банкомат на Ленина семь, нет денег, не выдал наличные")
+    .bind(id)
+    .execute(records.store.pool())
+    .await
+    .unwrap();
+
     let b = Browser::start().await;
     b.log_in(&c.base, "operator1", PASSWORD_OF).await;
     b.at("/operator", "").await;
     let text = b.text().await;
     assert!(text.contains("+79781234567"), "{text}");
+    // One click from the suggestion to the ticket form, filled from the message.
+    b.follow(&format!("vm-ticket-{id}")).await;
+    b.at("/operator/ticket", "the prefilled ticket form").await;
+    let category = b.field("Категория").await;
+    assert_eq!(
+        category.prop("value").await.unwrap().as_deref(),
+        Some("fault_out_of_cash")
+    );
+    let described = b.field("Что сообщил клиент").await;
+    assert_eq!(
+        described.prop("value").await.unwrap().as_deref(),
+        Some("Банкомат на Ленина семь, нет денег, не выдал наличные")
+    );
+    let phone = b.field("Телефон заявителя").await;
+    assert_eq!(
+        phone.prop("value").await.unwrap().as_deref(),
+        Some("+79781234567")
+    );
+    let journal: String = b
+        .client
+        .find(Locator::Css("input[name=journal_id]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        journal,
+        entry.to_string(),
+        "the ticket belongs to the message's call"
+    );
+    b.open(&c.base, "/operator").await;
     // The browser loads the audio (through Range requests) and knows its length.
     let mut duration = None;
     for _ in 0..100 {
@@ -666,18 +724,14 @@ async fn the_journal_filters_exports_plays_and_edits() {
     let b = Browser::start().await;
     b.log_in(&c.base, "head1", PASSWORD_OF).await;
     b.at("/supervisor", "").await;
-    b.client.goto(&format!("{}/journal", c.base)).await.unwrap();
+    b.open(&c.base, "/journal").await;
     let rows = b
         .client
         .find_all(Locator::Css("#journal tbody tr"))
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
-    b.field("Телефон")
-        .await
-        .send_keys("+79781111111")
-        .await
-        .unwrap();
+    b.type_in("Телефон", "+79781111111").await;
     b.press("Показать").await;
     let rows = b
         .client
@@ -1077,6 +1131,55 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
         "the earlier appeal: {panel}"
     );
 
+    // The hold timer counts from the press and warns at its threshold: 120 s as served,
+    // lowered to 1 s here so that the test does not wait two minutes.
+    let hold = b
+        .client
+        .find(Locator::Css("[data-hold-warn-s]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        hold.attr("data-hold-warn-s").await.unwrap().as_deref(),
+        Some("120")
+    );
+    // In one script, with the focus on the button as a click leaves it: a live refresh of
+    // the part waits while the focus is in it, so the lowered threshold stays.
+    b.client
+        .execute(
+            "document.querySelector('[data-hold-warn-s]').setAttribute('data-hold-warn-s', '1'); \
+             const t = document.getElementById('hold-toggle'); t.focus(); t.click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    until_page(
+        &b,
+        "const w = document.getElementById('hold-warning'); \
+         return !!w && !w.hidden \
+         && document.getElementById('hold-timer').textContent.startsWith('на удержании 0:0')",
+        "the hold warning",
+        Duration::from_secs(5),
+    )
+    .await;
+    let label = b
+        .client
+        .execute(
+            "const t = document.getElementById('hold-toggle'); const l = t.textContent; \
+             t.click(); return l;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(label.as_str(), Some("Вернуться к клиенту"));
+    until_page(
+        &b,
+        "return document.getElementById('hold-timer').textContent === '' \
+         && document.getElementById('hold-warning').hidden",
+        "back from hold",
+        Duration::from_secs(5),
+    )
+    .await;
+
     // The journal entry of this call.
     b.follow("entry").await;
     let entry_path = b.path().await;
@@ -1092,29 +1195,19 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
     assert_eq!(stored.phone, "+79785550003");
 
     // The ATM ticket, from the call.
-    b.client
-        .goto(&format!("{}/operator", c.base))
-        .await
-        .unwrap();
+    b.open(&c.base, "/operator").await;
     b.follow("new-ticket").await;
     b.at("/operator/ticket", "the ticket form").await;
     let hint = b.client.find(Locator::Id("hint")).await.unwrap();
     assert_eq!(hint.text().await.unwrap(), "", "no hint before a category");
-    b.field("Категория")
-        .await
-        .select_by_value("security_card_captured_without_message")
-        .await
-        .unwrap();
+    b.choose("Категория", "security_card_captured_without_message")
+        .await;
     let shown = hint.text().await.unwrap();
     assert!(
         shown.contains("возврат изъятой банкоматом карты"),
         "{shown}"
     );
-    b.field("Банкомат")
-        .await
-        .select_by_value("ATM-7")
-        .await
-        .unwrap();
+    b.choose("Банкомат", "ATM-7").await;
     b.press("Зарегистрировать").await;
     let number = b.text_of("number").await;
     assert!(number.starts_with("АТМ-"), "{number}");
@@ -1160,11 +1253,7 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
             .is_err(),
         "no link to a journal the security service may not open"
     );
-    desk.field("Комментарий")
-        .await
-        .send_keys("Выезд на место")
-        .await
-        .unwrap();
+    desk.type_in("Комментарий", "Выезд на место").await;
     desk.press("проверка").await;
     let state = desk.text_of("state").await;
     assert_eq!(state, "проверка");
@@ -1178,6 +1267,622 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
     caller.hang_up().await;
     b.close().await;
     desk.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_shows_its_reason_and_a_callback_form_goes_from_the_call_to_done() {
+    use support::phone::{Caller, Operator};
+    let c = Console::start("totp_roles = []").await;
+    c.user("operator1", Role::Operator).await;
+    c.user("card1", Role::CardDepartment).await;
+    c.user("supervisor1", Role::Supervisor).await;
+    let mut op = Operator::register(c.hotline.sip_addr, OPERATOR, PASSWORD).await;
+    c.phone_registered(OPERATOR).await;
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    b.press("Войти в очередь").await;
+
+    // A pause with its reason, on the operator's page and on the wallboard.
+    b.choose("Причина паузы", "lunch").await;
+    b.press("Пауза").await;
+    b.at("/operator", "paused").await;
+    assert_eq!(b.text_of("state").await, "пауза");
+    assert_eq!(b.text_of("pause-reason").await, "(обед)");
+    let sup = Browser::start().await;
+    sup.log_in(&c.base, "supervisor1", PASSWORD_OF).await;
+    sup.at("/supervisor", "").await;
+    let board = sup.text_of("operators").await;
+    assert!(board.contains("пауза (обед)"), "{board}");
+    sup.close().await;
+    let paused = c.hotline.acd.snapshot().await.operators;
+    assert_eq!(
+        paused[0].pause_reason,
+        Some(hotline::callflow::queue::PauseReason::Lunch)
+    );
+    b.press("Войти в очередь").await;
+    b.at("/operator", "back").await;
+    assert!(b.client.find(Locator::Id("pause-reason")).await.is_err());
+    b.feed_open().await;
+
+    // A call, and a callback form from it, sent to the card department.
+    let mut caller = Caller::dial(c.hotline.sip_addr, "8800", "+79785550011").await;
+    op.ringing(Duration::from_secs(20))
+        .await
+        .expect("the operator's phone rings");
+    op.answer().await;
+    until_page(
+        &b,
+        "const h = document.querySelector('#in-hand h2'); \
+         return !!h && h.textContent.startsWith('Разговор') && !!document.getElementById('new-callback')",
+        "the answered call on the operator's page",
+        Duration::from_secs(5),
+    )
+    .await;
+    b.follow("new-callback").await;
+    b.at("/operator/callback", "the callback form").await;
+    let phone = b.field("Телефон заявителя").await;
+    assert_eq!(phone.prop("value").await.unwrap().unwrap(), "+79785550011");
+    let name = b.field("ФИО заявителя").await;
+    name.clear().await.unwrap();
+    name.send_keys("Петров П. П.").await.unwrap();
+    b.type_in("Вопрос", "Почему не пришёл кешбэк за ноябрь")
+        .await;
+    b.type_in("Время словами клиента", "после 18:00").await;
+    b.field("Передать сотруднику")
+        .await
+        .send_keys("Иванова (отдел карт)")
+        .await
+        .unwrap();
+    b.press("Сохранить").await;
+    b.at("/callbacks", "saved").await;
+    let created = b.text_of("created").await;
+    let id: i64 = created
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{created}"));
+    let form = hotline::store::callback::get(&c.hotline.records.store, id)
+        .await
+        .unwrap();
+    assert_eq!(form.phone, "+79785550011");
+    assert_eq!(form.operator, OPERATOR, "field 8 is the operator");
+    assert_eq!(form.caller_name.as_deref(), Some("Петров П. П."));
+    assert_eq!(form.assigned_to.as_deref(), Some("Иванова (отдел карт)"));
+    assert!(form.sent_at.is_some() && form.journal_id.is_some());
+    let mins = (form.convenient_at - chrono::Utc::now()).num_minutes();
+    assert!(
+        (55..=61).contains(&mins),
+        "field 7 defaults to an hour on: {mins}"
+    );
+    let row = b.text_of("callbacks").await;
+    assert!(row.contains("передана, ожидает звонка"), "{row}");
+    // The call in hand now shows the caller's open form.
+    b.open(&c.base, "/operator").await;
+    let open = b.text_of("open-callbacks").await;
+    assert!(open.contains("кешбэк"), "{open}");
+    caller.hang_up().await;
+
+    // The card department calls back and writes field 10.
+    let card = Browser::start().await;
+    card.log_in(&c.base, "card1", PASSWORD_OF).await;
+    card.at("/desk", "").await;
+    card.open(&c.base, "/callbacks?status=open").await;
+    card.type_in("Результат звонка", "Кешбэк начислен 3 декабря")
+        .await;
+    card.press("Перезвонили").await;
+    let done = card.text_of("callbacks").await;
+    assert!(
+        done.contains("перезвонили") && done.contains("(card1)") && done.contains("начислен"),
+        "{done}"
+    );
+    card.close().await;
+    let form = hotline::store::callback::get(&c.hotline.records.store, id)
+        .await
+        .unwrap();
+    assert_eq!(form.called_back_by.as_deref(), Some("card1"));
+    assert_eq!(form.result.as_deref(), Some("Кешбэк начислен 3 декабря"));
+
+    // The operator's own list: nothing open, the form among the done.
+    b.open(&c.base, "/callbacks?status=open").await;
+    b.text_of("empty").await;
+    b.open(&c.base, "/callbacks?status=done").await;
+    assert!(b.text_of("callbacks").await.contains("начислен"));
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_sees_health_and_config_issues_tokens_and_purges_after_confirming() {
+    use hotline::records::journal::NewCall;
+    let c = Console::start("totp_roles = []").await;
+    c.user("admin1", Role::Admin).await;
+    c.user("operator1", Role::Operator).await;
+    let records = &c.hotline.records;
+    let old = records
+        .record_call(&NewCall {
+            call_id: Some("old-1".into()),
+            arrived_at: "2019-03-01T08:00:00Z".parse().unwrap(),
+            phone: "+79785550077".into(),
+            caller_name: None,
+        })
+        .await
+        .unwrap();
+    sqlx::query("UPDATE journal_entries SET last_activity_at = $1 WHERE id = $2")
+        .bind(hotline::store::ms("2019-03-01T08:10:00Z".parse().unwrap()))
+        .bind(old)
+        .execute(records.store.pool())
+        .await
+        .unwrap();
+    let young = records
+        .record_call(&NewCall {
+            call_id: Some("young-1".into()),
+            arrived_at: chrono::Utc::now(),
+            phone: "+79785550078".into(),
+            caller_name: None,
+        })
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "admin1", PASSWORD_OF).await;
+    b.at("/admin", "").await;
+
+    // Health, in words.
+    b.follow("nav-health").await;
+    assert_eq!(b.text_of("status").await, "работает");
+    let health = b.text_of("health").await;
+    for want in [
+        "SIP работает",
+        "sqlite, доступна",
+        "Рабочее время",
+        "Уведомления без адресата",
+    ] {
+        assert!(health.contains(want), "{want}: {health}");
+    }
+
+    // The running configuration hides the phones' passwords.
+    b.follow("nav-config").await;
+    let config = b.text_of("config").await;
+    assert!(
+        config.contains("[sip]") && config.contains("1001"),
+        "{config}"
+    );
+    assert!(
+        !config.contains(PASSWORD),
+        "a password on the page: {config}"
+    );
+    assert!(config.contains("••••••"), "{config}");
+
+    // A token for a machine: shown once, works on the API, stops when revoked.
+    b.follow("nav-tokens").await;
+    b.type_in("Владелец (система или сотрудник)", "Мониторинг")
+        .await;
+    b.choose("Роль", "supervisor").await;
+    b.press("Выпустить токен").await;
+    let token = b.text_of("new-token").await;
+    let http = reqwest::Client::new();
+    let stats = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/journal", c.base);
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(stats(token.clone()).await, 200);
+    let row = b.text_of("tokens").await;
+    assert!(
+        row.contains("Мониторинг") && row.contains("руководитель"),
+        "{row}"
+    );
+    b.open(&c.base, "/admin/tokens").await;
+    assert!(
+        b.client.find(Locator::Id("new-token")).await.is_err(),
+        "the secret is shown once"
+    );
+    b.press("Отозвать").await;
+    assert_eq!(stats(token).await, 401);
+
+    // Retention: the dry run lists the 2019 entry only; a purge needs the word typed.
+    b.follow("nav-retention").await;
+    let summary = b.text_of("summary").await;
+    assert!(
+        summary.contains("Проверка") && summary.contains("1 запись журнала"),
+        "{summary}"
+    );
+    assert!(hotline::store::journal::get(&records.store, old)
+        .await
+        .is_ok());
+    b.type_in("Для подтверждения введите слово УДАЛИТЬ", "удалить")
+        .await;
+    b.press("Удалить").await;
+    assert!(b
+        .text()
+        .await
+        .contains("для удаления введите слово УДАЛИТЬ"));
+    assert!(
+        hotline::store::journal::get(&records.store, old)
+            .await
+            .is_ok(),
+        "nothing purged without the word"
+    );
+    b.open(&c.base, "/admin/retention").await;
+    b.type_in("Для подтверждения введите слово УДАЛИТЬ", "УДАЛИТЬ")
+        .await;
+    b.press("Удалить").await;
+    let summary = b.text_of("summary").await;
+    assert!(
+        summary.starts_with("Удалено: 1 запись журнала"),
+        "{summary}"
+    );
+    assert!(hotline::store::journal::get(&records.store, old)
+        .await
+        .is_err());
+    assert!(hotline::store::journal::get(&records.store, young)
+        .await
+        .is_ok());
+    b.close().await;
+
+    // None of it is an operator's.
+    let op = Browser::start().await;
+    op.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    op.at("/operator", "").await;
+    for page in [
+        "/admin/health",
+        "/admin/config",
+        "/admin/tokens",
+        "/admin/retention",
+    ] {
+        op.client.goto(&format!("{}{page}", c.base)).await.unwrap();
+        assert!(
+            op.text().await.contains("Доступ запрещён"),
+            "{page}: {}",
+            op.text().await
+        );
+    }
+    op.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_for_a_period_count_calls_by_day_satisfaction_and_atm_incidents() {
+    use hotline::records::atm::AtmCategory;
+    use hotline::records::journal::NewCall;
+    use hotline::records::tickets::NewTicket;
+    let c = Console::start(
+        "totp_roles = []\n\
+         [[tickets.atms]]\nid = \"ATM-9\"\naddress = \"г. Севастополь, ул. Большая Морская, 9\"\n",
+    )
+    .await;
+    c.user("supervisor1", Role::Supervisor).await;
+    let records = &c.hotline.records;
+    let now = chrono::Utc::now();
+    // Four calls at local noon today (one day whenever the test runs): answered in 5 s and
+    // in 60 s, abandoned, and a repeat complaint.
+    let noon = records.calendar.start_of_day(now) + chrono::Duration::hours(12);
+    let mut ids = Vec::new();
+    for (i, (disposition, wait_ms)) in [
+        ("answered", 5_000),
+        ("answered", 60_000),
+        ("abandoned", 30_000),
+        ("answered", 2_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = records
+            .record_call(&NewCall {
+                call_id: Some(format!("stats-{i}")),
+                arrived_at: noon + chrono::Duration::minutes(i as i64),
+                phone: format!("+7978555010{i}"),
+                caller_name: None,
+            })
+            .await
+            .unwrap();
+        sqlx::query("UPDATE journal_entries SET disposition = $1, wait_ms = $2 WHERE id = $3")
+            .bind(disposition)
+            .bind(wait_ms)
+            .bind(id)
+            .execute(records.store.pool())
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    sqlx::query("UPDATE journal_entries SET appeal_type = 'complaint' WHERE id IN ($1, $2)")
+        .bind(ids[0])
+        .bind(ids[3])
+        .execute(records.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE journal_entries SET repeat_of = $1 WHERE id = $2")
+        .bind(ids[0])
+        .bind(ids[3])
+        .execute(records.store.pool())
+        .await
+        .unwrap();
+    records
+        .register_ticket(
+            &NewTicket {
+                kind: AtmCategory::FaultOutOfCash.kind(),
+                category: AtmCategory::FaultOutOfCash,
+                atm_id: "ATM-9".into(),
+                journal_id: Some(ids[1]),
+                phone: None,
+                caller_name: None,
+                description: "Нет наличных".into(),
+            },
+            Some(OPERATOR),
+            Role::Operator,
+            "operator1",
+        )
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "supervisor1", PASSWORD_OF).await;
+    b.at("/supervisor", "").await;
+    b.open(&c.base, "/stats").await;
+    assert_eq!(b.text_of("total").await, "4");
+    assert_eq!(b.text_of("answered").await, "3");
+    assert_eq!(b.text_of("abandoned").await, "1");
+    // The service level as the API's /stats counts it, over the same calls.
+    let api = hotline::store::stats::compute(
+        &records.store,
+        noon - chrono::Duration::hours(1),
+        noon + chrono::Duration::hours(1),
+        records.settings.service_level,
+    )
+    .await
+    .unwrap();
+    let sl = b.text_of("service-level").await;
+    assert!(
+        sl.starts_with(&format!("{:.1} %", api.service_level.unwrap() * 100.0)),
+        "{sl} vs {api:?}"
+    );
+    assert_eq!(b.text_of("complaints").await, "2");
+    let sat = b.text_of("satisfaction").await;
+    assert!(sat.starts_with("низкий: повторных жалоб 1 из 2"), "{sat}");
+    // Seven days charted; bars only where there were calls.
+    let bars = b
+        .client
+        .find_all(Locator::Css("#calls-chart rect"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 2, "answered and abandoned: the calls' day only");
+    let atm = b.text_of("by-atm").await;
+    assert!(
+        atm.contains("ATM-9") && atm.contains("Большая Морская"),
+        "{atm}"
+    );
+    let cat = b.text_of("by-category").await;
+    assert!(cat.contains("закончились деньги"), "{cat}");
+    // A period that ended before the calls has none of them; a reversed one is refused.
+    let day = |d: i64| (now - chrono::Duration::days(d)).format("%Y-%m-%d");
+    b.client
+        .goto(&format!("{}/stats?from={}&to={}", c.base, day(30), day(8)))
+        .await
+        .unwrap();
+    assert_eq!(b.text_of("total").await, "0");
+    b.text_of("no-atms").await;
+    b.open(&c.base, "/stats?from=2026-02-01&to=2026-01-01")
+        .await;
+    assert!(b.text().await.contains("`to`: конец периода раньше начала"));
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_keep_the_quick_answers_operators_read_them() {
+    let c = Console::start("totp_roles = []").await;
+    c.user("supervisor1", Role::Supervisor).await;
+    c.user("operator1", Role::Operator).await;
+    let sup = Browser::start().await;
+    sup.log_in(&c.base, "supervisor1", PASSWORD_OF).await;
+    sup.at("/supervisor", "").await;
+    sup.open(&c.base, "/quick-answers").await;
+    sup.text_of("no-answers").await;
+    sup.choose("Тема", "rates").await;
+    sup.type_in("Заголовок", "Доллар США").await;
+    sup.type_in("Текст", "Покупка 90,10 ₽, продажа 92,40 ₽")
+        .await;
+    sup.press("Добавить").await;
+    sup.at("/quick-answers", "added").await;
+    assert!(sup.text_of("answers").await.contains("Покупка 90,10"));
+
+    let op = Browser::start().await;
+    op.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    op.at("/operator", "").await;
+    let quick = op.text_of("quick").await;
+    assert!(
+        quick.contains("Курсы валют") && quick.contains("Доллар США"),
+        "{quick}"
+    );
+    // The operator reads, and may not write: no form, and a forged post is refused.
+    op.open(&c.base, "/quick-answers").await;
+    assert!(op.client.find(Locator::Id("new-answer")).await.is_err());
+    op.open(&c.base, "/operator").await;
+    let status = op
+        .client
+        .execute(
+            "const csrf = document.querySelector('input[name=csrf]').value; \
+             return fetch('/quick-answers', {method: 'POST', \
+               headers: {'Content-Type': 'application/x-www-form-urlencoded'}, \
+               body: 'csrf=' + encodeURIComponent(csrf) + '&topic=rates&title=x&body=y'}) \
+             .then(r => r.status)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.as_u64(), Some(403));
+
+    // The supervisor changes the rate; the operator sees the new one, the log the old one.
+    sup.client
+        .execute(
+            "document.querySelector('#answers details').open = true",
+            vec![],
+        )
+        .await
+        .unwrap();
+    // The first field labelled «Текст» is the answer's own (the new answer's comes last).
+    let body = sup.field("Текст").await;
+    body.clear().await.unwrap();
+    body.send_keys("Покупка 91,00 ₽, продажа 93,00 ₽")
+        .await
+        .unwrap();
+    sup.press("Сохранить изменения").await;
+    op.client.refresh().await.unwrap();
+    // The texts are folded (<details>): read what the page holds, shown or not.
+    let quick = op
+        .client
+        .execute(
+            "return document.getElementById('quick').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let quick = quick.as_str().unwrap();
+    assert!(
+        quick.contains("91,00") && !quick.contains("90,10"),
+        "{quick}"
+    );
+    let (old, new): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT old_value, new_value FROM audit_log WHERE entity = 'quick_answer' \
+         AND action = 'update' AND field = 'body'",
+    )
+    .fetch_one(c.hotline.records.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(old.as_deref(), Some("Покупка 90,10 ₽, продажа 92,40 ₽"));
+    assert_eq!(new.as_deref(), Some("Покупка 91,00 ₽, продажа 93,00 ₽"));
+    op.close().await;
+    sup.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_atm_waits_in_the_operators_inbox_and_arrives_live() {
+    use hotline::records::atm::AtmCategory;
+    use hotline::records::tickets::{Caller, NewTicket, TicketState};
+    let c = Console::start(
+        "totp_roles = []\n\
+         [[tickets.atms]]\nid = \"ATM-5\"\naddress = \"г. Ялта, наб. Ленина, 5\"\n",
+    )
+    .await;
+    c.user("operator1", Role::Operator).await;
+    let records = &c.hotline.records;
+    let fault = |phone: &'static str| NewTicket {
+        kind: AtmCategory::FaultOutOfCash.kind(),
+        category: AtmCategory::FaultOutOfCash,
+        atm_id: "ATM-5".into(),
+        journal_id: None,
+        phone: Some(phone.into()),
+        caller_name: None,
+        description: String::new(),
+    };
+    let restore = |id: i64| async move {
+        let op = Caller {
+            role: Role::Operator,
+            operator: Some(OPERATOR),
+            actor: "operator1",
+        };
+        let card = Caller {
+            role: Role::CardDepartment,
+            operator: None,
+            actor: "card1",
+        };
+        let now = chrono::Utc::now();
+        records
+            .transition_ticket(id, TicketState::Routed, None, op, now)
+            .await
+            .unwrap();
+        records
+            .transition_ticket(id, TicketState::Restored, None, card, now)
+            .await
+            .unwrap()
+    };
+    // Restored while the operator is away.
+    let first = records
+        .register_ticket(
+            &fault("+79785550021"),
+            Some(OPERATOR),
+            Role::Operator,
+            "operator1",
+        )
+        .await
+        .unwrap()
+        .ticket;
+    restore(first.id).await;
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "operator1", PASSWORD_OF).await;
+    b.at("/operator", "").await;
+    let notices = b.text_of("notices").await;
+    assert!(
+        notices.contains(&first.number) && notices.contains("+79785550021"),
+        "kept for the next login: {notices}"
+    );
+    let own = b.text_of("own-tickets").await;
+    assert!(
+        own.contains(&first.number) && own.contains("работа восстановлена"),
+        "{own}"
+    );
+    b.press("Прочитано").await;
+    b.at("/operator", "read").await;
+    assert!(b
+        .client
+        .find(Locator::Css("#notices li.unread"))
+        .await
+        .is_err());
+
+    // Restored while the operator watches, by the card department through the API: on
+    // the page without a reload.
+    b.feed_open().await;
+    let second = records
+        .register_ticket(
+            &fault("+79785550022"),
+            Some(OPERATOR),
+            Role::Operator,
+            "operator1",
+        )
+        .await
+        .unwrap()
+        .ticket;
+    let (_, card_token) = records
+        .create_token("card-system", Role::CardDepartment, None)
+        .await
+        .unwrap();
+    let (_, op_token) = records
+        .create_token("operator-phone", Role::Operator, Some(OPERATOR))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    for (token, to) in [(&op_token, "routed"), (&card_token, "restored")] {
+        let r = http
+            .post(format!(
+                "{}/api/v1/atm/tickets/{}/transition",
+                c.base, second.id
+            ))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "to": to }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{to}: {}", r.text().await.unwrap());
+    }
+    until_page(
+        &b,
+        &format!(
+            "const n = document.querySelector('#notices li.unread'); \
+             return !!n && n.textContent.includes('{}') \
+             && document.getElementById('inbox').getAttribute('data-trigger') === 'event'",
+            second.number
+        ),
+        "the restoration on the operator's page",
+        Duration::from_secs(5),
+    )
+    .await;
+    b.close().await;
 }
 
 /// The README's screenshots (`docs/screenshots/*.png`) from a seeded hotline, at 1366×768:
@@ -1268,7 +1973,7 @@ async fn screenshots_for_the_readme() {
         }
     };
     let b = Browser::start().await;
-    b.client.goto(&format!("{}/login", c.base)).await.unwrap();
+    b.open(&c.base, "/login").await;
     shot(&b, "login").await;
 
     // An operator on a call; a second caller waits (and raises the queue alert).
@@ -1290,16 +1995,9 @@ async fn screenshots_for_the_readme() {
     .await;
     shot(&b, "operator").await;
     b.follow("new-ticket").await;
-    b.field("Категория")
-        .await
-        .select_by_value("security_card_captured_without_message")
-        .await
-        .unwrap();
-    b.field("Банкомат")
-        .await
-        .select_by_value("ATM-7")
-        .await
-        .unwrap();
+    b.choose("Категория", "security_card_captured_without_message")
+        .await;
+    b.choose("Банкомат", "ATM-7").await;
     shot(&b, "atm-ticket").await;
     b.press("Зарегистрировать").await;
     assert!(
@@ -1325,7 +2023,7 @@ async fn screenshots_for_the_readme() {
     )
     .await;
     shot(&b, "supervisor").await;
-    b.client.goto(&format!("{}/journal", c.base)).await.unwrap();
+    b.open(&c.base, "/journal").await;
     shot(&b, "journal").await;
     b.client
         .goto(&format!("{}/journal/{first}", c.base))

@@ -1199,6 +1199,123 @@ async fn tokens_are_managed_by_admins(db: Db) {
 }
 on_both_databases!(tokens_are_managed_by_admins);
 
+// A call's recording over the API: supervisors hear any call, the security service only a
+// call of its own ATM security ticket; ranges for players; each listen audited once.
+async fn call_recordings_are_heard_by_those_who_may(db: Db) {
+    use hotline::records::atm::AtmCategory;
+    use hotline::records::role::Role;
+    use hotline::records::tickets::NewTicket;
+    let api = start_with(
+        db,
+        "[[tickets.atms]]\nid = \"ATM-1\"\naddress = \"г. Симферополь, пр. Кирова, 1\"\n",
+    )
+    .await;
+    let r = &api.hotline.records;
+    let id = api
+        .journal_call("rec-1", "+79785550101", "2026-03-10T07:00:00Z")
+        .await;
+    let wav = api.dir.path().join("recordings/rec-1.wav");
+    std::fs::create_dir_all(wav.parent().unwrap()).unwrap();
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend((0..4000u32).map(|i| (i % 251) as u8));
+    std::fs::write(&wav, &bytes).unwrap();
+    sqlx::query("UPDATE journal_entries SET recording = $1 WHERE id = $2")
+        .bind("recordings/rec-1.wav")
+        .bind(id)
+        .execute(r.store.pool())
+        .await
+        .unwrap();
+    let path = format!("/journal/{id}/recording");
+    let listens = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM audit_log \
+             WHERE entity = 'journal' AND entity_id = $1 AND field = 'recording'",
+        )
+        .bind(id)
+        .fetch_one(r.store.pool())
+        .await
+        .unwrap();
+        n
+    };
+
+    let (s, h, body) = api
+        .raw(Some("supervisor"), Method::GET, &path, None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "audio/wav");
+    assert_eq!(body, bytes);
+    assert_eq!(listens().await, 1);
+    // A player's later range is not another listen.
+    let (s, _, body) = api
+        .raw(
+            Some("supervisor"),
+            Method::GET,
+            &path,
+            None,
+            &[("range", "bytes=100-199")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &bytes[100..200]);
+    assert_eq!(listens().await, 1);
+    let (s, h, _) = api
+        .raw(
+            Some("supervisor"),
+            Method::GET,
+            &format!("{path}?download=1"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let disposition = h["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"call-"),
+        "{disposition}"
+    );
+    assert_eq!(listens().await, 2);
+
+    // Not the operator, the card department or the admin; security only with its ticket.
+    for role in ["operator", "card_department", "admin", "security"] {
+        let (s, e) = api.get(role, &path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role}: {e}");
+    }
+    r.register_ticket(
+        &NewTicket {
+            kind: AtmCategory::SecurityCardCapturedWithoutMessage.kind(),
+            category: AtmCategory::SecurityCardCapturedWithoutMessage,
+            atm_id: "ATM-1".into(),
+            journal_id: Some(id),
+            phone: None,
+            caller_name: None,
+            description: String::new(),
+        },
+        Some(support::OPERATOR),
+        Role::Operator,
+        "operator",
+    )
+    .await
+    .unwrap();
+    let (s, _, body) = api
+        .raw(Some("security"), Method::GET, &path, None, &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, bytes);
+    assert_eq!(listens().await, 3);
+    // No recording, no such call.
+    let other = api
+        .journal_call("rec-2", "+79785550102", "2026-03-10T08:00:00Z")
+        .await;
+    let (s, _) = api
+        .get("supervisor", &format!("/journal/{other}/recording"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.get("supervisor", "/journal/999999/recording").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    api.stop().await;
+}
+on_both_databases!(call_recordings_are_heard_by_those_who_may);
+
 // The two dialects' migrations make the same tables with the same columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_and_postgres_schemas_have_the_same_columns() {
@@ -1223,7 +1340,21 @@ async fn sqlite_and_postgres_schemas_have_the_same_columns() {
         "console_sessions",
         "login_failures",
         "alerts",
+        "quick_answers",
+        "inbox",
     ];
+    // Every table the migrations make is in the list above (a new one must be added), but
+    // SQLite's full-text index of the journal (PostgreSQL searches with a trigram index).
+    let made: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         AND name NOT LIKE '_sqlx%' AND name NOT LIKE 'journal_search%' ORDER BY name",
+    )
+    .fetch_all(sqlite.hotline.records.store.pool())
+    .await
+    .unwrap();
+    let mut listed: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, made, "a table missing from the comparison");
     for table in tables {
         let lite: Vec<String> = sqlx::query(&format!(
             "SELECT name FROM pragma_table_info('{table}') ORDER BY name"

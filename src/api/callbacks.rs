@@ -58,14 +58,14 @@ async fn list_callbacks(
     QueryParams(q): QueryParams<CallbackQuery>,
 ) -> Result<Json<CallbackList>, ApiError> {
     let limit = super::page_limit(q.limit)?;
-    let forms = sql::list(
-        &state.records.store,
-        q.status,
-        q.assigned_to.as_deref(),
-        q.before,
+    let filter = sql::CallbackFilter {
+        status: q.status,
+        assigned_to: q.assigned_to,
+        before_id: q.before,
         limit,
-    )
-    .await?;
+        ..Default::default()
+    };
+    let forms = sql::list(&state.records.store, &filter).await?;
     Ok(Json(CallbackList { forms }))
 }
 

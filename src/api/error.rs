@@ -94,6 +94,7 @@ impl From<DeskError> for ApiError {
         match e {
             DeskError::Invalid(r) => r.into(),
             DeskError::Store(s) => s.into(),
+            e @ DeskError::Refused { .. } => ApiError::Refused(e.to_string()),
             DeskError::Transition(t @ TransitionError::Forbidden { .. }) => {
                 ApiError::Refused(t.to_string())
             }

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_journal))
         .routes(routes!(get_entry, patch_entry))
         .routes(routes!(export_journal))
+        .routes(routes!(entry_recording))
 }
 
 /// Filters of the list and the export.
@@ -195,4 +196,45 @@ async fn export_journal(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordingQuery {
+    /// `1`: as an attachment (`call-<n>-<year>.wav`), to save.
+    download: Option<String>,
+}
+
+/// The call's recording as `audio/wav`, stereo (caller left, operator right); `Range`
+/// requests get 206. Supervisors hear any call, the security service the calls of its
+/// ATM security tickets (403 otherwise). Each listen or download is in the audit log
+/// (entity `journal`, field `recording`).
+#[utoipa::path(get, path = "/journal/{id}/recording", tag = "journal",
+    params(("id" = i64, Path), RecordingQuery), security(("bearer" = [])),
+    responses((status = 200, content_type = "audio/wav", body = Vec<u8>),
+               (status = 206, content_type = "audio/wav", body = Vec<u8>),
+               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 416, description = "Range not satisfiable")))]
+async fn entry_recording(
+    State(state): State<AppState>,
+    auth: Allowed<can::RecordingListen>,
+    Path(id): Path<i64>,
+    QueryParams(q): QueryParams<RecordingQuery>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let file = state
+        .records
+        .recording_for(&state.data_dir, id, auth.token.role)
+        .await?;
+    let download = q.download.is_some_and(|d| d == "1");
+    if crate::web::starts_a_listen(&req) {
+        let how = if download { "download" } else { "listen" };
+        state
+            .records
+            .audit_listen("journal", id, how, auth.actor())
+            .await?;
+    }
+    Ok(crate::web::wav_named(file.path, req, download.then_some(file.name.as_str())).await)
 }

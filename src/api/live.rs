@@ -8,10 +8,10 @@
 
 use super::auth::{can, Allowed};
 use super::error::{ApiError, ErrorBody};
-use super::extract::Path;
+use super::extract::{Path, QueryParams};
 use super::AppState;
 use crate::callflow::acd::AcdHandle;
-use crate::callflow::queue::{OperatorState, QueueError};
+use crate::callflow::queue::{OperatorState, PauseReason, QueueError};
 use crate::desk::calllog::CallLog;
 use crate::live::{Gauges, LiveCall, LiveEvent, LiveRequest, Metrics};
 use crate::records::role::Role;
@@ -78,6 +78,9 @@ pub struct LiveOperator {
     pub since_s: f64,
     pub registered: bool,
     pub calls_answered: u64,
+    /// While paused: break, lunch, training, back_office, technical, or no_answer (the
+    /// queue paused them after a refused or unanswered call).
+    pub pause_reason: Option<&'static str>,
 }
 
 /// A caller waiting in the queue.
@@ -123,6 +126,7 @@ async fn view(live: &Live) -> LiveView {
                 since_s: o.since.as_secs_f64(),
                 registered: o.registered,
                 calls_answered: o.calls_answered,
+                pause_reason: o.pause_reason.map(PauseReason::as_str),
             })
             .collect(),
         journal_backlog: live.calllog.pending(),
@@ -195,7 +199,7 @@ async fn presence(
     let result = match what {
         Presence::In => acd.sign_in(ext).await,
         Presence::Out => acd.sign_out(ext).await,
-        Presence::Pause => acd.pause(ext).await,
+        Presence::Pause(reason) => acd.pause(ext, reason).await,
     };
     result.map_err(queue_error)?;
     tracing::info!(
@@ -211,7 +215,7 @@ async fn presence(
 enum Presence {
     In,
     Out,
-    Pause,
+    Pause(PauseReason),
 }
 
 /// Signs an operator in: their registered phone starts getting calls (409 when it is not
@@ -241,17 +245,37 @@ async fn sign_out(
     presence(&state, &auth, &ext, Presence::Out).await
 }
 
-/// Pauses an operator (a break): no calls until they sign in again.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PauseQuery {
+    /// break (the default), lunch, training, back_office or technical.
+    reason: Option<String>,
+}
+
+/// Pauses an operator, with a reason the wallboard shows: no calls until they sign in
+/// again. Pausing a paused operator changes the reason.
 #[utoipa::path(post, path = "/operators/{extension}/pause", tag = "live",
-    params(("extension" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("extension" = String, Path), PauseQuery), security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 409, body = ErrorBody)))]
 async fn pause(
     State(state): State<AppState>,
     auth: Allowed<can::OperatorPresence>,
     Path(ext): Path<String>,
+    QueryParams(q): QueryParams<PauseQuery>,
 ) -> Result<StatusCode, ApiError> {
-    presence(&state, &auth, &ext, Presence::Pause).await
+    let reason = match q.reason.as_deref() {
+        None => PauseReason::Break,
+        Some(r) => PauseReason::parse(r).ok_or_else(|| ApiError::BadRequest {
+            field: Some("reason".into()),
+            message: format!(
+                "`reason`: {r:?} is not one of break, lunch, training, back_office, technical"
+            ),
+        })?,
+    };
+    presence(&state, &auth, &ext, Presence::Pause(reason)).await
 }
 
 const ALL_STATES: [OperatorState; 6] = [
@@ -281,6 +305,7 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
         active_calls: view.calls.len(),
         waiting: view.waiting.len(),
         journal_backlog: view.journal_backlog,
+        sqlite_memory: crate::store::sqlite_memory_used(),
         operators: &operators,
     };
     let body = match live.metrics.encode(&gauges) {

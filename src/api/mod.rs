@@ -23,10 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use error::ApiError;
-use serde::Serialize;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -35,20 +32,14 @@ use utoipa_axum::router::OpenApiRouter;
 /// Shared, read-mostly state of the HTTP side.
 #[derive(Clone)]
 pub struct AppState {
-    pub sip_addr: SocketAddr,
-    pub sip_alive: Arc<AtomicBool>,
     pub records: Records,
     /// Recordings and voicemail files are named relative to this.
     pub data_dir: PathBuf,
     pub operators: Arc<Vec<reports::Operator>>,
     /// The call flow's live state; `None` where only the records are served (benches).
     pub live: Option<live::Live>,
-    /// Whether voicemail can be transcribed (the model), for `/healthz`.
-    pub transcription: Option<crate::transcribe::worker::StatusHandle>,
-    /// How the media threads are scheduled, for `/healthz`; `None` without calls (benches).
-    pub media: Option<crate::media::runtime::Scheduling>,
-    /// Notices the configuration sends nowhere ([`crate::notify::NotifyConfig::undeliverable`]).
-    pub undeliverable: Arc<Vec<String>>,
+    /// What `/healthz` reports.
+    pub health: crate::health::Probe,
 }
 
 #[derive(OpenApi)]
@@ -147,121 +138,14 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
-    sip: SipHealth,
-    database: DatabaseHealth,
-    /// Media threads not real-time (a warning) make transcription add jitter: shown here.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    media: Option<crate::media::runtime::Scheduling>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    transcription: Option<TranscriptionHealth>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notifications: Option<NotificationHealth>,
-}
-
-/// The model and the jobs. A missing model does not make the hotline unhealthy (calls and
-/// voicemail work; transcripts wait), it is a warning here and in the log.
-#[derive(Serialize)]
-struct TranscriptionHealth {
-    #[serde(flatten)]
-    engine: crate::transcribe::worker::EngineStatus,
-    jobs: Option<crate::store::transcription::Counts>,
-}
-
-#[derive(Serialize)]
-struct NotificationHealth {
-    /// Notices not delivered yet; `null` while the database is unreachable.
-    backlog: Option<i64>,
-    /// Kinds of notice that have nowhere to go (no address configured).
-    undeliverable: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct SipHealth {
-    /// UDP and TCP both listen here.
-    listen: String,
-    running: bool,
-}
-
-#[derive(Serialize)]
-struct DatabaseHealth {
-    backend: &'static str,
-    reachable: bool,
-}
-
-/// The value of a database question for `/healthz`, or `None` after an error or 1 s.
-async fn within_health_deadline<T, E>(
-    question: impl std::future::Future<Output = Result<T, E>>,
-) -> Option<T> {
-    match tokio::time::timeout(std::time::Duration::from_secs(1), question).await {
-        Ok(Ok(v)) => Some(v),
-        _ => None,
-    }
-}
-
-async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let running = state.sip_alive.load(Ordering::SeqCst);
-    // Calls are answered without the database (records wait), so it does not make the
-    // hotline unhealthy; it is reported for the operators of the system.
-    // Every database question has a short deadline: a load balancer's probe must be
-    // answered at once, also while the database is away (the pool would wait 10 s for a
-    // connection). Once the ping fails, the counts are not asked for at all.
-    let store = &state.records.store;
-    let reachable = within_health_deadline(sqlx::query("SELECT 1").execute(store.pool()))
-        .await
-        .is_some();
-    let transcription = match &state.transcription {
-        Some(handle) => {
-            let engine = handle.read().map(|s| s.clone()).ok();
-            let jobs = if reachable {
-                within_health_deadline(crate::store::transcription::counts(store)).await
-            } else {
-                None
-            };
-            engine.map(|engine| TranscriptionHealth { engine, jobs })
-        }
-        None => None,
-    };
-    let notifications = if state.transcription.is_some() {
-        let backlog = if reachable {
-            within_health_deadline(crate::store::outbox::backlog(store)).await
-        } else {
-            None
-        };
-        Some(NotificationHealth {
-            backlog,
-            undeliverable: state.undeliverable.to_vec(),
-        })
-    } else {
-        None
-    };
-    let status = if running {
+/// `/healthz`: 200 while SIP runs, 503 otherwise, with the whole report
+/// ([`crate::health::Health`]).
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<crate::health::Health>) {
+    let health = state.health.check().await;
+    let status = if health.running() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(Health {
-            status: if running { "ok" } else { "sip-down" },
-            version: env!("CARGO_PKG_VERSION"),
-            sip: SipHealth {
-                listen: state.sip_addr.to_string(),
-                running,
-            },
-            database: DatabaseHealth {
-                backend: match state.records.store.backend() {
-                    crate::store::Backend::Sqlite => "sqlite",
-                    crate::store::Backend::Postgres => "postgres",
-                },
-                reachable,
-            },
-            media: state.media.clone(),
-            transcription,
-            notifications,
-        }),
-    )
+    (status, Json(health))
 }

@@ -59,6 +59,11 @@ pub async fn check(
             .map(|o| o.extension.clone())
             .collect(),
         open: records.calendar.is_open(now),
+        overdue_tickets: crate::store::tickets::overdue(&records.store, now)
+            .await?
+            .into_iter()
+            .map(|t| (t.number, t.atm_id))
+            .collect(),
     };
     records.sync_alerts(&evaluate(config, &readings), now).await
 }

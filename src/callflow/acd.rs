@@ -17,7 +17,7 @@
 //! Time is `tokio::time`'s, so tests run on a paused clock.
 
 use super::queue::{
-    Acd, Action, OperatorState, QueueConfig, QueueError, QueueNotice, QueueSnapshot,
+    Acd, Action, OperatorState, PauseReason, QueueConfig, QueueError, QueueNotice, QueueSnapshot,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub enum Departure {
 enum Presence {
     SignIn,
     SignOut,
-    Pause,
+    Pause(PauseReason),
 }
 
 enum Request {
@@ -171,8 +171,8 @@ impl AcdHandle {
         self.presence(extension, Presence::SignOut).await
     }
 
-    pub async fn pause(&self, extension: &str) -> Result<(), QueueError> {
-        self.presence(extension, Presence::Pause).await
+    pub async fn pause(&self, extension: &str, reason: PauseReason) -> Result<(), QueueError> {
+        self.presence(extension, Presence::Pause(reason)).await
     }
 
     /// The queue now; empty when the actor has stopped.
@@ -283,7 +283,7 @@ impl Actor {
                 let result = match what {
                     Presence::SignIn => self.acd.sign_in(&extension, now),
                     Presence::SignOut => self.acd.sign_out(&extension, now),
-                    Presence::Pause => self.acd.pause(&extension, now),
+                    Presence::Pause(reason) => self.acd.pause(&extension, reason, now),
                 };
                 let _ = reply.send(result);
             }
@@ -483,11 +483,11 @@ mod tests {
             Err(QueueError::NotRegistered("1001".into()))
         );
         assert_eq!(
-            acd.pause("1001").await,
+            acd.pause("1001", PauseReason::Break).await,
             Err(QueueError::NotSignedIn("1001".into()))
         );
         ready(&acd, "1001").await;
-        acd.pause("1001").await.unwrap();
+        acd.pause("1001", PauseReason::Break).await.unwrap();
         acd.sign_out("1001").await.unwrap();
         assert_eq!(
             acd.snapshot().await.operators[0].state,

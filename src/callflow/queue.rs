@@ -89,6 +89,58 @@ impl OperatorState {
     }
 }
 
+/// Why an operator is paused: shown on the wallboard, since a supervisor asks who is away
+/// and why before calling anyone back to the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    Break,
+    Lunch,
+    Training,
+    /// Work off the phone: callback forms, voicemail, tickets.
+    BackOffice,
+    Technical,
+    /// Set by the queue: the phone refused or did not answer an offer (SPEC §2.5).
+    NoAnswer,
+}
+
+impl PauseReason {
+    /// The reasons a person picks (not [`PauseReason::NoAnswer`], which only the queue sets).
+    pub const CHOSEN: [PauseReason; 5] = [
+        PauseReason::Break,
+        PauseReason::Lunch,
+        PauseReason::Training,
+        PauseReason::BackOffice,
+        PauseReason::Technical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Break => "break",
+            PauseReason::Lunch => "lunch",
+            PauseReason::Training => "training",
+            PauseReason::BackOffice => "back_office",
+            PauseReason::Technical => "technical",
+            PauseReason::NoAnswer => "no_answer",
+        }
+    }
+
+    /// One of [`PauseReason::CHOSEN`] by its name.
+    pub fn parse(s: &str) -> Option<PauseReason> {
+        PauseReason::CHOSEN.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn russian(self) -> &'static str {
+        match self {
+            PauseReason::Break => "перерыв",
+            PauseReason::Lunch => "обед",
+            PauseReason::Training => "обучение",
+            PauseReason::BackOffice => "работа с обращениями",
+            PauseReason::Technical => "технические неполадки",
+            PauseReason::NoAnswer => "не ответил на звонок",
+        }
+    }
+}
+
 /// What the queue asks its owner to do or to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -178,6 +230,8 @@ pub struct OperatorView {
     pub since: Duration,
     pub calls_answered: u64,
     pub registered: bool,
+    /// Why, while Paused.
+    pub pause_reason: Option<PauseReason>,
 }
 
 /// Where a busy operator goes once the call (and the wrap-up) ends: signing out, pausing or
@@ -185,7 +239,7 @@ pub struct OperatorView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum After {
     Available,
-    Paused,
+    Paused(PauseReason),
     Offline,
 }
 
@@ -217,6 +271,8 @@ struct Operator {
     /// The ring timer (Ringing) or the wrap-up timer (WrapUp).
     timer: Option<TimerKey>,
     calls_answered: u64,
+    /// Why, while Paused.
+    pause_reason: Option<PauseReason>,
 }
 
 #[derive(Debug)]
@@ -338,6 +394,7 @@ impl Acd {
                 offer: None,
                 timer: None,
                 calls_answered: 0,
+                pause_reason: None,
             });
         }
         Acd {
@@ -467,24 +524,41 @@ impl Acd {
 
     /// The operator takes a break: no calls until they sign in again. A ringing offer is
     /// withdrawn as on sign-out; a busy operator pauses once the call and wrap-up end.
-    pub fn pause(&mut self, extension: &str, now: Instant) -> Result<(), QueueError> {
+    pub fn pause(
+        &mut self,
+        extension: &str,
+        reason: PauseReason,
+        now: Instant,
+    ) -> Result<(), QueueError> {
         let op = self.index(extension)?;
         let o = &mut self.operators[op as usize];
         match o.state {
             OperatorState::Offline => {
                 return Err(QueueError::NotSignedIn(extension.to_string()));
             }
-            OperatorState::Paused => {}
+            OperatorState::Paused => {
+                if o.pause_reason != Some(reason) {
+                    o.pause_reason = Some(reason);
+                    self.actions.push_back(Action::OperatorChanged {
+                        operator: o.extension.clone(),
+                        state: OperatorState::Paused,
+                    });
+                }
+            }
             OperatorState::Busy | OperatorState::WrapUp => {
-                if o.after == After::Available {
-                    o.after = After::Paused;
+                if matches!(o.after, After::Available | After::Paused(_)) {
+                    o.after = After::Paused(reason);
                 }
             }
             OperatorState::Ringing => {
+                o.pause_reason = Some(reason);
                 self.withdraw(op, true);
                 self.set_state(op, OperatorState::Paused, now);
             }
-            OperatorState::Available => self.set_state(op, OperatorState::Paused, now),
+            OperatorState::Available => {
+                o.pause_reason = Some(reason);
+                self.set_state(op, OperatorState::Paused, now);
+            }
         }
         self.assign(now);
         Ok(())
@@ -633,6 +707,7 @@ impl Acd {
             return;
         }
         self.withdraw(op, false);
+        self.operators[op as usize].pause_reason = Some(PauseReason::NoAnswer);
         self.set_state(op, OperatorState::Paused, now);
         self.assign(now);
     }
@@ -714,6 +789,7 @@ impl Acd {
                     since: now.saturating_duration_since(o.since),
                     calls_answered: o.calls_answered,
                     registered: o.registered,
+                    pause_reason: o.pause_reason,
                 })
                 .collect(),
         }
@@ -755,6 +831,9 @@ impl Acd {
         }
         o.state = state;
         o.since = now;
+        if state != OperatorState::Paused {
+            o.pause_reason = None;
+        }
         if state == OperatorState::Available {
             self.free.insert((o.idle_since, op));
         }
@@ -817,7 +896,10 @@ impl Acd {
                 o.idle_since = now;
                 OperatorState::Available
             }
-            After::Paused => OperatorState::Paused,
+            After::Paused(reason) => {
+                o.pause_reason = Some(reason);
+                OperatorState::Paused
+            }
             _ => OperatorState::Offline,
         };
         self.set_state(op, state, now);
@@ -1220,7 +1302,7 @@ mod tests {
         assert_eq!(q.acd.poll_timeout(), None);
         q.acd.set_registered("1001", true, q.at(1));
         q.acd.sign_in("1001", q.at(1)).unwrap();
-        q.acd.pause("1001", q.at(2)).unwrap();
+        q.acd.pause("1001", PauseReason::Break, q.at(2)).unwrap();
         q.drain();
         assert_eq!(q.enqueue(2, 3), vec![Action::MaxWait { call: 2 }]);
     }
@@ -1391,7 +1473,7 @@ mod tests {
         let unknown = Err(QueueError::UnknownOperator("9999".into()));
         assert_eq!(q.acd.sign_in("9999", q.at(0)), unknown);
         assert_eq!(q.acd.sign_out("9999", q.at(0)), unknown);
-        assert_eq!(q.acd.pause("9999", q.at(0)), unknown);
+        assert_eq!(q.acd.pause("9999", PauseReason::Break, q.at(0)), unknown);
         let e = q.acd.sign_in("9999", q.at(0)).unwrap_err();
         assert_eq!(e.to_string(), "no operator 9999");
         q.enqueue(1, 0);
@@ -1500,17 +1582,17 @@ mod tests {
     fn pause_and_come_back() {
         let mut q = Q::with_defaults(&["1001", "1002"]);
         assert_eq!(
-            q.acd.pause("1001", q.at(0)),
+            q.acd.pause("1001", PauseReason::Break, q.at(0)),
             Err(QueueError::NotSignedIn("1001".into()))
         );
         q.ready("1001", 0);
         q.ready("1002", 1);
         q.drain();
-        q.acd.pause("1001", q.at(2)).unwrap();
+        q.acd.pause("1001", PauseReason::Break, q.at(2)).unwrap();
         assert_eq!(q.drain(), vec![changed("1001", Paused)]);
         assert_eq!(offers(&q.enqueue(1, 3)), vec![(1, "1002".into())]);
         // Pausing while ringing withdraws the offer; nobody else is free.
-        q.acd.pause("1002", q.at(4)).unwrap();
+        q.acd.pause("1002", PauseReason::Break, q.at(4)).unwrap();
         assert_eq!(q.drain(), vec![cancel(1, "1002"), changed("1002", Paused)]);
         // Unpausing is signing in: idle since then.
         q.acd.sign_in("1001", q.at(5)).unwrap();
@@ -1524,13 +1606,62 @@ mod tests {
         );
         // Pausing during a call: after the wrap-up.
         q.acd.answered(1, "1001", q.at(6));
-        q.acd.pause("1001", q.at(7)).unwrap();
+        q.acd.pause("1001", PauseReason::Break, q.at(7)).unwrap();
         q.acd.call_ended("1001", q.at(8));
         assert_eq!(
             q.drain(),
             vec![changed("1001", Busy), changed("1001", WrapUp)]
         );
         assert_eq!(q.tick(18), vec![changed("1001", Paused)]);
+    }
+
+    #[test]
+    fn a_pause_keeps_its_reason_until_the_operator_is_back() {
+        let mut q = Q::with_defaults(&["1001", "1002"]);
+        let reason = |q: &Q, ext: &str| {
+            let s = q.acd.snapshot(q.at(0));
+            s.operators
+                .into_iter()
+                .find(|o| o.extension == ext)
+                .and_then(|o| o.pause_reason)
+        };
+        q.ready("1001", 0);
+        q.ready("1002", 1);
+        q.drain();
+        q.acd.pause("1001", PauseReason::Lunch, q.at(2)).unwrap();
+        assert_eq!(reason(&q, "1001"), Some(PauseReason::Lunch));
+        q.drain();
+        // A new reason while paused is news for the wallboard; the same one is not.
+        q.acd.pause("1001", PauseReason::Training, q.at(3)).unwrap();
+        assert_eq!(q.drain(), vec![changed("1001", Paused)]);
+        q.acd.pause("1001", PauseReason::Training, q.at(3)).unwrap();
+        assert!(q.drain().is_empty());
+        assert_eq!(reason(&q, "1001"), Some(PauseReason::Training));
+        q.acd.sign_in("1001", q.at(4)).unwrap();
+        assert_eq!(reason(&q, "1001"), None);
+        // Asked during a call, the reason waits for the wrap-up's end.
+        q.acd.sign_out("1002", q.at(4)).unwrap();
+        q.enqueue(1, 5);
+        q.acd.answered(1, "1001", q.at(5));
+        q.acd
+            .pause("1001", PauseReason::BackOffice, q.at(6))
+            .unwrap();
+        assert_eq!(reason(&q, "1001"), None, "busy, not paused yet");
+        q.acd.call_ended("1001", q.at(7));
+        q.tick(17);
+        assert_eq!(q.state("1001"), Paused);
+        assert_eq!(reason(&q, "1001"), Some(PauseReason::BackOffice));
+        // A refused offer pauses with the queue's own reason.
+        q.acd.sign_in("1002", q.at(19)).unwrap();
+        q.enqueue(2, 20);
+        q.acd.offer_failed(2, "1002", q.at(21));
+        assert_eq!(reason(&q, "1002"), Some(PauseReason::NoAnswer));
+        assert_eq!(
+            PauseReason::parse("no_answer"),
+            None,
+            "not a reason to pick"
+        );
+        assert_eq!(PauseReason::parse("lunch"), Some(PauseReason::Lunch));
     }
 
     #[test]
@@ -1569,7 +1700,7 @@ mod tests {
         assert!(q.drain().is_empty());
         assert_eq!(q.state("1001"), Available);
         // Enqueueing a call twice keeps one place.
-        q.acd.pause("1001", q.at(2)).unwrap();
+        q.acd.pause("1001", PauseReason::Break, q.at(2)).unwrap();
         q.enqueue(5, 3);
         q.enqueue(5, 4);
         assert_eq!(q.acd.waiting(), 1);
@@ -1610,6 +1741,7 @@ mod tests {
                     state: Ringing,
                     since: secs(20),
                     calls_answered: 0,
+                    pause_reason: None,
                     registered: true,
                 },
                 OperatorView {
@@ -1617,6 +1749,7 @@ mod tests {
                     state: Offline,
                     since: secs(30),
                     calls_answered: 0,
+                    pause_reason: None,
                     registered: true,
                 },
             ]

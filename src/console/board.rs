@@ -120,6 +120,11 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
         crate::store::stats::compute(&state.records.store, from, now, service_level).await?;
     let facts = crate::store::stats::call_facts(&state.records.store, from, now).await?;
     let hours = by_hour(&facts, state.records.calendar.tz(), service_level);
+    let labelled: Vec<(String, Hour)> = hours
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("{i}:00"), *h))
+        .collect();
     let offered = stats.answered + stats.abandoned + stats.voicemail;
     Ok(Board {
         waiting: in_queue.len(),
@@ -151,97 +156,9 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
                 .map_or_else(|| "—".into(), |w| format!("{w:.0} с")),
             abandon_rate: percent((offered > 0).then(|| stats.abandoned as f64 / offered as f64)),
         },
-        calls_chart: calls_chart(&hours),
-        service_chart: service_chart(&hours, service_level.as_secs()),
+        calls_chart: super::charts::calls(&labelled, 3, "по часам"),
+        service_chart: super::charts::service(&labelled, 3, "по часам", service_level.as_secs()),
     })
-}
-
-const CHART_W: f64 = 600.0;
-const CHART_H: f64 = 160.0;
-const BAR: f64 = CHART_W / 24.0;
-
-/// Stacked bars per hour: answered (green), voicemail (amber), abandoned (red).
-fn calls_chart(hours: &[Hour; 24]) -> String {
-    use std::fmt::Write;
-    let top = hours
-        .iter()
-        .map(|h| h.answered + h.voicemail + h.abandoned)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let scale = (CHART_H - 20.0) / f64::from(top);
-    let mut svg = format!(
-        "<svg viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Звонки по часам: \
-         принятые, голосовая почта, потерянные\"><text x=\"2\" y=\"10\" class=\"axis\">{top}</text>"
-    );
-    for (i, h) in hours.iter().enumerate() {
-        let x = i as f64 * BAR + 2.0;
-        let mut y = CHART_H - 14.0;
-        for (n, class) in [
-            (h.answered, "answered"),
-            (h.voicemail, "voicemail"),
-            (h.abandoned, "abandoned"),
-        ] {
-            if n == 0 {
-                continue;
-            }
-            let height = f64::from(n) * scale;
-            y -= height;
-            let _ = write!(
-                svg,
-                "<rect class=\"{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{height:.1}\"><title>{i}:00 — {n}</title></rect>",
-                BAR - 4.0
-            );
-        }
-        if i % 3 == 0 {
-            let _ = write!(
-                svg,
-                "<text x=\"{x:.1}\" y=\"{}\" class=\"axis\">{i}</text>",
-                CHART_H - 2.0
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// The service level of each hour with calls offered, as a line over 0–100 %.
-fn service_chart(hours: &[Hour; 24], target_s: u64) -> String {
-    use std::fmt::Write;
-    let plot = CHART_H - 20.0;
-    let mut points = String::new();
-    let mut dots = String::new();
-    for (i, h) in hours.iter().enumerate() {
-        if let Some(sl) = h.service_level {
-            let x = i as f64 * BAR + BAR / 2.0;
-            let y = 6.0 + plot * (1.0 - sl);
-            let _ = write!(points, "{x:.1},{y:.1} ");
-            let _ = write!(
-                dots,
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\"><title>{i}:00 — {:.0} %</title></circle>",
-                sl * 100.0
-            );
-        }
-    }
-    let mut svg = format!(
-        "<svg viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Уровень обслуживания \
-         по часам (ответ за {target_s} с)\"><text x=\"2\" y=\"10\" class=\"axis\">100 %</text>"
-    );
-    let _ = write!(
-        svg,
-        "<polyline class=\"sl\" fill=\"none\" points=\"{}\"/>{dots}",
-        points.trim_end()
-    );
-    for i in (0..24).step_by(3) {
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{}\" class=\"axis\">{i}</text>",
-            i as f64 * BAR + 2.0,
-            CHART_H - 2.0
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[derive(Template)]
@@ -295,27 +212,4 @@ pub async fn events(
     _who: Signed<can::LiveRead>,
 ) -> Result<Response, ConsoleError> {
     super::feed(&state, |_| true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn charts_draw_each_hour_with_calls_and_only_those() {
-        let mut hours = [Hour::default(); 24];
-        hours[9] = Hour {
-            answered: 4,
-            abandoned: 1,
-            voicemail: 2,
-            service_level: Some(0.5),
-        };
-        let bars = calls_chart(&hours);
-        assert_eq!(bars.matches("<rect").count(), 3);
-        assert!(bars.contains("<title>9:00 — 4</title>"));
-        let line = service_chart(&hours, 20);
-        assert_eq!(line.matches("<circle").count(), 1);
-        assert!(line.contains("9:00 — 50 %"));
-        assert!(line.contains("за 20 с"));
-    }
 }

@@ -1,7 +1,8 @@
 //! The operator's call in hand: while their phone rings and while they talk, the page shows
 //! the caller's number, the script's greeting for the time of day (SPEC §4a), the journal
-//! entry made for the call, the caller's earlier appeals and their open tickets; from it,
-//! the ATM ticket form with the script hint of the chosen category (§6.7.4).
+//! entry made for the call, the caller's earlier appeals, open tickets and callback forms;
+//! from it, the callback form and the ATM ticket form with the script hint of the chosen
+//! category (§6.7.4).
 
 use super::pages::Who;
 use super::session::{Posted, Signed};
@@ -30,12 +31,19 @@ pub struct InHand {
     pub(super) phone: String,
     /// «Звонок» while it rings, «Разговор» once answered.
     pub(super) stage: &'static str,
+    /// Answered: the hold timer is offered.
+    pub(super) connected: bool,
+    /// Names this call in the browser's session storage (the hold timer outlives the part's
+    /// refreshes).
+    pub(super) key: String,
     pub(super) since: String,
     pub(super) greeting: String,
     pub(super) journal_id: Option<i64>,
     pub(super) earlier: Vec<Appeal>,
     /// Open tickets for this number: (number, state).
     pub(super) tickets: Vec<(String, &'static str)>,
+    /// This number's callback forms not called back yet: (id, when, question).
+    pub(super) callbacks: Vec<(i64, String, String)>,
 }
 
 /// «Доброе утро/день/вечер!» by the call centre's local hour.
@@ -96,11 +104,14 @@ pub async fn in_hand(
         } else {
             "Разговор"
         },
+        connected: call.stage == "connected",
+        key: format!("{}-{}", call.call, call.arrived_at.timestamp_millis()),
         since: super::pages::duration((now - call.arrived_at).to_std().unwrap_or_default()),
         greeting: format!("{} {}, {}!", greeting(hour), state.bank_name, name),
         journal_id,
         earlier,
         tickets,
+        callbacks: super::callbacks::open_for(state, &call.phone).await?,
         phone: call.phone,
     }))
 }
@@ -152,6 +163,10 @@ struct TicketForm {
     user: Option<Who>,
     journal_id: String,
     phone: String,
+    /// Prefilled from a voicemail: the suggested category, its hint, and the transcript.
+    category: String,
+    hint: &'static str,
+    description: String,
     kinds: Vec<(&'static str, Vec<CategoryOption>)>,
     atms: Vec<(String, String)>,
     complaint_hint: &'static str,
@@ -161,15 +176,28 @@ struct TicketForm {
 #[serde(default)]
 pub struct TicketFormQuery {
     journal_id: String,
+    /// A voicemail whose suggestion the ticket follows: its call, number, category and
+    /// transcript fill the form.
+    voicemail_id: String,
 }
 
-/// `GET /operator/ticket`: the ATM ticket form, for the call's journal entry if given.
+/// `GET /operator/ticket`: the ATM ticket form, for the call's journal entry or a
+/// voicemail's suggestion if given.
 pub async fn ticket_form(
     State(state): State<ConsoleState>,
     who: Signed<can::TicketCreate>,
-    Query(q): Query<TicketFormQuery>,
+    Query(mut q): Query<TicketFormQuery>,
 ) -> Result<Response, ConsoleError> {
     let store = &state.records.store;
+    let (mut category, mut description) = (None, String::new());
+    if let Ok(id) = q.voicemail_id.parse::<i64>() {
+        let vm = crate::store::voicemail::get(store, id)
+            .await
+            .map_err(|_| ConsoleError::NotFound(format!("нет сообщения {id}")))?;
+        q.journal_id = vm.journal_id.to_string();
+        category = vm.suggestion.and_then(|s| s.category);
+        description = vm.transcript.unwrap_or_default();
+    }
     let phone = match q.journal_id.parse::<i64>() {
         Ok(id) => crate::store::journal::get(store, id)
             .await
@@ -201,6 +229,9 @@ pub async fn ticket_form(
         user: Some(Who::of(&who.session)),
         journal_id: q.journal_id,
         phone,
+        category: category.map(|c| c.code().to_string()).unwrap_or_default(),
+        hint: category.and_then(script_hint).unwrap_or(""),
+        description,
         kinds,
         atms,
         complaint_hint: COMPLAINT_HINT,

@@ -11,12 +11,14 @@ use super::pages::Who;
 use super::session::{Posted, Signed};
 use super::{local_time, ConsoleError, ConsoleState};
 use crate::desk::export::Separator;
+use crate::desk::DeskError;
 use crate::records::access::{can, may_hear_recording};
 use crate::records::journal::{
     AppealType, CallerStatus, Cursor, Disposition, Entry, EntryPatch, JournalFilter,
 };
 use crate::records::tickets::Ticket;
 use crate::store::audit::AuditEntry;
+use crate::store::StoreError;
 use askama::Template;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -74,7 +76,7 @@ impl Filters {
 }
 
 /// Local midnight of `yyyy-mm-dd` plus `days`, in the calendar's zone; empty is `None`.
-fn day_start(
+pub(super) fn day_start(
     field: &str,
     v: &str,
     tz: chrono_tz::Tz,
@@ -96,7 +98,7 @@ fn day_start(
 }
 
 /// `yyyy-mm-ddThh:mm` (an `<input type="datetime-local">`) in the calendar's zone.
-fn local_input(
+pub(super) fn local_input(
     field: &str,
     v: &str,
     tz: chrono_tz::Tz,
@@ -115,7 +117,7 @@ fn local_input(
 }
 
 /// The value of an `<input type="datetime-local">` for `t`.
-fn input_value(state: &ConsoleState, t: Option<DateTime<Utc>>) -> String {
+pub(super) fn input_value(state: &ConsoleState, t: Option<DateTime<Utc>>) -> String {
     t.map(|t| {
         t.with_timezone(&state.records.calendar.tz())
             .format("%Y-%m-%dT%H:%M")
@@ -452,59 +454,27 @@ pub async fn recording(
     Query(q): Query<RecordingQuery>,
     req: Request,
 ) -> Result<Response, ConsoleError> {
-    let e = entry(&state, id).await?;
     let user = &who.session.user;
-    let kinds: Vec<_> = tickets_on(&state, id)
-        .await?
-        .iter()
-        .map(|t| t.kind)
-        .collect();
-    if !may_hear_recording(user.role, &kinds) {
-        return Err(ConsoleError::Forbidden {
-            role: user.role.as_str(),
-            action: "hear a call without a ticket of theirs",
-        });
-    }
-    let path = e
-        .recording
-        .as_deref()
-        .and_then(|f| crate::records::data_file(&state.data_dir, f))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| ConsoleError::NotFound(format!("у звонка {id} нет записи")))?;
-    if starts_a_listen(&req) {
-        let how = if q.download.is_empty() {
-            "listen"
-        } else {
-            "download"
-        };
+    let file = match state
+        .records
+        .recording_for(&state.data_dir, id, user.role)
+        .await
+    {
+        Err(DeskError::Refused { role, action }) => {
+            return Err(ConsoleError::Forbidden { role, action })
+        }
+        Err(DeskError::Store(StoreError::NotFound { .. })) => {
+            return Err(ConsoleError::NotFound(format!("у звонка {id} нет записи")))
+        }
+        r => r?,
+    };
+    let download = !q.download.is_empty();
+    if crate::web::starts_a_listen(&req) {
+        let how = if download { "download" } else { "listen" };
         state
             .records
             .audit_listen("journal", id, how, &user.login)
             .await?;
     }
-    let mut resp = crate::web::wav(path, req).await;
-    if !q.download.is_empty() {
-        let name = format!("attachment; filename=\"call-{}-{}.wav\"", e.seq, e.year);
-        resp.headers_mut().insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_str(&name).expect("ASCII"),
-        );
-    }
-    Ok(resp)
-}
-
-/// A request for the whole file or for its start (not the later ranges a player fetches
-/// while it plays, nor a `HEAD`).
-pub fn starts_a_listen(req: &Request) -> bool {
-    if req.method() == axum::http::Method::HEAD {
-        return false;
-    }
-    match req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => true,
-        Some(r) => r.trim().starts_with("bytes=0-"),
-    }
+    Ok(crate::web::wav_named(file.path, req, download.then_some(file.name.as_str())).await)
 }

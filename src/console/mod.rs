@@ -10,11 +10,17 @@
 
 mod board;
 mod call;
+mod callbacks;
+mod charts;
 mod desk;
+mod inbox;
 mod journal;
 mod login;
 mod pages;
+mod quick;
 mod session;
+mod stats;
+mod system;
 mod voicemail;
 
 use crate::callflow::acd::AcdHandle;
@@ -41,6 +47,10 @@ pub struct ConsoleState {
     pub live: Option<ConsoleLive>,
     /// The bank's name, for the operators' greeting script.
     pub bank_name: String,
+    /// The admin's health page; `None` where only the records are served.
+    pub health: Option<crate::health::Probe>,
+    /// The configuration this process runs, secrets masked ([`crate::config::Config::masked_toml`]).
+    pub running_config: String,
 }
 
 /// What the wallboard reads live: the call flow's events and its calls in progress.
@@ -101,6 +111,14 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Desk(
                 e @ (crate::desk::DeskError::Invalid(_) | crate::desk::DeskError::Transition(_)),
             ) => message(StatusCode::BAD_REQUEST, "Ошибка в запросе", &e.to_string()),
+            ConsoleError::Desk(crate::desk::DeskError::Refused { role, action }) => message(
+                StatusCode::FORBIDDEN,
+                "Доступ запрещён",
+                &format!("Роль «{role}» не может: {action}."),
+            ),
+            ConsoleError::Desk(crate::desk::DeskError::Store(
+                e @ crate::store::StoreError::NotFound { .. },
+            )) => message(StatusCode::NOT_FOUND, "Не найдено", &e.to_string()),
             e => {
                 tracing::error!(error = %e, "console page failed");
                 message(
@@ -167,6 +185,18 @@ fn feed(
     Ok(sse.into_response())
 }
 
+/// `n` with the noun in the form Russian asks for: 1 запись, 2 записи, 5 записей (and 11–14
+/// take the last form).
+pub(crate) fn count(n: u64, one: &str, few: &str, many: &str) -> String {
+    let noun = match (n % 10, n % 100) {
+        (_, 11..=14) => many,
+        (1, _) => one,
+        (2..=4, _) => few,
+        _ => many,
+    };
+    format!("{n} {noun}")
+}
+
 /// `дд.мм.гггг чч:мм` in the calendar's zone.
 pub(crate) fn local_time(records: &Records, t: DateTime<Utc>) -> String {
     t.with_timezone(&records.calendar.tz())
@@ -210,16 +240,29 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/operator", get(pages::operator))
         .route("/operator/presence", post(pages::presence))
         .route("/operator/call", get(call::part))
+        .route("/operator/inbox", get(inbox::part))
+        .route("/operator/inbox/{id}/read", post(inbox::read))
         .route("/operator/events", get(call::events))
         .route(
             "/operator/ticket",
             get(call::ticket_form).post(call::register_ticket),
         )
+        .route(
+            "/operator/callback",
+            get(callbacks::form).post(callbacks::create),
+        )
+        .route("/callbacks", get(callbacks::list))
+        .route("/callbacks/{id}/send", post(callbacks::send))
+        .route("/callbacks/{id}/complete", post(callbacks::complete))
         .route("/voicemail/{id}/audio", get(voicemail::audio))
         .route("/voicemail/{id}/process", post(voicemail::process))
         .route("/supervisor", get(board::page))
         .route("/supervisor/board", get(board::part))
         .route("/supervisor/events", get(board::events))
+        .route("/stats", get(stats::page))
+        .route("/quick-answers", get(quick::page).post(quick::create))
+        .route("/quick-answers/{id}", post(quick::update))
+        .route("/quick-answers/{id}/delete", post(quick::delete))
         .route("/journal", get(journal::list))
         .route("/journal/export.csv", get(journal::export))
         .route("/journal/{id}", get(journal::show).post(journal::edit))
@@ -231,6 +274,15 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/desk/tickets/{id}/move", post(desk::move_ticket))
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::create_user))
+        .route("/admin/health", get(system::health))
+        .route("/admin/config", get(system::config))
+        .route(
+            "/admin/tokens",
+            get(system::tokens).post(system::create_token),
+        )
+        .route("/admin/tokens/{id}/revoke", post(system::revoke_token))
+        .route("/admin/retention", get(system::retention))
+        .route("/admin/retention/purge", post(system::purge))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
         .layer(axum::middleware::from_fn(security_headers))
@@ -259,4 +311,22 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     h.entry(header::CACHE_CONTROL)
         .or_insert(header::HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn russian_counts_take_the_right_form() {
+        let f = |n| count(n, "запись", "записи", "записей");
+        assert_eq!(f(1), "1 запись");
+        assert_eq!(f(3), "3 записи");
+        assert_eq!(f(5), "5 записей");
+        assert_eq!(f(11), "11 записей");
+        assert_eq!(f(12), "12 записей");
+        assert_eq!(f(21), "21 запись");
+        assert_eq!(f(104), "104 записи");
+        assert_eq!(f(0), "0 записей");
+    }
 }

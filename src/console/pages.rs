@@ -2,7 +2,7 @@
 
 use super::session::{Posted, Signed};
 use super::{ConsoleError, ConsoleState};
-use crate::callflow::queue::OperatorState;
+use crate::callflow::queue::{OperatorState, PauseReason};
 use crate::records::access::{allowed, can, Action};
 use crate::records::account::{NewUser, User};
 use crate::records::role::Role;
@@ -43,6 +43,15 @@ fn nav(role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if allowed(role, Action::JournalRead) {
         out.push(("/journal", "Журнал"));
+    }
+    if allowed(role, Action::StatsRead) {
+        out.push(("/stats", "Статистика"));
+    }
+    if allowed(role, Action::CallbackRead) {
+        out.push(("/callbacks", "Обратная связь"));
+    }
+    if allowed(role, Action::QuickAnswersRead) {
+        out.push(("/quick-answers", "Быстрые ответы"));
     }
     if allowed(role, Action::TicketStats) {
         out.push(("/desk", "Заявки"));
@@ -119,6 +128,8 @@ pub struct Presence {
     pub extension: String,
     pub name: String,
     pub state: &'static str,
+    /// Why, while paused.
+    pub reason: Option<&'static str>,
     pub since: String,
     pub registered: bool,
     pub answered: u64,
@@ -138,6 +149,7 @@ pub(super) async fn presences(state: &ConsoleState, names: &[(String, String)]) 
                 .find(|(e, _)| *e == o.extension)
                 .map_or_else(String::new, |(_, n)| n.clone()),
             state: state_name(o.state),
+            reason: o.pause_reason.map(PauseReason::russian),
             since: duration(o.since),
             registered: o.registered,
             answered: o.calls_answered,
@@ -167,6 +179,9 @@ struct OperatorPage {
     me: Option<Presence>,
     call: Option<super::call::InHand>,
     voicemail: Vec<super::voicemail::Message>,
+    quick: Vec<(&'static str, Vec<super::quick::Answer>)>,
+    /// The notices and own tickets, rendered (the same part `/operator/inbox` serves).
+    inbox: String,
 }
 
 /// `/operator`: presence, and the voicemail backlog.
@@ -181,6 +196,9 @@ pub async fn operator(
         .into_iter()
         .find(|p| p.extension == extension);
     let call = super::call::in_hand(&state, &extension, &who.session.user.name).await?;
+    let inbox = super::inbox::part_of(&state, &extension, &who.session.csrf)
+        .await?
+        .render()?;
     Ok(Html(
         OperatorPage {
             user: Some(Who::of(&who.session)),
@@ -188,6 +206,8 @@ pub async fn operator(
             me,
             call,
             voicemail: super::voicemail::backlog(&state).await?,
+            quick: super::quick::grouped(&state).await?,
+            inbox,
         }
         .render()?,
     )
@@ -198,9 +218,12 @@ pub async fn operator(
 pub struct PresenceForm {
     extension: String,
     action: String,
+    /// For a pause: one of [`PauseReason::CHOSEN`].
+    #[serde(default)]
+    reason: String,
 }
 
-/// `POST /operator/presence`: sign in, sign out or pause; an operator acts only for their
+/// `POST /operator/presence`: sign in, sign out or pause (with a reason); an operator acts only for their
 /// own extension, a supervisor for anyone's.
 pub async fn presence(
     State(state): State<ConsoleState>,
@@ -221,7 +244,12 @@ pub async fn presence(
     let done = match f.action.as_str() {
         "sign_in" => acd.sign_in(&f.extension).await,
         "sign_out" => acd.sign_out(&f.extension).await,
-        "pause" => acd.pause(&f.extension).await,
+        "pause" => {
+            let reason = PauseReason::parse(&f.reason).ok_or_else(|| {
+                ConsoleError::BadRequest(format!("`reason`: неизвестная причина {:?}", f.reason))
+            })?;
+            acd.pause(&f.extension, reason).await
+        }
         other => {
             return Err(ConsoleError::BadRequest(format!(
                 "`action`: unknown {other:?}"

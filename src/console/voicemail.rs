@@ -19,6 +19,8 @@ pub struct Message {
     pub after_hours: bool,
     pub transcript: Option<String>,
     pub suggestion: Option<String>,
+    /// The suggestion is an ATM ticket: one click opens its form, prefilled.
+    pub ticket: bool,
 }
 
 fn suggestion(v: &Voicemail) -> Option<String> {
@@ -44,6 +46,10 @@ pub async fn backlog(state: &ConsoleState) -> Result<Vec<Message>, ConsoleError>
         .into_iter()
         .map(|v| Message {
             suggestion: suggestion(&v),
+            ticket: v
+                .suggestion
+                .as_ref()
+                .is_some_and(|s| s.kind != SuggestedKind::Other),
             id: v.id,
             arrived: local_time(&state.records, v.arrived_at),
             duration: format!("{:.0} с", v.duration_s),

@@ -49,8 +49,10 @@ impl Records {
             if let Some(row) =
                 store::alerts::start_in(&mut tx, kind, &r.subject, &r.text, now).await?
             {
-                let (n, sinks) = notices::alerts::started(&row, &self.targets, self.tz());
-                store::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
+                if r.kind.mailed_with_the_episode() {
+                    let (n, sinks) = notices::alerts::started(&row, &self.targets, self.tz());
+                    store::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
+                }
                 changes.started.push(row);
             }
         }

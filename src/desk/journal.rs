@@ -2,11 +2,63 @@
 //! operators' edits.
 
 use super::{DeskError, Records};
+use crate::records::access::may_hear_recording;
 use crate::records::journal::{validate_phone, EntryPatch, NewCall};
-use crate::store;
+use crate::records::role::Role;
+use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+/// A call's recording, found for someone who may hear it.
+#[derive(Debug)]
+pub struct RecordingFile {
+    pub path: PathBuf,
+    /// `call-<n>-<year>.wav`, for a download.
+    pub name: String,
+}
 
 impl Records {
+    /// The recording of call `id` if `role` may hear it ([`may_hear_recording`], against the
+    /// call's tickets). The API and the console both ask here, and audit the listen with
+    /// [`Records::audit_listen`].
+    pub async fn recording_for(
+        &self,
+        data_dir: &Path,
+        id: i64,
+        role: Role,
+    ) -> Result<RecordingFile, DeskError> {
+        let e = store::journal::get(&self.store, id).await?;
+        let filter = store::tickets::TicketFilter {
+            journal_id: Some(id),
+            limit: 100,
+            ..Default::default()
+        };
+        let kinds: Vec<_> = store::tickets::list(&self.store, &filter)
+            .await?
+            .iter()
+            .map(|t| t.kind)
+            .collect();
+        if !may_hear_recording(role, &kinds) {
+            return Err(DeskError::Refused {
+                role: role.as_str(),
+                action: "hear a call without a ticket of theirs",
+            });
+        }
+        let path = e
+            .recording
+            .as_deref()
+            .and_then(|f| crate::records::data_file(data_dir, f))
+            .filter(|p| p.is_file())
+            .ok_or(StoreError::NotFound {
+                entity: "recording",
+                id,
+            })?;
+        Ok(RecordingFile {
+            path,
+            name: format!("call-{}-{}.wav", e.seq, e.year),
+        })
+    }
+
     /// Creates the journal entry of an arriving call (one transaction: number, repeat link,
     /// audit). The call flow's arrivals go through [`CallLog`](super::calllog::CallLog), which batches.
     pub async fn record_call(&self, call: &NewCall) -> Result<i64, DeskError> {

@@ -18,6 +18,7 @@ pub mod export;
 mod journal;
 pub mod notices;
 mod outbox;
+mod quick;
 mod tickets;
 mod transcription;
 mod voicemail;
@@ -40,6 +41,13 @@ pub enum DeskError {
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The role may do this kind of thing, but not to this record (a call's recording
+    /// without a ticket of theirs).
+    #[error("the role {role} may not {action}")]
+    Refused {
+        role: &'static str,
+        action: &'static str,
+    },
 }
 
 impl From<sqlx::Error> for DeskError {

@@ -2,6 +2,7 @@
 //! registry's checks, and add the notices and alerts they cause, in one transaction.
 
 use super::{notices, DeskError, Records};
+use crate::records::alert::AlertKind as ListedAlert;
 use crate::records::atm::TicketKind;
 use crate::records::role::Role;
 use crate::records::tickets::{
@@ -97,6 +98,23 @@ impl Records {
             let (n, sinks) =
                 notices::tickets::alert(kind, &ticket, count, hours, &self.targets, self.tz());
             store::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
+            // Kept in the supervisors' alert list too, as an episode that is over at once.
+            let (listed, what) = match kind {
+                AlertKind::SecurityRepeat => {
+                    (ListedAlert::AtmSecurityRepeat, "событий безопасности")
+                }
+                _ => (ListedAlert::AtmFaultRepeat, "неисправностей"),
+            };
+            let text = format!(
+                "Банкомат {}: {count} {what} за {hours} ч (заявка {})",
+                new.atm_id, ticket.number
+            );
+            if let Some(row) =
+                store::alerts::start_in(&mut tx, listed.as_str(), &ticket.number, &text, now)
+                    .await?
+            {
+                store::alerts::end_in(&mut tx, row.id, now).await?;
+            }
             alerts.push(Alert {
                 kind,
                 ticket_id: ticket.id,
@@ -115,7 +133,8 @@ impl Records {
 
     /// Moves a ticket on, if the lifecycle and the caller's role allow it, with its effects
     /// in one transaction: notices to the departments (routed), to the security service
-    /// (finding), to the operator and the ATM back in service (restored).
+    /// (finding), to the operator (e-mail and their console's inbox) and the ATM back in
+    /// service (restored).
     pub async fn transition_ticket(
         &self,
         id: i64,
@@ -141,6 +160,16 @@ impl Records {
             };
         if let Some((n, sinks)) = addressed {
             store::outbox::enqueue(&mut tx, &n, &sinks, now).await?;
+        }
+        // The operator who registered it keeps the news until they have read it.
+        if let (TicketState::Restored, Some(op)) = (to, moved.operator.as_deref()) {
+            let text = format!(
+                "Банкомат {} снова работает (заявка {}). Сообщите заявителю: {}.",
+                moved.atm_id,
+                moved.number,
+                moved.phone.as_deref().unwrap_or("номер не указан")
+            );
+            store::inbox::add_in(&mut tx, op, &text, Some(moved.id), now).await?;
         }
         tx.commit().await?;
         Ok(Moved {

@@ -72,6 +72,9 @@ actions!(
     AtmRead => "see the ATM registry and the ATMs' state",
     AtmManage => "add ATMs to the registry and change their addresses",
     UsersManage => "manage the console's users",
+    SystemRead => "see the system's health and running configuration",
+    QuickAnswersRead => "read the quick answers",
+    QuickAnswersEdit => "edit the quick answers",
 );
 
 /// The allowed-actions matrix.
@@ -82,8 +85,8 @@ actions!(
 /// - the card department and the security service call customers back on the forms sent
 ///   to them and work the ATM tickets routed to them (which step is whose is the
 ///   lifecycle's table, `records::tickets::TRANSITIONS`);
-/// - admins run the system (users, tokens, retention) and see aggregate statistics, but not the
-///   customers' personal data in the journal.
+/// - admins run the system (users, tokens, retention, health, the running configuration) and
+///   see aggregate statistics, but not the customers' personal data in the journal.
 pub fn allowed(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
@@ -103,8 +106,12 @@ pub fn allowed(role: Role, action: Action) -> bool {
                 | TicketRead
                 | TicketTransition
                 | AtmRead
+                | QuickAnswersRead
         ),
-        Role::Supervisor => !matches!(action, TokensManage | RetentionRun | UsersManage),
+        Role::Supervisor => !matches!(
+            action,
+            TokensManage | RetentionRun | UsersManage | SystemRead
+        ),
         Role::CardDepartment | Role::Security => {
             matches!(
                 action,
@@ -124,7 +131,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
         }
         Role::Admin => matches!(
             action,
-            TokensManage | RetentionRun | UsersManage | OperatorsRead | StatsRead
+            TokensManage | RetentionRun | UsersManage | OperatorsRead | StatsRead | SystemRead
         ),
     }
 }
@@ -176,6 +183,7 @@ mod tests {
                 Action::TokensManage,
                 Action::RetentionRun,
                 Action::UsersManage,
+                Action::SystemRead,
             ] {
                 assert_eq!(allowed(role, a), role == Role::Admin, "{role:?} {a:?}");
             }

@@ -11,6 +11,7 @@ pub mod callback;
 pub mod hourly;
 pub mod journal;
 pub mod notice;
+pub mod quick;
 pub mod role;
 pub mod spreadsheet;
 pub mod tickets;

@@ -140,18 +140,27 @@ pub async fn get(store: &Store, id: i64) -> Result<CallbackForm, StoreError> {
     from_row(&row, Utc::now())
 }
 
-/// Forms newest first; `assigned_to` narrows to one employee's.
-pub async fn list(
-    store: &Store,
-    status: Option<CallbackStatus>,
-    assigned_to: Option<&str>,
-    before_id: Option<i64>,
-    limit: usize,
-) -> Result<Vec<CallbackForm>, StoreError> {
+/// Which forms a list holds.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackFilter {
+    pub status: Option<CallbackStatus>,
+    /// One employee's forms (sent to them).
+    pub assigned_to: Option<String>,
+    /// One operator's forms (field 8): an operator's own list.
+    pub operator: Option<String>,
+    /// One caller's forms (field 4): the call in hand shows the caller's open ones.
+    pub phone: Option<String>,
+    /// Forms older than this id (the next page).
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// Forms newest first.
+pub async fn list(store: &Store, f: &CallbackFilter) -> Result<Vec<CallbackForm>, StoreError> {
     let now = Utc::now();
     let mut sql = Sql::new(SELECT);
     sql.push(" WHERE 1 = 1");
-    match status {
+    match f.status {
         Some(CallbackStatus::Open) => {
             sql.push(" AND called_back_at IS NULL");
         }
@@ -164,14 +173,20 @@ pub async fn list(
         }
         None => {}
     }
-    if let Some(a) = assigned_to {
-        sql.push(" AND assigned_to = ").bind(Param::Text(a.into()));
+    if let Some(a) = &f.assigned_to {
+        sql.push(" AND assigned_to = ").bind(Param::Text(a.clone()));
     }
-    if let Some(b) = before_id {
+    if let Some(o) = &f.operator {
+        sql.push(" AND operator = ").bind(Param::Text(o.clone()));
+    }
+    if let Some(p) = &f.phone {
+        sql.push(" AND phone = ").bind(Param::Text(p.clone()));
+    }
+    if let Some(b) = f.before_id {
         sql.push(" AND id < ").bind(Param::Int(b));
     }
     sql.push(" ORDER BY id DESC LIMIT ")
-        .bind(Param::Int(limit as i64));
+        .bind(Param::Int(f.limit as i64));
     let rows = sql.query().fetch_all(store.pool()).await?;
     rows.iter().map(|r| from_row(r, now)).collect()
 }

@@ -15,8 +15,10 @@
 pub mod alerts;
 pub mod audit;
 pub mod callback;
+pub mod inbox;
 pub mod journal;
 pub mod outbox;
+pub mod quick;
 pub mod retention;
 pub mod sessions;
 pub mod stats;
@@ -61,6 +63,13 @@ pub enum Backend {
 /// How long an SQLite connection waits for another's write lock. Generous: a call-centre
 /// burst (two dozen operators saving at once) queues behind fsyncs rather than failing.
 const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 20000";
+
+/// Bytes SQLite holds now (page caches, statements, schema), for `/metrics`: so that a
+/// memory curve can be split into the database's part and the rest (the soak, issue 17).
+pub fn sqlite_memory_used() -> i64 {
+    // SAFETY: a read of SQLite's global counter; no arguments, callable from any thread.
+    unsafe { libsqlite3_sys::sqlite3_memory_used() }
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("schemas/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("schemas/postgres");

@@ -458,7 +458,9 @@ impl From<DeskError> for Failure {
     fn from(e: DeskError) -> Self {
         match e {
             DeskError::Store(s) => s.into(),
-            DeskError::Invalid(_) | DeskError::Transition(_) => Failure::Permanent(e.to_string()),
+            DeskError::Invalid(_) | DeskError::Transition(_) | DeskError::Refused { .. } => {
+                Failure::Permanent(e.to_string())
+            }
         }
     }
 }
