@@ -310,6 +310,13 @@ fn response(req: &str, code: u16, reason: &str, to_tag: &str, extra: &str, sdp: 
     )
 }
 
+/// The SIP Call-ID of a journal entry: the journal keys a call by its Call-ID and the
+/// caller's From tag (`<call-id>;from-tag=<tag>`), SIPp's log has the Call-ID alone.
+fn sip_call_id(e: &Value) -> &str {
+    let id = e["call_id"].as_str().unwrap_or("");
+    id.split_once(";from-tag=").map_or(id, |(c, _)| c)
+}
+
 // ---------------------------------------------------------------------------------------
 // Supervisors in the console.
 
@@ -1003,7 +1010,7 @@ async fn bench(p: Params) -> Result<bool> {
     // Match entries with SIPp's calls.
     let mut by_call: HashMap<String, Vec<&Value>> = HashMap::new();
     for e in &entries {
-        let id = e["call_id"].as_str().unwrap_or("").to_string();
+        let id = sip_call_id(e).to_string();
         by_call.entry(id).or_default().push(e);
     }
     let mut missing = Vec::new();
@@ -1040,7 +1047,7 @@ async fn bench(p: Params) -> Result<bool> {
     }
     let foreign = entries
         .iter()
-        .filter(|e| !placed.contains(e["call_id"].as_str().unwrap_or("")))
+        .filter(|e| !placed.contains(sip_call_id(e)))
         .count();
     waits.sort_by(f64::total_cmp);
     let pct = |q: f64| -> f64 {

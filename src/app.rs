@@ -297,6 +297,7 @@ impl Hotline {
             bank_name: config.console.bank_name.clone(),
             health: Some(health.clone()),
             running_config: config.masked_toml(),
+            board_cache: console::board::BoardCache::new(Some(&live_events)),
             live: Some(console::ConsoleLive {
                 events: live_events.clone(),
                 calls: live.clone(),

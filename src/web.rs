@@ -103,3 +103,124 @@ pub fn live_events(
     });
     Some(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+/// The first kept event's kind (`lagged` when some were missed), or `None` at shutdown or
+/// when the feed closes.
+async fn next_kept(
+    rx: &mut tokio::sync::broadcast::Receiver<LiveEvent>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    keep: &(impl Fn(&LiveEvent) -> bool + Send + Sync),
+) -> Option<&'static str> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let r = tokio::select! {
+            r = rx.recv() => r,
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        };
+        match r {
+            Ok(ev) if keep(&ev) => return Some(ev.kind()),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(_)) => return Some("lagged"),
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// That something changed, for a page that fetches its live parts again when told (the
+/// console): one event, named by the first change's kind, at most every `every`. The
+/// changes of a burst fold into one event at the end of the window, so each change is
+/// followed by an event within `every`, however many calls are changing. The payload is
+/// empty: the page reads the part, not the event.
+pub fn live_changes(
+    events: &tokio::sync::broadcast::Sender<LiveEvent>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    keep: impl Fn(&LiveEvent) -> bool + Clone + Send + Sync + 'static,
+    every: std::time::Duration,
+) -> Option<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
+    use axum::response::sse::{KeepAlive, Sse};
+    let rx = events.subscribe();
+    if *shutdown.borrow() {
+        return None;
+    }
+    let stream = changes(rx, shutdown, keep, every);
+    Some(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The stream of [`live_changes`].
+fn changes(
+    rx: tokio::sync::broadcast::Receiver<LiveEvent>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    keep: impl Fn(&LiveEvent) -> bool + Clone + Send + Sync + 'static,
+    every: std::time::Duration,
+) -> impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> {
+    use axum::response::sse::Event;
+    let last: Option<tokio::time::Instant> = None;
+    futures::stream::unfold((rx, last), move |(mut rx, last)| {
+        let mut shutdown = shutdown.clone();
+        let keep = keep.clone();
+        async move {
+            let kind = next_kept(&mut rx, &mut shutdown, &keep).await?;
+            if let Some(until) = last.map(|t| t + every) {
+                // Within the window of the last event: fold what comes until it ends.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => break,
+                        more = next_kept(&mut rx, &mut shutdown, &keep) => {
+                            more?;
+                        }
+                    }
+                }
+            }
+            let event = Event::default().event(kind).data("{}");
+            Some((Ok(event), (rx, Some(tokio::time::Instant::now()))))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    fn queue(call: u64) -> LiveEvent {
+        LiveEvent::Queue { call, joined: true }
+    }
+
+    /// A burst of changes is one event at once and one at the end of the window; a change
+    /// after a quiet spell is told at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_changes_is_told_twice_and_each_within_the_window() {
+        let (tx, rx) = tokio::sync::broadcast::channel(64);
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let every = Duration::from_millis(250);
+        let stream = changes(rx, shutdown, |_| true, every);
+        tokio::pin!(stream);
+        let start = tokio::time::Instant::now();
+        for call in 0..10 {
+            tx.send(queue(call)).unwrap();
+        }
+        let _ = stream.next().await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "the first at once");
+        // Ten more within the window fold into one event at its end.
+        for call in 10..20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send(queue(call)).unwrap();
+        }
+        let _ = stream.next().await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), every);
+        // Quiet, then one change: told at once.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let quiet = tokio::time::Instant::now();
+        tx.send(queue(99)).unwrap();
+        let _ = stream.next().await.unwrap().unwrap();
+        assert_eq!(quiet.elapsed(), Duration::ZERO);
+        // Nothing else is pending.
+        let more = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert!(more.is_err(), "no event without a change");
+    }
+}

@@ -140,6 +140,10 @@ impl Browser {
             .await
             .unwrap();
         target.click().await.unwrap();
+        self.wait_for_new_page().await;
+    }
+
+    async fn wait_for_new_page(&self) {
         for _ in 0..200 {
             let state = self
                 .client
@@ -164,9 +168,20 @@ impl Browser {
         self.click_through(link).await;
     }
 
+    /// Presses the button with this text and waits for the page it leads to. A live part
+    /// refreshed under the click (a stale button) is found again, as a person would.
     async fn press(&self, text: &str) {
-        let b = self.button(text).await;
-        self.click_through(b).await;
+        for _ in 0..5 {
+            self.client
+                .execute("window.__before_click = true", vec![])
+                .await
+                .unwrap();
+            if self.button(text).await.click().await.is_ok() {
+                return self.wait_for_new_page().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not press «{text}»");
     }
 
     /// Asserts the page's path, showing the page when it is another.
@@ -220,13 +235,21 @@ impl Browser {
         self.press("Подтвердить").await;
     }
 
-    /// The text of the element with this id.
+    /// The text of the element with this id, as shown. Read in one script: a live part
+    /// replaced between a find and a read would leave a stale element.
     async fn text_of(&self, id: &str) -> String {
-        let e = self.client.find(Locator::Id(id)).await;
-        e.unwrap_or_else(|e| panic!("no #{id}: {e}"))
-            .text()
+        let v = self
+            .client
+            .execute(
+                "const e = document.getElementById(arguments[0]); \
+                 return e ? e.innerText.replace(/[ \\t]+/g, ' ').trim() : null;",
+                vec![serde_json::Value::String(id.into())],
+            )
             .await
-            .unwrap()
+            .unwrap();
+        v.as_str()
+            .unwrap_or_else(|| panic!("no #{id}: {:?}", v))
+            .to_string()
     }
 
     /// Waits until the page's live feed (server-sent events) is connected.

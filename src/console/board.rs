@@ -15,6 +15,9 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// A call in progress as the board lists it.
 pub struct CallLine {
@@ -87,6 +90,71 @@ fn alert_line(state: &ConsoleState, a: crate::store::alerts::AlertRow) -> AlertL
             .map(|t| super::local_time(&state.records, t))
             .unwrap_or_default(),
     }
+}
+
+/// One reading of the board serves every supervisor whose page asked after it began, and
+/// readings start at most this often. A wallboard refreshes 50 ms after each event; under
+/// a thousand calls that is a fetch every few hundred ms from each supervisor, and each
+/// reading queries today's journal. Shared, fifty supervisors cost one reading per this
+/// interval, and each still gets a reading taken after the event that made it ask.
+const READ_EVERY: Duration = Duration::from_millis(400);
+/// A reading with no event since is served up to this old (the timers on the board move).
+const QUIET_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// A reading of the board and when it began.
+type Reading = Option<(Instant, Arc<Board>)>;
+
+/// The last reading of the board, and when the live feed last reported a change.
+#[derive(Clone)]
+pub struct BoardCache {
+    last: Arc<tokio::sync::Mutex<Reading>>,
+    changed: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl BoardCache {
+    /// Watches `events` (until the feed closes) to know when a reading is out of date.
+    pub fn new(events: Option<&broadcast::Sender<crate::live::LiveEvent>>) -> BoardCache {
+        let cache = BoardCache {
+            last: Arc::default(),
+            changed: Arc::new(std::sync::Mutex::new(Instant::now())),
+        };
+        if let Some(events) = events {
+            let mut rx = events.subscribe();
+            let changed = cache.changed.clone();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            *changed.lock().unwrap() = Instant::now();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        cache
+    }
+}
+
+/// A reading of the board for a request that arrived at `asked`: the last one if it began
+/// after that, or if nothing changed since it and it is younger than [`QUIET_MAX_AGE`];
+/// otherwise a new one, no sooner than [`READ_EVERY`] after the last began. Requests that
+/// come while a reading is made wait for it.
+async fn cached(state: &ConsoleState) -> Result<Arc<Board>, ConsoleError> {
+    let asked = Instant::now();
+    let cache = &state.board_cache;
+    let mut last = cache.last.lock().await;
+    if let Some((at, b)) = last.as_ref() {
+        let changed = *cache.changed.lock().unwrap();
+        if *at >= asked || (*at >= changed && at.elapsed() < QUIET_MAX_AGE) {
+            return Ok(b.clone());
+        }
+        tokio::time::sleep_until((*at + READ_EVERY).into()).await;
+    }
+    let at = Instant::now();
+    let b = Arc::new(board(state).await?);
+    *last = Some((at, b.clone()));
+    Ok(b)
 }
 
 async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
@@ -165,14 +233,14 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
 #[template(path = "supervisor.html")]
 struct SupervisorPage {
     user: Option<Who>,
-    board: Board,
+    board: Arc<Board>,
 }
 
 #[derive(Template)]
 #[template(path = "board.html")]
 struct BoardPart {
     user: Option<Who>,
-    board: Board,
+    board: Arc<Board>,
 }
 
 /// `/supervisor`: the wallboard.
@@ -183,7 +251,7 @@ pub async fn page(
     Ok(Html(
         SupervisorPage {
             user: Some(Who::of(&who.session)),
-            board: board(&state).await?,
+            board: cached(&state).await?,
         }
         .render()?,
     )
@@ -198,7 +266,7 @@ pub async fn part(
     Ok(Html(
         BoardPart {
             user: Some(Who::of(&who.session)),
-            board: board(&state).await?,
+            board: cached(&state).await?,
         }
         .render()?,
     )

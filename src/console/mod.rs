@@ -8,7 +8,7 @@
 //! what a role may not use, and the server refuses it anyway. Like `api/`, this is the top
 //! layer: only `app.rs` imports it.
 
-mod board;
+pub mod board;
 mod call;
 mod callbacks;
 mod charts;
@@ -51,6 +51,8 @@ pub struct ConsoleState {
     pub health: Option<crate::health::Probe>,
     /// The configuration this process runs, secrets masked ([`crate::config::Config::masked_toml`]).
     pub running_config: String,
+    /// The wallboard's last reading, shared by the supervisors watching it.
+    pub board_cache: board::BoardCache,
 }
 
 /// What the wallboard reads live: the call flow's events and its calls in progress.
@@ -171,7 +173,13 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
     }
 }
 
-/// The live events that `keep` lets through, as server-sent events for a page's live parts.
+/// The console's feeds tell a page at most this often that its parts changed: under a
+/// thousand calls the call flow makes well over a hundred events a second, and a page
+/// needs only to know that it should fetch again.
+const FEED_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// That the live events `keep` lets through happened, as server-sent events for a page's
+/// live parts ([`crate::web::live_changes`]).
 fn feed(
     state: &ConsoleState,
     keep: impl Fn(&crate::live::LiveEvent) -> bool + Clone + Send + Sync + 'static,
@@ -180,7 +188,7 @@ fn feed(
         .live
         .as_ref()
         .ok_or_else(|| ConsoleError::NotFound("живая лента не работает".into()))?;
-    let sse = crate::web::live_events(&live.events, live.shutdown.clone(), keep)
+    let sse = crate::web::live_changes(&live.events, live.shutdown.clone(), keep, FEED_EVERY)
         .ok_or_else(|| ConsoleError::NotFound("сервер останавливается".into()))?;
     Ok(sse.into_response())
 }
