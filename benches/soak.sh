@@ -126,8 +126,8 @@ warm = timed[max(1, len(timed) // 5):]
 rss = [int(r[1]) for r in warm]
 drift = (max(rss) - min(rss)) / min(rss) * 100 if rss else 0.0
 print(f"RSS after the warm-up: {min(rss) / 1024:.1f}-{max(rss) / 1024:.1f} MiB (spread {drift:.1f} %)")
-# SQLite's page caches fill as the journal grows and stop at their cap (store::SQLITE_CACHE_KIB
-# per connection): the rest is what the calls cost, and must not grow.
+# SQLite's own memory (its page caches grow with the database up to their cap) apart from
+# the rest, which is what the calls cost and must not grow.
 print("SQLite's own memory (MiB):          " + " ".join(f"{int(r[6]) / 1024:.1f}" for r in tenths))
 rest = [int(r[1]) - int(r[6]) for r in warm]
 rest_drift = (max(rest) - min(rest)) / min(rest) * 100 if rest else 0.0
