@@ -19,13 +19,16 @@
 //! * **callers**: SIPp's built-in `uac` at RATE calls/s for SECONDS (RATE×SECONDS calls),
 //!   each hanging up CALL_MS after the answer (`-d`); `-rtp_echo` sends the hotline's own
 //!   audio back, so the caller leg has RTP both ways;
+//! * the phones' packets carry their send instant; SIPp echoes them back through the hotline
+//!   and the phone takes the kernel's arrival stamp, so the bench reports the media's added
+//!   jitter (round trip minus its stream's least, p50/p99/p99.9/max) for the run;
 //! * every second the bench reads `GET /api/v1/live` (calls in progress, `connected`
 //!   ones) and the hotline's CPU/RSS;
 //! * afterwards the journal is read through the API (`GET /api/v1/journal`, all pages) and
 //!   matched with the Call-IDs of SIPp's `-trace_msg` log.
 //!
-//! * with `--consoles N`, N supervisors in the web console beside the calls, as their
-//!   browsers are: each logged in (a `supervisor` user made with `hotline user create`),
+//! * with `--consoles N`, N supervisors in the web console beside the calls (a second
+//!   process, this binary as `--console-clients N BASE`, at nice 10), as their browsers are: each logged in (a `supervisor` user made with `hotline user create`),
 //!   on the wallboard's event stream (`/supervisor/events`), fetching the wallboard's part
 //!   (`/supervisor/board`) 50 ms after an event and every 10 s, as `console.js` does;
 //!
@@ -34,7 +37,7 @@
 //! temporary directory (config, hotline log, SIPp files); `CALLFLOW_LOAD_WRAP="heaptrack
 //! -o /tmp/ht"` starts the hotline under that command (a profiler);
 //! `CALLFLOW_LOAD_PRIORITY=0` sets `[media] realtime_priority` (0: normal-class media
-//! threads, for comparison).
+//! threads, for comparison); `CALLFLOW_LOAD_HOTLINE=path` runs that hotline binary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket as StdUdp};
@@ -54,9 +57,14 @@ use tokio::net::UdpSocket;
 
 const FIRST_EXTENSION: usize = 2000;
 const SIPP_BUFF: &str = "1048576";
+/// The supervisors' password (`--consoles`): a lab's, made for the run.
+const HEAD_PASSWORD: &str = "Нагрузка-пароль-2026";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--console-clients") {
+        return console_clients(&args[1..]);
+    }
     let mut numbers = Vec::new();
     let mut database_url = None;
     let mut consoles = 0usize;
@@ -327,6 +335,112 @@ struct ConsoleStats {
     board_ms: std::sync::Mutex<Vec<f64>>,
 }
 
+/// `callflow_load --console-clients N BASE`: N supervisors' browsers on the wallboard, in a
+/// process of their own at a lower priority (their browsers would be on other machines;
+/// here they must not take the phones' time, whose timing the bench measures). Prints
+/// `ready` once all are on the feed, runs until its standard input ends, then prints one
+/// line of figures.
+fn console_clients(args: &[String]) -> ExitCode {
+    let run = || -> Result<String> {
+        let n: usize = args.first().context("N")?.parse()?;
+        let base = args.get(1).context("BASE")?.clone();
+        // SAFETY: setpriority on this process.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let stats = Arc::new(ConsoleStats::default());
+            let quit = Arc::new(AtomicBool::new(false));
+            let mut loops = Vec::new();
+            for _ in 0..n {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?;
+                let session = console_user::log_in(&client, &base, "head", HEAD_PASSWORD).await?;
+                loops.push(tokio::spawn(console_loop(
+                    client,
+                    base.clone(),
+                    session,
+                    stats.clone(),
+                    quit.clone(),
+                )));
+            }
+            println!("ready");
+            tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+                .await??;
+            quit.store(true, Ordering::Relaxed);
+            for l in loops {
+                let _ = l.await;
+            }
+            let mut t = stats.board_ms.lock().unwrap().clone();
+            t.sort_by(f64::total_cmp);
+            let q = |q: f64| {
+                if t.is_empty() {
+                    return f64::NAN;
+                }
+                t[((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1]
+            };
+            Ok(format!(
+                "{} events received, {} wallboard fetches (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), {} errors",
+                stats.events.load(Ordering::Relaxed),
+                t.len(),
+                q(0.5),
+                q(0.99),
+                q(1.0),
+                stats.errors.load(Ordering::Relaxed)
+            ))
+        })
+    };
+    match run() {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callflow_load --console-clients: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The supervisors' process, seen from the bench.
+struct ConsoleClients {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ConsoleClients {
+    /// Starts `n` supervisors on `base`'s wallboard; returns once they are all on it.
+    fn start(n: usize, base: &str) -> Result<ConsoleClients> {
+        use std::io::BufRead;
+        let mut child = Process::new(std::env::current_exe()?)
+            .args(["--console-clients", &n.to_string(), base])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            bail!("the console clients did not start: {line:?}");
+        }
+        Ok(ConsoleClients { child, out })
+    }
+
+    /// Stops them; returns their figures.
+    fn stop(mut self) -> Result<String> {
+        use std::io::BufRead;
+        drop(self.child.stdin.take());
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        self.child.wait()?;
+        Ok(line.trim().to_string())
+    }
+}
+
 /// One supervisor's browser on the wallboard: the event stream open, the board's part
 /// fetched 50 ms after an event (events in between join that fetch) and every 10 s.
 async fn console_loop(
@@ -402,6 +516,8 @@ struct OpStats {
     rtp_received: AtomicU64,
     retransmitted_200: AtomicU64,
     errors: AtomicU64,
+    /// Each timed packet's added jitter, µs: its round trip minus the least of its stream.
+    added_jitter_us: std::sync::Mutex<Vec<u32>>,
 }
 
 async fn recv_text(sock: &UdpSocket, buf: &mut [u8], wait: Duration) -> Option<String> {
@@ -473,13 +589,86 @@ async fn register(sock: &UdpSocket, ext: usize) -> Result<()> {
     bail!("{ext}: not registered")
 }
 
+/// Marks the phones' timed packets (the caller leg also carries the hotline's own audio).
+const TIMED: [u8; 4] = *b"HLJT";
+
+fn realtime_ns() -> u64 {
+    // SAFETY: clock_gettime on a local struct.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Asks the kernel to stamp each datagram `sock` receives (`SO_TIMESTAMPNS`), so that a
+/// packet's arrival is not the phone's wake-up, which the consoles' load would delay.
+fn stamp_arrivals(sock: &UdpSocket) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: the option value is a local int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        bail!("SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One datagram from `sock` without blocking, with the kernel's arrival stamp
+/// (CLOCK_REALTIME ns).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: the header points at the local iovec and control buffer, which outlive the
+    // call; the cmsg walk reads only what the kernel wrote, with libc's macros.
+    unsafe {
+        let mut h: libc::msghdr = std::mem::zeroed();
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control.as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut h, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        let mut c = libc::CMSG_FIRSTHDR(&h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&h, c);
+        }
+        Ok((n as usize, stamp))
+    }
+}
+
 /// One answered call's RTP: 20 ms PCMU packets to `to` until `stop`, draining what arrives.
+///
+/// Each packet carries [`TIMED`], its stream and its send instant. SIPp's `-rtp_echo` sends
+/// it back on the caller leg and the hotline relays it (PCMU both sides: the payload is
+/// untouched) back to this phone, so its round trip is two passes through the hotline's
+/// media plus SIPp's echo. A packet's added jitter is its round trip minus the least of its
+/// stream's, as `media_load` reckons it.
 async fn talk(rtp: Arc<UdpSocket>, to: SocketAddr, stop: Arc<AtomicBool>, stats: Arc<OpStats>) {
     let ssrc: u32 = rand::random();
     let mut seq: u16 = rand::random();
     let mut ts: u32 = rand::random();
     let mut pkt = [0xFFu8; 172];
     let mut buf = [0u8; 2048];
+    // Round trips of this phone's timed packets, by stream, in µs.
+    let mut trips: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stop.load(Ordering::Relaxed) {
@@ -490,19 +679,39 @@ async fn talk(rtp: Arc<UdpSocket>, to: SocketAddr, stop: Arc<AtomicBool>, stats:
                 pkt[2..4].copy_from_slice(&seq.to_be_bytes());
                 pkt[4..8].copy_from_slice(&ts.to_be_bytes());
                 pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                pkt[12..16].copy_from_slice(&TIMED);
+                pkt[16..20].copy_from_slice(&ssrc.to_le_bytes());
                 seq = seq.wrapping_add(1);
                 ts = ts.wrapping_add(160);
+                pkt[20..28].copy_from_slice(&realtime_ns().to_le_bytes());
                 if rtp.send_to(&pkt, to).await.is_ok() {
                     stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            r = rtp.recv_from(&mut buf) => {
-                if r.is_ok() {
+            r = rtp.readable() => {
+                if r.is_err() {
+                    continue;
+                }
+                while let Ok((n, stamp)) =
+                    rtp.try_io(tokio::io::Interest::READABLE, || recv_stamped(&rtp, &mut buf))
+                {
                     stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(arrived), true) = (stamp, n >= 28 && buf[12..16] == TIMED) {
+                        let stream = u32::from_le_bytes(buf[16..20].try_into().unwrap());
+                        let sent = u64::from_le_bytes(buf[20..28].try_into().unwrap());
+                        let trip = (arrived.saturating_sub(sent) / 1000).min(u64::from(u32::MAX));
+                        trips.entry(stream).or_default().push(trip as u32);
+                    }
                 }
             }
         }
     }
+    let mut added = Vec::new();
+    for t in trips.values() {
+        let least = t.iter().copied().min().unwrap_or(0);
+        added.extend(t.iter().map(|v| v - least));
+    }
+    stats.added_jitter_us.lock().unwrap().extend(added);
 }
 
 struct OpCall {
@@ -678,7 +887,11 @@ async fn bench(p: Params) -> Result<bool> {
     };
     let cfg_path = work.join("hotline.toml");
     std::fs::write(&cfg_path, config_text(&p, &work, sip_port, http_port)?)?;
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hotline"));
+    // CALLFLOW_LOAD_HOTLINE: a copy of the binary, so that the tree can change while it runs.
+    let bin = std::env::var_os("CALLFLOW_LOAD_HOTLINE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_hotline")),
+        PathBuf::from,
+    );
 
     // Tokens first, in the database the server will use, made as an administrator makes
     // them: with the binary's own `token create`.
@@ -702,7 +915,6 @@ async fn bench(p: Params) -> Result<bool> {
         op_tokens.push(token(&format!("load {ext}"), "operator", Some(&ext))?);
     }
     let supervisor = token("load supervisor", "supervisor", None)?;
-    const HEAD_PASSWORD: &str = "Нагрузка-пароль-2026";
     if p.consoles > 0 {
         use std::io::Write;
         let mut cmd = Process::new(&bin)
@@ -802,7 +1014,9 @@ async fn bench(p: Params) -> Result<bool> {
         regs.push(tokio::spawn(async move {
             let sock = UdpSocket::bind("127.0.0.1:0").await?;
             sock.connect(server_addr).await?;
-            let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+            let rtp = UdpSocket::bind("127.0.0.1:0").await?;
+            stamp_arrivals(&rtp)?;
+            let rtp = Arc::new(rtp);
             register(&sock, ext).await?;
             for _ in 0..250 {
                 let r = http
@@ -835,22 +1049,11 @@ async fn bench(p: Params) -> Result<bool> {
         reg_started.elapsed().as_secs_f64()
     );
 
-    // Supervisors on the wallboard, live.
-    let console_stats = Arc::new(ConsoleStats::default());
-    let mut consoles = Vec::new();
-    for _ in 0..p.consoles {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let session = console_user::log_in(&client, &base, "head", HEAD_PASSWORD).await?;
-        consoles.push(tokio::spawn(console_loop(
-            client,
-            base.clone(),
-            session,
-            console_stats.clone(),
-            quit.clone(),
-        )));
-    }
+    // Supervisors on the wallboard, live, in a process of their own.
+    let consoles = match p.consoles {
+        0 => None,
+        n => Some(ConsoleClients::start(n, &base)?),
+    };
     if p.consoles > 0 {
         eprintln!("== {} supervisors on the wallboard", p.consoles);
     }
@@ -900,9 +1103,16 @@ async fn bench(p: Params) -> Result<bool> {
     let calls = p.rate * p.seconds;
     let bound = p.seconds + p.call_ms / 1000 + 90;
     let sipp_port = free_port()?;
+    // SIPp's audio (and video, +2) ports, outside the hotline's RTP range (20000-39999):
+    // an ephemeral port could be taken by a call's leg before SIPp binds it.
     let media_port = loop {
-        let m = free_port()? & !1;
-        if m > 1024 && m != sipp_port && m != sip_port && m != http_port {
+        let m = rand::random_range(20_000u16..30_000) * 2;
+        let free = (m..m + 4).all(|p| StdUdp::bind(("127.0.0.1", p)).is_ok());
+        if free
+            && ![sipp_port, sip_port, http_port]
+                .iter()
+                .any(|p| (m..m + 4).contains(p))
+        {
             break m;
         }
     };
@@ -994,9 +1204,10 @@ async fn bench(p: Params) -> Result<bool> {
     for ph in phones {
         let _ = ph.await;
     }
-    for c in consoles {
-        let _ = c.await;
-    }
+    let console_summary = match consoles {
+        Some(c) => Some(c.stop()?),
+        None => None,
+    };
     drop(server);
 
     // SIPp's figures.
@@ -1125,31 +1336,32 @@ async fn bench(p: Params) -> Result<bool> {
         stats.rtp_sent.load(Ordering::Relaxed),
         stats.rtp_received.load(Ordering::Relaxed)
     );
+    {
+        let mut j = stats.added_jitter_us.lock().unwrap().clone();
+        j.sort_unstable();
+        let q = |q: f64| {
+            if j.is_empty() {
+                return f64::NAN;
+            }
+            f64::from(j[((q * j.len() as f64).ceil() as usize).clamp(1, j.len()) - 1]) / 1000.0
+        };
+        println!(
+            "media              added jitter of the phones' echoed RTP (2 passes + SIPp's echo): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.1} ms over {} packets",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0),
+            j.len()
+        );
+    }
     println!(
         "hotline            CPU {cpu:.1} s over {load_s:.1} s of load ({:.0}% of a core), RSS max sampled {:.0} MiB, VmHWM {rss_hwm:.0} MiB (end {rss_now:.0}); journal backlog max {}",
         100.0 * cpu / load_s,
         s.max_rss,
         s.max_backlog
     );
-    if p.consoles > 0 {
-        let mut t = console_stats.board_ms.lock().unwrap().clone();
-        t.sort_by(f64::total_cmp);
-        let q = |q: f64| {
-            if t.is_empty() {
-                return f64::NAN;
-            }
-            t[((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1]
-        };
-        println!(
-            "consoles           {} supervisors: {} events received, {} wallboard fetches (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), {} errors",
-            p.consoles,
-            console_stats.events.load(Ordering::Relaxed),
-            t.len(),
-            q(0.5),
-            q(0.99),
-            q(1.0),
-            console_stats.errors.load(Ordering::Relaxed)
-        );
+    if let Some(summary) = console_summary {
+        println!("consoles           {} supervisors: {summary}", p.consoles);
     }
     let log = std::fs::read_to_string(work.join("hotline.log")).unwrap_or_default();
     let warn: Vec<&str> = log

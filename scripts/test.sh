@@ -22,6 +22,10 @@ if [ -z "${HOTLINE_TEST_POSTGRES:-}" ]; then
     grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE test"
   # The migrations' trigram index needs pg_trgm (PostgreSQL's contrib, in Debian's package).
   psql -q -h 127.0.0.1 -U postgres -d test -c "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public"
+  # TLS to PostgreSQL (issue 20): the server gets a lab CA's certificate for 127.0.0.1 and
+  # localhost, so that `sslmode=verify-full` can be tested against it. Clients that do not
+  # ask for TLS are unaffected.
+  bash scripts/postgres-tls.sh
 fi
 
 log=$(mktemp)

@@ -68,14 +68,23 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{what}: {source}")]
+    Tls {
+        what: &'static str,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// A running hotline.
 pub struct Hotline {
     /// SIP (UDP and TCP) address actually bound.
     pub sip_addr: SocketAddr,
-    /// HTTP address actually bound.
+    /// SIP over TLS, when configured.
+    pub sip_tls_addr: Option<SocketAddr>,
+    /// HTTP address actually bound (HTTPS with `[http.tls]`).
     pub http_addr: SocketAddr,
+    /// The plain-HTTP listener that redirects to HTTPS, when configured.
+    pub http_redirect_addr: Option<SocketAddr>,
     /// The records (journal, forms, voicemail) the hotline writes.
     pub records: Records,
     /// The console's users and sessions.
@@ -103,6 +112,47 @@ pub struct Hotline {
 
 impl Hotline {
     pub async fn start(config: Config) -> Result<Hotline, StartError> {
+        // Certificates first: a missing or expired one stops the start, naming the file,
+        // before anything listens.
+        let sip_tls = match &config.sip.tls {
+            Some(t) => Some(crate::sip::transport::SipTls {
+                listen: t.listen_addr(config.sip.listen),
+                server: crate::tls::Reloadable::load(t.files(), &[]).map_err(|source| {
+                    StartError::Tls {
+                        what: "[sip.tls]",
+                        source,
+                    }
+                })?,
+                limits: t.handshake_limits(),
+            }),
+            None => None,
+        };
+        let http_tls = match &config.http.tls {
+            Some(t) => Some(
+                crate::tls::Reloadable::load(t.files(), &[b"http/1.1"]).map_err(|source| {
+                    StartError::Tls {
+                        what: "[http.tls]",
+                        source,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        if http_tls.is_none() && !config.http.listen.ip().is_loopback() {
+            tracing::warn!(
+                addr = %config.http.listen,
+                "the console and API are served over plain HTTP on a non-loopback address \
+                 (allow_plain_http): passwords and customers' data cross the network unencrypted \
+                 unless a proxy in front terminates TLS"
+            );
+        }
+        tokio::spawn(reload_on_hangup(
+            sip_tls
+                .iter()
+                .map(|t| t.server.clone())
+                .chain(http_tls.clone())
+                .collect(),
+        ));
         std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| {
             StartError::DataDir {
                 path: config.storage.data_dir.clone(),
@@ -190,8 +240,10 @@ impl Hotline {
             config.media.rtp_port_max,
         );
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let mut sip_settings: transport::TransportSettings = (&config).into();
+        sip_settings.tls = sip_tls;
         let sip = transport::start(
-            (&config).into(),
+            sip_settings,
             Box::new(ports.clone()),
             calls_tx,
             shutdown_rx.clone(),
@@ -292,7 +344,7 @@ impl Hotline {
             accounts: accounts.clone(),
             records: records.clone(),
             acd: Some(acd.clone()),
-            tls: false,
+            tls: http_tls.is_some(),
             data_dir: config.storage.data_dir.clone(),
             bank_name: config.console.bank_name.clone(),
             health: Some(health.clone()),
@@ -319,33 +371,46 @@ impl Hotline {
             health,
         })
         .merge(console);
-        let mut stop = shutdown_rx.clone();
-        let http = tokio::spawn(async move {
-            // `into_make_service`: each connection gets a clone of the router (an `Arc`).
-            // Serving the `Router` itself would rebuild its route table for every
-            // connection (axum does `with_state(())` per connection), about 36 KB each,
-            // held as long as the connection: 36 MB for a thousand operators' consoles
-            // with their event streams open.
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-        tracing::info!(%http_addr, "HTTP listening");
         let mut tasks = sip.tasks;
+        let mut http_redirect_addr = None;
+        let http = match (http_tls, &config.http.tls) {
+            (Some(tls), Some(t)) => {
+                let router = router.layer(axum::middleware::map_response(
+                    crate::web::strict_transport(t.hsts_max_age_s),
+                ));
+                if let Some(from) = t.redirect_from {
+                    let plain = tokio::net::TcpListener::bind(from)
+                        .await
+                        .map_err(|source| StartError::Http { addr: from, source })?;
+                    let addr = plain
+                        .local_addr()
+                        .map_err(|source| StartError::Http { addr: from, source })?;
+                    tasks.push(tokio::spawn(serve(
+                        plain,
+                        crate::web::to_https(http_addr.port()),
+                        shutdown_rx.clone(),
+                    )));
+                    tracing::info!(%addr, "plain HTTP redirects to HTTPS");
+                    http_redirect_addr = Some(addr);
+                }
+                let listener = crate::tls::TlsListener::new(listener, tls, Default::default())
+                    .map_err(http_error)?;
+                tracing::info!(%http_addr, "HTTPS listening");
+                tokio::spawn(serve(listener, router, shutdown_rx.clone()))
+            }
+            _ => {
+                tracing::info!(%http_addr, "HTTP listening");
+                tokio::spawn(serve(listener, router, shutdown_rx.clone()))
+            }
+        };
         tasks.push(http);
         tasks.push(flow);
         tasks.push(acd_task);
         Ok(Hotline {
             sip_addr: sip.local_addr,
+            sip_tls_addr: sip.tls_addr,
             http_addr,
+            http_redirect_addr,
             records,
             accounts,
             acd,
@@ -413,6 +478,56 @@ impl Hotline {
         }
         self.records.store.close().await;
         self.media.shutdown();
+    }
+}
+
+/// Serves `router` on `listener` until `stop`.
+///
+/// `into_make_service`: each connection gets a clone of the router (an `Arc`). Serving the
+/// `Router` itself would rebuild its route table for every connection (axum does
+/// `with_state(())` per connection), about 36 KB each, held as long as the connection:
+/// 36 MB for a thousand operators' consoles with their event streams open.
+async fn serve<L>(listener: L, router: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    // `tap_io` (doing nothing) is what lets any listener give the peer's address to
+    // `ConnectInfo<SocketAddr>`; axum has that only for its own `TcpListener` otherwise.
+    let served = axum::serve(
+        listener.tap_io(|_| ()),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    })
+    .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// Reads the certificates again on each SIGHUP (a renewal by the bank's CA or an ACME
+/// client). Connections already up keep theirs; a pair that does not load is logged and
+/// the running one stays.
+async fn reload_on_hangup(servers: Vec<crate::tls::Reloadable>) {
+    if servers.is_empty() {
+        return;
+    }
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot watch SIGHUP: certificates reload only on restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        for s in &servers {
+            match s.reload() {
+                Ok(()) => tracing::info!(cert = %s.files().cert.display(), "certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate not reloaded; the running one stays")
+                }
+            }
+        }
     }
 }
 

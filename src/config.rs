@@ -440,6 +440,62 @@ pub struct SipConfig {
     pub auth_algorithms: Vec<AuthAlgorithm>,
     #[serde(default)]
     pub timers: TimerConfig,
+    /// SIP over TLS beside UDP and TCP; none: no TLS listener.
+    #[serde(default)]
+    pub tls: Option<SipTlsConfig>,
+}
+
+/// `[sip.tls]`: SIP over TLS (RFC 3261 §26) on its own port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// Default: `sip.listen`'s address, port 5061 (port 0 there: any free port).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// PEM chain, the leaf first ([`crate::tls::TlsFiles`]).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Operators' phones must register over TLS: a registration over UDP or TCP gets 403
+    /// with a Warning, and SDES keys are then never sent in the clear.
+    #[serde(default)]
+    pub require_for_operators: bool,
+    /// A handshake not finished in this time is dropped.
+    #[serde(default = "default_tls_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Handshakes in progress at once; connections beyond it are closed at once.
+    #[serde(default = "default_tls_max_handshakes")]
+    pub max_handshakes: usize,
+}
+
+impl SipTlsConfig {
+    /// Where the TLS listener binds, given the SIP address.
+    pub fn listen_addr(&self, sip: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let port = if sip.port() == 0 { 0 } else { 5061 };
+            SocketAddr::new(sip.ip(), port)
+        })
+    }
+
+    pub fn files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+
+    pub fn handshake_limits(&self) -> crate::tls::HandshakeLimits {
+        crate::tls::HandshakeLimits {
+            timeout: Duration::from_millis(self.handshake_timeout_ms),
+            in_progress: self.max_handshakes,
+        }
+    }
+}
+
+fn default_tls_handshake_timeout_ms() -> u64 {
+    5_000
+}
+fn default_tls_max_handshakes() -> usize {
+    64
 }
 
 /// RFC 3261 timer base values; only tests and unusual networks change them.
@@ -467,16 +523,53 @@ impl Default for TimerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// The console and the API; HTTPS when `[http.tls]` is set.
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// Plain HTTP on an address other than loopback is refused unless this is set (and
+    /// then warned about at start-up): the console carries customers' data and passwords.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    #[serde(default)]
+    pub tls: Option<HttpTlsConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            allow_plain_http: false,
+            tls: None,
         }
     }
+}
+
+/// `[http.tls]`: HTTPS for the console and the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A plain-HTTP listener here answers every request with a redirect to HTTPS.
+    #[serde(default)]
+    pub redirect_from: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=…` on every response.
+    #[serde(default = "default_hsts_max_age_s")]
+    pub hsts_max_age_s: u64,
+}
+
+impl HttpTlsConfig {
+    pub fn files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+fn default_hsts_max_age_s() -> u64 {
+    // A year, as browsers' preload lists ask.
+    31_536_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -939,6 +1032,42 @@ impl Config {
                 "at most 60000 (callers hang up long before)",
             ));
         }
+        if self.http.tls.is_none()
+            && !self.http.allow_plain_http
+            && !self.http.listen.ip().is_loopback()
+        {
+            return Err(ConfigError::invalid(
+                "http.listen",
+                format!(
+                    "{} is not a loopback address: set [http.tls] (cert, key) for HTTPS, or \
+                     allow_plain_http = true behind a TLS-terminating proxy",
+                    self.http.listen
+                ),
+            ));
+        }
+        if let Some(t) = &self.http.tls {
+            if self.http.listen.port() != 0 && t.redirect_from == Some(self.http.listen) {
+                return Err(ConfigError::invalid(
+                    "http.tls.redirect_from",
+                    "must differ from http.listen",
+                ));
+            }
+        }
+        if let Some(t) = &self.sip.tls {
+            let at = t.listen_addr(self.sip.listen);
+            if at.port() != 0 && at == self.sip.listen {
+                return Err(ConfigError::invalid(
+                    "sip.tls.listen",
+                    "must differ from sip.listen (UDP and TCP are there)",
+                ));
+            }
+            if t.handshake_timeout_ms == 0 || t.max_handshakes == 0 {
+                return Err(ConfigError::invalid(
+                    "sip.tls",
+                    "handshake_timeout_ms and max_handshakes must be greater than 0",
+                ));
+            }
+        }
         if self.http.listen.port() != 0 && self.http.listen == self.sip.listen {
             return Err(ConfigError::invalid(
                 "http.listen",
@@ -1298,6 +1427,48 @@ mod tests {
         ))
         .unwrap();
         assert!(c.warnings()[0].contains("HOTLINE_TEST_PASSWORD_ENV_UNSET_XYZ"));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_tls_or_an_explicit_allowance() {
+        let open = format!("{MINIMAL}\n[http]\nlisten = \"0.0.0.0:8080\"\n");
+        assert_eq!(err_key(&open), "http.listen");
+        let allowed =
+            format!("{MINIMAL}\n[http]\nlisten = \"0.0.0.0:8080\"\nallow_plain_http = true\n");
+        Config::from_toml(&allowed).unwrap().validate().unwrap();
+        let tls = format!(
+            "{MINIMAL}\n[http]\nlisten = \"0.0.0.0:8443\"\n[http.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             redirect_from = \"0.0.0.0:8443\"\n"
+        );
+        assert_eq!(err_key(&tls), "http.tls.redirect_from");
+        let tls = tls.replace(
+            "redirect_from = \"0.0.0.0:8443\"",
+            "redirect_from = \"0.0.0.0:8080\"",
+        );
+        let c = Config::from_toml(&tls).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.http.tls.unwrap().hsts_max_age_s, 31_536_000);
+    }
+
+    #[test]
+    fn sip_tls_listens_on_5061_beside_sip_unless_told_otherwise() {
+        let text = format!("{MINIMAL}\n[sip.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+        let c = Config::from_toml(&text).unwrap();
+        c.validate().unwrap();
+        let t = c.sip.tls.as_ref().unwrap();
+        assert_eq!(
+            t.listen_addr(c.sip.listen),
+            "127.0.0.1:5061".parse().unwrap()
+        );
+        assert!(!t.require_for_operators);
+        assert_eq!(t.handshake_limits().in_progress, 64);
+        let clash = text.replace(
+            "key = \"k.pem\"",
+            "key = \"k.pem\"\nlisten = \"127.0.0.1:5060\"",
+        );
+        assert_eq!(err_key(&clash), "sip.tls.listen");
+        let zero = text.replace("key = \"k.pem\"", "key = \"k.pem\"\nmax_handshakes = 0");
+        assert_eq!(err_key(&zero), "sip.tls");
     }
 
     #[test]

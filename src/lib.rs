@@ -24,5 +24,6 @@ pub mod notify;
 pub mod records;
 pub mod sip;
 pub mod store;
+pub mod tls;
 pub mod transcribe;
 pub mod web;

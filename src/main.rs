@@ -105,6 +105,29 @@ enum Command {
     },
     /// Print the OpenAPI description of /api/v1 (committed as schemas/openapi.json).
     Openapi,
+    /// Certificates for SIP over TLS and HTTPS.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// A lab's CA and a certificate it signs: writes ca.pem (for phones and browsers to
+    /// trust), cert.pem (the chain) and key.pem (mode 0600) into DIR. For production, use the
+    /// bank's CA or an ACME client (README, "TLS").
+    SelfSigned {
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names and addresses the certificate is for (repeat it); default localhost,
+        /// 127.0.0.1 and ::1.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Days it is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 /// Where the records are: the config file, with the database and data directory
@@ -225,6 +248,16 @@ enum TokenCommand {
 
 /// Exit code for a configuration the hotline refuses to run with.
 const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Buffers of 256 KiB and more (a wallboard for a thousand operators is a megabyte) are
+/// mapped and unmapped on their own. glibc otherwise raises this threshold each time such
+/// a buffer is freed, after which they come from the heap arenas of the threads that made
+/// them and the arenas keep the high-water mark: 50 wallboards beside 1,000 calls left the
+/// hotline 100 MB larger (benches/RESULTS.md, "50 supervisors").
+fn keep_large_buffers_out_of_the_heap() {
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -454,6 +487,28 @@ fn main() -> ExitCode {
             let language = language.unwrap_or_else(|| t.language.clone());
             transcribe(&file, &model, &language, threads.unwrap_or(t.threads))
         }
+        Command::Cert {
+            command: CertCommand::SelfSigned { out, names, days },
+        } => {
+            let names = if names.is_empty() {
+                vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+            } else {
+                names
+            };
+            match hotline::tls::self_signed(&out, &names, days) {
+                Ok(made) => {
+                    println!("CA (to trust):   {}", made.ca.display());
+                    println!("certificate:     {}", made.cert.display());
+                    println!("key (0600):      {}", made.key.display());
+                    println!("for {} — valid {days} days", names.join(", "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hotline: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Openapi => match hotline::api::openapi().to_pretty_json() {
             Ok(json) => {
                 println!("{json}");
@@ -485,6 +540,7 @@ fn main() -> ExitCode {
             for w in c.warnings() {
                 tracing::warn!("{w}");
             }
+            keep_large_buffers_out_of_the_heap();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {

@@ -224,3 +224,103 @@ mod tests {
         assert!(more.is_err(), "no event without a change");
     }
 }
+
+/// Adds `Strict-Transport-Security` to every response of a console served over TLS, so that
+/// a browser that has seen it once never comes back over plain HTTP.
+pub fn strict_transport(
+    max_age_s: u64,
+) -> impl Fn(Response) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    let value = HeaderValue::from_str(&format!("max-age={max_age_s}")).expect("digits only");
+    move |mut resp: Response| {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+        std::future::ready(resp)
+    }
+}
+
+/// The plain-HTTP listener beside HTTPS (`[http.tls] redirect_from`): every request is sent
+/// (308, keeping its method) to the same path on HTTPS at the host it asked for, on
+/// `https_port`. A request without a usable `Host` gets 400.
+pub fn to_https(https_port: u16) -> axum::Router {
+    axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, uri: axum::http::Uri| {
+            std::future::ready(redirect_to_https(&headers, &uri, https_port))
+        },
+    )
+}
+
+fn redirect_to_https(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    port: u16,
+) -> Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_of);
+    let Some(host) = host else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Host: a host name or address is needed\n",
+        )
+            .into_response();
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = match port {
+        443 => format!("https://{host}{path}"),
+        _ => format!("https://{host}:{port}{path}"),
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+        Err(_) => (StatusCode::BAD_REQUEST, "path: not a valid URL\n").into_response(),
+    }
+}
+
+/// The host of a `Host` header without its port: a name, an IPv4 address or a bracketed
+/// IPv6 one; anything else is refused rather than echoed into a redirect.
+fn host_of(value: &str) -> Option<&str> {
+    let host = match value.strip_prefix('[') {
+        Some(rest) => &value[..rest.find(']')? + 2],
+        None => value.split(':').next()?,
+    };
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-');
+    let v6_ok = |c: char| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '[' | ']');
+    let ok = if host.starts_with('[') {
+        host.chars().all(v6_ok)
+    } else {
+        !host.is_empty() && host.chars().all(name_ok)
+    };
+    ok.then_some(host)
+}
+
+#[cfg(test)]
+mod https_tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_keeps_the_host_and_path_and_names_the_https_port() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("hotline.bank.example:8080"),
+        );
+        let uri: axum::http::Uri = "/journal?from=2026-12-01".parse().unwrap();
+        let r = redirect_to_https(&h, &uri, 8443);
+        assert_eq!(r.status(), 308);
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "https://hotline.bank.example:8443/journal?from=2026-12-01"
+        );
+        h.insert(header::HOST, HeaderValue::from_static("[2001:db8::5]:80"));
+        let r = redirect_to_https(&h, &"/".parse().unwrap(), 443);
+        assert_eq!(r.headers()[header::LOCATION], "https://[2001:db8::5]/");
+        for bad in ["", "evil.example/x", "a b", "[zz::1]"] {
+            h.insert(header::HOST, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(redirect_to_https(&h, &uri, 443).status(), 400, "{bad:?}");
+        }
+        h.remove(header::HOST);
+        assert_eq!(redirect_to_https(&h, &uri, 443).status(), 400);
+    }
+}

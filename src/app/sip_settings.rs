@@ -26,6 +26,8 @@ impl From<&Config> for TransportSettings {
             trusted_sources: limits.trusted_sources.clone(),
             ua: UaSettings::from(config),
             registrar: RegistrarSettings::from(config),
+            // Loaded (and checked) by the application, which may fail.
+            tls: None,
         }
     }
 }
@@ -39,6 +41,7 @@ impl From<&Config> for UaSettings {
             domain: config.sip.domain.clone(),
             server: config.sip.user_agent.clone(),
             contact_host: String::new(),
+            contact_host_tls: String::new(),
             media_ip: config.sip.listen.ip(),
             answer_delay: Duration::from_millis(config.sip.answer_delay_ms),
             timers: Timers {
@@ -76,6 +79,11 @@ impl From<&Config> for RegistrarSettings {
                 .iter()
                 .map(|op| (op.extension.clone(), op.resolve_password()))
                 .collect(),
+            require_tls: config
+                .sip
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.require_for_operators),
         }
     }
 }

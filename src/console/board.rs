@@ -9,13 +9,16 @@
 use super::pages::{presences, Presence, Who};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleState};
-use crate::records::access::can;
+use crate::records::access::{allowed, can, Action};
 use crate::records::hourly::{by_hour, Hour};
 use askama::Template;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -101,13 +104,73 @@ const READ_EVERY: Duration = Duration::from_millis(400);
 /// A reading with no event since is served up to this old (the timers on the board move).
 const QUIET_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// A reading of the board and when it began.
-type Reading = Option<(Instant, Arc<Board>)>;
+/// Stands in for the viewer's CSRF token in the board's rendering, which is shared: each
+/// response puts its own user's token in its place. Plain ASCII, so escaping leaves it as
+/// it is; a name that happened to contain it would only show its viewer their own token.
+const CSRF_SLOT: &str = "csrf-slot-5e0c2a91";
+
+/// One reading of the board: its figures, when the reading began, and the part rendered
+/// from it (once, with [`CSRF_SLOT`] for the token) for every supervisor it serves. A
+/// thousand operators make a part of about a megabyte; fifty wallboards rendering it each
+/// for themselves cost the hotline more than the calls' signalling did, and fifty copies
+/// with their tokens in place held 50 MB at once. Each response is the shared pieces with
+/// its token streamed between them.
+struct Reading {
+    at: Instant,
+    board: Board,
+    /// The part cut at each [`CSRF_SLOT`]: with the presence buttons, and without (for a
+    /// role that may not use them).
+    parts: [OnceLock<Arc<[Bytes]>>; 2],
+}
+
+impl Reading {
+    /// The rendered part in pieces, the token to go between each two.
+    fn pieces(&self, buttons: bool) -> Result<Arc<[Bytes]>, ConsoleError> {
+        let cell = &self.parts[usize::from(buttons)];
+        if let Some(p) = cell.get() {
+            return Ok(p.clone());
+        }
+        let html = BoardPart {
+            board: &self.board,
+            csrf: buttons.then_some(CSRF_SLOT),
+        }
+        .render()?;
+        let mut cuts = vec![0];
+        for (at, _) in html.match_indices(CSRF_SLOT) {
+            cuts.extend([at, at + CSRF_SLOT.len()]);
+        }
+        cuts.push(html.len());
+        let whole = Bytes::from(html);
+        let pieces: Arc<[Bytes]> = cuts.chunks(2).map(|c| whole.slice(c[0]..c[1])).collect();
+        Ok(cell.get_or_init(|| pieces).clone())
+    }
+
+    /// The part for a viewer with `token`, as chunks (with the buttons if `buttons`).
+    fn chunks(&self, token: &str, buttons: bool) -> Result<Vec<Bytes>, ConsoleError> {
+        let pieces = self.pieces(buttons)?;
+        let token = Bytes::copy_from_slice(token.as_bytes());
+        let mut out = Vec::with_capacity(pieces.len() * 2);
+        for (i, p) in pieces.iter().enumerate() {
+            if i > 0 {
+                out.push(token.clone());
+            }
+            out.push(p.clone());
+        }
+        Ok(out)
+    }
+
+    /// The part as one string (the full page embeds it).
+    fn part(&self, token: &str, buttons: bool) -> Result<String, ConsoleError> {
+        let chunks = self.chunks(token, buttons)?;
+        let bytes: Vec<u8> = chunks.concat();
+        Ok(String::from_utf8(bytes).expect("rendered from UTF-8 with an ASCII token"))
+    }
+}
 
 /// The last reading of the board, and when the live feed last reported a change.
 #[derive(Clone)]
 pub struct BoardCache {
-    last: Arc<tokio::sync::Mutex<Reading>>,
+    last: Arc<tokio::sync::Mutex<Option<Arc<Reading>>>>,
     changed: Arc<std::sync::Mutex<Instant>>,
 }
 
@@ -140,21 +203,25 @@ impl BoardCache {
 /// after that, or if nothing changed since it and it is younger than [`QUIET_MAX_AGE`];
 /// otherwise a new one, no sooner than [`READ_EVERY`] after the last began. Requests that
 /// come while a reading is made wait for it.
-async fn cached(state: &ConsoleState) -> Result<Arc<Board>, ConsoleError> {
+async fn cached(state: &ConsoleState) -> Result<Arc<Reading>, ConsoleError> {
     let asked = Instant::now();
     let cache = &state.board_cache;
     let mut last = cache.last.lock().await;
-    if let Some((at, b)) = last.as_ref() {
+    if let Some(r) = last.as_ref() {
         let changed = *cache.changed.lock().unwrap();
-        if *at >= asked || (*at >= changed && at.elapsed() < QUIET_MAX_AGE) {
-            return Ok(b.clone());
+        if r.at >= asked || (r.at >= changed && r.at.elapsed() < QUIET_MAX_AGE) {
+            return Ok(r.clone());
         }
-        tokio::time::sleep_until((*at + READ_EVERY).into()).await;
+        tokio::time::sleep_until((r.at + READ_EVERY).into()).await;
     }
     let at = Instant::now();
-    let b = Arc::new(board(state).await?);
-    *last = Some((at, b.clone()));
-    Ok(b)
+    let reading = Arc::new(Reading {
+        at,
+        board: board(state).await?,
+        parts: Default::default(),
+    });
+    *last = Some(reading.clone());
+    Ok(reading)
 }
 
 async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
@@ -233,14 +300,21 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
 #[template(path = "supervisor.html")]
 struct SupervisorPage {
     user: Option<Who>,
-    board: Arc<Board>,
+    /// The board's part, rendered.
+    part: String,
 }
 
 #[derive(Template)]
 #[template(path = "board.html")]
-struct BoardPart {
-    user: Option<Who>,
-    board: Arc<Board>,
+struct BoardPart<'a> {
+    board: &'a Board,
+    /// The token for the presence buttons; none: no buttons.
+    csrf: Option<&'a str>,
+}
+
+/// Whether `who` gets the presence buttons.
+fn buttons(who: &Signed<can::LiveRead>) -> bool {
+    allowed(who.session.user.role, Action::OperatorPresence)
 }
 
 /// `/supervisor`: the wallboard.
@@ -250,8 +324,10 @@ pub async fn page(
 ) -> Result<Response, ConsoleError> {
     Ok(Html(
         SupervisorPage {
+            part: cached(&state)
+                .await?
+                .part(&who.session.csrf, buttons(&who))?,
             user: Some(Who::of(&who.session)),
-            board: cached(&state).await?,
         }
         .render()?,
     )
@@ -263,14 +339,13 @@ pub async fn part(
     State(state): State<ConsoleState>,
     who: Signed<can::LiveRead>,
 ) -> Result<Response, ConsoleError> {
-    Ok(Html(
-        BoardPart {
-            user: Some(Who::of(&who.session)),
-            board: cached(&state).await?,
-        }
-        .render()?,
-    )
-    .into_response())
+    let chunks = cached(&state)
+        .await?
+        .chunks(&who.session.csrf, buttons(&who))?;
+    let body = Body::from_stream(futures::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
 }
 
 /// `/supervisor/events`: the live feed, as server-sent events, for the page to know when
@@ -280,4 +355,68 @@ pub async fn events(
     _who: Signed<can::LiveRead>,
 ) -> Result<Response, ConsoleError> {
     super::feed(&state, |_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading() -> Reading {
+        let today = Today {
+            total: 0,
+            answered: 0,
+            abandoned: 0,
+            voicemail: 0,
+            service_level: "—".into(),
+            average_wait: "—".into(),
+            abandon_rate: "—".into(),
+        };
+        let operator = |ext: &str| Presence {
+            extension: ext.into(),
+            name: format!("Оператор {ext}"),
+            state: "свободен",
+            reason: None,
+            since: "0:01".into(),
+            registered: true,
+            answered: 0,
+        };
+        Reading {
+            at: Instant::now(),
+            board: Board {
+                alerts: Vec::new(),
+                alert_log: Vec::new(),
+                waiting: 0,
+                longest: "0:00".into(),
+                queue: Vec::new(),
+                operators: vec![operator("1001"), operator("1002")],
+                calls: Vec::new(),
+                today,
+                calls_chart: String::new(),
+                service_chart: String::new(),
+            },
+            parts: Default::default(),
+        }
+    }
+
+    /// One rendering serves every viewer, each with their own token in every form.
+    #[test]
+    fn each_viewer_gets_their_own_token_from_one_rendering() {
+        let r = reading();
+        let a = r.part("token-of-a", true).unwrap();
+        let first = r.parts[1].get().unwrap().clone();
+        let b = r.part("token-of-b", true).unwrap();
+        assert!(Arc::ptr_eq(&first, r.parts[1].get().unwrap()));
+        // The chunks share the rendering's memory.
+        let chunks = r.chunks("token-of-b", true).unwrap();
+        assert_eq!(chunks[0].as_ptr(), first[0].as_ptr());
+        assert_eq!(a.matches(r#"name="csrf" value="token-of-a""#).count(), 2);
+        assert_eq!(b.matches(r#"name="csrf" value="token-of-b""#).count(), 2);
+        for html in [&a, &b] {
+            assert!(!html.contains(CSRF_SLOT));
+        }
+        assert!(!a.contains("token-of-b"));
+        let none = r.part("token-of-c", false).unwrap();
+        assert!(!none.contains("name=\"csrf\"") && !none.contains("token-of-c"));
+        assert!(none.contains("Оператор 1002"));
+    }
 }

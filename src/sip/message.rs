@@ -404,7 +404,7 @@ fn error_reply(
 /// to an address the sender chose would make the hotline a reflector for attacks.
 pub fn response_destination(via: &Via<'_>, source: SocketAddr, transport: Transport) -> SocketAddr {
     match transport {
-        Transport::Tcp => source,
+        Transport::Tcp | Transport::Tls => source,
         Transport::Udp => {
             if via.rport.is_some() {
                 source

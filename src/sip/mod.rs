@@ -36,18 +36,27 @@ use std::net::SocketAddr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP under TLS (RFC 3261 §26), on its own port.
+    Tls,
 }
 
 impl Transport {
     /// Reliable transports need no retransmissions (RFC 3261 §17).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// A connection carries it: answers and requests to the peer go back on the connection
+    /// it opened (RFC 3261 §18.2.2, RFC 5923), which is what reaches a phone behind NAT.
+    pub fn is_connection(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }

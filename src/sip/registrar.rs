@@ -82,6 +82,9 @@ pub struct RegistrarSettings {
     /// The operators: extension and digest password (`None`: the extension exists but
     /// cannot register).
     pub accounts: Vec<(String, Option<String>)>,
+    /// Registrations only over TLS (`[sip.tls] require_for_operators`): one over UDP or TCP
+    /// gets 403 with a Warning saying so, before any digest exchange.
+    pub require_tls: bool,
 }
 
 struct Account {
@@ -95,6 +98,7 @@ pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     min_expires: u32,
     max_expires: u32,
+    require_tls: bool,
     server: String,
 }
 
@@ -120,6 +124,7 @@ impl Registrar {
             bindings: HashMap::new(),
             min_expires: settings.min_expires,
             max_expires: settings.max_expires,
+            require_tls: settings.require_tls,
             server: settings.server,
         }
     }
@@ -206,6 +211,21 @@ impl Registrar {
         };
         if self.lockout.is_locked(source.ip(), now) {
             return reply(403, "Forbidden");
+        }
+        if self.require_tls && transport != Transport::Tls {
+            tracing::warn!(%source, transport = transport.as_str(), "REGISTER refused: TLS is required");
+            return RegisterOutcome {
+                status: 403,
+                response: ResponseBuilder::new(req, source, 403, "Forbidden")
+                    .to_tag("reg")
+                    .header("Server", &self.server)
+                    .header(
+                        "Warning",
+                        "399 hotline \"Register over TLS (sips, port 5061)\"",
+                    )
+                    .build(),
+                events: Vec::new(),
+            };
         }
         let to = first_header(&req.headers, "To").unwrap_or_default();
         let Some(aor_user) = uri_user(addr_uri(to)).map(str::to_string) else {
@@ -418,6 +438,7 @@ mod tests {
             max_expires: 3600,
             server: "Hotline/test".into(),
             accounts: vec![("1001".into(), Some("pw1".into()))],
+            require_tls: false,
         };
         Registrar::new(settings, StdRng::seed_from_u64(7), t0)
     }
@@ -472,6 +493,39 @@ mod tests {
             now,
         );
         assert_eq!(ok.status, 200);
+    }
+
+    /// With TLS required, a REGISTER over UDP or TCP is refused with a Warning before any
+    /// challenge, and one over TLS goes through and records its transport.
+    #[test]
+    fn tls_required_refuses_cleartext_registrations() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        r.require_tls = true;
+        let src: SocketAddr = PHONE.parse().unwrap();
+        let contact = "sip:1001@198.51.100.7:5070;transport=tls";
+        for cleartext in [Transport::Udp, Transport::Tcp] {
+            let out = r.handle(&register(1, contact, 300, None), src, cleartext, t0);
+            assert_eq!(out.status, 403);
+            let text = String::from_utf8(out.response.to_vec()).unwrap();
+            assert!(
+                text.contains("Warning: 399 hotline \"Register over TLS"),
+                "{text}"
+            );
+            assert!(!text.contains("WWW-Authenticate"), "{text}");
+        }
+        let challenge = r.handle(&register(1, contact, 300, None), src, Transport::Tls, t0);
+        assert_eq!(challenge.status, 401);
+        let auth = answer(&www(&challenge), "pw1");
+        let ok = r.handle(
+            &register(2, contact, 300, Some(&auth)),
+            src,
+            Transport::Tls,
+            t0,
+        );
+        assert_eq!(ok.status, 200);
+        let b = r.newest("1001", t0).unwrap();
+        assert_eq!((b.transport, b.source), (Transport::Tls, src));
     }
 
     #[test]

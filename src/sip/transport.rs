@@ -1,14 +1,17 @@
-//! Sockets: the UDP and TCP listeners and the task that runs the [`UserAgent`].
+//! Sockets: the UDP, TCP and TLS listeners and the task that runs the [`UserAgent`].
 //!
 //! Three kinds of task, each owning its state:
 //! * the UDP receive loop owns the per-source [`RateLimiter`], decodes datagrams and answers
 //!   undecodable-but-routable ones itself;
-//! * one task per TCP connection owns its [`Framer`] (and a writer task owns the socket's
-//!   write half);
+//! * one task per TCP or TLS connection owns its [`Framer`] (and a writer task owns the
+//!   stream's write half). TLS is TCP's framing and guards under a handshake that has a time
+//!   limit, with a bound on handshakes in progress, so that connections that never finish
+//!   theirs cannot hold the listener;
 //! * the core task owns the [`UserAgent`] and the table of TCP connections' writers, and
 //!   is the only one that sends on behalf of the SIP logic; the call flow reaches it through
 //!   [`SipControl`] (hang up, ring an operator, cancel an operator leg). A request to a peer
-//!   whose TCP connection is open (an operator's phone registered over TCP) reuses it.
+//!   whose connection is open (an operator's phone registered over TCP or TLS) reuses it;
+//!   over TLS nothing else can reach a phone (RFC 5923), so none is ever opened to one.
 //!
 //! Messages are parsed before they reach the core, so parsing runs beside the core on the
 //! second CPU.
@@ -18,16 +21,16 @@ use super::guard::{is_trusted, RateLimiter, TokenBucket};
 use super::message::{decode, DecodeContext, Decoded};
 use super::registrar::RegistrarSettings;
 use super::ua::{EndReason, Event, Originate, OriginateError, RtpPorts, UaSettings, UserAgent};
-use super::{Transmit, Transport};
+use super::{Peer, Transmit, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +52,13 @@ enum Input {
         source: SocketAddr,
         transport: Transport,
     },
-    TcpOpened {
-        addr: SocketAddr,
+    /// A TCP or TLS connection is up: what to send on it goes to `writer`.
+    Opened {
+        peer: Peer,
         writer: mpsc::Sender<Bytes>,
     },
-    TcpClosed {
-        addr: SocketAddr,
+    Closed {
+        peer: Peer,
     },
     /// From the call flow.
     Hangup {
@@ -105,6 +109,8 @@ impl SipControl {
 pub struct SipService {
     /// UDP and TCP listen here.
     pub local_addr: SocketAddr,
+    /// TLS listens here, when configured.
+    pub tls_addr: Option<SocketAddr>,
     pub control: SipControl,
     /// False once the core task has stopped (health checks report it).
     pub alive: Arc<AtomicBool>,
@@ -200,6 +206,16 @@ pub struct TransportSettings {
     /// The core's settings; its address is set here once the sockets are bound.
     pub ua: UaSettings,
     pub registrar: RegistrarSettings,
+    /// SIP over TLS beside UDP and TCP; none: no TLS listener.
+    pub tls: Option<SipTls>,
+}
+
+/// SIP over TLS: where it listens, its certificate (reloadable), and its handshake bounds.
+#[derive(Clone)]
+pub struct SipTls {
+    pub listen: SocketAddr,
+    pub server: crate::tls::Reloadable,
+    pub limits: crate::tls::HandshakeLimits,
 }
 
 /// Binds and starts the SIP tasks. Every event of the core goes to `calls`, the call flow,
@@ -213,6 +229,20 @@ pub async fn start(
 ) -> Result<SipService, TransportError> {
     let (udp, tcp) = bind(settings.listen).await?;
     let local_addr = udp.local_addr().expect("bound socket has an address");
+    let tls = match settings.tls {
+        Some(t) => {
+            let bind_err = |source| TransportError::Bind {
+                transport: "TLS",
+                addr: t.listen,
+                source,
+            };
+            let listener = TcpListener::bind(t.listen).await.map_err(bind_err)?;
+            let addr = listener.local_addr().map_err(bind_err)?;
+            Some((listener, addr, t))
+        }
+        None => None,
+    };
+    let tls_addr = tls.as_ref().map(|(_, addr, _)| *addr);
     let udp = Arc::new(udp);
     let limits = Limits {
         max_size: settings.max_message_size,
@@ -231,13 +261,18 @@ pub async fn start(
     );
     let mut ua_settings = settings.ua;
     ua_settings.set_address(settings.public_address, local_addr);
+    if let Some(addr) = tls_addr {
+        ua_settings.set_tls_port(addr.port());
+    }
     let ua = UserAgent::new(ua_settings, settings.registrar, Instant::now()).with_ports(ports);
     let (core_tx, core_rx) = mpsc::channel::<Input>(8192);
     let alive = Arc::new(AtomicBool::new(true));
     let control = SipControl {
         core: core_tx.clone(),
     };
-    let tasks = vec![
+    // TCP and TLS share the caps on connections, so that TLS is no way around them.
+    let caps = ConnectionCaps::default();
+    let mut tasks = vec![
         tokio::spawn(udp_receive(
             udp.clone(),
             core_tx.clone(),
@@ -249,22 +284,30 @@ pub async fn start(
             tcp,
             core_tx.clone(),
             limits.clone(),
+            caps.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(core(
             ua,
             udp,
             core_rx,
-            core_tx,
+            core_tx.clone(),
             calls,
             alive.clone(),
-            limits,
-            shutdown,
+            limits.clone(),
+            shutdown.clone(),
         )),
     ];
+    if let Some((listener, addr, t)) = tls {
+        tasks.push(tokio::spawn(tls_accept(
+            listener, t, core_tx, limits, caps, shutdown,
+        )));
+        tracing::info!(%addr, "SIP listening on TLS");
+    }
     tracing::info!(%local_addr, "SIP listening on UDP and TCP");
     Ok(SipService {
         local_addr,
+        tls_addr,
         control,
         alive,
         tasks,
@@ -407,14 +450,42 @@ impl Drop for SourceSlot {
     }
 }
 
+/// What TCP and TLS connections count against: all open, and each address's.
+#[derive(Clone, Default)]
+struct ConnectionCaps {
+    open: Arc<AtomicUsize>,
+    per_source: SourceCounts,
+}
+
+impl ConnectionCaps {
+    /// Room for a connection from `addr`: `None` (logged) when the listener is full or the
+    /// address holds its share; `Some(slot)` otherwise, the slot (none for a trusted source)
+    /// held as long as the connection.
+    fn admit(&self, addr: SocketAddr, limits: &Limits, kind: &str) -> Option<Option<SourceSlot>> {
+        if self.open.load(Ordering::Relaxed) >= limits.tcp_max {
+            tracing::warn!(%addr, "too many {kind} connections; refused");
+            return None;
+        }
+        if is_trusted(&limits.trusted, addr.ip()) {
+            return Some(None);
+        }
+        match self.per_source.claim(addr.ip(), limits.tcp_max_per_source) {
+            Some(slot) => Some(Some(slot)),
+            None => {
+                tracing::warn!(%addr, "too many {kind} connections from one address; refused");
+                None
+            }
+        }
+    }
+}
+
 async fn tcp_accept(
     listener: TcpListener,
     core_tx: mpsc::Sender<Input>,
     limits: Limits,
+    caps: ConnectionCaps,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
-    let per_source = SourceCounts::default();
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -427,33 +498,23 @@ async fn tcp_accept(
             },
             _ = shutdown.changed() => return,
         };
-        if open.load(Ordering::Relaxed) >= limits.tcp_max {
-            tracing::warn!(%addr, "too many TCP connections; refused");
+        let Some(slot) = caps.admit(addr, &limits, "TCP") else {
             drop(stream);
             continue;
-        }
-        let slot = if is_trusted(&limits.trusted, addr.ip()) {
-            None
-        } else {
-            match per_source.claim(addr.ip(), limits.tcp_max_per_source) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::warn!(%addr, "too many TCP connections from one address; refused");
-                    drop(stream);
-                    continue;
-                }
-            }
         };
         let _ = stream.set_nodelay(true);
         let (wtx, wrx) = mpsc::channel(256);
         let connection = run_connection(
             stream,
-            addr,
+            Peer {
+                transport: Transport::Tcp,
+                addr,
+            },
             wtx,
             wrx,
             core_tx.clone(),
             limits.clone(),
-            open.clone(),
+            caps.open.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
@@ -463,21 +524,79 @@ async fn tcp_accept(
     }
 }
 
+/// Accepts TLS connections: the caps of TCP, then the handshake in a task of its own under
+/// [`crate::tls::HandshakeLimits`] (beyond the bound, a connection is closed at once), then
+/// the connection as TCP runs it.
+async fn tls_accept(
+    listener: TcpListener,
+    tls: SipTls,
+    core_tx: mpsc::Sender<Input>,
+    limits: Limits,
+    caps: ConnectionCaps,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshakes = Arc::new(Semaphore::new(tls.limits.in_progress));
+    let mut throttle = LogThrottle::new();
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            if throttle.allow(5) {
+                tracing::warn!(%addr, "too many TLS handshakes in progress; refused");
+            }
+            continue;
+        };
+        let Some(slot) = caps.admit(addr, &limits, "TLS") else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (tls, core_tx, limits, open, shutdown) = (
+            tls.clone(),
+            core_tx.clone(),
+            limits.clone(),
+            caps.open.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let done = crate::tls::handshake(&tls.server, stream, addr, tls.limits.timeout).await;
+            drop(permit);
+            if let Some(stream) = done {
+                let (wtx, wrx) = mpsc::channel(256);
+                let peer = Peer {
+                    transport: Transport::Tls,
+                    addr,
+                };
+                run_connection(stream, peer, wtx, wrx, core_tx, limits, open, shutdown).await;
+            }
+            drop(slot);
+        });
+    }
+}
+
 /// Connects to a peer we must send to over TCP (no connection from it is open).
 async fn tcp_connect(
-    addr: SocketAddr,
+    peer: Peer,
     wtx: mpsc::Sender<Bytes>,
     wrx: mpsc::Receiver<Bytes>,
     core_tx: mpsc::Sender<Input>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer.addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             run_connection(
                 stream,
-                addr,
+                peer,
                 wtx,
                 wrx,
                 core_tx,
@@ -488,25 +607,28 @@ async fn tcp_connect(
             .await
         }
         _ => {
-            tracing::info!(%addr, "TCP connect failed");
-            let _ = core_tx.send(Input::TcpClosed { addr }).await;
+            tracing::info!(addr = %peer.addr, "TCP connect failed");
+            let _ = core_tx.send(Input::Closed { peer }).await;
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_connection(
-    stream: TcpStream,
-    addr: SocketAddr,
+async fn run_connection<S>(
+    stream: S,
+    peer: Peer,
     wtx: mpsc::Sender<Bytes>,
     mut wrx: mpsc::Receiver<Bytes>,
     core_tx: mpsc::Sender<Input>,
     limits: Limits,
     open: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let addr = peer.addr;
     open.fetch_add(1, Ordering::Relaxed);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(bytes) = wrx.recv().await {
             if wr.write_all(&bytes).await.is_err() {
@@ -516,8 +638,8 @@ async fn run_connection(
         let _ = wr.shutdown().await;
     });
     if core_tx
-        .send(Input::TcpOpened {
-            addr,
+        .send(Input::Opened {
+            peer,
             writer: wtx.clone(),
         })
         .await
@@ -557,7 +679,7 @@ async fn run_connection(
                         break 'conn;
                     }
                     let ctx = DecodeContext {
-                        transport: Transport::Tcp,
+                        transport: peer.transport,
                         source: addr,
                         max_size: limits.max_size,
                         server: &limits.server,
@@ -567,7 +689,7 @@ async fn run_connection(
                             let input = Input::Message {
                                 msg,
                                 source: addr,
-                                transport: Transport::Tcp,
+                                transport: peer.transport,
                             };
                             if core_tx.send(input).await.is_err() {
                                 break 'conn;
@@ -587,7 +709,7 @@ async fn run_connection(
                     // The stream cannot be resynchronised: answer if we can, then close.
                     tracing::warn!(%addr, error = %e, "TCP framing error; closing");
                     let ctx = DecodeContext {
-                        transport: Transport::Tcp,
+                        transport: peer.transport,
                         source: addr,
                         max_size: limits.max_size,
                         server: &limits.server,
@@ -604,7 +726,7 @@ async fn run_connection(
             }
         }
     }
-    let _ = core_tx.send(Input::TcpClosed { addr }).await;
+    let _ = core_tx.send(Input::Closed { peer }).await;
     drop(wtx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     open.fetch_sub(1, Ordering::Relaxed);
@@ -621,7 +743,7 @@ async fn core(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut tcp: HashMap<Peer, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
         let deadline = ua.poll_timeout();
         let sleep = async {
@@ -656,22 +778,18 @@ async fn core(
     alive.store(false, Ordering::SeqCst);
 }
 
-fn handle_input(
-    ua: &mut UserAgent,
-    tcp: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
-    input: Input,
-) {
+fn handle_input(ua: &mut UserAgent, tcp: &mut HashMap<Peer, mpsc::Sender<Bytes>>, input: Input) {
     match input {
         Input::Message {
             msg,
             source,
             transport,
         } => ua.handle_message(msg, source, transport, Instant::now()),
-        Input::TcpOpened { addr, writer } => {
-            tcp.insert(addr, writer);
+        Input::Opened { peer, writer } => {
+            tcp.insert(peer, writer);
         }
-        Input::TcpClosed { addr } => {
-            tcp.remove(&addr);
+        Input::Closed { peer } => {
+            tcp.remove(&peer);
         }
         Input::Hangup { call, reason } => ua.hangup(call, reason, Instant::now()),
         Input::Originate { o, reply } => {
@@ -683,7 +801,7 @@ fn handle_input(
 
 async fn send(
     udp: &UdpSocket,
-    tcp: &mut HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    tcp: &mut HashMap<Peer, mpsc::Sender<Bytes>>,
     t: Transmit,
     core_tx: &mpsc::Sender<Input>,
     limits: &Limits,
@@ -697,19 +815,30 @@ async fn send(
             }
             Err(e) => tracing::debug!(peer = %t.peer.addr, error = %e, "UDP send failed"),
         },
+        Transport::Tls => {
+            if let Some(w) = tcp.get(&t.peer) {
+                if w.try_send(t.bytes).is_ok() {
+                    return;
+                }
+                tcp.remove(&t.peer);
+            }
+            // Only the phone's own connection reaches it (RFC 5923): it is gone, and the
+            // transaction will time out as for a phone that does not answer.
+            tracing::info!(peer = %t.peer.addr, "no TLS connection open to the peer; not sent");
+        }
         Transport::Tcp => {
-            if let Some(w) = tcp.get(&t.peer.addr) {
+            if let Some(w) = tcp.get(&t.peer) {
                 if w.try_send(t.bytes.clone()).is_ok() {
                     return;
                 }
-                tcp.remove(&t.peer.addr);
+                tcp.remove(&t.peer);
             }
             // No connection (it closed, or we never had one): open one (RFC 3261 §18.2.2).
             let (wtx, wrx) = mpsc::channel(256);
             let _ = wtx.try_send(t.bytes);
-            tcp.insert(t.peer.addr, wtx.clone());
+            tcp.insert(t.peer, wtx.clone());
             tokio::spawn(tcp_connect(
-                t.peer.addr,
+                t.peer,
                 wtx,
                 wrx,
                 core_tx.clone(),

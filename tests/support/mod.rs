@@ -105,6 +105,142 @@ pub fn closed_hours() -> &'static str {
 /// The `[limits]` line that exempts loopback from the per-source rate limit.
 pub const TRUSTED_LOOPBACK: &str = "trusted_sources = [\"127.0.0.0/8\"]";
 
+/// A SIP peer over TLS that trusts the CA in `ca` (a lab's, from `hotline cert`): the phone
+/// of the TLS tests. A task reads the stream and frames its messages as TCP does.
+pub struct TlsPeer {
+    write: tokio::sync::Mutex<tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>>,
+    incoming: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<String>>,
+    local: SocketAddr,
+    pub server: SocketAddr,
+    /// The leaf certificate the server showed (DER).
+    pub server_cert: Vec<u8>,
+}
+
+/// A TLS client configuration trusting only the CA in `ca`.
+pub fn tls_client(ca: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(c.expect("CA certificate")).expect("CA added");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl TlsPeer {
+    /// Connects and finishes the handshake (the server's name: 127.0.0.1).
+    pub async fn connect(server: SocketAddr, ca: &std::path::Path) -> std::io::Result<TlsPeer> {
+        let tcp = TcpStream::connect(server).await?;
+        let local = tcp.local_addr()?;
+        let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(tls_client(ca))
+            .connect(name, tcp)
+            .await?;
+        let server_cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let (mut read, write) = tokio::io::split(stream);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut framer = Framer::new(65_535);
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                while let Ok(Some(frame)) = framer.next_frame() {
+                    if let Frame::Message(m) = frame {
+                        let text = String::from_utf8_lossy(&m).into_owned();
+                        if tx.send(text).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(TlsPeer {
+            write: tokio::sync::Mutex::new(write),
+            incoming: tokio::sync::Mutex::new(rx),
+            local,
+            server,
+            server_cert,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub async fn send(&self, msg: &str) {
+        let mut w = self.write.lock().await;
+        w.write_all(msg.as_bytes()).await.expect("TLS write");
+        w.flush().await.expect("TLS flush");
+    }
+
+    /// The next message, or None after `wait` or once the server has closed the connection.
+    pub async fn recv(&self, wait: Duration) -> Option<String> {
+        let mut rx = self.incoming.lock().await;
+        tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
+    }
+}
+
+/// How a test phone reaches the hotline: a UDP socket, or a TLS connection.
+pub enum SipLink {
+    Udp(UdpPeer),
+    Tls(TlsPeer),
+}
+
+impl SipLink {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            SipLink::Udp(p) => p.addr(),
+            SipLink::Tls(p) => p.addr(),
+        }
+    }
+
+    pub async fn send(&self, msg: &str) {
+        match self {
+            SipLink::Udp(p) => p.send(msg).await,
+            SipLink::Tls(p) => p.send(msg).await,
+        }
+    }
+
+    pub async fn recv(&self, wait: Duration) -> Option<String> {
+        match self {
+            SipLink::Udp(p) => p.recv(wait).await,
+            SipLink::Tls(p) => p.recv(wait).await,
+        }
+    }
+
+    /// The transport in our Via.
+    pub fn via(&self) -> &'static str {
+        match self {
+            SipLink::Udp(_) => "UDP",
+            SipLink::Tls(_) => "TLS",
+        }
+    }
+
+    /// The parameters of our Contact URI.
+    pub fn contact_params(&self) -> &'static str {
+        match self {
+            SipLink::Udp(_) => "",
+            SipLink::Tls(_) => ";transport=tls",
+        }
+    }
+}
+
 /// Starts a hotline with the default test config.
 pub async fn start() -> (Hotline, tempfile::TempDir) {
     start_trusted("", "").await

@@ -4,7 +4,7 @@
 //! with. Both carry a real RTP endpoint.
 
 use super::rtp::{self, RtpPeer};
-use super::{body, header, UdpPeer};
+use super::{body, header, SipLink, TlsPeer, UdpPeer};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,18 +13,38 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// A SIP endpoint that keeps requests it was not waiting for until it asks for them.
 pub struct Endpoint {
-    pub peer: UdpPeer,
+    pub peer: SipLink,
     backlog: VecDeque<String>,
     seq: u32,
 }
 
 impl Endpoint {
     pub async fn new(server: SocketAddr) -> Endpoint {
+        Endpoint::on(SipLink::Udp(UdpPeer::new(server).await))
+    }
+
+    /// Over TLS to `server` (the hotline's TLS port), trusting the CA in `ca`.
+    pub async fn tls(server: SocketAddr, ca: &std::path::Path) -> Endpoint {
+        let peer = TlsPeer::connect(server, ca).await.expect("TLS connection");
+        Endpoint::on(SipLink::Tls(peer))
+    }
+
+    pub fn on(peer: SipLink) -> Endpoint {
         Endpoint {
-            peer: UdpPeer::new(server).await,
+            peer,
             backlog: VecDeque::new(),
             seq: 0,
         }
+    }
+
+    /// `Via: SIP/2.0/{transport} {address}` for a request from here.
+    fn via(&self) -> String {
+        format!("SIP/2.0/{} {}", self.peer.via(), self.addr())
+    }
+
+    /// Our Contact URI for `user`.
+    fn contact(&self, user: &str) -> String {
+        format!("<sip:{user}@{}{}>", self.addr(), self.peer.contact_params())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,10 +163,10 @@ async fn send_bye(ep: &mut Endpoint, d: &mut Dialog) -> String {
     d.cseq += 1;
     let branch = ep.branch();
     let msg = format!(
-        "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+        "BYE {} SIP/2.0\r\nVia: {};branch={branch};rport\r\nMax-Forwards: 70\r\n\
          From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
         d.target,
-        ep.addr(),
+        ep.via(),
         d.local,
         d.remote,
         d.call_id,
@@ -187,7 +207,16 @@ impl Caller {
         from_number: &str,
         call_id: Option<&str>,
     ) -> Caller {
-        let mut sip = Endpoint::new(server).await;
+        Caller::dial_on(Endpoint::new(server).await, number, from_number, call_id).await
+    }
+
+    /// [`Caller::dial_as`] from `sip` (over TLS, say).
+    pub async fn dial_on(
+        mut sip: Endpoint,
+        number: &str,
+        from_number: &str,
+        call_id: Option<&str>,
+    ) -> Caller {
         let rtp = RtpPeer::bind().await;
         let offer = rtp::offer(rtp.port(), &[(0, "PCMU")]);
         let call_id = call_id.map(str::to_string).unwrap_or_else(|| {
@@ -203,12 +232,13 @@ impl Caller {
         );
         let branch = sip.branch();
         let invite = format!(
-            "INVITE sip:{number}@hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\n\
+            "INVITE sip:{number}@hotline.test SIP/2.0\r\nVia: {via};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:{number}@hotline.test>\r\nCall-ID: {call_id}\r\n\
-             CSeq: 1 INVITE\r\nContact: <sip:caller@{a}>\r\nContent-Type: application/sdp\r\n\
+             CSeq: 1 INVITE\r\nContact: {contact}\r\nContent-Type: application/sdp\r\n\
              Content-Length: {}\r\n\r\n{offer}",
             offer.len(),
-            a = sip.addr(),
+            via = sip.via(),
+            contact = sip.contact("caller"),
         );
         sip.peer.send(&invite).await;
         let ok = sip
@@ -220,9 +250,9 @@ impl Caller {
         let target = uri_of(header(&ok, "Contact").expect("Contact in 200"));
         let ack_branch = sip.branch();
         let ack = format!(
-            "ACK {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={ack_branch};rport\r\nMax-Forwards: 70\r\n\
+            "ACK {target} SIP/2.0\r\nVia: {};branch={ack_branch};rport\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-            sip.addr()
+            sip.via()
         );
         sip.peer.send(&ack).await;
         let media = rtp::media_addr(body(&ok));
@@ -281,18 +311,32 @@ pub struct Operator {
 impl Operator {
     /// Registers `extension` with `password` (digest, SHA-256 or MD5 as offered).
     pub async fn register(server: SocketAddr, extension: &str, password: &str) -> Operator {
-        let mut sip = Endpoint::new(server).await;
+        let sip = Endpoint::new(server).await;
+        let (op, ok) = Operator::try_register(sip, extension, password).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        op
+    }
+
+    /// Registers from `sip` (over TLS, say); returns the phone and the final response,
+    /// whatever it is.
+    pub async fn try_register(
+        mut sip: Endpoint,
+        extension: &str,
+        password: &str,
+    ) -> (Operator, String) {
         let rtp = RtpPeer::bind().await;
         let call_id = format!("reg-{extension}-{}", sip.addr().port());
         let mut auth: Option<String> = None;
+        let mut last = String::new();
         for cseq in 1..=2 {
             let branch = sip.branch();
-            let a = sip.addr();
             let mut msg = format!(
-                "REGISTER sip:hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch={branch};rport\r\n\
+                "REGISTER sip:hotline.test SIP/2.0\r\nVia: {via};branch={branch};rport\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:{extension}@hotline.test>;tag=r{cseq}\r\n\
                  To: <sip:{extension}@hotline.test>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
-                 Contact: <sip:{extension}@{a}>\r\nExpires: 600\r\n"
+                 Contact: {contact}\r\nExpires: 600\r\n",
+                via = sip.via(),
+                contact = sip.contact(extension),
             );
             if let Some(x) = &auth {
                 msg.push_str(&format!("Authorization: {x}\r\n"));
@@ -303,10 +347,10 @@ impl Operator {
                 .final_response("REGISTER", WAIT)
                 .await
                 .expect("REGISTER answered");
-            if resp.starts_with("SIP/2.0 200") {
+            last = resp.clone();
+            if !resp.starts_with("SIP/2.0 401") {
                 break;
             }
-            assert!(resp.starts_with("SIP/2.0 401"), "{resp}");
             let www = header(&resp, "WWW-Authenticate").expect("challenge");
             auth = Some(
                 hotline::sip::digest::client_authorization(
@@ -322,14 +366,15 @@ impl Operator {
             );
             assert!(cseq < 2, "second REGISTER refused: {resp}");
         }
-        Operator {
+        let op = Operator {
             sip,
             rtp,
             extension: extension.to_string(),
             invite: None,
             dialog: None,
             media: None,
-        }
+        };
+        (op, last)
     }
 
     /// Waits for the hotline to ring this phone; answers 180 Ringing; returns the INVITE.
@@ -346,7 +391,7 @@ impl Operator {
     pub async fn answer(&mut self) {
         let (invite, to_tag) = self.invite.take().expect("a ringing call");
         let sdp = rtp::offer(self.rtp.port(), &[(0, "PCMU")]);
-        let contact = format!("Contact: <sip:{}@{}>\r\n", self.extension, self.sip.addr());
+        let contact = format!("Contact: {}\r\n", self.sip.contact(&self.extension));
         self.sip
             .respond_body(&invite, 200, "OK", &to_tag, &contact, &sdp)
             .await;

@@ -140,7 +140,7 @@ impl UserAgent {
         let branch = format!("z9hG4bK{}", random_tag(&mut self.rng));
         let bytes = call.dialog.request(
             "BYE",
-            &self.settings.contact_host,
+            self.settings.host_for(call.dialog.peer.transport),
             &branch,
             &self.settings.server,
         );

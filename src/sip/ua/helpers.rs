@@ -9,12 +9,16 @@ use bytes::Bytes;
 use rand::RngCore;
 use std::net::{IpAddr, SocketAddr};
 
-/// Our Contact: the dialled number at our address, with `transport=tcp` when on TCP so that
-/// in-dialog requests come back over the same transport.
+/// Our Contact: the dialled number at our address for `transport` ([`UaSettings::host_for`]),
+/// with `transport=tcp` or `transport=tls` so that in-dialog requests come back over the
+/// same transport.
+///
+/// [`UaSettings::host_for`]: super::UaSettings::host_for
 pub(super) fn contact_header(number: &str, host: &str, transport: Transport) -> String {
     match transport {
         Transport::Udp => format!("<sip:{number}@{host}>"),
         Transport::Tcp => format!("<sip:{number}@{host};transport=tcp>"),
+        Transport::Tls => format!("<sip:{number}@{host};transport=tls>"),
     }
 }
 

@@ -95,7 +95,11 @@ impl UserAgent {
         dialog.rtp_port = rtp_port;
         dialog.media = Some(answer.negotiated.clone());
         let dkey = dialog.key.clone();
-        let contact = contact_header(&number, &self.settings.contact_host, peer.transport);
+        let contact = contact_header(
+            &number,
+            self.settings.host_for(peer.transport),
+            peer.transport,
+        );
         self.events.push_back(Event::CallOffered {
             call: id,
             call_id: dkey.call_id.clone(),

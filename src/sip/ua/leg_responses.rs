@@ -75,7 +75,10 @@ impl UserAgent {
             return;
         }
         let branch = format!("z9hG4bK{}", random_tag(&mut self.rng));
-        let (host, server) = (&self.settings.contact_host, &self.settings.server);
+        let (host, server) = (
+            self.settings.host_for(peer.transport),
+            &self.settings.server,
+        );
         let wanted = self.calls.get_mut(leg).filter(|c| {
             c.dialog.state == DialogState::Early
                 && c.outbound

@@ -72,7 +72,11 @@ impl UserAgent {
         let identity = format!("\"{display}\" <sip:{number}@{domain}>");
         let from = format!("{identity};tag={}", key.local_tag);
         let to = format!("<sip:{}@{domain}>", o.extension);
-        let contact = contact_header("hotline", &self.settings.contact_host, peer.transport);
+        let contact = contact_header(
+            "hotline",
+            self.settings.host_for(peer.transport),
+            peer.transport,
+        );
         let mut dialog = Dialog::uac(id, key.clone(), from, to, target, peer);
         dialog.rtp_port = rtp_port;
         let local = LocalMedia {
@@ -91,7 +95,7 @@ impl UserAgent {
              Content-Length: {len}\r\n\r\n{offer}",
             target = dialog.remote_target,
             transport = peer.transport.as_str(),
-            host = self.settings.contact_host,
+            host = self.settings.host_for(peer.transport),
             branch = random_tag(&mut self.rng),
             from = dialog.local_header,
             to = dialog.remote_header,

@@ -16,8 +16,10 @@ pub struct UaSettings {
     /// legs to operators.
     pub domain: String,
     pub server: String,
-    /// `host:port` for our Contact and Via ([`UaSettings::set_address`]).
+    /// `host:port` for our Contact and Via over UDP and TCP ([`UaSettings::set_address`]).
     pub contact_host: String,
+    /// The same with the TLS listener's port ([`UaSettings::set_tls_port`]); empty without.
+    pub contact_host_tls: String,
     /// The address in our SDP ([`UaSettings::set_address`]).
     pub media_ip: IpAddr,
     pub answer_delay: Duration,
@@ -48,11 +50,29 @@ impl UaSettings {
                 bound.ip()
             }
         });
-        self.contact_host = match ip {
-            IpAddr::V4(v4) => format!("{v4}:{}", bound.port()),
-            IpAddr::V6(v6) => format!("[{v6}]:{}", bound.port()),
-        };
+        self.contact_host = host_port(ip, bound.port());
         self.media_ip = ip;
+    }
+
+    /// Our Contact and Via over TLS name this port (at the address of [`Self::set_address`],
+    /// which must come first).
+    pub fn set_tls_port(&mut self, port: u16) {
+        self.contact_host_tls = host_port(self.media_ip, port);
+    }
+
+    /// `host:port` for our Contact and Via on `transport`.
+    pub fn host_for(&self, transport: crate::sip::Transport) -> &str {
+        match transport {
+            crate::sip::Transport::Tls => &self.contact_host_tls,
+            _ => &self.contact_host,
+        }
+    }
+}
+
+fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
     }
 }
 

@@ -20,6 +20,7 @@ pub(super) fn settings() -> UaSettings {
         domain: "hotline.test".into(),
         server: format!("Hotline/{}", env!("CARGO_PKG_VERSION")),
         contact_host: String::new(),
+        contact_host_tls: String::new(),
         media_ip: [127, 0, 0, 1].into(),
         answer_delay: Duration::ZERO,
         timers: Timers::default(),
@@ -49,6 +50,7 @@ pub(super) fn registrar_settings(operators: &[(&str, &str)]) -> RegistrarSetting
             .iter()
             .map(|(extension, password)| (extension.to_string(), Some(password.to_string())))
             .collect(),
+        require_tls: false,
     }
 }
 

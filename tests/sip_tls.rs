@@ -1,0 +1,288 @@
+//! SIP over TLS end to end (issue 20): an operator's phone (the test UA on rustls) registers
+//! over TLS and is rung over its own connection, cleartext registrations are refused when
+//! the policy says so, handshake floods leave calls alone, and SIGHUP swaps the certificate
+//! without dropping a call.
+
+mod support;
+
+use hotline::app::Hotline;
+use std::path::Path;
+use std::time::Duration;
+use support::phone::{Caller, Endpoint, Operator};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A lab's CA and certificate for 127.0.0.1 under `dir`.
+fn lab(dir: &Path) -> hotline::tls::SelfSigned {
+    hotline::tls::self_signed(dir, &["127.0.0.1".into(), "localhost".into()], 30).unwrap()
+}
+
+/// `[sip.tls]` for the certificate in `certs`, with `extra` lines.
+fn tls_table(certs: &hotline::tls::SelfSigned, extra: &str) -> String {
+    format!(
+        "[sip.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}\n\
+         [limits]\n{TRUSTED_LOOPBACK}\n[queue]\nwrap_up_s = 0\n",
+        certs.cert.display(),
+        certs.key.display()
+    )
+}
+
+/// Registers 1001 over TLS and signs it in; returns the phone.
+async fn tls_operator(hotline: &Hotline, ca: &Path) -> Operator {
+    let tls = hotline.sip_tls_addr.expect("TLS listens");
+    let (op, ok) = Operator::try_register(Endpoint::tls(tls, ca).await, OPERATOR, PASSWORD).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    for _ in 0..100 {
+        if hotline.acd.sign_in(OPERATOR).await.is_ok() {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{OPERATOR} could not sign in");
+}
+
+/// Waits until the live view has `phone`'s call connected to an operator.
+async fn connected(hotline: &Hotline, phone: &str) {
+    for _ in 0..250 {
+        let calls = hotline.live_calls().await;
+        if calls
+            .iter()
+            .any(|c| c.phone == phone && c.stage == "connected")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{phone}'s call is not connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_register_and_are_rung_over_tls_when_the_policy_requires_it() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = lab(certs_dir.path());
+    let (hotline, _dir) = start_with("", &tls_table(&certs, "require_for_operators = true")).await;
+    let tls_addr = hotline.sip_tls_addr.unwrap();
+    assert_ne!(tls_addr.port(), hotline.sip_addr.port());
+
+    // Over UDP: refused before any challenge, with a Warning saying why.
+    let (_, refused) =
+        Operator::try_register(Endpoint::new(hotline.sip_addr).await, OPERATOR, PASSWORD).await;
+    assert!(refused.starts_with("SIP/2.0 403"), "{refused}");
+    let warning = header(&refused, "Warning").expect("Warning");
+    assert!(
+        warning.starts_with("399 ") && warning.contains("TLS"),
+        "{warning}"
+    );
+
+    // Over TLS: registered, signed in, and rung over the same connection.
+    let mut op = tls_operator(&hotline, &certs.ca).await;
+    let mut caller = Caller::dial(hotline.sip_addr, "8800", "+79781234567").await;
+    let invite = op
+        .ringing(Duration::from_secs(20))
+        .await
+        .expect("rung over TLS");
+    let via = header(&invite, "Via").unwrap();
+    assert!(
+        via.starts_with(&format!("SIP/2.0/TLS 127.0.0.1:{}", tls_addr.port())),
+        "{via}"
+    );
+    let contact = header(&invite, "Contact").unwrap();
+    assert!(
+        contact.contains(&format!("127.0.0.1:{}", tls_addr.port()))
+            && contact.to_ascii_lowercase().contains("transport=tls"),
+        "{contact}"
+    );
+    op.answer().await;
+    connected(&hotline, "+79781234567").await;
+
+    // The caller's audio reaches the operator across the bridge.
+    let (_, (heard, _)) = tokio::join!(
+        caller.talk(&[0x55u8; 8000]),
+        op.rtp.collect(Duration::from_millis(1200))
+    );
+    // 50 packets sent; the bridge passes G.711 through unchanged.
+    let ours = heard
+        .iter()
+        .filter(|p| p.payload.iter().all(|b| *b == 0x55))
+        .count();
+    assert!(
+        ours >= 40,
+        "operator heard {ours} of the caller's 50 packets"
+    );
+
+    // The caller hangs up: the BYE reaches the phone over its TLS connection.
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    let bye = op.expect_bye(WAIT).await.expect("BYE over TLS");
+    assert!(
+        header(&bye, "Via").unwrap().starts_with("SIP/2.0/TLS "),
+        "{bye}"
+    );
+    hotline.shutdown().await;
+}
+
+/// Connections that never finish a handshake hold at most `max_handshakes` slots, for at
+/// most `handshake_timeout_ms`; garbage instead of a ClientHello is closed; UDP and TCP
+/// calls go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_floods_and_garbage_do_not_starve_calls() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = lab(certs_dir.path());
+    let (hotline, _dir) = start_with(
+        "",
+        &tls_table(&certs, "max_handshakes = 4\nhandshake_timeout_ms = 800"),
+    )
+    .await;
+    let tls_addr = hotline.sip_tls_addr.unwrap();
+
+    // Garbage where a ClientHello belongs: the server closes the connection.
+    let mut junk = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    junk.write_all(b"\x16\x03\x01\x00\x05hello INVITE sip:x SIP/2.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match junk.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue, // a TLS alert first
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a garbage handshake is closed");
+
+    // Four silent connections take every handshake slot…
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(tls_addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // …so a fifth is closed at once, and cannot register…
+    let refused = TlsPeer::connect(tls_addr, &certs.ca).await;
+    assert!(refused.is_err(), "a handshake beyond the bound is refused");
+    // …while UDP calls and TCP requests are answered as usual.
+    let mut caller = Caller::dial(hotline.sip_addr, "8800", "+79780000001").await;
+    let mut tcp = Peer::new("TCP", hotline.sip_addr).await;
+    let options = tcp.req("OPTIONS", "opt-during-flood").build();
+    tcp.send(&options).await;
+    assert!(tcp.expect("SIP/2.0 200").await.contains("opt-during-flood"));
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+
+    // The silent ones are dropped at the time-out; then TLS works again.
+    for mut s in silent {
+        let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "closed at the time-out: {r:?}"
+        );
+    }
+    let op = tls_operator(&hotline, &certs.ca).await;
+    drop(op);
+    hotline.shutdown().await;
+}
+
+/// SIGHUP reads the files again: new connections get the new certificate, while a call
+/// whose phone is on a connection made before goes on and ends normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_without_dropping_the_call() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let old = lab(certs_dir.path());
+    let old_ca = certs_dir.path().join("old-ca.pem");
+    std::fs::copy(&old.ca, &old_ca).unwrap();
+    let (hotline, _dir) = start_with("", &tls_table(&old, "")).await;
+    let tls_addr = hotline.sip_tls_addr.unwrap();
+    let before = TlsPeer::connect(tls_addr, &old_ca)
+        .await
+        .unwrap()
+        .server_cert;
+
+    let mut op = tls_operator(&hotline, &old_ca).await;
+    let mut caller = Caller::dial(hotline.sip_addr, "8800", "+79780000002").await;
+    op.ringing(Duration::from_secs(20)).await.expect("rung");
+    op.answer().await;
+    connected(&hotline, "+79780000002").await;
+
+    // A renewal written in place (a new CA too), then SIGHUP.
+    let new = lab(certs_dir.path());
+    // SAFETY: signalling our own process; the hotline's handler is installed.
+    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        if let Ok(p) = TlsPeer::connect(tls_addr, &new.ca).await {
+            after = p.server_cert;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!after.is_empty(), "the new certificate is served");
+    assert_ne!(after, before);
+    assert!(
+        TlsPeer::connect(tls_addr, &old_ca).await.is_err(),
+        "the old certificate is no longer served"
+    );
+
+    // The call made over the old connection goes on: audio, then BYE over it.
+    let (_, (heard, _)) = tokio::join!(
+        caller.talk(&[0x55u8; 4000]),
+        op.rtp.collect(Duration::from_millis(700))
+    );
+    let ours = heard
+        .iter()
+        .filter(|p| p.payload.iter().all(|b| *b == 0x55))
+        .count();
+    assert!(
+        ours >= 20,
+        "operator heard {ours} of the caller's 25 packets"
+    );
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    assert!(op.expect_bye(WAIT).await.is_some());
+    hotline.shutdown().await;
+}
+
+/// A missing certificate, or an expired one, stops the start with an error naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_expired_certificate_is_a_start_up_error_naming_the_file() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = lab(certs_dir.path());
+    let missing = certs_dir.path().join("missing.pem");
+    let (mut with_missing, _dir) = config("", &tls_table(&certs, ""));
+    with_missing.sip.tls.as_mut().unwrap().cert = missing.clone();
+    let e = Hotline::start(with_missing)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("[sip.tls]") && e.contains("missing.pem"), "{e}");
+
+    // An expired pair, made with rcgen directly.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(60);
+    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let expired = params.self_signed(&key).unwrap();
+    let cert = certs_dir.path().join("expired.pem");
+    std::fs::write(&cert, expired.pem()).unwrap();
+    std::fs::write(
+        certs_dir.path().join("expired-key.pem"),
+        key.serialize_pem(),
+    )
+    .unwrap();
+    let (mut with_expired, _dir2) = config("", "");
+    with_expired.http.tls = Some(hotline::config::HttpTlsConfig {
+        cert: cert.clone(),
+        key: certs_dir.path().join("expired-key.pem"),
+        redirect_from: None,
+        hsts_max_age_s: 60,
+    });
+    let e = Hotline::start(with_expired)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("[http.tls]") && e.contains("expired.pem") && e.contains("expired on"),
+        "{e}"
+    );
+}
