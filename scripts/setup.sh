@@ -16,6 +16,8 @@ if [ "$what" = test ]; then
   command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
   command -v baresip >/dev/null 2>&1 || packages+=(baresip)
   command -v pg_ctlcluster >/dev/null 2>&1 || packages+=(postgresql)
+  # scripts/postgres-tls.sh makes the test server's certificate with it.
+  command -v openssl >/dev/null 2>&1 || packages+=(openssl)
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fi
