@@ -67,20 +67,26 @@ fn free_port_pair() -> u16 {
     }
 }
 
-/// Writes baresip's configuration directory for operator `ext` registering at `registrar`.
+/// Writes baresip's configuration directory for operator `ext` registering at `registrar`,
+/// over TLS trusting the CA in `tls_ca` when given.
 fn baresip_config(
     dir: &Path,
     sip_port: u16,
     registrar: std::net::SocketAddr,
     ext: &str,
     password: &str,
+    tls_ca: Option<&Path>,
 ) {
+    let cafile = tls_ca.map_or(String::new(), |ca| {
+        format!("sip_cafile\t\t{}\n", ca.display())
+    });
     // RTP ports above the hotline's default range (20000–39999).
     let config = format!(
         "poll_method\t\tepoll\n\
          sip_listen\t\t127.0.0.1:{sip_port}\n\
          net_interface\t\t127.0.0.1\n\
          rtp_ports\t\t40000-49998\n\
+         {cafile}\
          module_path\t\t/usr/lib/baresip/modules\n\
          module\t\t\tg711.so\n\
          module\t\t\tausine.so\n\
@@ -94,8 +100,9 @@ fn baresip_config(
          ausrc_channels\t\t2\n"
     );
     std::fs::write(dir.join("config"), config).expect("baresip config");
+    let transport = if tls_ca.is_some() { "tls" } else { "udp" };
     let account = format!(
-        "<sip:{ext}@{registrar};transport=udp>;auth_pass={password};answermode=auto;regint=600\n"
+        "<sip:{ext}@{registrar};transport={transport}>;auth_pass={password};answermode=auto;regint=600\n"
     );
     std::fs::write(dir.join("accounts"), account).expect("baresip accounts");
 }
@@ -147,14 +154,37 @@ fn rms(pcm: &[i16]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
+    operator_answers_a_sipp_caller(false).await;
+}
+
+/// The same over TLS (issue 20): the hotline requires TLS of operators, baresip registers
+/// on the TLS port trusting the lab's CA, and is rung over its own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_operator_over_tls_answers_a_sipp_caller() {
+    operator_answers_a_sipp_caller(true).await;
+}
+
+async fn operator_answers_a_sipp_caller(tls: bool) {
     require(BARESIP, "baresip");
     require(SIPP, "sip-tester");
     let t0 = Instant::now();
+    let certs_dir = tempfile::tempdir().expect("certs dir");
+    let certs = hotline::tls::self_signed(certs_dir.path(), &["127.0.0.1".into()], 30).unwrap();
+    let tls_table = if tls {
+        format!(
+            "[sip.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n\
+             require_for_operators = true\n",
+            certs.cert.display(),
+            certs.key.display()
+        )
+    } else {
+        String::new()
+    };
 
     // baresip 1.0.0 answers only MD5 challenges, and fails on any other one offered.
     let (config, dir) = config(
         r#"auth_algorithms = ["MD5"]"#,
-        &format!("[limits]\n{TRUSTED_LOOPBACK}\n"),
+        &format!("[limits]\n{TRUSTED_LOOPBACK}\n{tls_table}"),
     );
     let hotline = hotline::app::Hotline::start(config)
         .await
@@ -174,12 +204,20 @@ async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
     // The softphone registers; the operator can sign in once it has.
     let phone_dir = tempfile::tempdir().expect("baresip dir");
     let sip_port = free_port_pair();
+    let (registrar, ca) = match tls {
+        true => (
+            hotline.sip_tls_addr.expect("TLS listens"),
+            Some(certs.ca.as_path()),
+        ),
+        false => (hotline.sip_addr, None),
+    };
     baresip_config(
         phone_dir.path(),
         sip_port,
-        hotline.sip_addr,
+        registrar,
         OPERATOR,
         PASSWORD,
+        ca,
     );
     let mut phone = spawn_baresip(phone_dir.path());
     let registered = 'wait: {
@@ -213,6 +251,14 @@ async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
         );
     };
     eprintln!("baresip registered and signed in after {registered:?}");
+    if tls {
+        // baresip's own account of it: `1001@127.0.0.1: {0/TLS/v4} 200 OK`.
+        let log = baresip_log(phone_dir.path());
+        assert!(
+            log.contains("/TLS/v4} 200 OK"),
+            "registered over TLS\n{log}"
+        );
+    }
 
     // SIPp calls the hotline number and hangs up SIPP_PAUSE_MS after the hotline answers.
     let sipp_dir = tempfile::tempdir().expect("sipp dir");

@@ -119,6 +119,22 @@ async fn operators_register_and_are_rung_over_tls_when_the_policy_requires_it() 
         header(&bye, "Via").unwrap().starts_with("SIP/2.0/TLS "),
         "{bye}"
     );
+    drop(op);
+
+    // A phone whose Contact is a `sips:` URI is rung at it, over its connection.
+    let mut sip = Endpoint::tls(tls_addr, &certs.ca).await;
+    sip.sips = true;
+    let (mut op, ok) = Operator::try_register(sip, OPERATOR, PASSWORD).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let mut caller = Caller::dial(hotline.sip_addr, "8800", "+79781234568").await;
+    let invite = op
+        .ringing(Duration::from_secs(20))
+        .await
+        .expect("rung at sips:");
+    assert!(invite.starts_with("INVITE sips:1001@"), "{invite}");
+    op.answer().await;
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    assert!(op.expect_bye(WAIT).await.is_some());
     hotline.shutdown().await;
 }
 

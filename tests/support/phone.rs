@@ -14,6 +14,8 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A SIP endpoint that keeps requests it was not waiting for until it asks for them.
 pub struct Endpoint {
     pub peer: SipLink,
+    /// Our Contact is a `sips:` URI (over TLS), not `sip:…;transport=tls`.
+    pub sips: bool,
     backlog: VecDeque<String>,
     seq: u32,
 }
@@ -32,6 +34,7 @@ impl Endpoint {
     pub fn on(peer: SipLink) -> Endpoint {
         Endpoint {
             peer,
+            sips: false,
             backlog: VecDeque::new(),
             seq: 0,
         }
@@ -44,6 +47,9 @@ impl Endpoint {
 
     /// Our Contact URI for `user`.
     fn contact(&self, user: &str) -> String {
+        if self.sips {
+            return format!("<sips:{user}@{}>", self.addr());
+        }
         format!("<sip:{user}@{}{}>", self.addr(), self.peer.contact_params())
     }
 
