@@ -6,7 +6,7 @@ use super::extract::JsonBody;
 use super::extract::Path;
 use super::AppState;
 use crate::records::role::Role;
-use crate::records::token::TokenInfo;
+use crate::records::token::{check_holder, TokenInfo};
 use crate::store::retention::PurgeReport;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -71,39 +71,14 @@ async fn create_token(
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::field("name", "`name`: 1 to 200 characters"));
-    }
-    check_operator(&state, body.role, body.operator.as_deref())?;
+    let configured = |ext: &str| state.operators.iter().any(|o| o.extension == ext);
+    check_holder(name, body.role, body.operator.as_deref(), configured)
+        .map_err(|e| ApiError::field(e.field(), e.to_string()))?;
     let (id, token) = state
         .records
         .create_token(name, body.role, body.operator.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token })))
-}
-
-/// An operator's token must name a configured extension; other roles name none.
-pub fn check_operator(
-    state: &AppState,
-    role: Role,
-    operator: Option<&str>,
-) -> Result<(), ApiError> {
-    match (role, operator) {
-        (Role::Operator, Some(ext)) if state.operators.iter().any(|o| o.extension == ext) => Ok(()),
-        (Role::Operator, Some(ext)) => Err(ApiError::field(
-            "operator",
-            format!("`operator`: {ext} is not a configured operator"),
-        )),
-        (Role::Operator, None) => Err(ApiError::field(
-            "operator",
-            "`operator`: an operator's token names their extension",
-        )),
-        (_, Some(_)) => Err(ApiError::field(
-            "operator",
-            "`operator`: only operator tokens name an extension",
-        )),
-        (_, None) => Ok(()),
-    }
 }
 
 /// Revoke a token at once.

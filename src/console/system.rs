@@ -6,6 +6,7 @@ use super::session::{Posted, Signed};
 use super::{local_time, ConsoleError, ConsoleState};
 use crate::records::access::can;
 use crate::records::role::Role;
+use crate::records::token::{check_holder, HolderError};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -253,6 +254,22 @@ pub struct NewTokenFields {
 }
 
 /// `POST /admin/tokens`: a new token, its secret shown once on the page that follows.
+/// [`HolderError`] as the admin reads it.
+fn russian(e: &HolderError) -> String {
+    match e {
+        HolderError::Name => "`name`: от 1 до 200 символов".into(),
+        HolderError::UnknownExtension(ext) => {
+            format!("`operator`: {ext} — не настроенный внутренний номер")
+        }
+        HolderError::MissingExtension => {
+            "`operator`: токен оператора называет его внутренний номер".into()
+        }
+        HolderError::ExtensionForOtherRole => {
+            "`operator`: внутренний номер указывают только для оператора".into()
+        }
+    }
+}
+
 pub async fn create_token(
     State(state): State<ConsoleState>,
     posted: Posted<can::TokensManage, NewTokenFields>,
@@ -260,38 +277,20 @@ pub async fn create_token(
     let f = &posted.form;
     let bad = ConsoleError::BadRequest;
     let name = f.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(bad("`name`: от 1 до 200 символов".into()));
-    }
     let role = Role::parse(&f.role).ok_or_else(|| bad("`role`: неизвестная роль".into()))?;
     let operator = Some(f.operator.trim()).filter(|o| !o.is_empty());
-    let known = match &state.acd {
+    let extensions: Vec<String> = match &state.acd {
         Some(acd) => acd
             .snapshot()
             .await
             .operators
             .into_iter()
-            .any(|o| Some(o.extension.as_str()) == operator),
-        None => false,
+            .map(|o| o.extension)
+            .collect(),
+        None => Vec::new(),
     };
-    match (role, operator) {
-        (Role::Operator, Some(ext)) if !known => {
-            return Err(bad(format!(
-                "`operator`: {ext} — не настроенный внутренний номер"
-            )))
-        }
-        (Role::Operator, None) => {
-            return Err(bad(
-                "`operator`: токен оператора называет его внутренний номер".into(),
-            ))
-        }
-        (r, Some(_)) if r != Role::Operator => {
-            return Err(bad(
-                "`operator`: внутренний номер указывают только для оператора".into(),
-            ))
-        }
-        _ => {}
-    }
+    let configured = |ext: &str| extensions.iter().any(|e| e == ext);
+    check_holder(name, role, operator, configured).map_err(|e| bad(russian(&e)))?;
     let (_, secret) = state.records.create_token(name, role, operator).await?;
     tracing::info!(name, role = role.as_str(), by = %posted.signed.session.user.login, "API token made in the console");
     tokens_page(&state, &posted.signed.session, Some(secret)).await
