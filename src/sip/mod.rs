@@ -24,6 +24,7 @@ pub mod headers;
 pub mod info;
 pub mod message;
 pub mod registrar;
+pub mod sdes;
 pub mod sdp;
 pub mod transaction;
 pub mod transport;
