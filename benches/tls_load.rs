@@ -6,8 +6,8 @@
 //! 1. **Handshakes.** 8 clients each connect to the TLS port, finish the handshake and close,
 //!    over and over for SECONDS: handshakes per second, and the hotline's CPU per handshake.
 //!    The clients share the 2 cores with the hotline, so the rate is a floor.
-//! 2. **Calls, UDP against TLS, in one run.** RATE calls a second for SECONDS over UDP, then
-//!    the same over TLS, from 16 callers that each keep one connection (as a carrier's SBC
+//! 2. **Calls, UDP against TCP and TLS, in one run.** RATE calls a second for SECONDS over
+//!    UDP, then the same over TCP, then over TLS, from 16 callers that each keep one connection (as a carrier's SBC
 //!    or a phone does). Each call is INVITE, 200, ACK, BYE, 200: the hotline answers at once
 //!    and starts its greeting, and the caller hangs up right after the ACK, so the call is
 //!    mostly signalling. Reported: the hotline's CPU per call for each, and the ratio.
@@ -200,7 +200,7 @@ async fn bench(seconds: u64, rate: u64) -> Result<()> {
     // 2. Calls over UDP, then over TLS.
     let calls = seconds * rate;
     let mut per_call = Vec::new();
-    for transport in ["UDP", "TLS"] {
+    for transport in ["UDP", "TCP", "TLS"] {
         let cpu0 = cpu_seconds(pid);
         let t0 = Instant::now();
         let mut tasks = Vec::new();
@@ -211,6 +211,7 @@ async fn bench(seconds: u64, rate: u64) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut link = match transport {
                     "UDP" => Link::udp(sip_addr).await?,
+                    "TCP" => Link::tcp(sip_addr).await?,
                     _ => Link::tls(&client, tls_addr).await?,
                 };
                 // Spread the callers over the first interval.
@@ -239,8 +240,9 @@ async fn bench(seconds: u64, rate: u64) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     println!(
-        "TLS against UDP    {:+.0}% CPU per call",
-        100.0 * (per_call[1] / per_call[0] - 1.0)
+        "against UDP        TCP {:+.0}%, TLS {:+.0}% CPU per call",
+        100.0 * (per_call[1] / per_call[0] - 1.0),
+        100.0 * (per_call[2] / per_call[0] - 1.0)
     );
     drop(server);
     Ok(())
@@ -283,6 +285,7 @@ async fn handshake(client: &Arc<rustls::ClientConfig>, addr: std::net::SocketAdd
 /// A caller's way to the hotline.
 enum Link {
     Udp(UdpSocket, std::net::SocketAddr),
+    Tcp(TcpStream, Framer),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>, Framer),
 }
 
@@ -290,6 +293,12 @@ impl Link {
     async fn udp(to: std::net::SocketAddr) -> Result<Link> {
         let s = UdpSocket::bind("127.0.0.1:0").await?;
         Ok(Link::Udp(s, to))
+    }
+
+    async fn tcp(to: std::net::SocketAddr) -> Result<Link> {
+        let s = TcpStream::connect(to).await?;
+        s.set_nodelay(true)?;
+        Ok(Link::Tcp(s, Framer::new(65_535)))
     }
 
     async fn tls(client: &Arc<rustls::ClientConfig>, to: std::net::SocketAddr) -> Result<Link> {
@@ -302,6 +311,7 @@ impl Link {
     fn local(&self) -> std::net::SocketAddr {
         match self {
             Link::Udp(s, _) => s.local_addr().expect("bound"),
+            Link::Tcp(s, _) => s.local_addr().expect("connected"),
             Link::Tls(s, _) => s.get_ref().0.local_addr().expect("connected"),
         }
     }
@@ -309,6 +319,7 @@ impl Link {
     fn via(&self) -> &'static str {
         match self {
             Link::Udp(..) => "UDP",
+            Link::Tcp(..) => "TCP",
             Link::Tls(..) => "TLS",
         }
     }
@@ -317,6 +328,9 @@ impl Link {
         match self {
             Link::Udp(s, to) => {
                 s.send_to(msg.as_bytes(), *to).await?;
+            }
+            Link::Tcp(s, _) => {
+                s.write_all(msg.as_bytes()).await?;
             }
             Link::Tls(s, _) => {
                 s.write_all(msg.as_bytes()).await?;
@@ -347,24 +361,19 @@ impl Link {
                 let n = s.recv(&mut buf).await?;
                 Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
             }
-            Link::Tls(s, framer) => loop {
-                if let Some(Frame::Message(m)) = framer.next_frame()? {
-                    return Ok(String::from_utf8_lossy(&m).into_owned());
-                }
-                let mut buf = [0u8; 16 * 1024];
-                let n = s.read(&mut buf).await?;
-                if n == 0 {
-                    bail!("connection closed");
-                }
-                framer.push(&buf[..n]);
-            },
+            Link::Tcp(s, framer) => read_framed(s, framer).await,
+            Link::Tls(s, framer) => read_framed(s.as_mut(), framer).await,
         }
     }
 
     /// One call: INVITE, 200, ACK, BYE, 200.
     async fn call(&mut self, id: &str) -> Result<()> {
         let (via, me) = (self.via(), self.local());
-        let params = if via == "TLS" { ";transport=tls" } else { "" };
+        let params = match via {
+            "TLS" => ";transport=tls",
+            "TCP" => ";transport=tcp",
+            _ => "",
+        };
         let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                    m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
         let from = format!("<sip:+79780000000@carrier.test>;tag=f{id}");
@@ -399,6 +408,24 @@ impl Link {
             bail!("BYE {id}: {}", ok.lines().next().unwrap_or_default());
         }
         Ok(())
+    }
+}
+
+/// The next SIP message on a stream.
+async fn read_framed<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    framer: &mut Framer,
+) -> Result<String> {
+    loop {
+        if let Some(Frame::Message(m)) = framer.next_frame()? {
+            return Ok(String::from_utf8_lossy(&m).into_owned());
+        }
+        let mut buf = [0u8; 16 * 1024];
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        framer.push(&buf[..n]);
     }
 }
 

@@ -746,14 +746,15 @@ async fn audio_duration(b: &Browser, css: &str) -> f64 {
          if (a.preload !== 'metadata') {{ a.preload = 'metadata'; a.load(); }} \
          return a.duration"
     );
-    for _ in 0..100 {
+    // Up to 10 s: on a busy CI machine Chromium can take seconds to fetch and read it.
+    for _ in 0..200 {
         let d = b.client.execute(&script, vec![]).await.unwrap();
         if let Some(d) = d.as_f64().filter(|d| d.is_finite()) {
             return d;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the audio element {css} reports no duration");
+    panic!("the audio element {css} reports no duration within 10 s");
 }
 
 /// The supervisor's journal: filters, «Экспорт CSV» downloaded by the browser and parsed
