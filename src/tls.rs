@@ -229,8 +229,16 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(64);
         let permits = Arc::new(Semaphore::new(limits.in_progress));
         tokio::spawn(async move {
+            // One warning a second at most: a flood must not fill the disk.
+            let mut warned: Option<std::time::Instant> = None;
             loop {
-                let (stream, addr) = match listener.accept().await {
+                // Until the server is done with this listener (shutdown): then the port
+                // is closed with it.
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    _ = tx.closed() => return,
+                };
+                let (stream, addr) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "HTTPS accept failed");
@@ -238,11 +246,11 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    return;
-                }
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%addr, "too many TLS handshakes in progress; refused");
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!(%addr, "too many TLS handshakes in progress; refused");
+                        warned = Some(std::time::Instant::now());
+                    }
                     continue;
                 };
                 let (tls, tx) = (tls.clone(), tx.clone());

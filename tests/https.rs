@@ -83,7 +83,14 @@ async fn the_console_and_api_are_served_over_https_with_hsts_and_secure_cookies(
     // Plain HTTP on the HTTPS port gets no HTTP answer.
     let (status, _) = raw_get(hotline.http_addr, "/healthz").await;
     assert_eq!(status, 0);
+    // At shutdown the HTTPS port is closed with the server.
+    let addr = hotline.http_addr;
     hotline.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the HTTPS port still accepts after shutdown"
+    );
 }
 
 /// A GET over plain TCP: the status (0 if there was no HTTP answer) and the head, lower-cased.
