@@ -147,7 +147,7 @@ async fn handshake_floods_and_garbage_do_not_starve_calls() {
     let certs = lab(certs_dir.path());
     let (hotline, _dir) = start_with(
         "",
-        &tls_table(&certs, "max_handshakes = 4\nhandshake_timeout_ms = 800"),
+        &tls_table(&certs, "max_handshakes = 4\nhandshake_timeout_ms = 3000"),
     )
     .await;
     let tls_addr = hotline.sip_tls_addr.unwrap();
@@ -174,10 +174,18 @@ async fn handshake_floods_and_garbage_do_not_starve_calls() {
     for _ in 0..4 {
         silent.push(tokio::net::TcpStream::connect(tls_addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // …so a fifth is closed at once, and cannot register…
-    let refused = TlsPeer::connect(tls_addr, &certs.ca).await;
-    assert!(refused.is_err(), "a handshake beyond the bound is refused");
+    // …so a fifth is closed at once, and cannot register. (On a loaded machine the server
+    // may not have accepted the four yet: a fifth that got through is tried again, well
+    // inside the 3 s the four hold their slots.)
+    let mut refused = false;
+    for _ in 0..40 {
+        if TlsPeer::connect(tls_addr, &certs.ca).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "a handshake beyond the bound is refused");
     // …while UDP calls and TCP requests are answered as usual.
     let mut caller = Caller::dial(hotline.sip_addr, "8800", "+79780000001").await;
     let mut tcp = Peer::new("TCP", hotline.sip_addr).await;
@@ -188,7 +196,7 @@ async fn handshake_floods_and_garbage_do_not_starve_calls() {
 
     // The silent ones are dropped at the time-out; then TLS works again.
     for mut s in silent {
-        let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        let r = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf)).await;
         assert!(
             matches!(r, Ok(Ok(0)) | Ok(Err(_))),
             "closed at the time-out: {r:?}"
