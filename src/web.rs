@@ -68,7 +68,6 @@ pub fn live_events(
     >,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    use tokio::sync::broadcast::error::RecvError;
     let rx = events.subscribe();
     if *shutdown.borrow() {
         return None;
@@ -77,26 +76,15 @@ pub fn live_events(
         let mut shutdown = shutdown.clone();
         let keep = keep.clone();
         async move {
-            let received = loop {
-                let r = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = shutdown.wait_for(|stop| *stop) => return None,
-                };
-                match r {
-                    Ok(ev) if !keep(&ev) => continue,
-                    other => break other,
-                }
-            };
-            let event = match received {
+            let event = match next_kept(&mut rx, &mut shutdown, &keep).await? {
                 Ok(ev) => {
                     let data = serde_json::to_string(&ev).unwrap_or_default();
                     Event::default().event(ev.kind()).data(data)
                 }
                 // A slow client misses events, not the stream: it is told how many.
-                Err(RecvError::Lagged(n)) => Event::default()
+                Err(missed) => Event::default()
                     .event("lagged")
-                    .data(format!("{{\"missed\":{n}}}")),
-                Err(RecvError::Closed) => return None,
+                    .data(format!("{{\"missed\":{missed}}}")),
             };
             Some((Ok(event), rx))
         }
@@ -104,13 +92,13 @@ pub fn live_events(
     Some(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// The first kept event's kind (`lagged` when some were missed), or `None` at shutdown or
-/// when the feed closes.
+/// The first event `keep` lets through, or `Err(missed)` when a slow reader missed some;
+/// `None` at shutdown or when the feed closes. What both feeds read.
 async fn next_kept(
     rx: &mut tokio::sync::broadcast::Receiver<LiveEvent>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     keep: &(impl Fn(&LiveEvent) -> bool + Send + Sync),
-) -> Option<&'static str> {
+) -> Option<Result<LiveEvent, u64>> {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let r = tokio::select! {
@@ -118,9 +106,9 @@ async fn next_kept(
             _ = shutdown.wait_for(|stop| *stop) => return None,
         };
         match r {
-            Ok(ev) if keep(&ev) => return Some(ev.kind()),
+            Ok(ev) if keep(&ev) => return Some(Ok(ev)),
             Ok(_) => continue,
-            Err(RecvError::Lagged(_)) => return Some("lagged"),
+            Err(RecvError::Lagged(missed)) => return Some(Err(missed)),
             Err(RecvError::Closed) => return None,
         }
     }
@@ -163,14 +151,18 @@ fn changes(
         let mut shutdown = shutdown.clone();
         let keep = keep.clone();
         async move {
-            let kind = next_kept(&mut rx, &mut shutdown, &keep).await?;
+            let kind = match next_kept(&mut rx, &mut shutdown, &keep).await? {
+                Ok(ev) => ev.kind(),
+                Err(_) => "lagged",
+            };
             if let Some(until) = last.map(|t| t + every) {
                 // Within the window of the last event: fold what comes until it ends.
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(until) => break,
                         more = next_kept(&mut rx, &mut shutdown, &keep) => {
-                            more?;
+                            // Folded into this window's event; the feed's end ends it.
+                            more.as_ref()?;
                         }
                     }
                 }
