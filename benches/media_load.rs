@@ -38,7 +38,11 @@
 //! The sender runs SCHED_FIFO when it may (root): phones and the network do not slow down
 //! when the server is busy, so the load stays open-loop and on time. `MEDIA_LOAD_RT=0`
 //! leaves it at normal priority. Other knobs: `MEDIA_LOAD_DUMP=file.csv` (every timed
-//! packet), `MEDIA_LOAD_RECORD=0` (no recording, diagnosis only), `KEEP=1` (keep the WAVs).
+//! packet), `MEDIA_LOAD_RECORD=0` (no recording, diagnosis only), `KEEP=1` (keep the WAVs),
+//! `MEDIA_LOAD_SRTP=1` (issue 20: both legs of every call SRTP, AES_CM_128_HMAC_SHA1_80
+//! with a key per leg and direction; the generator encrypts what it sends after stamping
+//! it and decrypts what comes back before reading it, so the server decrypts every packet
+//! and re-encrypts it for the other leg).
 //!
 //! Exit status: 0 when every target is met, 3 when one is missed, 1 on a harness error.
 
@@ -59,7 +63,9 @@ use hotline::media::g711;
 use hotline::media::ports;
 use hotline::media::runtime::MediaRuntime;
 use hotline::media::session::{Command, LegConfig, Session, SessionConfig, SessionEvent};
+use hotline::sip::sdes::{Keys, Suite};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
+use webrtc_srtp::context::Context as SrtpContext;
 
 /// Packet interval of every stream.
 const PTIME_NS: u64 = 20_000_000;
@@ -91,6 +97,53 @@ const RECV_INTERVAL: Duration = Duration::from_millis(2);
 const GEN_RCVBUF: libc::c_int = 16 << 20;
 /// Payload bytes carrying the counter (and stream id) of a transcoded call, one nibble each.
 const NIBBLES: usize = 16;
+/// Room after a packet for its SRTP tag.
+const TAG_ROOM: usize = 16;
+
+/// `MEDIA_LOAD_SRTP=1`: every leg SRTP (the server inherits it from the generator).
+fn srtp_on() -> bool {
+    std::env::var("MEDIA_LOAD_SRTP").is_ok_and(|v| v == "1")
+}
+
+/// The bench's key ‖ salt of `call`'s `leg` (0 caller, 1 operator), for what is sent to
+/// the server (`inbound`) or by it: derived from the numbers, so both processes agree
+/// without exchanging SDP.
+fn bench_key(call: usize, leg: usize, inbound: bool) -> Vec<u8> {
+    let mut x = (call as u64) << 2 | (leg as u64) << 1 | u64::from(inbound);
+    (0..30)
+        .map(|_| {
+            // splitmix64
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as u8
+        })
+        .collect()
+}
+
+/// The server's keys of `call`'s `leg`.
+fn leg_keys(call: usize, leg: usize) -> Keys {
+    Keys {
+        suite: Suite::AesCm128HmacSha1_80,
+        theirs: bench_key(call, leg, true),
+        ours: bench_key(call, leg, false),
+        savp: true,
+    }
+}
+
+/// A generator context for one direction of a leg.
+fn bench_context(call: usize, leg: usize, inbound: bool, replay: bool) -> SrtpContext {
+    let k = bench_key(call, leg, inbound);
+    SrtpContext::new(
+        &k[..16],
+        &k[16..],
+        webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+        replay.then(|| webrtc_srtp::option::srtp_replay_protection(128)),
+        None,
+    )
+    .expect("an SRTP context")
+}
 
 // The issue's targets.
 const TARGET_CPU_PCT_PER_CALL: f64 = 0.12;
@@ -195,12 +248,14 @@ fn server(args: &[String]) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let (events, mut ended) = tokio::sync::mpsc::unbounded_channel();
-        let media = |codec: Codec, remote: SocketAddr| Negotiated {
+        let srtp = srtp_on();
+        let media = |codec: Codec, remote: SocketAddr, call: usize, leg: usize| Negotiated {
             codecs: vec![(codec.payload_type(), codec)],
             telephone_event: Some(101),
             remote_rtp: Some(remote),
             direction: Direction::SendRecv,
             ptime: Some(20),
+            srtp: srtp.then(|| leg_keys(call, leg)),
         };
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut sessions = Vec::with_capacity(n);
@@ -215,7 +270,7 @@ fn server(args: &[String]) -> Result<()> {
                     call: i as u64,
                     caller: LegConfig {
                         socket: caller,
-                        media: media(Codec::Pcmu, callers[i % callers.len()]),
+                        media: media(Codec::Pcmu, callers[i % callers.len()], i, 0),
                     },
                     recording: dir.as_ref().map(|d| d.join(format!("{i}.wav"))),
                     rtp_timeout: None,
@@ -230,7 +285,7 @@ fn server(args: &[String]) -> Result<()> {
             };
             session.command(Command::Bridge(LegConfig {
                 socket: operator,
-                media: media(codec, ops[i % ops.len()]),
+                media: media(codec, ops[i % ops.len()], i, 1),
             }));
             sessions.push(session);
             let _ = writeln!(out, "{cp} {op}");
@@ -689,7 +744,7 @@ impl Drop for Server {
 
 /// One socket's outgoing batch for `sendmmsg`.
 struct SendBatch {
-    bufs: Vec<[u8; PACKET]>,
+    bufs: Vec<[u8; PACKET + TAG_ROOM]>,
     addrs: Vec<libc::sockaddr_in>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -704,7 +759,7 @@ unsafe impl Send for SendBatch {}
 impl SendBatch {
     fn new() -> SendBatch {
         SendBatch {
-            bufs: vec![[0u8; PACKET]; BATCH],
+            bufs: vec![[0u8; PACKET + TAG_ROOM]; BATCH],
             // SAFETY: all-zero is a valid sockaddr_in / iovec / mmsghdr.
             addrs: vec![unsafe { zeroed() }; BATCH],
             iovs: vec![unsafe { zeroed() }; BATCH],
@@ -716,6 +771,8 @@ impl SendBatch {
 
 struct Sender {
     streams: Vec<Stream>,
+    /// Each stream's SRTP context (`MEDIA_LOAD_SRTP=1`).
+    srtp: Vec<SrtpContext>,
     fds: Vec<RawFd>,
     batches: Vec<SendBatch>,
     codes: [NibbleCode; 2],
@@ -771,9 +828,15 @@ impl Sender {
             if b.meta[i].2 {
                 b.bufs[i][HEADER..HEADER + 8].copy_from_slice(&stamp.to_be_bytes());
             }
+            let mut len = PACKET;
+            if let Some(ctx) = self.srtp.get_mut(b.meta[i].0) {
+                let sealed = ctx.encrypt_rtp(&b.bufs[i][..PACKET]).expect("SRTP protect");
+                len = sealed.len();
+                b.bufs[i][..len].copy_from_slice(&sealed);
+            }
             b.iovs[i] = libc::iovec {
                 iov_base: b.bufs[i].as_mut_ptr().cast(),
-                iov_len: PACKET,
+                iov_len: len,
             };
             let hdr = &mut b.msgs[i].msg_hdr;
             hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_in).cast();
@@ -875,6 +938,8 @@ impl Sender {
 /// Where a received datagram came from: stream by server port.
 struct Receiver {
     fds: Vec<RawFd>,
+    /// Each stream's SRTP context for what comes back (`MEDIA_LOAD_SRTP=1`).
+    srtp: Vec<SrtpContext>,
     /// Server port → stream id + 1 (0: unknown).
     by_port: Vec<u32>,
     streams: Vec<Stream>,
@@ -957,6 +1022,20 @@ impl Receiver {
             return;
         }
         let s = (s - 1) as usize;
+        let clear;
+        let buf = match self.srtp.get_mut(s) {
+            None => buf,
+            Some(ctx) => match ctx.decrypt_rtp(buf) {
+                Ok(c) => {
+                    clear = c;
+                    &clear[..]
+                }
+                Err(_) => {
+                    self.report.unknown += 1;
+                    return;
+                }
+            },
+        };
         let st = self.streams[s];
         let off = HEADER + 4 * usize::from(buf[0] & 0x0F);
         let Some(payload) = buf.get(off..).filter(|p| p.len() >= NIBBLES) else {
@@ -1137,10 +1216,26 @@ fn generator(calls: usize, seconds: u64) -> Result<bool> {
     };
     let fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let origin_rt = realtime_ns();
+    // Stream 2·call + dir: dir 0 is sent into the caller leg and comes back out of the
+    // operator leg; dir 1 the other way.
+    let (send_srtp, recv_srtp): (Vec<SrtpContext>, Vec<SrtpContext>) = if srtp_on() {
+        (0..2 * calls)
+            .map(|s| {
+                let (call, dir) = (s / 2, s % 2);
+                (
+                    bench_context(call, dir, true, false),
+                    bench_context(call, 1 - dir, false, true),
+                )
+            })
+            .unzip()
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let receiver = Receiver {
         fds: fds.clone(),
+        srtp: recv_srtp,
         by_port,
         streams: streams.clone(),
         codes: codes(),
@@ -1165,6 +1260,7 @@ fn generator(calls: usize, seconds: u64) -> Result<bool> {
     };
     let sender = Sender {
         streams,
+        srtp: send_srtp,
         fds,
         batches: (0..2 * GEN_SOCKETS).map(|_| SendBatch::new()).collect(),
         codes: codes(),
@@ -1191,7 +1287,8 @@ fn generator(calls: usize, seconds: u64) -> Result<bool> {
     };
     let tick = |k: u64| start + Duration::from_nanos(k * PTIME_NS);
     eprintln!(
-        "media_load: {calls} calls up (server pid {pid}); warm-up {} s, then {seconds} s measured",
+        "media_load: {calls} calls up (server pid {pid}){}; warm-up {} s, then {seconds} s measured",
+        if srtp_on() { ", SRTP on both legs" } else { "" },
         WARMUP_TICKS / TICKS_PER_S
     );
     sleep_until(tick(window.0));

@@ -636,6 +636,12 @@ pub struct MediaConfig {
     /// naming a third party cannot aim the hotline's audio at it.
     #[serde(default)]
     pub sdp_trusted_sources: Vec<ipnet::IpNet>,
+    /// SRTP with SDES keys (RFC 3711, RFC 4568), only ever over SIP over TLS:
+    /// `"off"`, `"optional"` (SRTP where the peer offers it, and to operators registered
+    /// over TLS; plain RTP where the peer offers that) or `"required"` (a plain offer gets
+    /// 488; needs `[sip.tls]` with `require_for_operators`).
+    #[serde(default)]
+    pub srtp: crate::sip::sdes::Policy,
 }
 
 impl Default for MediaConfig {
@@ -648,6 +654,7 @@ impl Default for MediaConfig {
             threads: None,
             realtime_priority: default_media_priority(),
             sdp_trusted_sources: Vec::new(),
+            srtp: crate::sip::sdes::Policy::default(),
         }
     }
 }
@@ -1024,6 +1031,19 @@ impl Config {
             return Err(ConfigError::invalid(
                 "sip.timers",
                 "need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0",
+            ));
+        }
+        if self.media.srtp == crate::sip::sdes::Policy::Required
+            && !self
+                .sip
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.require_for_operators)
+        {
+            return Err(ConfigError::invalid(
+                "media.srtp",
+                "\"required\" needs [sip.tls] with require_for_operators = true: SRTP keys \
+                 travel only over TLS, so every call and operator must use it",
             ));
         }
         if self.sip.answer_delay_ms > 60_000 {
@@ -1469,6 +1489,22 @@ mod tests {
         assert_eq!(err_key(&clash), "sip.tls.listen");
         let zero = text.replace("key = \"k.pem\"", "key = \"k.pem\"\nmax_handshakes = 0");
         assert_eq!(err_key(&zero), "sip.tls");
+    }
+
+    #[test]
+    fn srtp_is_optional_by_default_and_required_needs_tls_of_operators() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.media.srtp, crate::sip::sdes::Policy::Optional);
+        let required = format!("{MINIMAL}\n[media]\nsrtp = \"required\"\n");
+        assert_eq!(err_key(&required), "media.srtp");
+        let with_tls = format!(
+            "{required}[sip.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nrequire_for_operators = true\n"
+        );
+        let c = Config::from_toml(&with_tls).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.media.srtp, crate::sip::sdes::Policy::Required);
+        let typo = format!("{MINIMAL}\n[media]\nsrtp = \"mandatory\"\n");
+        assert!(Config::from_toml(&typo).is_err());
     }
 
     #[test]

@@ -54,12 +54,16 @@
   var pending = null;
   var trigger = "timer";
 
+  function focusedIn(el) {
+    return el.contains(document.activeElement) && document.activeElement !== document.body;
+  }
+
   function refresh() {
     pending = null;
     var why = trigger;
     trigger = "timer";
     parts.forEach(function (el) {
-      if (el.contains(document.activeElement) && document.activeElement !== document.body) {
+      if (focusedIn(el)) {
         soon(why, 1000);
         return;
       }
@@ -74,6 +78,11 @@
         })
         .then(function (html) {
           if (html === null) return;
+          // The keyboard may have come in while the answer was on its way.
+          if (focusedIn(el)) {
+            soon(why, 1000);
+            return;
+          }
           el.innerHTML = html;
           el.setAttribute("data-trigger", why);
           el.setAttribute("data-updated", String(Date.now()));

@@ -68,7 +68,8 @@ fn free_port_pair() -> u16 {
 }
 
 /// Writes baresip's configuration directory for operator `ext` registering at `registrar`,
-/// over TLS trusting the CA in `tls_ca` when given.
+/// over TLS trusting the CA in `tls_ca` when given, with SRTP when `srtp` (loaded before
+/// the account, which names it).
 fn baresip_config(
     dir: &Path,
     sip_port: u16,
@@ -76,7 +77,9 @@ fn baresip_config(
     ext: &str,
     password: &str,
     tls_ca: Option<&Path>,
+    srtp: bool,
 ) {
+    let srtp_module = if srtp { "module\t\t\tsrtp.so\n" } else { "" };
     let cafile = tls_ca.map_or(String::new(), |ca| {
         format!("sip_cafile\t\t{}\n", ca.display())
     });
@@ -91,6 +94,7 @@ fn baresip_config(
          module\t\t\tg711.so\n\
          module\t\t\tausine.so\n\
          module\t\t\taubridge.so\n\
+         {srtp_module}\
          module\t\t\taccount.so\n\
          module\t\t\tmenu.so\n\
          audio_player\t\taubridge,nowhere\n\
@@ -101,8 +105,9 @@ fn baresip_config(
     );
     std::fs::write(dir.join("config"), config).expect("baresip config");
     let transport = if tls_ca.is_some() { "tls" } else { "udp" };
+    let mediaenc = if srtp { ";mediaenc=srtp" } else { "" };
     let account = format!(
-        "<sip:{ext}@{registrar};transport={transport}>;auth_pass={password};answermode=auto;regint=600\n"
+        "<sip:{ext}@{registrar};transport={transport}>;auth_pass={password};answermode=auto;regint=600{mediaenc}\n"
     );
     std::fs::write(dir.join("accounts"), account).expect("baresip accounts");
 }
@@ -152,19 +157,39 @@ fn rms(pcm: &[i16]) -> f64 {
     (sum / pcm.len().max(1) as f64).sqrt()
 }
 
+/// How baresip reaches the hotline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Udp,
+    /// SIP over TLS, plain RTP.
+    Tls,
+    /// SIP over TLS, and SRTP by SDES (baresip's `srtp` module, `mediaenc=srtp`), which the
+    /// hotline offers an operator on TLS as `RTP/AVP` with `a=crypto`.
+    Srtp,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_operator_answers_a_sipp_caller_through_the_hotline() {
-    operator_answers_a_sipp_caller(false).await;
+    operator_answers_a_sipp_caller(Link::Udp).await;
 }
 
 /// The same over TLS (issue 20): the hotline requires TLS of operators, baresip registers
 /// on the TLS port trusting the lab's CA, and is rung over its own connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_operator_over_tls_answers_a_sipp_caller() {
-    operator_answers_a_sipp_caller(true).await;
+    operator_answers_a_sipp_caller(Link::Tls).await;
 }
 
-async fn operator_answers_a_sipp_caller(tls: bool) {
+/// And with SRTP to the operator (issue 20): libre's SRTP, not ours, at the other end.
+/// The caller (SIPp) is plain RTP; the tone the caller hears in the recording is what the
+/// hotline decrypted from baresip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_operator_with_srtp_answers_a_sipp_caller() {
+    operator_answers_a_sipp_caller(Link::Srtp).await;
+}
+
+async fn operator_answers_a_sipp_caller(link: Link) {
+    let tls = link != Link::Udp;
     require(BARESIP, "baresip");
     require(SIPP, "sip-tester");
     let t0 = Instant::now();
@@ -218,6 +243,7 @@ async fn operator_answers_a_sipp_caller(tls: bool) {
         OPERATOR,
         PASSWORD,
         ca,
+        link == Link::Srtp,
     );
     let mut phone = spawn_baresip(phone_dir.path());
     let registered = 'wait: {
@@ -259,6 +285,20 @@ async fn operator_answers_a_sipp_caller(tls: bool) {
             "registered over TLS\n{log}"
         );
     }
+
+    // Whether the operator's leg was agreed as SRTP (what the hotline's SIP core reports).
+    let mut sip = sip_events(&hotline);
+    let leg_srtp = tokio::spawn(async move {
+        loop {
+            match sip.recv().await {
+                Ok(hotline::sip::ua::Event::OperatorAnswered { media, .. }) => {
+                    return Some(media.srtp.is_some())
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    });
 
     // SIPp calls the hotline number and hangs up SIPP_PAUSE_MS after the hotline answers.
     let sipp_dir = tempfile::tempdir().expect("sipp dir");
@@ -365,6 +405,12 @@ async fn operator_answers_a_sipp_caller(tls: bool) {
     eprintln!("journal entry: {entry}");
     assert_eq!(entry["disposition"], "answered", "{entry}\n{}", report());
     assert_eq!(entry["operator"], OPERATOR, "{entry}");
+    let srtp = tokio::time::timeout(Duration::from_secs(1), leg_srtp)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    assert_eq!(srtp, Some(link == Link::Srtp), "the operator's leg SRTP");
     assert!(!entry["answered_at"].is_null(), "{entry}");
 
     // The recording: stereo, and in its right channel (what the caller heard) baresip's tone

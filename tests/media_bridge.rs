@@ -17,6 +17,7 @@ fn negotiated(pt: u8, codec: Codec, remote: SocketAddr) -> Negotiated {
         remote_rtp: Some(remote),
         direction: Direction::SendRecv,
         ptime: Some(20),
+        srtp: None,
     }
 }
 

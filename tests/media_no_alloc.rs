@@ -43,6 +43,7 @@ fn media(pt: u8, codec: Codec, remote: &str) -> Negotiated {
         remote_rtp: Some(remote.parse().unwrap()),
         direction: Direction::SendRecv,
         ptime: Some(20),
+        srtp: None,
     }
 }
 

@@ -51,6 +51,7 @@ impl Call {
                         remote_rtp: Some(remote),
                         direction: Direction::SendRecv,
                         ptime: Some(20),
+                        srtp: None,
                     },
                 },
                 recording: Some(dir.path().join("recordings/call.wav")),

@@ -1,11 +1,14 @@
 //! SIP over TLS end to end (issue 20): an operator's phone (the test UA on rustls) registers
 //! over TLS and is rung over its own connection, cleartext registrations are refused when
 //! the policy says so, handshake floods leave calls alone, and SIGHUP swaps the certificate
-//! without dropping a call.
+//! without dropping a call. SRTP keyed by SDES over that TLS: both legs encrypted on the
+//! wire, the bridge decrypting and re-encrypting, the recording in clear, and the policy's
+//! refusals (keys in cleartext SIP, plain RTP where SRTP is required).
 
 mod support;
 
 use hotline::app::Hotline;
+use hotline::callflow::Event;
 use std::path::Path;
 use std::time::Duration;
 use support::phone::{Caller, Endpoint, Operator};
@@ -309,4 +312,213 @@ async fn a_missing_or_expired_certificate_is_a_start_up_error_naming_the_file() 
         e.contains("[http.tls]") && e.contains("expired.pem") && e.contains("expired on"),
         "{e}"
     );
+}
+
+/// What `rtp` receives for 1.3 s: at least 40 of the 50 packets of `payload` the other
+/// side sends decrypt to it, and none crossed the wire with it in clear.
+async fn crosses_encrypted(rtp: &support::rtp::RtpPeer, payload: u8, what: &str) {
+    let (wire, _) = rtp.collect_raw(Duration::from_millis(1300)).await;
+    let opened = wire
+        .iter()
+        .filter_map(|d| rtp.open(d))
+        .filter(|p| p.payload.len() == 160 && p.payload.iter().all(|b| *b == payload))
+        .count();
+    assert!(opened >= 40, "{what}: {opened} of 50 packets decrypted");
+    let clear = |d: &Vec<u8>| d[12..].windows(16).any(|w| w.iter().all(|b| *b == payload));
+    assert!(!wire.iter().any(clear), "{what}: crossed the wire in clear");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_on_both_legs_is_encrypted_on_the_wire_and_recorded_in_clear() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = lab(certs_dir.path());
+    let (hotline, _dir) = start_with("", &tls_table(&certs, "")).await;
+    let tls = hotline.sip_tls_addr.unwrap();
+    let mut events = hotline.subscribe();
+    let mut op = tls_operator(&hotline, &certs.ca).await;
+
+    // The caller offers SRTP over TLS and gets an SRTP answer with a key of the hotline's.
+    let mut caller = Caller::try_dial(
+        Endpoint::tls(tls, &certs.ca).await,
+        "8800",
+        "+79785550100",
+        None,
+        true,
+    )
+    .await
+    .expect("200 to an SRTP offer over TLS");
+    let answer = body(&caller.ok);
+    assert!(
+        answer.contains(" RTP/SAVP ")
+            && answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{answer}"
+    );
+    // The operator, registered over TLS, is offered SRTP too, with another key: best
+    // effort (RTP/AVP with a=crypto) under "optional".
+    let invite = op.ringing(Duration::from_secs(20)).await.expect("rung");
+    let offer = body(&invite);
+    assert!(
+        offer.contains(" RTP/AVP ") && offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{offer}"
+    );
+    assert_ne!(
+        support::rtp::crypto_key(offer),
+        support::rtp::crypto_key(answer),
+        "a key per leg"
+    );
+    op.answer().await;
+    connected(&hotline, "+79785550100").await;
+
+    // Caller → operator and back: encrypted on both legs, re-encrypted by the bridge.
+    tokio::join!(
+        caller.talk(&[0x55u8; 8000]),
+        crosses_encrypted(&op.rtp, 0x55, "the caller's audio at the operator")
+    );
+    tokio::join!(
+        op.talk(&[0x22u8; 8000]),
+        crosses_encrypted(&caller.rtp, 0x22, "the operator's audio at the caller")
+    );
+    assert_eq!((caller.rtp.refused(), op.rtp.refused()), (0, 0));
+
+    // From the caller's address, a replay (sequence 100, the caller's first, sealed with
+    // its key) and a forgery (no key): neither reaches the recording.
+    // (Its timestamp is the next one due, so that only the replay window can stop it.)
+    let (ts, ssrc) = (caller.rtp.ts, caller.rtp.ssrc);
+    let mut replayed = support::rtp::rtp_header(0, false, 100, ts, ssrc).to_vec();
+    replayed.extend_from_slice(&[0x11; 160]);
+    let replayed = caller.rtp.wire(replayed);
+    let mut forged = support::rtp::rtp_header(0, false, 7, 7, caller.rtp.ssrc).to_vec();
+    forged.extend_from_slice(&[0x11; 170]);
+    for p in [replayed, forged] {
+        caller.rtp.socket.send_to(&p, caller.media).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    let path = loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(Event::RecordingSaved { recording, .. })) => {
+                break recording.expect("a recording").path
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no recording: {other:?}"),
+        }
+    };
+    let (samples, channels) = support::rtp::read_wav(&path);
+    assert_eq!(channels, 2);
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let caller_level = support::rtp::ulaw_decode(0x55);
+    let operator_level = support::rtp::ulaw_decode(0x22);
+    let count = |ch: &[i16], v: i16| ch.iter().filter(|s| **s == v).count();
+    assert!(
+        count(&left, caller_level) >= 40 * 160,
+        "the caller's audio in clear on the left"
+    );
+    assert_eq!(
+        count(&left, support::rtp::ulaw_decode(0x11)),
+        0,
+        "the replayed or the forged packet was recorded"
+    );
+    assert!(
+        count(&right, operator_level) >= 40 * 160,
+        "the operator's audio in clear on the right"
+    );
+    drop(op);
+    hotline.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdes_keys_over_cleartext_sip_and_plain_rtp_under_required_are_refused() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = lab(certs_dir.path());
+
+    // "optional": SRTP offered over UDP is 488, saying to use TLS; plain RTP over TLS is fine.
+    let (hotline, _dir) = start_with("", &tls_table(&certs, "")).await;
+    let refused = Caller::try_dial(
+        Endpoint::new(hotline.sip_addr).await,
+        "8800",
+        "+79785550101",
+        None,
+        true,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
+    let warning = header(&refused, "Warning").expect("Warning");
+    assert!(warning.contains("TLS"), "{warning}");
+    let tls = hotline.sip_tls_addr.unwrap();
+    let mut plain = Caller::try_dial(
+        Endpoint::tls(tls, &certs.ca).await,
+        "8800",
+        "+79785550102",
+        None,
+        false,
+    )
+    .await
+    .expect("plain RTP over TLS under \"optional\"");
+    assert!(body(&plain.ok).contains(" RTP/AVP ") && !body(&plain.ok).contains("a=crypto"));
+    assert!(plain.hang_up().await.starts_with("SIP/2.0 200"));
+    hotline.shutdown().await;
+
+    // "required" (which needs TLS of operators): plain RTP gets 488 even over TLS; a bad key
+    // gets 488 naming the problem; SRTP over TLS is answered.
+    let tables = tls_table(&certs, "require_for_operators = true")
+        .replace("[limits]", "[media]\nsrtp = \"required\"\n[limits]");
+    let (hotline, _dir) = start_with("", &tables).await;
+    let tls = hotline.sip_tls_addr.unwrap();
+    let refused = Caller::try_dial(
+        Endpoint::tls(tls, &certs.ca).await,
+        "8800",
+        "+79785550103",
+        None,
+        false,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(refused.starts_with("SIP/2.0 488"), "{refused}");
+    assert!(
+        header(&refused, "Warning")
+            .unwrap()
+            .contains("SRTP is required"),
+        "{refused}"
+    );
+    let mut ok = Caller::try_dial(
+        Endpoint::tls(tls, &certs.ca).await,
+        "8800",
+        "+79785550104",
+        None,
+        true,
+    )
+    .await
+    .expect("SRTP over TLS");
+    assert!(ok.rtp.is_srtp());
+    assert!(ok.hang_up().await.starts_with("SIP/2.0 200"));
+    // A key of the wrong length, by hand.
+    let mut sip = Endpoint::tls(tls, &certs.ca).await;
+    let offer = support::rtp::offer_keyed(40000, &[(0, "PCMU")], Some(&[7u8; 29]));
+    let invite = format!(
+        "INVITE sip:8800@hotline.test SIP/2.0\r\nVia: {};branch={};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:+79785550105@carrier.test>;tag=k1\r\nTo: <sip:8800@hotline.test>\r\n\
+         Call-ID: badkey@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: {}\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        sip.via(),
+        sip.branch(),
+        sip.contact("caller"),
+        offer.len()
+    );
+    sip.peer.send(&invite).await;
+    let r = sip
+        .final_response("INVITE", WAIT)
+        .await
+        .expect("final response");
+    assert!(r.starts_with("SIP/2.0 488"), "{r}");
+    assert!(
+        header(&r, "Warning").unwrap().contains("needs 30 bytes"),
+        "{r}"
+    );
+
+    hotline.shutdown().await;
 }

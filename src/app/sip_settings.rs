@@ -56,6 +56,7 @@ impl From<&Config> for UaSettings {
             // Seeded from the operating system: nonces, tags and branches must be
             // unpredictable.
             rng_seed: None,
+            srtp: config.media.srtp,
         };
         settings.set_address(config.sip.public_address, config.sip.listen);
         settings

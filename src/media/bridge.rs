@@ -51,6 +51,7 @@ mod tests {
                 remote_rtp: Some("127.0.0.1:4000".parse().unwrap()),
                 direction: Direction::SendRecv,
                 ptime: None,
+                srtp: None,
             },
             t0,
         );

@@ -2,14 +2,16 @@
 //! where to send (latching), our outgoing stream (SSRC, sequence, timestamp), receive
 //! statistics, DTMF detection and the RTP timeout clock.
 //!
-//! The media session owns the socket and calls [`LegState::receive`] for every datagram and
-//! [`LegState::write_frame`] / [`LegState::write_relayed`] to build what it sends, so every
-//! decision about a packet is testable and benchable without I/O. Nothing here allocates
-//! per packet.
+//! The media session owns the socket and calls [`LegState::receive_datagram`] for every
+//! datagram and [`LegState::write_frame`] / [`LegState::write_relayed`] to build what it
+//! sends, so every decision about a packet is testable and benchable without I/O. Nothing
+//! here allocates per packet on a plain RTP leg; an SRTP leg's transform allocates once
+//! per packet (see [`super::srtp`]).
 
 use super::dtmf::Detector;
 use super::g711;
 use super::rtp::{self, Latch, Packet, ReceiveStats, RelayClock, RtpSender};
+use super::srtp::{Refused, SrtpLeg};
 use crate::sip::sdp::{Codec, Direction, Negotiated};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -52,6 +54,21 @@ pub struct Dropped {
     pub foreign: u64,
     /// A payload type that was not negotiated.
     pub unknown_payload: u64,
+    /// SRTP: a wrong authentication tag (forged or damaged), or not SRTP at all.
+    pub unauthenticated: u64,
+    /// SRTP: a packet received already (RFC 3711 §3.3.2).
+    pub replayed: u64,
+    /// SRTP: a new SSRC over the rate at which those are checked.
+    pub throttled: u64,
+}
+
+/// Whether and how the leg's packets are protected.
+enum Protection {
+    Plain,
+    Srtp(Box<SrtpLeg>),
+    /// SRTP was agreed but could not be keyed: nothing is sent or taken, rather than
+    /// falling back to cleartext.
+    Unusable,
 }
 
 /// One leg's state. See the module documentation.
@@ -74,6 +91,7 @@ pub struct LegState {
     dropped: Dropped,
     /// Transcoded payloads are built here (kept, not zeroed per packet).
     scratch: [u8; MAX_PAYLOAD],
+    protection: Protection,
 }
 
 /// Largest payload relayed: 128 ms of G.711.
@@ -96,6 +114,7 @@ impl LegState {
             stats: ReceiveStats::default(),
             dropped: Dropped::default(),
             scratch: [0; MAX_PAYLOAD],
+            protection: Protection::Plain,
         };
         leg.update(media);
         leg
@@ -117,9 +136,82 @@ impl LegState {
         }
         self.telephone_event = media.telephone_event;
         self.direction = media.direction;
+        self.protection = match (
+            std::mem::replace(&mut self.protection, Protection::Plain),
+            &media.srtp,
+        ) {
+            (_, None) => Protection::Plain,
+            (Protection::Srtp(mut leg), Some(keys)) => match leg.rekey(keys) {
+                Ok(()) => Protection::Srtp(leg),
+                Err(e) => {
+                    tracing::error!(error = %e, "SRTP re-key failed; the leg is silenced");
+                    Protection::Unusable
+                }
+            },
+            (_, Some(keys)) => match SrtpLeg::new(keys, self.origin) {
+                Ok(leg) => Protection::Srtp(Box::new(leg)),
+                Err(e) => {
+                    tracing::error!(error = %e, "SRTP keys unusable; the leg is silenced");
+                    Protection::Unusable
+                }
+            },
+        };
     }
 
-    /// Classifies one datagram from `source`.
+    /// Whether the leg is SRTP.
+    pub fn is_srtp(&self) -> bool {
+        !matches!(self.protection, Protection::Plain)
+    }
+
+    /// Classifies one datagram from `source` as it came off the socket: on an SRTP leg it
+    /// is first authenticated and decrypted in place (from the latched source only, so that
+    /// strangers cost no cryptography), then [`Self::receive`]d.
+    pub fn receive_datagram<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        source: SocketAddr,
+        now: Instant,
+    ) -> Inbound<'a> {
+        let len = match &mut self.protection {
+            Protection::Plain => buf.len(),
+            Protection::Unusable => return Inbound::Ignored,
+            Protection::Srtp(srtp) => {
+                if !self.latch.admits(source, now) {
+                    self.dropped.foreign += 1;
+                    return Inbound::Ignored;
+                }
+                let len = buf.len();
+                match srtp.unprotect(buf, len, now) {
+                    Ok(n) => n,
+                    Err(refused) => {
+                        let counter = match refused {
+                            Refused::Replay => &mut self.dropped.replayed,
+                            Refused::Throttled => &mut self.dropped.throttled,
+                            Refused::Authentication | Refused::Malformed => {
+                                &mut self.dropped.unauthenticated
+                            }
+                        };
+                        *counter += 1;
+                        return Inbound::Ignored;
+                    }
+                }
+            }
+        };
+        self.receive(&buf[..len], source, now)
+    }
+
+    /// Seals the packet `out[..len]` we built, on an SRTP leg; returns what to send (0:
+    /// nothing).
+    fn seal(&mut self, out: &mut [u8], len: usize) -> usize {
+        match &mut self.protection {
+            Protection::Plain => len,
+            Protection::Unusable => 0,
+            Protection::Srtp(_) if len == 0 => 0,
+            Protection::Srtp(srtp) => srtp.protect(out, len).unwrap_or(0),
+        }
+    }
+
+    /// Classifies one clear RTP datagram from `source`.
     pub fn receive<'a>(&mut self, buf: &'a [u8], source: SocketAddr, now: Instant) -> Inbound<'a> {
         let Ok(packet) = rtp::parse(buf) else {
             self.dropped.invalid += 1;
@@ -176,9 +268,11 @@ impl LegState {
     /// (a prompt frame or silence). Returns the datagram length.
     pub fn write_frame(&mut self, frame: &[u8], out: &mut [u8]) -> usize {
         self.sender.advance(frame.len() as u32);
-        self.sender
+        let len = self
+            .sender
             .write(self.send.0, false, frame, out)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.seal(out, len)
     }
 
     /// Builds the packet that carries `packet` (received on the other leg, in `codec`) on
@@ -201,9 +295,11 @@ impl LegState {
             );
             &self.scratch[..n]
         };
-        self.sender
+        let len = self
+            .sender
             .write(self.send.0, packet.marker, payload, out)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.seal(out, len)
     }
 
     /// The next packet we send starts a new talk spurt (the audio source changed).
@@ -262,6 +358,7 @@ mod tests {
             remote_rtp: Some(remote.parse().unwrap()),
             direction: Direction::SendRecv,
             ptime: None,
+            srtp: None,
         }
     }
 
@@ -359,6 +456,101 @@ mod tests {
         assert_eq!(b.timestamp.wrapping_sub(ts1), 320);
         assert_eq!(b.sequence, seq1.wrapping_add(1));
         assert_eq!(b.ssrc, ssrc1);
+    }
+
+    #[test]
+    fn an_srtp_leg_takes_only_authentic_packets_and_seals_what_it_sends() {
+        use crate::media::srtp::SrtpLeg;
+        use crate::sip::sdes::{new_key, Keys, Suite};
+        let t0 = Instant::now();
+        let suite = Suite::AesCm128HmacSha1_80;
+        let keys = Keys {
+            suite,
+            theirs: new_key(suite),
+            ours: new_key(suite),
+            savp: true,
+        };
+        let mut m = media(&[(0, Codec::Pcmu)], "127.0.0.1:4000");
+        m.srtp = Some(keys.clone());
+        let mut leg = LegState::new(&m, t0);
+        assert!(leg.is_srtp());
+        let mut phone = SrtpLeg::new(
+            &Keys {
+                suite,
+                theirs: keys.ours.clone(),
+                ours: keys.theirs.clone(),
+                savp: true,
+            },
+            t0,
+        )
+        .unwrap();
+        let real: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let sealed = |phone: &mut SrtpLeg, seq: u16| {
+            let mut buf = [0u8; 512];
+            let clear = packet(0, seq, 160 * u32::from(seq), false, &[0x42; 160]);
+            buf[..clear.len()].copy_from_slice(&clear);
+            let n = phone.protect(&mut buf, clear.len()).unwrap();
+            buf[..n].to_vec()
+        };
+        // An authentic packet is decrypted in place and classified as audio.
+        let mut p = sealed(&mut phone, 1);
+        match leg.receive_datagram(&mut p, real, t0) {
+            Inbound::Audio(a) => assert_eq!(a.packet.payload, &[0x42; 160][..]),
+            other => panic!("{other:?}"),
+        }
+        // The same packet again, a forged one, one from elsewhere: dropped and counted.
+        let mut again = sealed(&mut phone, 2);
+        let replay = again.clone();
+        assert!(matches!(
+            leg.receive_datagram(&mut again, real, t0),
+            Inbound::Audio(_)
+        ));
+        let mut replay = replay;
+        assert!(matches!(
+            leg.receive_datagram(&mut replay, real, t0),
+            Inbound::Ignored
+        ));
+        let mut forged = packet(0, 3, 480, false, &[0x42; 170]);
+        assert!(matches!(
+            leg.receive_datagram(&mut forged, real, t0),
+            Inbound::Ignored
+        ));
+        let mut elsewhere = sealed(&mut phone, 4);
+        let other: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        assert!(matches!(
+            leg.receive_datagram(&mut elsewhere, other, t0),
+            Inbound::Ignored
+        ));
+        let d = leg.dropped();
+        assert_eq!(
+            (d.replayed, d.unauthenticated, d.foreign),
+            (1, 1, 1),
+            "{d:?}"
+        );
+        // What the leg sends is SRTP the phone can open; the payload is not in clear.
+        let mut out = [0u8; 512];
+        let n = leg.write_frame(&[0x33; 160], &mut out);
+        assert_eq!(n, 12 + 160 + 10);
+        assert_ne!(out[12..172], [0x33; 160]);
+        let back = phone.unprotect(&mut out, n, t0).unwrap();
+        assert_eq!(out[12..back], [0x33; 160]);
+        // A re-INVITE back to plain RTP (allowed by the policy) sends plain RTP.
+        m.srtp = None;
+        leg.update(&m);
+        assert!(!leg.is_srtp());
+        assert_eq!(leg.write_frame(&[0x33; 160], &mut out), 172);
+        // Keys that cannot key a context silence the leg rather than send in clear.
+        m.srtp = Some(Keys {
+            ours: vec![1; 3],
+            ..keys
+        });
+        let mut broken = LegState::new(&m, t0);
+        assert_eq!(broken.write_frame(&[0x33; 160], &mut out), 0);
+        let mut p = sealed(&mut phone, 5);
+        assert!(matches!(
+            broken.receive_datagram(&mut p, real, t0),
+            Inbound::Ignored
+        ));
     }
 
     #[test]

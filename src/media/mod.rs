@@ -8,6 +8,7 @@
 //! * [`recorder`]: two-channel WAV recordings flushed as they grow, crash repair
 //! * [`voicemail`]: the caller's message in a mono WAV file; when a message ends
 //! * [`leg`]: one RTP leg's state without its socket
+//! * [`srtp`]: a leg's SRTP contexts (RFC 3711), keyed by SDES
 //! * [`bridge`]: the per-packet relay between two legs, feeding the recorder
 //! * [`ports`]: RTP port allocation (binding real sockets)
 //! * [`session`]: the per-call media task: the only part that touches RTP sockets
@@ -24,5 +25,6 @@ pub mod recorder;
 pub mod rtp;
 pub mod runtime;
 pub mod session;
+pub mod srtp;
 pub mod udp;
 pub mod voicemail;

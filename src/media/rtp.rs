@@ -448,6 +448,19 @@ impl Latch {
         true
     }
 
+    /// Whether [`Latch::on_packet`] would accept a packet from `source` now, without
+    /// latching: asked before a packet's SRTP is checked, so that only a packet that
+    /// authenticates can move the latch.
+    pub fn admits(&self, source: SocketAddr, now: Instant) -> bool {
+        match &self.locked {
+            Some(locked) => {
+                locked.addr == source
+                    || now.saturating_duration_since(locked.last_seen) >= RELEARN_AFTER
+            }
+            None => true,
+        }
+    }
+
     /// Where to send media: the latched source, or else the signalled address.
     pub fn remote(&self) -> Option<SocketAddr> {
         self.latched().or(self.signalled)

@@ -264,7 +264,7 @@ impl Leg {
     }
 
     fn send(&mut self, datagram: &[u8]) {
-        let Some(to) = self.state.remote() else {
+        let Some(to) = self.state.remote().filter(|_| !datagram.is_empty()) else {
             return;
         };
         // RTP is real time: a packet the kernel cannot take now is late anyway; drop it.
@@ -380,7 +380,7 @@ impl MediaTask {
                         self.on_caller(i);
                     }
                 }
-                ready = readable(&self.operator) => {
+                ready = readable(self.operator.as_ref().map(|op| &op.socket)) => {
                     Leg::read_into(&mut self.rx, ready);
                     for i in 0..self.rx.len() {
                         self.on_operator(i);
@@ -470,10 +470,10 @@ impl MediaTask {
     /// Datagram `i` of the last batch, read from the caller's leg.
     fn on_caller(&mut self, i: usize) {
         let now = Instant::now();
-        let (datagram, Some(from)) = self.rx.get(i) else {
+        let (datagram, Some(from)) = self.rx.get_mut(i) else {
             return;
         };
-        let inbound = self.caller.state.receive(datagram, from, now);
+        let inbound = self.caller.state.receive_datagram(datagram, from, now);
         match inbound {
             Inbound::Audio(audio) => {
                 // `forward` leaves the packet's PCM in `self.pcm` when it records it.
@@ -517,10 +517,10 @@ impl MediaTask {
         let Some(op) = self.operator.as_mut() else {
             return;
         };
-        let (datagram, Some(from)) = self.rx.get(i) else {
+        let (datagram, Some(from)) = self.rx.get_mut(i) else {
             return;
         };
-        let inbound = op.state.receive(datagram, from, Instant::now());
+        let inbound = op.state.receive_datagram(datagram, from, Instant::now());
         if let Inbound::Audio(audio) = inbound {
             let to = self
                 .caller
@@ -664,10 +664,13 @@ impl MediaTask {
     }
 }
 
-/// Readiness of the operator leg's socket, or never when there is none.
-async fn readable(operator: &Option<Leg>) -> std::io::Result<AsyncFdReadyGuard<'_, UdpSocket>> {
+/// Readiness of the operator leg's socket, or never when there is none. (The socket
+/// alone, not the leg: an SRTP leg's contexts are `Send` but not `Sync`.)
+async fn readable(
+    operator: Option<&AsyncFd<UdpSocket>>,
+) -> std::io::Result<AsyncFdReadyGuard<'_, UdpSocket>> {
     match operator {
-        Some(op) => op.socket.readable().await,
+        Some(socket) => socket.readable().await,
         None => std::future::pending().await,
     }
 }

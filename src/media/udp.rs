@@ -96,6 +96,11 @@ impl RxBatch {
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
         (&self.bufs[i][..self.lens[i]], self.sources[i])
     }
+
+    /// [`RxBatch::get`], writable: an SRTP leg decrypts the datagram where it lies.
+    pub fn get_mut(&mut self, i: usize) -> (&mut [u8], Option<SocketAddr>) {
+        (&mut self.bufs[i][..self.lens[i]], self.sources[i])
+    }
 }
 
 fn to_socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {

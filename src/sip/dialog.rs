@@ -92,6 +92,8 @@ pub struct Dialog {
     pub rtp_port: u16,
     /// When a delayed answer (`answer_delay_ms`) is due.
     pub answer_at: Option<Instant>,
+    /// Our SRTP key in the offer of a leg we placed, until its answer keys the media.
+    pub srtp_offered: Option<crate::sip::sdes::Offered>,
 }
 
 impl Dialog {
@@ -129,6 +131,7 @@ impl Dialog {
             sdp_version: 1,
             rtp_port: 0,
             answer_at: None,
+            srtp_offered: None,
         })
     }
 
@@ -163,6 +166,7 @@ impl Dialog {
             sdp_version: 1,
             rtp_port: 0,
             answer_at: None,
+            srtp_offered: None,
         }
     }
 

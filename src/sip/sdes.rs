@@ -5,8 +5,8 @@
 //! caller of [`choose`] must refuse them over cleartext SIP (issue 20). This module only
 //! reads and writes the attribute; the SRTP transform itself is the media layer's.
 //!
-//! Not wired into the offer/answer yet: an `RTP/SAVP` offer still gets 488 until the media
-//! path can protect and unprotect packets.
+//! [`super::sdp`] applies the [`Policy`] to each offer and answer and puts the agreed
+//! [`Keys`] into the negotiated media; `media::srtp` keys the transform with them.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -44,6 +44,97 @@ impl Suite {
         }
     }
 }
+
+/// `[media] srtp`: whether calls may, or must, use SRTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Plain RTP only: an `RTP/SAVP` offer is refused (488).
+    Off,
+    /// SRTP where the peer offers it over TLS (`RTP/SAVP`, or `RTP/AVP` with `a=crypto`),
+    /// plain RTP where it offers that. Operators registered over TLS are offered SRTP as
+    /// `RTP/AVP` with `a=crypto` (best effort): a phone without SRTP answers plain RTP.
+    #[default]
+    Optional,
+    /// SRTP on every leg: a plain offer is refused (488), operators are offered `RTP/SAVP`
+    /// and must register over TLS to be rung.
+    Required,
+}
+
+/// What the signalling of one dialog allows: the policy, and whether the hop the keys
+/// travel over is TLS (SDES keys in cleartext SIP are as good as published).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Security {
+    pub policy: Policy,
+    pub signalling_encrypted: bool,
+}
+
+/// The agreed SRTP keys of one audio stream: each direction has its own master key
+/// (RFC 4568 §6.1).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub suite: Suite,
+    /// The peer's key ‖ salt: what it sends is decrypted with it.
+    pub theirs: Vec<u8>,
+    /// Our key ‖ salt: what we send is encrypted with it.
+    pub ours: Vec<u8>,
+    /// The stream is `RTP/SAVP`; else it is "best-effort" SDES: `RTP/AVP` with `a=crypto`,
+    /// which phones that lack SRTP answer with plain RTP. A re-offer keeps the profile.
+    pub savp: bool,
+}
+
+impl std::fmt::Debug for Keys {
+    /// Never the keys: negotiated media is logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// What a re-offer of ours in this stream carries: the same key (our stream goes on)
+    /// and profile.
+    pub fn reoffer(&self) -> Offered {
+        Offered {
+            key: self.ours.clone(),
+            savp: self.savp,
+        }
+    }
+}
+
+/// SRTP in an offer of ours: our key ‖ salt for [`OFFER_SUITE`], and the profile.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Offered {
+    pub key: Vec<u8>,
+    /// `RTP/SAVP`: only an SRTP answer will do. Else `RTP/AVP` with `a=crypto`
+    /// (best effort): a plain answer is plain RTP.
+    pub savp: bool,
+}
+
+impl Offered {
+    /// A fresh key for our offer.
+    pub fn new(savp: bool) -> Offered {
+        Offered {
+            key: new_key(OFFER_SUITE),
+            savp,
+        }
+    }
+}
+
+impl std::fmt::Debug for Offered {
+    /// Never the key: it sits in dialogs, which are logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offered")
+            .field("savp", &self.savp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tag of the one `a=crypto` line in our own offers.
+pub const OFFER_TAG: u32 = 1;
+/// The suite of our own offers: the one every SIP phone with SRTP has.
+pub const OFFER_SUITE: Suite = Suite::AesCm128HmacSha1_80;
 
 /// One usable `a=crypto` attribute: its tag, suite and master key ‖ salt.
 #[derive(Clone, PartialEq, Eq)]
@@ -155,14 +246,10 @@ pub fn new_key(suite: Suite) -> Vec<u8> {
     key
 }
 
-/// Our answer's attribute value for `chosen` (same tag and suite) with our `key`.
-pub fn answer_value(chosen: &Crypto, key: &[u8]) -> String {
-    format!(
-        "{} {} inline:{}",
-        chosen.tag,
-        chosen.suite.name(),
-        STANDARD.encode(key)
-    )
+/// An `a=crypto` attribute value: `tag suite inline:KEY` (ours, in an answer to the tag
+/// and suite chosen, or in our own offer).
+pub fn attribute(tag: u32, suite: Suite, key: &[u8]) -> String {
+    format!("{tag} {} inline:{}", suite.name(), STANDARD.encode(key))
 }
 
 #[cfg(test)]
@@ -249,7 +336,7 @@ mod tests {
         assert_eq!(ours.len(), 30);
         assert_ne!(ours, chosen.key);
         assert_ne!(ours, new_key(chosen.suite), "fresh each time");
-        let value = answer_value(&chosen, &ours);
+        let value = attribute(chosen.tag, chosen.suite, &ours);
         let back = parse(&value).unwrap();
         assert_eq!((back.tag, back.suite, back.key), (2, chosen.suite, ours));
         // None usable: the first one's reason.

@@ -24,6 +24,8 @@ use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeRtpmap};
 use webrtc_sdp::media_type::{SdpFormatList, SdpMedia};
 use webrtc_sdp::SdpSession;
 
+use super::sdes::{self, Keys, Policy, SdesError, Security};
+
 /// Payload type we use for telephone-event in our own offers (the de-facto
 /// default; RFC 4733 §7.1.1 leaves it dynamic).
 pub const TELEPHONE_EVENT_PT: u8 = 101;
@@ -152,6 +154,8 @@ pub struct Negotiated {
     pub direction: Direction,
     /// The peer's `a=ptime` (how it wants to receive packets), if it gave one.
     pub ptime: Option<u32>,
+    /// SRTP keys when the stream is `RTP/SAVP` (RFC 4568); `None` is plain RTP.
+    pub srtp: Option<Keys>,
 }
 
 /// Our answer text plus what it agreed to.
@@ -182,6 +186,14 @@ pub enum SdpError {
     /// Multicast or broadcast: one call's RTP would flood a whole group or network.
     #[error("connection address {0} is not a unicast address")]
     NotUnicast(IpAddr),
+    /// SRTP keys offered in cleartext SIP: anyone on the path has read them.
+    #[error("SRTP keys (a=crypto) are refused over cleartext SIP; use TLS (sips:)")]
+    SdesOverCleartext,
+    #[error("{0}")]
+    Crypto(#[from] SdesError),
+    /// `[media] srtp = "required"` and the peer offered or answered plain RTP.
+    #[error("SRTP is required here; plain RTP/AVP is refused")]
+    SrtpRequired,
 }
 
 /// One `m=` line of the peer's SDP as written, so every stream can be answered
@@ -194,6 +206,8 @@ struct RawStream {
     fmt: String,
     /// Index into `SdpSession::media` if the section was handed to the parser.
     parsed: Option<usize>,
+    /// The values of the section's `a=crypto` attributes (SDES), in order.
+    crypto: Vec<String>,
 }
 
 impl RawStream {
@@ -202,10 +216,17 @@ impl RawStream {
     }
 }
 
-/// Transports we can answer: plain RTP; AVPF (RFC 4585) is AVP plus optional
-/// feedback we simply never send. SRTP profiles are rejected per stream.
-fn is_rtp_avp(proto: &str) -> bool {
-    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
+/// Transports we can answer, and whether each is SRTP: plain RTP, and SRTP keyed by SDES
+/// (`RTP/SAVP`); the F variants (RFC 4585) add optional feedback we simply never send.
+fn rtp_profile(proto: &str) -> Option<bool> {
+    let is = |p: &str| proto.eq_ignore_ascii_case(p);
+    if is("RTP/AVP") || is("RTP/AVPF") {
+        Some(false)
+    } else if is("RTP/SAVP") || is("RTP/SAVPF") {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// Split the peer's SDP into streams and build the reduced text for `webrtc-sdp`
@@ -230,12 +251,14 @@ fn prepare(text: &str) -> (String, Vec<RawStream>) {
                 let tokens: Vec<&str> = value.split_whitespace().collect();
                 let (media, proto) = (tokens.first(), tokens.get(2));
                 let audio = media.is_some_and(|m| m.eq_ignore_ascii_case("audio"));
-                keep = proto.is_none() || (audio && proto.is_some_and(|p| is_rtp_avp(p)));
+                keep =
+                    proto.is_none() || (audio && proto.is_some_and(|p| rtp_profile(p).is_some()));
                 streams.push(RawStream {
                     media: media.unwrap_or(&"").to_string(),
                     proto: proto.unwrap_or(&"").to_string(),
                     fmt: tokens.get(3).unwrap_or(&"0").to_string(),
                     parsed: keep.then_some(fed),
+                    crypto: Vec::new(),
                 });
                 fed += usize::from(keep);
                 Some(Cow::Borrowed(line))
@@ -249,7 +272,14 @@ fn prepare(text: &str) -> (String, Vec<RawStream>) {
             }
             "a" => {
                 let (name, arg) = value.split_once(':').unwrap_or((value, ""));
-                match name.trim().to_ascii_lowercase().as_str() {
+                let name = name.trim().to_ascii_lowercase();
+                if name == "crypto" {
+                    // Read by `sdes`, never by the parser; bounded like the body itself.
+                    if let Some(stream) = streams.last_mut().filter(|s| s.crypto.len() < 16) {
+                        stream.crypto.push(arg.trim().to_string());
+                    }
+                }
+                match name.as_str() {
                     "sendrecv" | "sendonly" | "recvonly" | "inactive" => Some(Cow::Borrowed(line)),
                     "rtpmap" if !in_session => Some(Cow::Borrowed(line)),
                     // RFC 8866 §6.4 allows a fractional ptime; webrtc-sdp wants an integer.
@@ -370,6 +400,7 @@ fn negotiate(session: &SdpSession, media: &SdpMedia) -> Result<Negotiated, SdpEr
         remote_rtp,
         direction: peer.reverse(),
         ptime,
+        srtp: None,
     })
 }
 
@@ -397,8 +428,8 @@ fn session_header(local: &LocalMedia) -> String {
 }
 
 /// An active audio section with one `a=rtpmap` per format (static ones too, which
-/// RFC 3264 §5.1 recommends), `a=fmtp` for the DTMF events we handle, our ptime
-/// and an explicit direction.
+/// RFC 3264 §5.1 recommends), `a=fmtp` for the DTMF events we handle, our ptime,
+/// an explicit direction and, for SRTP, our `a=crypto`.
 fn write_audio(
     out: &mut String,
     port: u16,
@@ -406,6 +437,7 @@ fn write_audio(
     codecs: &[(u8, Codec)],
     te: Option<u8>,
     dir: Direction,
+    crypto: Option<&str>,
 ) {
     let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
     fmts.extend(te.map(|pt| pt.to_string()));
@@ -418,15 +450,38 @@ fn write_audio(
         let _ = write!(out, "a=fmtp:{pt} {DTMF_EVENTS}\r\n");
     }
     let _ = write!(out, "a=ptime:{PTIME_MS}\r\na={}\r\n", dir.attribute());
+    if let Some(c) = crypto {
+        let _ = write!(out, "a=crypto:{c}\r\n");
+    }
 }
 
-/// Answer a peer's offer (RFC 3264 §6). The first active RTP/AVP(F) audio stream
-/// with a codec in common is accepted on `local.port`; every other stream is
-/// rejected with port 0 in the same position, keeping its media type, transport
-/// and one format (RFC 3264 §6: the answer has exactly as many `m=` lines).
+/// Answer a peer's offer (RFC 3264 §6) with plain RTP only (`[media] srtp = "off"`).
 pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Answer, SdpError> {
+    let plain = Security {
+        policy: Policy::Off,
+        signalling_encrypted: false,
+    };
+    answer_with(offer, local, plain, None)
+}
+
+/// Answer a peer's offer (RFC 3264 §6). The first active audio stream we can take is
+/// accepted on `local.port`; every other stream is rejected with port 0 in the same
+/// position, keeping its media type, transport and one format (RFC 3264 §6: the answer
+/// has exactly as many `m=` lines).
+///
+/// Which streams we can take is `security`'s: `RTP/SAVP` with a usable `a=crypto` when the
+/// policy allows SRTP and the signalling is TLS, `RTP/AVP` unless SRTP is required. Our
+/// answer's key is `previous.ours` when the stream keeps its suite (a re-INVITE: our
+/// outgoing stream goes on under the same key), else a fresh one.
+pub fn answer_with(
+    offer: &[u8],
+    local: &LocalMedia,
+    security: Security,
+    previous: Option<&Keys>,
+) -> Result<Answer, SdpError> {
     let (session, streams) = parse(offer)?;
     let (mut accepted, mut no_codec, mut bad_profile) = (None, false, None);
+    let mut refused: Option<SdpError> = None;
     for (i, stream) in streams.iter().enumerate() {
         if accepted.is_some() || !stream.is_audio() {
             continue;
@@ -438,17 +493,62 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Answer, SdpError> {
         if media.get_port() == 0 {
             continue; // disabled by the offerer (RFC 3264 §5.1)
         }
+        let savp = rtp_profile(&stream.proto) == Some(true);
+        // `RTP/AVP` with `a=crypto` is best-effort SDES: SRTP when we can take it, plain
+        // RTP when we cannot (unless SRTP is required).
+        let best_effort = !savp && !stream.crypto.is_empty();
+        let keys = match (savp, security.policy) {
+            (true, Policy::Off) => {
+                bad_profile.get_or_insert(stream.proto.clone());
+                continue;
+            }
+            (false, Policy::Off) => None,
+            (false, Policy::Optional) if !best_effort || !security.signalling_encrypted => None,
+            (false, Policy::Required) if !best_effort => {
+                refused.get_or_insert(SdpError::SrtpRequired);
+                continue;
+            }
+            _ if !security.signalling_encrypted => {
+                refused.get_or_insert(SdpError::SdesOverCleartext);
+                continue;
+            }
+            _ => match sdes::choose(stream.crypto.iter().map(String::as_str)) {
+                Ok(chosen) => Some(chosen),
+                Err(_) if best_effort && security.policy == Policy::Optional => None,
+                Err(e) => {
+                    refused.get_or_insert(SdpError::Crypto(e));
+                    continue;
+                }
+            },
+        };
         match negotiate(&session, media) {
-            Ok(n) => accepted = Some((i, media.get_proto().to_string(), n)),
+            Ok(mut n) => {
+                let crypto = keys.map(|chosen| {
+                    let ours = previous
+                        .filter(|p| p.suite == chosen.suite)
+                        .map(|p| p.ours.clone())
+                        .unwrap_or_else(|| sdes::new_key(chosen.suite));
+                    let line = sdes::attribute(chosen.tag, chosen.suite, &ours);
+                    n.srtp = Some(Keys {
+                        suite: chosen.suite,
+                        theirs: chosen.key,
+                        ours,
+                        savp,
+                    });
+                    line
+                });
+                accepted = Some((i, media.get_proto().to_string(), n, crypto));
+            }
             Err(SdpError::NoCommonCodec) => no_codec = true,
             Err(e) => return Err(e),
         }
     }
-    let Some((index, proto, negotiated)) = accepted else {
-        return Err(match (no_codec, bad_profile) {
-            (true, _) => SdpError::NoCommonCodec,
-            (false, Some(proto)) => SdpError::UnsupportedProfile(proto),
-            (false, None) => SdpError::NoAudio,
+    let Some((index, proto, negotiated, crypto)) = accepted else {
+        return Err(match (no_codec, refused, bad_profile) {
+            (true, _, _) => SdpError::NoCommonCodec,
+            (false, Some(e), _) => e,
+            (false, None, Some(proto)) => SdpError::UnsupportedProfile(proto),
+            (false, None, None) => SdpError::NoAudio,
         });
     };
     let mut sdp = session_header(local);
@@ -462,6 +562,7 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Answer, SdpError> {
                 &n.codecs,
                 n.telephone_event,
                 n.direction,
+                crypto.as_deref(),
             );
         } else {
             let _ = write!(sdp, "m={} 0 {} {}\r\n", s.media, s.proto, s.fmt);
@@ -471,18 +572,53 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Answer, SdpError> {
 }
 
 /// Our own offer (e.g. for the leg to an operator): PCMU, PCMA and
-/// telephone-event/8000 on payload type 101, ptime 20.
+/// telephone-event/8000 on payload type 101, ptime 20, plain RTP.
 pub fn offer(local: &LocalMedia, direction: Direction) -> String {
+    offer_with(local, direction, None)
+}
+
+/// [`offer`] with SRTP when `srtp` is given: our key in `a=crypto:1`
+/// ([`sdes::OFFER_SUITE`]) on `RTP/SAVP`, or on `RTP/AVP` for best effort.
+pub fn offer_with(
+    local: &LocalMedia,
+    direction: Direction,
+    srtp: Option<&sdes::Offered>,
+) -> String {
     let codecs: Vec<(u8, Codec)> = Codec::ALL.map(|c| (c.payload_type(), c)).to_vec();
     let mut sdp = session_header(local);
     let te = Some(TELEPHONE_EVENT_PT);
-    write_audio(&mut sdp, local.port, "RTP/AVP", &codecs, te, direction);
+    let crypto = srtp.map(|o| sdes::attribute(sdes::OFFER_TAG, sdes::OFFER_SUITE, &o.key));
+    let proto = if srtp.is_some_and(|o| o.savp) {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    write_audio(
+        &mut sdp,
+        local.port,
+        proto,
+        &codecs,
+        te,
+        direction,
+        crypto.as_deref(),
+    );
     sdp
 }
 
-/// Read the answer to an [`offer`] (RFC 3264 §7). We offer a single audio stream,
-/// so the answer's first `m=` line is ours; port 0 there means it was rejected.
+/// Read the answer to a plain [`offer`] (RFC 3264 §7).
 pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
+    parse_answer_with(answer, None)
+}
+
+/// Read the answer to an [`offer_with`] (RFC 3264 §7). We offer a single audio stream,
+/// so the answer's first `m=` line is ours; port 0 there means it was rejected. When we
+/// offered SRTP, an answer with a key for the one suite and tag we offered (RFC 4568
+/// §7.1.3) is SRTP; a plain answer is plain RTP after a best-effort offer, and refused
+/// after an `RTP/SAVP` one.
+pub fn parse_answer_with(
+    answer: &[u8],
+    srtp: Option<&sdes::Offered>,
+) -> Result<Negotiated, SdpError> {
     let (session, streams) = parse(answer)?;
     let stream = streams
         .first()
@@ -494,7 +630,29 @@ pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
     if media.get_port() == 0 {
         return Err(SdpError::NoAudio);
     }
-    negotiate(&session, media)
+    let savp = rtp_profile(&stream.proto) == Some(true);
+    let keyed = savp || !stream.crypto.is_empty();
+    let srtp = match (srtp, keyed) {
+        (None, _) if savp => return Err(SdpError::UnsupportedProfile(stream.proto.clone())),
+        (None, _) => None,
+        (Some(offered), false) if offered.savp => return Err(SdpError::SrtpRequired),
+        (Some(_), false) => None,
+        (Some(offered), true) => {
+            let theirs = sdes::choose(stream.crypto.iter().map(String::as_str))?;
+            if theirs.tag != sdes::OFFER_TAG || theirs.suite != sdes::OFFER_SUITE {
+                return Err(SdpError::Crypto(SdesError::NoneUsable));
+            }
+            Some(Keys {
+                suite: theirs.suite,
+                theirs: theirs.key,
+                ours: offered.key.clone(),
+                savp,
+            })
+        }
+    };
+    let mut n = negotiate(&session, media)?;
+    n.srtp = srtp;
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -546,6 +704,230 @@ mod tests {
         assert!(matches!(
             answer(v6.as_bytes(), &local()),
             Err(SdpError::NotUnicast(_))
+        ));
+    }
+
+    /// RFC 4568 §4's example key (30 bytes).
+    const SDES_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn security(policy: Policy, tls: bool) -> Security {
+        Security {
+            policy,
+            signalling_encrypted: tls,
+        }
+    }
+
+    fn srtp_offer(extra: &str) -> String {
+        sdp(&format!(
+            "m=audio 4000 RTP/SAVP 0 101\na=rtpmap:101 telephone-event/8000\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{SDES_KEY}|2^31\n{extra}"
+        ))
+    }
+
+    /// The value of the `a=crypto` line in `sdp`.
+    fn crypto_line(sdp: &str) -> &str {
+        sdp.split("\r\n")
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .expect("an a=crypto line")
+    }
+
+    #[test]
+    fn an_srtp_offer_over_tls_is_answered_with_a_key_of_our_own() {
+        let a = answer_with(
+            srtp_offer("").as_bytes(),
+            &local(),
+            security(Policy::Optional, true),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m_lines(&a.sdp), ["m=audio 20000 RTP/SAVP 0 101"]);
+        let keys = a.negotiated.srtp.clone().expect("SRTP agreed");
+        assert_eq!(keys.suite, sdes::Suite::AesCm128HmacSha1_80);
+        assert_eq!(
+            keys.theirs,
+            sdes::parse(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{SDES_KEY}"))
+                .unwrap()
+                .key
+        );
+        let ours = sdes::parse(crypto_line(&a.sdp)).unwrap();
+        assert_eq!((ours.tag, ours.key.clone()), (1, keys.ours.clone()));
+        assert_ne!(keys.ours, keys.theirs, "each direction its own key");
+        // (webrtc-sdp reads a=crypto only as an unknown attribute: not in strict mode.)
+        assert_eq!(webrtc_sdp::parse_sdp(&a.sdp, false).unwrap().media.len(), 1);
+        // A re-INVITE with the same stream: our key stays, so our stream goes on.
+        let again = answer_with(
+            srtp_offer("a=sendonly\n").as_bytes(),
+            &local(),
+            security(Policy::Required, true),
+            Some(&keys),
+        )
+        .unwrap();
+        assert_eq!(again.negotiated.srtp.unwrap().ours, keys.ours);
+        assert_eq!(again.negotiated.direction, Direction::RecvOnly);
+        // Keys never reach the logs through the negotiated media.
+        let shown = format!("{:?}", a.negotiated);
+        assert!(!shown.contains(&format!("{:?}", keys.ours)), "{shown}");
+    }
+
+    #[test]
+    fn the_srtp_policy_decides_which_offers_are_taken() {
+        let refused = |offer: &str, sec: Security| {
+            answer_with(offer.as_bytes(), &local(), sec, None).unwrap_err()
+        };
+        // Keys in cleartext SIP are refused, whatever the policy.
+        for policy in [Policy::Optional, Policy::Required] {
+            let e = refused(&srtp_offer(""), security(policy, false));
+            assert!(matches!(e, SdpError::SdesOverCleartext), "{e:?}");
+        }
+        // "off": SRTP is a transport we do not do.
+        let e = refused(&srtp_offer(""), security(Policy::Off, true));
+        assert!(matches!(e, SdpError::UnsupportedProfile(ref p) if p == "RTP/SAVP"));
+        // "required": plain RTP is refused, even over TLS.
+        let e = refused(
+            &sdp("m=audio 4000 RTP/AVP 0\n"),
+            security(Policy::Required, true),
+        );
+        assert!(matches!(e, SdpError::SrtpRequired), "{e:?}");
+        // A bad or missing key says why.
+        let short =
+            sdp("m=audio 4000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\n");
+        let e = refused(&short, security(Policy::Optional, true));
+        assert!(
+            matches!(e, SdpError::Crypto(SdesError::KeyLength { got: 3, .. })),
+            "{e:?}"
+        );
+        let none = sdp("m=audio 4000 RTP/SAVP 0\n");
+        let e = refused(&none, security(Policy::Optional, true));
+        assert!(
+            matches!(e, SdpError::Crypto(SdesError::NoneUsable)),
+            "{e:?}"
+        );
+        // Best effort (an SRTP stream, then the same as plain RTP) over cleartext SIP under
+        // "optional": the plain one is taken, the SRTP one refused in place.
+        let both = srtp_offer("m=audio 4002 RTP/AVP 0\n");
+        let a = answer_with(
+            both.as_bytes(),
+            &local(),
+            security(Policy::Optional, false),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            m_lines(&a.sdp),
+            ["m=audio 0 RTP/SAVP 0", "m=audio 20000 RTP/AVP 0"]
+        );
+        assert!(a.negotiated.srtp.is_none() && !a.sdp.contains("a=crypto"));
+        // A plain offer under "optional" is plain RTP.
+        let a = answer_with(
+            sdp("m=audio 4000 RTP/AVP 0\n").as_bytes(),
+            &local(),
+            security(Policy::Optional, true),
+            None,
+        )
+        .unwrap();
+        assert!(a.negotiated.srtp.is_none());
+    }
+
+    #[test]
+    fn our_srtp_offer_and_the_answer_to_it() {
+        let savp = sdes::Offered::new(true);
+        let ours = offer_with(&local(), Direction::SendRecv, Some(&savp));
+        assert_eq!(m_lines(&ours), ["m=audio 20000 RTP/SAVP 0 8 101"]);
+        let offered = sdes::parse(crypto_line(&ours)).unwrap();
+        assert_eq!(
+            (offered.tag, offered.suite, &offered.key),
+            (1, sdes::OFFER_SUITE, &savp.key)
+        );
+        // The phone answers as we would.
+        let phone = LocalMedia {
+            address: "198.51.100.7".parse().unwrap(),
+            port: 4000,
+            ..local()
+        };
+        let tls = security(Policy::Optional, true);
+        let answered = answer_with(ours.as_bytes(), &phone, tls, None).unwrap();
+        let n = parse_answer_with(answered.sdp.as_bytes(), Some(&savp)).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!((keys.ours.clone(), keys.savp), (savp.key.clone(), true));
+        assert_eq!(keys.theirs, answered.negotiated.srtp.unwrap().ours);
+        assert_eq!(keys.reoffer(), savp, "a re-offer keeps key and profile");
+        // A plain answer to our RTP/SAVP offer, and an SRTP answer to a plain one, are
+        // refused.
+        let plain = answer(offer(&local(), Direction::SendRecv).as_bytes(), &phone).unwrap();
+        assert!(matches!(
+            parse_answer_with(plain.sdp.as_bytes(), Some(&savp)),
+            Err(SdpError::SrtpRequired)
+        ));
+        assert!(matches!(
+            parse_answer(answered.sdp.as_bytes()),
+            Err(SdpError::UnsupportedProfile(_))
+        ));
+        // An answer keyed for another tag than the one we offered.
+        let other_tag = answered.sdp.replace("a=crypto:1 ", "a=crypto:2 ");
+        assert!(matches!(
+            parse_answer_with(other_tag.as_bytes(), Some(&savp)),
+            Err(SdpError::Crypto(_))
+        ));
+    }
+
+    /// `RTP/AVP` with `a=crypto`: SRTP with a phone that has it, plain RTP with one that
+    /// has not, in both directions.
+    #[test]
+    fn best_effort_srtp_falls_back_to_plain_rtp() {
+        let tls = security(Policy::Optional, true);
+        let best = sdes::Offered::new(false);
+        let ours = offer_with(&local(), Direction::SendRecv, Some(&best));
+        assert_eq!(m_lines(&ours), ["m=audio 20000 RTP/AVP 0 8 101"]);
+        assert!(ours.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+        let phone = LocalMedia {
+            address: "198.51.100.7".parse().unwrap(),
+            port: 4000,
+            ..local()
+        };
+        // A phone with SRTP answers on RTP/AVP with its key: SRTP.
+        let with = answer_with(ours.as_bytes(), &phone, tls, None).unwrap();
+        assert_eq!(m_lines(&with.sdp), ["m=audio 4000 RTP/AVP 0 8 101"]);
+        let keys = parse_answer_with(with.sdp.as_bytes(), Some(&best))
+            .unwrap()
+            .srtp
+            .expect("SRTP");
+        assert!(!keys.savp);
+        // A phone without it ignores the attribute: plain RTP.
+        let without = answer(ours.as_bytes(), &phone).unwrap();
+        assert!(!without.sdp.contains("a=crypto"));
+        let n = parse_answer_with(without.sdp.as_bytes(), Some(&best)).unwrap();
+        assert!(n.srtp.is_none());
+        // Offered to us: SRTP over TLS; plain RTP over cleartext SIP (the keys are not
+        // used, nor answered); a bad key is plain RTP under "optional", 488 under
+        // "required".
+        let offer = sdp(&format!(
+            "m=audio 4000 RTP/AVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{SDES_KEY}\n"
+        ));
+        let a = answer_with(offer.as_bytes(), &local(), tls, None).unwrap();
+        assert!(a.negotiated.srtp.is_some() && a.sdp.contains("a=crypto:1 "));
+        let clear = security(Policy::Optional, false);
+        let a = answer_with(offer.as_bytes(), &local(), clear, None).unwrap();
+        assert!(a.negotiated.srtp.is_none() && !a.sdp.contains("a=crypto"));
+        let required = security(Policy::Required, true);
+        assert!(answer_with(offer.as_bytes(), &local(), required, None)
+            .unwrap()
+            .negotiated
+            .srtp
+            .is_some());
+        let bad = offer.replace(SDES_KEY, "AAAA");
+        assert!(answer_with(bad.as_bytes(), &local(), tls, None)
+            .unwrap()
+            .negotiated
+            .srtp
+            .is_none());
+        assert!(matches!(
+            answer_with(bad.as_bytes(), &local(), required, None),
+            Err(SdpError::Crypto(_))
+        ));
+        let cleartext_required = security(Policy::Required, false);
+        assert!(matches!(
+            answer_with(offer.as_bytes(), &local(), cleartext_required, None),
+            Err(SdpError::SdesOverCleartext)
         ));
     }
 

@@ -41,12 +41,12 @@ impl Endpoint {
     }
 
     /// `Via: SIP/2.0/{transport} {address}` for a request from here.
-    fn via(&self) -> String {
+    pub fn via(&self) -> String {
         format!("SIP/2.0/{} {}", self.peer.via(), self.addr())
     }
 
     /// Our Contact URI for `user`.
-    fn contact(&self, user: &str) -> String {
+    pub fn contact(&self, user: &str) -> String {
         if self.sips {
             return format!("<sips:{user}@{}>", self.addr());
         }
@@ -57,7 +57,7 @@ impl Endpoint {
         self.peer.addr()
     }
 
-    fn branch(&mut self) -> String {
+    pub fn branch(&mut self) -> String {
         self.seq += 1;
         format!("z9hG4bK-ph-{}-{}", self.addr().port(), self.seq)
     }
@@ -218,13 +218,27 @@ impl Caller {
 
     /// [`Caller::dial_as`] from `sip` (over TLS, say).
     pub async fn dial_on(
-        mut sip: Endpoint,
+        sip: Endpoint,
         number: &str,
         from_number: &str,
         call_id: Option<&str>,
     ) -> Caller {
-        let rtp = RtpPeer::bind().await;
-        let offer = rtp::offer(rtp.port(), &[(0, "PCMU")]);
+        let caller = Caller::try_dial(sip, number, from_number, call_id, false).await;
+        caller.unwrap_or_else(|refused| panic!("{refused}"))
+    }
+
+    /// [`Caller::dial_on`] offering SRTP (`RTP/SAVP`, a key of its own) when `srtp`; the
+    /// final response when it is not a 200.
+    pub async fn try_dial(
+        mut sip: Endpoint,
+        number: &str,
+        from_number: &str,
+        call_id: Option<&str>,
+        srtp: bool,
+    ) -> Result<Caller, String> {
+        let mut rtp = RtpPeer::bind().await;
+        let key = srtp.then(rtp::srtp_key);
+        let offer = rtp::offer_keyed(rtp.port(), &[(0, "PCMU")], key.as_deref());
         let call_id = call_id.map(str::to_string).unwrap_or_else(|| {
             format!(
                 "call-{}-{}@127.0.0.1",
@@ -251,7 +265,13 @@ impl Caller {
             .final_response("INVITE", WAIT)
             .await
             .expect("final response to INVITE");
-        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        if !ok.starts_with("SIP/2.0 200") {
+            return Err(ok);
+        }
+        if let Some(ours) = key {
+            let theirs = rtp::crypto_key(body(&ok)).expect("a=crypto in the answer");
+            rtp.key(&ours, &theirs);
+        }
         let to = header(&ok, "To").unwrap().to_string();
         let target = uri_of(header(&ok, "Contact").expect("Contact in 200"));
         let ack_branch = sip.branch();
@@ -262,7 +282,7 @@ impl Caller {
         );
         sip.peer.send(&ack).await;
         let media = rtp::media_addr(body(&ok));
-        Caller {
+        Ok(Caller {
             sip,
             rtp,
             dialog: Dialog {
@@ -274,7 +294,7 @@ impl Caller {
             },
             media,
             ok,
-        }
+        })
     }
 
     pub fn call_id(&self) -> &str {
@@ -393,10 +413,20 @@ impl Operator {
         Some(invite)
     }
 
-    /// Answers the ringing call with 200 OK (PCMU) and waits for the ACK.
+    /// Answers the ringing call with 200 OK (PCMU) and waits for the ACK; an SRTP offer is
+    /// answered with SRTP under a key of the phone's own.
     pub async fn answer(&mut self) {
         let (invite, to_tag) = self.invite.take().expect("a ringing call");
-        let sdp = rtp::offer(self.rtp.port(), &[(0, "PCMU")]);
+        let theirs = rtp::crypto_key(body(&invite));
+        let ours = theirs.as_ref().map(|_| rtp::srtp_key());
+        let mut sdp = rtp::offer_keyed(self.rtp.port(), &[(0, "PCMU")], ours.as_deref());
+        if !body(&invite).contains(" RTP/SAVP ") {
+            // Best-effort SRTP (RTP/AVP with a=crypto) is answered on the same profile.
+            sdp = sdp.replace(" RTP/SAVP ", " RTP/AVP ");
+        }
+        if let (Some(ours), Some(theirs)) = (&ours, &theirs) {
+            self.rtp.key(ours, theirs);
+        }
         let contact = format!("Contact: {}\r\n", self.sip.contact(&self.extension));
         self.sip
             .respond_body(&invite, 200, "OK", &to_tag, &contact, &sdp)

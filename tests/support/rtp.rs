@@ -45,12 +45,69 @@ pub fn rtp_header(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32) -> [u8; 12
     h
 }
 
+/// The test UA's SRTP (issue 20): the two contexts of `webrtc-srtp` used directly, keyed
+/// from SDES lines this module writes and reads itself.
+pub struct PeerSrtp {
+    tx: webrtc_srtp::context::Context,
+    rx: webrtc_srtp::context::Context,
+    /// Packets received that did not authenticate.
+    pub refused: usize,
+}
+
+/// A random AES_CM_128_HMAC_SHA1_80 key ‖ salt.
+pub fn srtp_key() -> Vec<u8> {
+    (0..30).map(|_| rand::random::<u8>()).collect()
+}
+
+/// The `a=crypto` line for `key` under `tag`.
+pub fn crypto_line(tag: u32, key: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
+/// The key of the first `a=crypto` line of `sdp`.
+pub fn crypto_key(sdp: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let line = sdp.lines().find_map(|l| l.strip_prefix("a=crypto:"))?;
+    let inline = line.split_whitespace().nth(2)?.strip_prefix("inline:")?;
+    let key = inline.split('|').next()?;
+    base64::engine::general_purpose::STANDARD.decode(key).ok()
+}
+
+impl PeerSrtp {
+    /// Contexts for sending under `ours` and receiving under `theirs`.
+    pub fn new(ours: &[u8], theirs: &[u8]) -> PeerSrtp {
+        use webrtc_srtp::{option, protection_profile::ProtectionProfile as P};
+        let ctx = |k: &[u8], replay: bool| {
+            webrtc_srtp::context::Context::new(
+                &k[..16],
+                &k[16..],
+                P::Aes128CmHmacSha1_80,
+                replay.then(|| option::srtp_replay_protection(128)),
+                None,
+            )
+            .expect("SRTP context")
+        };
+        PeerSrtp {
+            tx: ctx(ours, false),
+            rx: ctx(theirs, true),
+            refused: 0,
+        }
+    }
+}
+
 /// The test UA's RTP endpoint.
 pub struct RtpPeer {
     pub socket: UdpSocket,
     pub ssrc: u32,
     pub seq: u16,
     pub ts: u32,
+    /// SRTP, once keyed: what is sent is encrypted, what is collected decrypted. (In a
+    /// mutex so that collecting stays `&self`, as the tests that share a peer need.)
+    pub srtp: std::sync::Mutex<Option<PeerSrtp>>,
 }
 
 impl RtpPeer {
@@ -60,6 +117,29 @@ impl RtpPeer {
             ssrc: 0x5EED_0001,
             seq: 100,
             ts: 16000,
+            srtp: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keys the peer's SRTP: sending under `ours`, receiving under `theirs`.
+    pub fn key(&mut self, ours: &[u8], theirs: &[u8]) {
+        *self.srtp.get_mut().unwrap() = Some(PeerSrtp::new(ours, theirs));
+    }
+
+    /// Received packets that did not authenticate (0 when SRTP is not keyed).
+    pub fn refused(&self) -> usize {
+        self.srtp.lock().unwrap().as_ref().map_or(0, |s| s.refused)
+    }
+
+    pub fn is_srtp(&self) -> bool {
+        self.srtp.lock().unwrap().is_some()
+    }
+
+    /// `packet` as it goes on the wire: SRTP-protected once keyed.
+    pub fn wire(&mut self, packet: Vec<u8>) -> Vec<u8> {
+        match self.srtp.get_mut().unwrap().as_mut() {
+            Some(s) => s.tx.encrypt_rtp(&packet).expect("SRTP protect").to_vec(),
+            None => packet,
         }
     }
 
@@ -78,6 +158,7 @@ impl RtpPeer {
     ) {
         let mut p = rtp_header(pt, marker, self.seq, self.ts, self.ssrc).to_vec();
         p.extend_from_slice(payload);
+        let p = self.wire(p);
         self.socket.send_to(&p, to).await.unwrap();
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(samples);
@@ -120,36 +201,76 @@ impl RtpPeer {
         }
         for p in packets {
             tick.tick().await;
+            let p = self.wire(p);
             self.socket.send_to(&p, to).await.unwrap();
         }
         self.ts = self.ts.wrapping_add(960);
     }
 
-    /// Everything received for `wait`, with the source of the first packet.
+    /// Everything received for `wait` (decrypted when SRTP is keyed; packets that do not
+    /// authenticate are counted in `srtp.refused`), with the source of the first packet.
+    /// Each packet is read as it arrives, so its `at` is its arrival.
     pub async fn collect(&self, wait: Duration) -> (Vec<Rtp>, Option<SocketAddr>) {
-        let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
+        let source = self.receive_for(wait, |d| out.extend(self.open(d))).await;
+        (out, source)
+    }
+
+    /// The datagrams received for `wait`, as they came.
+    pub async fn collect_raw(&self, wait: Duration) -> (Vec<Vec<u8>>, Option<SocketAddr>) {
+        let mut out = Vec::new();
+        let source = self.receive_for(wait, |d| out.push(d.to_vec())).await;
+        (out, source)
+    }
+
+    /// Hands every datagram received for `wait` to `each`; the source of the first.
+    async fn receive_for(&self, wait: Duration, mut each: impl FnMut(&[u8])) -> Option<SocketAddr> {
+        let deadline = tokio::time::Instant::now() + wait;
         let mut source = None;
         let mut buf = [0u8; 2048];
         while let Ok(Ok((n, from))) =
             tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await
         {
             source.get_or_insert(from);
-            out.extend(parse(&buf[..n]));
+            each(&buf[..n]);
         }
-        (out, source)
+        source
+    }
+
+    /// A datagram as received, decrypted when SRTP is keyed (`None`, and counted in
+    /// `srtp.refused`, when it does not authenticate).
+    pub fn open(&self, datagram: &[u8]) -> Option<Rtp> {
+        match self.srtp.lock().unwrap().as_mut() {
+            None => parse(datagram),
+            Some(s) => match s.rx.decrypt_rtp(datagram) {
+                Ok(clear) => parse(&clear),
+                Err(_) => {
+                    s.refused += 1;
+                    None
+                }
+            },
+        }
     }
 }
 
 /// An SDP offer for a UA at `port` offering `codecs` (e.g. `&[(0, "PCMU")]`) and
 /// telephone-event 101.
 pub fn offer(port: u16, codecs: &[(u8, &str)]) -> String {
+    offer_keyed(port, codecs, None)
+}
+
+/// [`offer`] as `RTP/SAVP` with `a=crypto:1` for `key` when it is given.
+pub fn offer_keyed(port: u16, codecs: &[(u8, &str)], key: Option<&[u8]>) -> String {
     let pts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+    let proto = if key.is_some() { "RTP/SAVP" } else { "RTP/AVP" };
     let mut s = format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {} 101\r\n",
+         m=audio {port} {proto} {} 101\r\n",
         pts.join(" ")
     );
+    if let Some(k) = key {
+        s.push_str(&crypto_line(1, k));
+    }
     for (pt, name) in codecs {
         s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
     }

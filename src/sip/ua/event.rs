@@ -108,6 +108,10 @@ pub enum OriginateError {
     NotRegistered(String),
     #[error("operator {0:?} registered a contact we cannot call")]
     BadContact(String),
+    /// `media.srtp = "required"` and the operator's binding is not over TLS, so no SRTP
+    /// key can be sent to it.
+    #[error("operator {0:?} is not registered over TLS, and SRTP is required")]
+    NotEncrypted(String),
     /// The RTP port range is exhausted (the 503 of an inbound call).
     #[error("no free RTP port")]
     NoRtpPort,

@@ -10,6 +10,7 @@ use super::{Event, UserAgent, ALLOW};
 use crate::sip::dialog::{Dialog, DialogKey, DialogState, PendingAck};
 use crate::sip::headers::{parse_cseq, tag_param};
 use crate::sip::message::{addr_uri, first_header, ResponseBuilder};
+use crate::sip::sdes::Keys;
 use crate::sip::sdp::{self, Direction, LocalMedia};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
@@ -74,7 +75,10 @@ impl UserAgent {
             session_id: dialog.sdp_session_id,
             session_version: dialog.sdp_version,
         };
-        let mut answer = match sdp_offer(&req).and_then(|offer| sdp::answer(offer, &local)) {
+        let security = self.settings.security(peer.transport);
+        let mut answer = match sdp_offer(&req)
+            .and_then(|offer| sdp::answer_with(offer, &local, security, None))
+        {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(%source, error = %e, "INVITE refused: SDP");
@@ -189,7 +193,13 @@ impl UserAgent {
                 let id = call.dialog.id;
                 if !req.body.is_empty() {
                     // The answer to the offer we made in a 2xx to an offer-less re-INVITE.
-                    if let Ok(mut n) = sdp::parse_answer(&req.body) {
+                    let ours = call
+                        .dialog
+                        .media
+                        .as_ref()
+                        .and_then(|m| m.srtp.as_ref())
+                        .map(Keys::reoffer);
+                    if let Ok(mut n) = sdp::parse_answer_with(&req.body, ours.as_ref()) {
                         vet_media_destination(
                             &mut n,
                             call.dialog.peer.addr.ip(),
@@ -251,11 +261,15 @@ impl UserAgent {
             session_id: call.dialog.sdp_session_id,
             session_version: call.dialog.sdp_version,
         };
+        let keys = call.dialog.media.as_ref().and_then(|m| m.srtp.clone());
+        let security = self.settings.security(call.dialog.peer.transport);
         let body = if req.body.is_empty() {
-            // Offer-less re-INVITE: we offer, the ACK answers (§14.2).
-            Ok(sdp::offer(&local, Direction::SendRecv))
+            // Offer-less re-INVITE: we offer (SRTP under our key if the call is SRTP), the
+            // ACK answers (§14.2).
+            let ours = keys.as_ref().map(Keys::reoffer);
+            Ok(sdp::offer_with(&local, Direction::SendRecv, ours.as_ref()))
         } else {
-            sdp::answer(&req.body, &local).map(|mut a| {
+            sdp::answer_with(&req.body, &local, security, keys.as_ref()).map(|mut a| {
                 vet_media_destination(
                     &mut a.negotiated,
                     call.dialog.peer.addr.ip(),

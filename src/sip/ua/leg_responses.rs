@@ -88,7 +88,9 @@ impl UserAgent {
         if let Some(call) = wanted {
             call.dialog.confirm_uac(resp);
             let ack = call.dialog.ack(1, host, &branch, server);
-            let answer = sdp_of(&resp.headers, &resp.body).and_then(sdp::parse_answer);
+            let offered = call.dialog.srtp_offered.take();
+            let answer = sdp_of(&resp.headers, &resp.body)
+                .and_then(|body| sdp::parse_answer_with(body, offered.as_ref()));
             let id = call.dialog.id;
             let rtp_port = call.dialog.rtp_port;
             if let Ok(media) = &answer {
@@ -269,6 +271,7 @@ mod tests {
                     remote_rtp: Some("10.0.0.5:30000".parse().unwrap()),
                     direction: Direction::SendRecv,
                     ptime: None,
+                    srtp: None,
                 },
             }]
         );

@@ -7,9 +7,11 @@ use super::helpers::{contact_header, is_plain_uri, random_tag, sanitize_display,
 use super::transactions::{ClientEntry, ClientTx};
 use super::{EndReason, Originate, OriginateError, UserAgent, ALLOW};
 use crate::sip::dialog::{Dialog, DialogKey, DialogState};
+use crate::sip::sdes::{Offered, Policy};
 use crate::sip::sdp::{self, Direction, LocalMedia};
 use crate::sip::transaction::{self, ClientInvite, TransactionKey};
 use crate::sip::Peer;
+use crate::sip::Transport;
 use std::time::Instant;
 
 /// Whether we want an operator leg cancelled.
@@ -49,6 +51,16 @@ impl UserAgent {
         if !is_plain_uri(&target) {
             return Err(OriginateError::BadContact(o.extension));
         }
+        // SRTP to every operator whose phone registered over TLS, unless it is off: best
+        // effort when optional (a phone without SRTP answers plain RTP), `RTP/SAVP` when
+        // required; no operator without TLS then.
+        let srtp = match (self.settings.srtp, peer.transport) {
+            (Policy::Off, _) => None,
+            (Policy::Optional, Transport::Tls) => Some(Offered::new(false)),
+            (Policy::Required, Transport::Tls) => Some(Offered::new(true)),
+            (Policy::Required, _) => return Err(OriginateError::NotEncrypted(o.extension)),
+            (Policy::Optional, _) => None,
+        };
         let Some(rtp_port) = self.ports.allocate() else {
             return Err(OriginateError::NoRtpPort);
         };
@@ -85,7 +97,8 @@ impl UserAgent {
             session_id: dialog.sdp_session_id,
             session_version: dialog.sdp_version,
         };
-        let offer = sdp::offer(&local, Direction::SendRecv);
+        let offer = sdp::offer_with(&local, Direction::SendRecv, srtp.as_ref());
+        dialog.srtp_offered = srtp;
         let text = format!(
             "INVITE {target} SIP/2.0\r\n\
              Via: SIP/2.0/{transport} {host};branch=z9hG4bK{branch};rport\r\n\

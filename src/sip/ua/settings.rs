@@ -37,6 +37,8 @@ pub struct UaSettings {
     /// let an attacker forge requests into our dialogs and transactions, or forge nonces.
     /// `Some` makes every run produce the same bytes, for tests and benchmarks only.
     pub rng_seed: Option<[u8; 32]>,
+    /// `media.srtp`: whether legs may or must be SRTP (always only over TLS).
+    pub srtp: crate::sip::sdes::Policy,
 }
 
 impl UaSettings {
@@ -58,6 +60,14 @@ impl UaSettings {
     /// which must come first).
     pub fn set_tls_port(&mut self, port: u16) {
         self.contact_host_tls = host_port(self.media_ip, port);
+    }
+
+    /// What the SDP of a dialog over `transport` may carry.
+    pub fn security(&self, transport: crate::sip::Transport) -> crate::sip::sdes::Security {
+        crate::sip::sdes::Security {
+            policy: self.srtp,
+            signalling_encrypted: transport == crate::sip::Transport::Tls,
+        }
     }
 
     /// `host:port` for our Contact and Via on `transport`.

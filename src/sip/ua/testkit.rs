@@ -30,6 +30,7 @@ pub(super) fn settings() -> UaSettings {
         media_trusted: Vec::new(),
         // Fixed, so that every run of a test sends the same bytes.
         rng_seed: Some([0x5e; 32]),
+        srtp: crate::sip::sdes::Policy::Optional,
     };
     settings.set_address(None, "127.0.0.1:5060".parse().unwrap());
     settings
