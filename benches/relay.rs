@@ -1,11 +1,15 @@
 //! The relay path per packet, without sockets: one RTP datagram received on the caller's
 //! leg (parse, latch, statistics), recorded (decode into the two-channel WAV writer) and
-//! rebuilt for the operator's leg, with and without PCMU→PCMA transcoding.
+//! rebuilt for the operator's leg, with and without PCMU→PCMA transcoding; and with SRTP on
+//! both legs (decrypted from the caller, encrypted again for the operator), beside what the
+//! phone's own encryption of the packet costs alone.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use hotline::media::bridge;
 use hotline::media::leg::{Inbound, LegState};
 use hotline::media::recorder::{Channel, Recorder};
+use hotline::media::srtp::SrtpLeg;
+use hotline::sip::sdes::{new_key, Keys, Suite};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -74,11 +78,76 @@ fn relay(c: &mut Criterion, name: &str, operator_codec: (u8, Codec), record: boo
     });
 }
 
+fn keys() -> Keys {
+    let suite = Suite::AesCm128HmacSha1_80;
+    Keys {
+        suite,
+        theirs: new_key(suite),
+        ours: new_key(suite),
+        savp: true,
+    }
+}
+
+/// The caller's phone seals each packet (`srtp/phone_protect` measures that alone), the
+/// caller's leg opens it, the operator's leg seals the relayed packet.
+fn relay_srtp(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let caller_keys = keys();
+    let phone_keys = Keys {
+        theirs: caller_keys.ours.clone(),
+        ours: caller_keys.theirs.clone(),
+        ..caller_keys.clone()
+    };
+    let with_srtp = |pt_codec: (u8, Codec), remote: &str, k: &Keys| {
+        let mut m = media(pt_codec.0, pt_codec.1, remote);
+        m.srtp = Some(k.clone());
+        LegState::new(&m, t0)
+    };
+    let mut caller = with_srtp((0, Codec::Pcmu), "127.0.0.1:40000", &caller_keys);
+    let mut operator = with_srtp((0, Codec::Pcmu), "127.0.0.1:40002", &keys());
+    let mut phone = SrtpLeg::new(&phone_keys, t0).unwrap();
+    let (mut pcm, mut out) = ([0i16; 2048], [0u8; 2048]);
+    let mut wire = [0u8; 200];
+    let mut n: u32 = 0;
+    c.bench_function("relay/pcmu_to_pcmu_srtp", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            let plain: &mut [u8; 172] = (&mut wire[..172]).try_into().unwrap();
+            datagram(n as u16, n.wrapping_mul(160), plain);
+            let len = phone.protect(&mut wire, 172).unwrap();
+            let now = t0 + Duration::from_millis(20 * u64::from(n % 1_000_000));
+            if let Inbound::Audio(audio) = caller.receive_datagram(&mut wire[..len], source, now)
+            {
+                let len = bridge::forward(
+                    &audio,
+                    Channel::Caller,
+                    None,
+                    Some(&mut operator),
+                    &mut pcm,
+                    &mut out,
+                );
+                black_box(len);
+            }
+        })
+    });
+    let mut phone = SrtpLeg::new(&phone_keys, t0).unwrap();
+    c.bench_function("srtp/phone_protect", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            let plain: &mut [u8; 172] = (&mut wire[..172]).try_into().unwrap();
+            datagram(n as u16, n.wrapping_mul(160), plain);
+            black_box(phone.protect(&mut wire, 172));
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     relay(c, "relay/pcmu_to_pcmu", (0, Codec::Pcmu), false);
     relay(c, "relay/pcmu_to_pcma", (8, Codec::Pcma), false);
     relay(c, "relay/pcmu_to_pcmu_recorded", (0, Codec::Pcmu), true);
     relay(c, "relay/pcmu_to_pcma_recorded", (8, Codec::Pcma), true);
+    relay_srtp(c);
 }
 
 criterion_group!(relay_benches, benches);
