@@ -117,8 +117,7 @@ fn relay_srtp(c: &mut Criterion) {
             datagram(n as u16, n.wrapping_mul(160), plain);
             let len = phone.protect(&mut wire, 172).unwrap();
             let now = t0 + Duration::from_millis(20 * u64::from(n % 1_000_000));
-            if let Inbound::Audio(audio) = caller.receive_datagram(&mut wire[..len], source, now)
-            {
+            if let Inbound::Audio(audio) = caller.receive_datagram(&mut wire[..len], source, now) {
                 let len = bridge::forward(
                     &audio,
                     Channel::Caller,

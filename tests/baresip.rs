@@ -68,8 +68,9 @@ fn free_port_pair() -> u16 {
 }
 
 /// Writes baresip's configuration directory for operator `ext` registering at `registrar`,
-/// over TLS trusting the CA in `tls_ca` when given, with SRTP when `srtp` (loaded before
-/// the account, which names it).
+/// over TLS trusting the CA in `tls_ca` when given, with `mediaenc` (`srtp`: best effort;
+/// `srtp-mand`: `RTP/SAVP` only) when given: the `srtp` module is loaded before the account,
+/// which names it.
 fn baresip_config(
     dir: &Path,
     sip_port: u16,
@@ -77,9 +78,13 @@ fn baresip_config(
     ext: &str,
     password: &str,
     tls_ca: Option<&Path>,
-    srtp: bool,
+    mediaenc: Option<&str>,
 ) {
-    let srtp_module = if srtp { "module\t\t\tsrtp.so\n" } else { "" };
+    let srtp_module = if mediaenc.is_some() {
+        "module\t\t\tsrtp.so\n"
+    } else {
+        ""
+    };
     let cafile = tls_ca.map_or(String::new(), |ca| {
         format!("sip_cafile\t\t{}\n", ca.display())
     });
@@ -105,7 +110,7 @@ fn baresip_config(
     );
     std::fs::write(dir.join("config"), config).expect("baresip config");
     let transport = if tls_ca.is_some() { "tls" } else { "udp" };
-    let mediaenc = if srtp { ";mediaenc=srtp" } else { "" };
+    let mediaenc = mediaenc.map_or(String::new(), |m| format!(";mediaenc={m}"));
     let account = format!(
         "<sip:{ext}@{registrar};transport={transport}>;auth_pass={password};answermode=auto;regint=600{mediaenc}\n"
     );
@@ -155,6 +160,67 @@ fn power(pcm: &[i16], hz: f64) -> f64 {
 fn rms(pcm: &[i16]) -> f64 {
     let sum: f64 = pcm.iter().map(|&s| f64::from(s).powi(2)).sum();
     (sum / pcm.len().max(1) as f64).sqrt()
+}
+
+/// Starts baresip as operator [`OPERATOR`] registering at `registrar` (over TLS trusting
+/// `ca` when given, with `mediaenc` when given) and signs the operator in once it has
+/// registered. The phone (killed when dropped) and its directory.
+async fn start_operator(
+    hotline: &hotline::app::Hotline,
+    registrar: std::net::SocketAddr,
+    ca: Option<&Path>,
+    mediaenc: Option<&str>,
+) -> (Child, tempfile::TempDir) {
+    let (_, token) = hotline
+        .records
+        .create_token("op", Role::Operator, Some(OPERATOR))
+        .await
+        .unwrap();
+    let sign_in = format!(
+        "http://{}/api/v1/operators/{OPERATOR}/sign-in",
+        hotline.http_addr
+    );
+    let phone_dir = tempfile::tempdir().expect("baresip dir");
+    let sip_port = free_port_pair();
+    baresip_config(
+        phone_dir.path(),
+        sip_port,
+        registrar,
+        OPERATOR,
+        PASSWORD,
+        ca,
+        mediaenc,
+    );
+    let mut phone = spawn_baresip(phone_dir.path());
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = phone.try_wait() {
+            panic!(
+                "baresip exited before registering ({status})\n{}",
+                baresip_log(phone_dir.path())
+            );
+        }
+        let r = http
+            .post(&sign_in)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sign-in request");
+        match r.status().as_u16() {
+            204 => return (phone, phone_dir),
+            409 => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!(
+                "sign-in: {other} {}\n{}",
+                r.text().await.unwrap_or_default(),
+                baresip_log(phone_dir.path())
+            ),
+        }
+    }
+    panic!(
+        "the operator could not sign in within 15 s: baresip did not register\n{}",
+        baresip_log(phone_dir.path())
+    );
 }
 
 /// How baresip reaches the hotline.
@@ -217,18 +283,12 @@ async fn operator_answers_a_sipp_caller(link: Link) {
     let http = reqwest::Client::new();
     let base = format!("http://{}/api/v1", hotline.http_addr);
     let records = &hotline.records;
-    let (_, operator) = records
-        .create_token("op", Role::Operator, Some(OPERATOR))
-        .await
-        .unwrap();
     let (_, supervisor) = records
         .create_token("sup", Role::Supervisor, None)
         .await
         .unwrap();
 
     // The softphone registers; the operator can sign in once it has.
-    let phone_dir = tempfile::tempdir().expect("baresip dir");
-    let sip_port = free_port_pair();
     let (registrar, ca) = match tls {
         true => (
             hotline.sip_tls_addr.expect("TLS listens"),
@@ -236,47 +296,9 @@ async fn operator_answers_a_sipp_caller(link: Link) {
         ),
         false => (hotline.sip_addr, None),
     };
-    baresip_config(
-        phone_dir.path(),
-        sip_port,
-        registrar,
-        OPERATOR,
-        PASSWORD,
-        ca,
-        link == Link::Srtp,
-    );
-    let mut phone = spawn_baresip(phone_dir.path());
-    let registered = 'wait: {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = phone.try_wait() {
-                panic!(
-                    "baresip exited before registering ({status})\n{}",
-                    baresip_log(phone_dir.path())
-                );
-            }
-            let r = http
-                .post(format!("{base}/operators/{OPERATOR}/sign-in"))
-                .bearer_auth(&operator)
-                .send()
-                .await
-                .expect("sign-in request");
-            match r.status().as_u16() {
-                204 => break 'wait t0.elapsed(),
-                409 => tokio::time::sleep(Duration::from_millis(100)).await,
-                other => panic!(
-                    "sign-in: {other} {}\n{}",
-                    r.text().await.unwrap_or_default(),
-                    baresip_log(phone_dir.path())
-                ),
-            }
-        }
-        panic!(
-            "the operator could not sign in within 15 s: baresip did not register\n{}",
-            baresip_log(phone_dir.path())
-        );
-    };
-    eprintln!("baresip registered and signed in after {registered:?}");
+    let mediaenc = (link == Link::Srtp).then_some("srtp");
+    let (mut phone, phone_dir) = start_operator(&hotline, registrar, ca, mediaenc).await;
+    eprintln!("baresip registered and signed in after {:?}", t0.elapsed());
     if tls {
         // baresip's own account of it: `1001@127.0.0.1: {0/TLS/v4} 200 OK`.
         let log = baresip_log(phone_dir.path());
@@ -461,4 +483,111 @@ async fn operator_answers_a_sipp_caller(link: Link) {
     let _ = phone.wait().await;
     hotline.shutdown().await;
     eprintln!("total {:?}", t0.elapsed());
+}
+
+/// Mandatory SRTP end to end (issue 20): `[media] srtp = "required"`, baresip with
+/// `mediaenc=srtp-mand` (it takes `RTP/SAVP` only) as the operator over TLS, and the
+/// project's test UA calling over TLS with SRTP. The caller hears baresip's tone (libre
+/// encrypted it, the hotline decrypted it and encrypted it again for the caller), and the
+/// recording holds both sides in clear: the caller's tone sample for sample, baresip's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_operator_with_mandatory_srtp_takes_an_srtp_call() {
+    require(BARESIP, "baresip");
+    let certs_dir = tempfile::tempdir().expect("certs dir");
+    let certs = hotline::tls::self_signed(certs_dir.path(), &["127.0.0.1".into()], 30).unwrap();
+    let tables = format!(
+        "[limits]\n{TRUSTED_LOOPBACK}\n[media]\nsrtp = \"required\"\n\
+         [sip.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n\
+         require_for_operators = true\n",
+        certs.cert.display(),
+        certs.key.display()
+    );
+    let (config, _dir) = config(r#"auth_algorithms = ["MD5"]"#, &tables);
+    let hotline = hotline::app::Hotline::start(config)
+        .await
+        .expect("hotline starts");
+    let tls = hotline.sip_tls_addr.expect("TLS listens");
+    let (mut phone, phone_dir) =
+        start_operator(&hotline, tls, Some(certs.ca.as_path()), Some("srtp-mand")).await;
+    let mut events = hotline.subscribe();
+
+    let sip = support::phone::Endpoint::tls(tls, &certs.ca).await;
+    let mut caller = support::phone::Caller::try_dial(sip, "8800", "+79785550200", None, true)
+        .await
+        .unwrap_or_else(|r| panic!("{r}\n{}", baresip_log(phone_dir.path())));
+    let mut operator_leg = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while operator_leg.is_none() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(hotline::callflow::Event::Sip(hotline::sip::ua::Event::OperatorAnswered {
+                media,
+                ..
+            }))) => operator_leg = Some(media),
+            Ok(_) => {}
+            Err(_) => panic!(
+                "baresip did not answer within 20 s\n{}",
+                baresip_log(phone_dir.path())
+            ),
+        }
+    }
+    let keys = operator_leg
+        .unwrap()
+        .srtp
+        .expect("the operator's leg is SRTP");
+    assert!(keys.savp, "RTP/SAVP, as srtp-mand wants");
+
+    // Give the bridge a moment, then listen: baresip's 1000 Hz, decrypted by the caller.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (heard, _) = caller.rtp.collect(Duration::from_secs(2)).await;
+    let pcm: Vec<i16> = heard
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|b| support::rtp::ulaw_decode(*b)))
+        .collect();
+    assert!(
+        heard.len() >= 80,
+        "the caller got {} packets in 2 s",
+        heard.len()
+    );
+    assert_eq!(caller.rtp.refused(), 0, "every packet authenticated");
+    let (tone, off) = (power(&pcm, TONE_HZ), power(&pcm, 700.0));
+    assert!(
+        rms(&pcm) > 300.0 && tone > 100.0 * off.max(1.0),
+        "the caller did not hear baresip's tone (rms {:.0}, {TONE_HZ} Hz {tone:.0}, 700 Hz {off:.0})",
+        rms(&pcm)
+    );
+    // The caller speaks: a 440 Hz second.
+    let spoken = support::rtp::ulaw_tone(440.0, 1.0);
+    caller.talk(&spoken).await;
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    let path = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Ok(hotline::callflow::Event::RecordingSaved { recording, .. })) => {
+                break recording.expect("a recording").path
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no recording"),
+        }
+    };
+    let (samples, channels) = support::rtp::read_wav(&path);
+    assert_eq!(channels, 2);
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    // A stretch of what the caller sent, in the middle of its second, exactly.
+    let decoded: Vec<i16> = spoken
+        .iter()
+        .map(|b| support::rtp::ulaw_decode(*b))
+        .collect();
+    assert!(
+        support::rtp::find(&left, &decoded[3200..4800]).is_some(),
+        "the caller's audio is not in the recording sample for sample"
+    );
+    let end = right.len().saturating_sub(8000);
+    let window = &right[end.saturating_sub(16000)..end];
+    assert!(
+        power(window, TONE_HZ) > 100.0 * power(window, 700.0).max(1.0),
+        "baresip's tone is not in the recording"
+    );
+    phone.start_kill().ok();
+    let _ = phone.wait().await;
+    hotline.shutdown().await;
 }
