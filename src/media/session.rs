@@ -655,6 +655,25 @@ impl MediaTask {
                 None
             }
         });
+        for (leg, l) in [
+            ("caller", Some(&self.caller)),
+            ("operator", self.operator.as_ref()),
+        ] {
+            let Some(d) = l.map(|l| l.state.dropped()) else {
+                continue;
+            };
+            if d.unauthenticated + d.replayed + d.throttled > 0 {
+                // Forged or replayed packets, or a peer keyed otherwise: worth an eye.
+                tracing::warn!(
+                    call = self.call,
+                    leg,
+                    unauthenticated = d.unauthenticated,
+                    replayed = d.replayed,
+                    throttled = d.throttled,
+                    "SRTP packets dropped"
+                );
+            }
+        }
         let summary = SessionSummary {
             recording,
             caller: self.caller.figures(),

@@ -154,7 +154,8 @@ pub struct Negotiated {
     pub direction: Direction,
     /// The peer's `a=ptime` (how it wants to receive packets), if it gave one.
     pub ptime: Option<u32>,
-    /// SRTP keys when the stream is `RTP/SAVP` (RFC 4568); `None` is plain RTP.
+    /// SRTP keys when SDES keyed the stream (RFC 4568: `RTP/SAVP`, or best-effort
+    /// `RTP/AVP` with `a=crypto`); `None` is plain RTP.
     pub srtp: Option<Keys>,
 }
 
@@ -470,9 +471,10 @@ pub fn answer(offer: &[u8], local: &LocalMedia) -> Result<Answer, SdpError> {
 /// has exactly as many `m=` lines).
 ///
 /// Which streams we can take is `security`'s: `RTP/SAVP` with a usable `a=crypto` when the
-/// policy allows SRTP and the signalling is TLS, `RTP/AVP` unless SRTP is required. Our
-/// answer's key is `previous.ours` when the stream keeps its suite (a re-INVITE: our
-/// outgoing stream goes on under the same key), else a fresh one.
+/// policy allows SRTP and the signalling is TLS; `RTP/AVP` with `a=crypto` (best effort)
+/// as SRTP in the same case, else as plain RTP unless SRTP is required; plain `RTP/AVP`
+/// unless SRTP is required. Our answer's key is `previous.ours` when the stream keeps its
+/// suite (a re-INVITE: our outgoing stream goes on under the same key), else a fresh one.
 pub fn answer_with(
     offer: &[u8],
     local: &LocalMedia,
