@@ -8,7 +8,7 @@
 //!    The clients share the 2 cores with the hotline, so the rate is a floor.
 //! 2. **Calls, UDP against TCP and TLS, in one run.** RATE calls a second for SECONDS over
 //!    UDP, then the same over TCP, then over TLS, from 16 callers that each keep one connection (as a carrier's SBC
-//!    or a phone does). Each call is INVITE, 200, ACK, BYE, 200: the hotline answers at once
+//!    or a phone does), each call from a number of its own. Each call is INVITE, 200, ACK, BYE, 200: the hotline answers at once
 //!    and starts its greeting, and the caller hangs up right after the ACK, so the call is
 //!    mostly signalling. Reported: the hotline's CPU per call for each, and the ratio.
 //!
@@ -27,6 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 const CALLERS: usize = 16;
+/// The callers' numbers, one per call.
+static NEXT_NUMBER: AtomicU64 = AtomicU64::new(0);
 const HANDSHAKERS: usize = 8;
 
 fn main() -> Result<()> {
@@ -376,7 +378,10 @@ impl Link {
         };
         let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                    m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-        let from = format!("<sip:+79780000000@carrier.test>;tag=f{id}");
+        // A number of its own per call, as customers have: calls from one number are
+        // linked to its earlier ones, and that look-up grows with them (RESULTS, "TLS").
+        let number = NEXT_NUMBER.fetch_add(1, Ordering::Relaxed);
+        let from = format!("<sip:+7978{number:07}@carrier.test>;tag=f{id}");
         let invite = format!(
             "INVITE sip:8800@hotline.test SIP/2.0\r\nVia: SIP/2.0/{via} {me};branch=z9hG4bK-i{id};rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:8800@hotline.test>\r\nCall-ID: {id}\r\n\
