@@ -54,7 +54,7 @@ pub struct Dropped {
     pub foreign: u64,
     /// A payload type that was not negotiated.
     pub unknown_payload: u64,
-    /// SRTP: a wrong authentication tag (forged or damaged), or not SRTP at all.
+    /// SRTP: a wrong authentication tag (forged, damaged, or keyed otherwise).
     pub unauthenticated: u64,
     /// SRTP: a packet received already (RFC 3711 §3.3.2).
     pub replayed: u64,
@@ -187,9 +187,9 @@ impl LegState {
                         let counter = match refused {
                             Refused::Replay => &mut self.dropped.replayed,
                             Refused::Throttled => &mut self.dropped.throttled,
-                            Refused::Authentication | Refused::Malformed => {
-                                &mut self.dropped.unauthenticated
-                            }
+                            Refused::Authentication => &mut self.dropped.unauthenticated,
+                            // As a plain leg counts what is not RTP (RTCP included).
+                            Refused::Malformed | Refused::Rtcp => &mut self.dropped.invalid,
                         };
                         *counter += 1;
                         return Inbound::Ignored;

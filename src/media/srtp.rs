@@ -42,6 +42,9 @@ pub enum Refused {
     Throttled,
     /// Not an RTP packet at all, or too short for its tag.
     Malformed,
+    /// SRTCP multiplexed on the RTP port (RFC 5761 §4: a second byte of 192–223), which a
+    /// leg neither reads nor sends, as it reads no plain RTCP either.
+    Rtcp,
 }
 
 /// One leg's two SRTP contexts. See the module documentation.
@@ -131,6 +134,9 @@ impl SrtpLeg {
         let packet = buf.get(..len).ok_or(Refused::Malformed)?;
         if packet.len() < 12 || packet[0] >> 6 != 2 {
             return Err(Refused::Malformed);
+        }
+        if (192..=223).contains(&packet[1]) {
+            return Err(Refused::Rtcp);
         }
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
         let known = self.known.contains(&Some(ssrc));
@@ -269,6 +275,10 @@ mod tests {
             Err(Refused::Authentication)
         );
         assert_eq!(us.unprotect(&mut buf, 5, t0), Err(Refused::Malformed));
+        // A multiplexed SRTCP receiver report: set aside, not taken for forged RTP.
+        let mut rr = [0u8; 40];
+        rr[..4].copy_from_slice(&[0x80, 201, 0, 7]);
+        assert_eq!(us.unprotect(&mut rr, 40, t0), Err(Refused::Rtcp));
     }
 
     #[test]
