@@ -839,13 +839,22 @@ async fn the_journal_filters_exports_plays_and_edits() {
         .unwrap();
     let mut saved = None;
     for _ in 0..200 {
-        let done: Vec<_> = std::fs::read_dir(&b.downloads)
+        let files: Vec<_> = std::fs::read_dir(&b.downloads)
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "csv"))
             .collect();
-        if let Some(p) = done.into_iter().next() {
+        // Chromium makes the file under its final name before the bytes arrive (in a
+        // `.crdownload` beside it, renamed over it at the end): done once that is gone
+        // and the file has its bytes.
+        let writing = files
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "crdownload"));
+        let done = files.into_iter().find(|p| {
+            p.extension().is_some_and(|x| x == "csv")
+                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+        });
+        if let Some(p) = done.filter(|_| !writing) {
             saved = Some(p);
             break;
         }
