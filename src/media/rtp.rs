@@ -427,18 +427,16 @@ impl Latch {
     /// latching onto it where the rules allow. `ssrc` is recorded with the
     /// latched address for diagnostics; it does not affect the decision.
     pub fn on_packet(&mut self, source: SocketAddr, ssrc: u32, now: Instant) -> bool {
-        if let Some(locked) = &mut self.locked {
-            if locked.addr == source {
-                // `max` so an out-of-order timestamp from another thread can't
-                // move the clock backwards.
-                locked.last_seen = locked.last_seen.max(now);
-                locked.ssrc = ssrc;
-                return true;
-            }
-            if now.saturating_duration_since(locked.last_seen) < RELEARN_AFTER {
-                self.rejected += 1;
-                return false;
-            }
+        if !self.admits(source, now) {
+            self.rejected += 1;
+            return false;
+        }
+        if let Some(locked) = self.locked.as_mut().filter(|l| l.addr == source) {
+            // `max` so an out-of-order timestamp from another thread can't
+            // move the clock backwards.
+            locked.last_seen = locked.last_seen.max(now);
+            locked.ssrc = ssrc;
+            return true;
         }
         self.locked = Some(Locked {
             addr: source,
