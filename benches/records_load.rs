@@ -496,6 +496,7 @@ async fn console_pages(
         health: None,
         running_config: String::new(),
         board_cache: hotline::console::board::BoardCache::new(None),
+        phones: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

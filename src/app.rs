@@ -61,6 +61,8 @@ pub enum StartError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("cannot start the media threads: {0}")]
     Media(std::io::Error),
+    #[error("operators' phone choices: {0}")]
+    Records(crate::desk::DeskError),
     #[error("calls left by an earlier run: {0}")]
     Recovery(crate::callflow::recovery::RecoveryError),
     #[error("cannot create data directory {path}: {source}")]
@@ -240,6 +242,7 @@ impl Hotline {
             config.media.rtp_port_max,
         );
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let phone_calls = calls_tx.clone();
         let mut sip_settings: transport::TransportSettings = (&config).into();
         sip_settings.tls = sip_tls;
         let sip = transport::start(
@@ -263,13 +266,38 @@ impl Hotline {
                 "media threads started"
             ),
         }
+        // The browser phones' candidates are on the media address the SDP names; their
+        // relays face the sessions on the pool's own address.
+        let listen_ip = config.sip.listen.ip();
+        let inner_ip = if listen_ip.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen_ip
+        };
+        let (reach_tx, reach_rx) = mpsc::unbounded_channel();
+        let phones = crate::phone::hub::BrowserPhones::new(
+            ports.clone(),
+            crate::phone::hub::PhoneAddresses {
+                public_ip: config.sip.public_address.unwrap_or(inner_ip),
+                inner_ip,
+            },
+            media.handle().clone(),
+            phone_calls,
+            reach_tx,
+        );
+        for (extension, ring_at) in records.ring_choices().await.map_err(StartError::Records)? {
+            phones.set_ring_at(&extension, ring_at);
+        }
         let ctx = Arc::new(Context {
             ports,
             prompts: flow_prompts,
             data_dir: config.storage.data_dir.clone(),
             rtp_timeout: config.media.rtp_timeout(),
             media: media.handle().clone(),
-            control: sip.control.clone(),
+            control: crate::callflow::lines::OperatorLines {
+                sip: sip.control.clone(),
+                phones: Some(phones.clone()),
+            },
             observers: events.clone(),
             acd: acd.clone(),
             calllog: calllog.clone(),
@@ -282,7 +310,13 @@ impl Hotline {
             metrics: metrics.clone(),
         });
         let (live, live_rx) = mpsc::channel(64);
-        let flow = tokio::spawn(service::run(ctx, calls_rx, live_rx, shutdown_rx.clone()));
+        let flow = tokio::spawn(service::run(
+            ctx,
+            calls_rx,
+            reach_rx,
+            live_rx,
+            shutdown_rx.clone(),
+        ));
         let http_error = |source| StartError::Http {
             addr: config.http.listen,
             source,
@@ -350,6 +384,7 @@ impl Hotline {
             health: Some(health.clone()),
             running_config: config.masked_toml(),
             board_cache: console::board::BoardCache::new(Some(&live_events)),
+            phones: Some(phones.clone()),
             live: Some(console::ConsoleLive {
                 events: live_events.clone(),
                 calls: live.clone(),

@@ -21,6 +21,7 @@ pub mod health;
 pub mod live;
 pub mod media;
 pub mod notify;
+pub mod phone;
 pub mod records;
 pub mod sip;
 pub mod store;

@@ -6,25 +6,9 @@ mod support;
 use hotline::callflow::{DtmfVia, Event};
 use hotline::media::prompt::Prompts;
 use hotline::sip::ua::{self, EndReason};
-use std::path::PathBuf;
 use std::time::Duration;
 use support::rtp::*;
 use support::*;
-use tokio::sync::broadcast;
-
-/// Waits for the next recording to be finalised.
-async fn recording(events: &mut broadcast::Receiver<Event>) -> PathBuf {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::RecordingSaved { recording, .. })) => {
-                return recording.expect("a recording").path;
-            }
-            Ok(Ok(_)) => {}
-            other => panic!("no recording: {other:?}"),
-        }
-    }
-}
 
 fn greeting() -> Vec<i16> {
     let prompts = Prompts::load(std::path::Path::new(PROMPTS)).unwrap();
@@ -100,7 +84,7 @@ async fn caller_hears_the_greeting_and_the_recording_keeps_both_sides() {
     assert_eq!(heard, &expected[..heard.len()]);
 
     phone.bye().await;
-    let path = recording(&mut events).await;
+    let path = recording_saved(&mut events).await;
     assert!(
         path.to_string_lossy().contains("/recordings/"),
         "{}",

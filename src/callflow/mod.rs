@@ -4,6 +4,7 @@
 
 pub mod acd;
 pub mod call;
+pub mod lines;
 pub mod queue;
 pub mod recovery;
 pub mod service;

@@ -38,10 +38,9 @@ use crate::media::session::{
 };
 use crate::records::journal::{CallProgress, NewCall};
 use crate::sip::sdp::Negotiated;
-use crate::sip::transport::SipControl;
 use crate::sip::ua::{self, EndReason, Originate};
 use chrono::{DateTime, Datelike, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +129,8 @@ pub struct Context {
     pub rtp_timeout: Option<Duration>,
     /// The media runtime's handle: sessions run there ([`crate::media::runtime`]).
     pub media: tokio::runtime::Handle,
-    pub control: SipControl,
+    /// Where operators are rung: SIP phones and browser phones.
+    pub control: super::lines::OperatorLines,
     pub observers: broadcast::Sender<Event>,
     pub acd: AcdHandle,
     pub calllog: CallLog,
@@ -175,6 +175,7 @@ enum ToCall {
 pub async fn run(
     ctx: Arc<Context>,
     mut sip: mpsc::UnboundedReceiver<ua::Event>,
+    mut reachability: mpsc::UnboundedReceiver<String>,
     mut live: mpsc::Receiver<LiveRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -184,12 +185,38 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut queue_changes = ctx.acd.subscribe();
     let mut queue_open = true;
+    // Operators with a current SIP binding; whether they can be rung also depends on
+    // their browser phone and where they chose to be rung ([`OperatorLines::reachable`]).
+    let mut sip_registered: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             ev = sip.recv() => {
                 let Some(ev) = ev else { break };
                 let _ = ctx.observers.send(Event::Sip(ev.clone()));
-                route(&ctx, ev, &mut calls, &mut legs, &routed_tx, &mut tasks);
+                if let ua::Event::Registration(r) = &ev {
+                    use crate::sip::registrar::RegistrationEvent as R;
+                    let (extension, registered) = match r {
+                        R::Registered { extension, .. } => (extension, true),
+                        R::Unregistered { extension, still_registered, .. } => {
+                            (extension, *still_registered)
+                        }
+                    };
+                    if registered {
+                        sip_registered.insert(extension.clone());
+                    } else {
+                        sip_registered.remove(extension);
+                    }
+                    let reachable = ctx.control.reachable(extension, registered);
+                    ctx.acd.set_registered(extension, reachable);
+                } else {
+                    route(&ctx, ev, &mut calls, &mut legs, &routed_tx, &mut tasks);
+                }
+            }
+            Some(extension) = reachability.recv() => {
+                let reachable = ctx
+                    .control
+                    .reachable(&extension, sip_registered.contains(&extension));
+                ctx.acd.set_registered(&extension, reachable);
             }
             Some(msg) = routed.recv() => match msg {
                 Routed::Gone { call } => {
@@ -360,18 +387,8 @@ fn route(
                 send(calls, call, ToCall::CallerEnded);
             }
         }
-        ua::Event::Registration(r) => {
-            use crate::sip::registrar::RegistrationEvent as R;
-            let (extension, registered) = match r {
-                R::Registered { extension, .. } => (extension, true),
-                R::Unregistered {
-                    extension,
-                    still_registered,
-                    ..
-                } => (extension, still_registered),
-            };
-            ctx.acd.set_registered(&extension, registered);
-        }
+        // Handled by `run`, which knows the browser phones too.
+        ua::Event::Registration(_) => {}
     }
 }
 
@@ -454,6 +471,7 @@ async fn run_call(
         flow: CallFlow::new(ctx.flow.clone()),
         session: None,
         leg: None,
+        ringing: Vec::new(),
         pending_media: None,
         port_taken: false,
         answered_at: None,
@@ -473,7 +491,7 @@ async fn run_call(
         }
         tokio::select! {
             m = sip.recv() => match m {
-                Some(m) => c.on_sip(m),
+                Some(m) => c.on_sip(m).await,
                 None => c.inputs.push(Input::CallerEnded),
             },
             Some((_, ev)) = media_rx.recv() => c.on_media(ev),
@@ -517,8 +535,11 @@ struct CallTask {
     offered: Offered,
     flow: CallFlow,
     session: Option<Session>,
-    /// The operator leg's SIP call number.
+    /// The operator leg that answered (its SIP or browser leg number).
     leg: Option<u64>,
+    /// Legs ringing for the current offer: one, or two when the operator rings on both
+    /// their phones (the first to answer wins, the other is cancelled).
+    ringing: Vec<u64>,
     /// The caller's RTP socket was taken from the pool for the media (else the call frees
     /// the port when it ends).
     port_taken: bool,
@@ -566,7 +587,7 @@ impl CallTask {
         }
     }
 
-    fn on_sip(&mut self, m: ToCall) {
+    async fn on_sip(&mut self, m: ToCall) {
         match m {
             ToCall::Answered => self.start_media(),
             ToCall::MediaChanged(media) => match &self.session {
@@ -583,7 +604,13 @@ impl CallTask {
                 media,
                 rtp_port,
             } => {
-                if self.leg == Some(leg) {
+                if self.leg.is_none() && self.ringing.contains(&leg) {
+                    self.leg = Some(leg);
+                    for other in std::mem::take(&mut self.ringing) {
+                        if other != leg {
+                            self.ctx.control.cancel(other).await;
+                        }
+                    }
                     self.inputs.push(Input::OperatorAnswered);
                     self.bridge(media, rtp_port);
                 } else {
@@ -591,14 +618,11 @@ impl CallTask {
                     self.ctx.ports.release(rtp_port);
                 }
             }
-            ToCall::LegFailed(leg) => {
-                if self.leg == Some(leg) {
-                    self.leg = None;
-                    self.inputs.push(Input::OperatorFailed);
-                }
-            }
+            ToCall::LegFailed(leg) => self.ring_over(leg),
             ToCall::LegEnded(leg) => {
-                if self.leg == Some(leg) {
+                if self.ringing.contains(&leg) {
+                    self.ring_over(leg);
+                } else if self.leg == Some(leg) {
                     self.leg = None;
                     if let Some(s) = &self.session {
                         s.command(Command::Unbridge);
@@ -606,6 +630,15 @@ impl CallTask {
                     self.inputs.push(Input::OperatorEnded);
                 }
             }
+        }
+    }
+
+    /// One of the ringing legs failed or ended: the offer fails once none rings.
+    fn ring_over(&mut self, leg: u64) {
+        let before = self.ringing.len();
+        self.ringing.retain(|l| *l != leg);
+        if self.ringing.len() < before && self.ringing.is_empty() && self.leg.is_none() {
+            self.inputs.push(Input::OperatorFailed);
         }
     }
 
@@ -729,7 +762,7 @@ impl CallTask {
                     for_call: Some(self.call),
                 };
                 match ctx.control.originate(o).await {
-                    Ok(leg) => self.leg = Some(leg),
+                    Ok(legs) => self.ringing = legs,
                     Err(e) => {
                         tracing::warn!(call = self.call, error = %e, "operator leg not placed");
                         self.inputs.push(Input::OperatorFailed);
@@ -737,6 +770,9 @@ impl CallTask {
                 }
             }
             Action::CancelOperator => {
+                for leg in std::mem::take(&mut self.ringing) {
+                    ctx.control.cancel(leg).await;
+                }
                 if let Some(leg) = self.leg.take() {
                     ctx.control.cancel(leg).await;
                 }
@@ -797,6 +833,9 @@ impl CallTask {
             },
             Action::HangUpCaller(why) => ctx.control.hangup(self.call, end_reason(why)).await,
             Action::HangUpOperator(why) => {
+                for leg in std::mem::take(&mut self.ringing) {
+                    ctx.control.cancel(leg).await;
+                }
                 if let Some(leg) = self.leg.take() {
                     ctx.control.hangup(leg, end_reason(why)).await;
                 }

@@ -17,6 +17,7 @@ mod inbox;
 mod journal;
 mod login;
 mod pages;
+mod phone;
 mod quick;
 mod session;
 mod stats;
@@ -53,6 +54,8 @@ pub struct ConsoleState {
     pub running_config: String,
     /// The wallboard's last reading, shared by the supervisors watching it.
     pub board_cache: board::BoardCache,
+    /// The operators' browser phones; `None` where calls are not served.
+    pub phones: Option<crate::phone::hub::BrowserPhones>,
 }
 
 /// What the wallboard reads live: the call flow's events and its calls in progress.
@@ -215,14 +218,24 @@ pub(crate) fn local_time(records: &Records, t: DateTime<Utc>) -> String {
 const CSS: &str = include_str!("../../templates/console.css");
 /// The console's one script: live parts of pages (no library; see the file).
 const JS: &str = include_str!("../../templates/console.js");
+/// The browser phone's script, on the operator's page only when they chose it.
+const PHONE_JS: &str = include_str!("../../templates/phone.js");
 
 async fn script() -> impl IntoResponse {
+    javascript(JS)
+}
+
+async fn phone_script() -> impl IntoResponse {
+    javascript(PHONE_JS)
+}
+
+fn javascript(body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
-        JS,
+        body,
     )
 }
 
@@ -251,6 +264,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/operator/inbox", get(inbox::part))
         .route("/operator/inbox/{id}/read", post(inbox::read))
         .route("/operator/events", get(call::events))
+        .route("/operator/phone", get(phone::page))
+        .route("/operator/phone/offer", post(phone::offer))
+        .route("/operator/phone/action", post(phone::action))
+        .route("/operator/phone/events", get(phone::events))
+        .route("/operator/phone/ring-at", post(phone::ring_at))
         .route(
             "/operator/ticket",
             get(call::ticket_form).post(call::register_ticket),
@@ -293,6 +311,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/admin/retention/purge", post(system::purge))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
+        .route("/assets/phone.js", get(phone_script))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -182,6 +182,8 @@ struct OperatorPage {
     quick: Vec<(&'static str, Vec<super::quick::Answer>)>,
     /// The notices and own tickets, rendered (the same part `/operator/inbox` serves).
     inbox: String,
+    /// Where this operator's calls ring ([`crate::records::ring::RingAt`]).
+    ring_at: &'static str,
 }
 
 /// `/operator`: presence, and the voicemail backlog.
@@ -196,6 +198,13 @@ pub async fn operator(
         .into_iter()
         .find(|p| p.extension == extension);
     let call = super::call::in_hand(&state, &extension, &who.session.user.name).await?;
+    let ring_at = state
+        .phones
+        .as_ref()
+        .map_or(crate::records::ring::RingAt::Phone, |p| {
+            p.ring_at(&extension)
+        })
+        .as_str();
     let inbox = super::inbox::part_of(&state, &extension, &who.session.csrf)
         .await?
         .render()?;
@@ -208,6 +217,7 @@ pub async fn operator(
             voicemail: super::voicemail::backlog(&state).await?,
             quick: super::quick::grouped(&state).await?,
             inbox,
+            ring_at,
         }
         .render()?,
     )

@@ -18,6 +18,7 @@ pub mod export;
 mod journal;
 pub mod notices;
 mod outbox;
+mod phones;
 mod quick;
 mod tickets;
 mod transcription;

@@ -12,6 +12,7 @@ pub mod hourly;
 pub mod journal;
 pub mod notice;
 pub mod quick;
+pub mod ring;
 pub mod role;
 pub mod spreadsheet;
 pub mod tickets;

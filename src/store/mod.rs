@@ -18,6 +18,7 @@ pub mod callback;
 pub mod inbox;
 pub mod journal;
 pub mod outbox;
+pub mod phones;
 pub mod quick;
 pub mod retention;
 pub mod sessions;

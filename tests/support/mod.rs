@@ -827,3 +827,19 @@ pub fn is_call(entry: &serde_json::Value, call_id: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with(";from-tag="))
     })
 }
+
+/// Waits for the next recording to be finalised.
+pub async fn recording_saved(
+    events: &mut tokio::sync::broadcast::Receiver<hotline::callflow::Event>,
+) -> std::path::PathBuf {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(hotline::callflow::Event::RecordingSaved { recording, .. })) => {
+                return recording.expect("a recording").path;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no recording: {other:?}"),
+        }
+    }
+}
