@@ -288,6 +288,29 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
         power(tail, 440.0)
     );
 
+    // Muted, the caller hears silence (the hotline sends it in place of the microphone);
+    // unmuted, the tone again.
+    let mute_shows = |label: &'static str| {
+        format!("return document.getElementById('phone-mute').textContent === '{label}'")
+    };
+    lab.click("Выключить микрофон").await;
+    let b = &lab.browser;
+    let wait = Duration::from_secs(5);
+    until_page(b, &mute_shows("Включить микрофон"), "muted", wait).await;
+    caller.rtp.collect(Duration::from_millis(200)).await;
+    let (packets, _) = caller.rtp.collect(Duration::from_millis(600)).await;
+    let muted: Vec<i16> = packets
+        .iter()
+        .flat_map(|p| p.payload.iter().map(|&b| ulaw_decode(b)))
+        .collect();
+    assert!(
+        muted.len() >= 2400 && muted.iter().all(|&s| s.abs() < 8),
+        "silence while muted"
+    );
+    lab.click("Включить микрофон").await;
+    until_page(b, &mute_shows("Выключить микрофон"), "unmuted", wait).await;
+    caller.rtp.collect(Duration::from_millis(1000)).await;
+
     caller.hang_up().await;
     let ended = lab.ended().await;
     assert!(ended.contains("клиент завершил"), "{ended}");
@@ -564,3 +587,33 @@ async fn request(
         .collect();
     (status, body.to_string(), cookies)
 }
+
+/// The operator's choice of where calls ring is kept in the records, one row per
+/// operator, on both databases.
+async fn the_ring_choice_is_kept(db: support::api::Db) {
+    use hotline::records::ring::RingAt;
+    let api = support::api::start(db).await;
+    let records = &api.hotline.records;
+    assert!(records.ring_choices().await.unwrap().is_empty());
+    records
+        .set_ring_at(OPERATOR, RingAt::Both, "anna")
+        .await
+        .unwrap();
+    records
+        .set_ring_at(SECOND, RingAt::Browser, "petr")
+        .await
+        .unwrap();
+    records
+        .set_ring_at(OPERATOR, RingAt::Browser, "anna")
+        .await
+        .unwrap();
+    assert_eq!(
+        records.ring_choices().await.unwrap(),
+        vec![
+            (OPERATOR.to_string(), RingAt::Browser),
+            (SECOND.to_string(), RingAt::Browser)
+        ]
+    );
+    api.stop().await;
+}
+on_both_databases!(the_ring_choice_is_kept);

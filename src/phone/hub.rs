@@ -520,3 +520,241 @@ impl BrowserPhones {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hub's legs without a browser: a phone put in place connected, with the test
+    //! holding its relay's command channel.
+
+    use super::*;
+
+    struct Rig {
+        phones: BrowserPhones,
+        calls: mpsc::UnboundedReceiver<ua::Event>,
+        reach: mpsc::UnboundedReceiver<String>,
+        relay: mpsc::UnboundedReceiver<RelayCommand>,
+        page: broadcast::Receiver<PageEvent>,
+    }
+
+    const INNER: &str = "127.0.0.1:41000";
+
+    fn rig() -> Rig {
+        let (calls_tx, calls) = mpsc::unbounded_channel();
+        let (reach_tx, reach) = mpsc::unbounded_channel();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let phones = BrowserPhones::new(
+            PortPool::new(ip, 42000, 42100),
+            PhoneAddresses {
+                public_ip: ip,
+                inner_ip: ip,
+            },
+            tokio::runtime::Handle::current(),
+            calls_tx,
+            reach_tx,
+        );
+        let (tx, relay) = mpsc::unbounded_channel();
+        let (_, page) = phones.subscribe("1001");
+        phones.lock().phones.insert(
+            "1001".into(),
+            Phone {
+                generation: 7,
+                commands: tx,
+                inner: INNER.parse().unwrap(),
+                codec: crate::sip::sdp::Codec::Pcmu,
+                connected: true,
+                leg: None,
+                muted: false,
+                ring: None,
+            },
+        );
+        Rig {
+            phones,
+            calls,
+            reach,
+            relay,
+            page,
+        }
+    }
+
+    fn originate(for_call: u64) -> Originate {
+        Originate {
+            extension: "1001".into(),
+            caller_number: "79161234567".into(),
+            caller_name: Some("Клиент".into()),
+            for_call: Some(for_call),
+        }
+    }
+
+    impl Rig {
+        fn events(&mut self) -> Vec<ua::Event> {
+            std::iter::from_fn(|| self.calls.try_recv().ok()).collect()
+        }
+        fn page(&mut self) -> Vec<PageEvent> {
+            std::iter::from_fn(|| self.page.try_recv().ok()).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ring_is_declined_or_withdrawn_as_a_phones_would_be() {
+        let mut r = rig();
+        let leg = r.phones.ring(originate(5)).unwrap();
+        assert!(BrowserPhones::owns(leg));
+        assert_eq!(
+            r.events(),
+            vec![
+                ua::Event::LegPlaced {
+                    call: leg,
+                    for_call: 5
+                },
+                ua::Event::OperatorRinging { call: leg }
+            ]
+        );
+        assert_eq!(
+            r.page(),
+            vec![PageEvent::Ring {
+                leg,
+                number: "79161234567".into(),
+                name: Some("Клиент".into())
+            }]
+        );
+        // One call at a time; another operator's page cannot touch it.
+        assert!(r.phones.ring(originate(6)).is_err());
+        assert!(matches!(
+            r.phones.check_owner("1002", leg),
+            Err(PhoneError::NotYours)
+        ));
+        // «Отклонить»: 603, as a phone's decline.
+        r.phones.decline("1001", leg).unwrap();
+        assert_eq!(
+            r.events(),
+            vec![ua::Event::OperatorFailed {
+                call: leg,
+                status: 603
+            }]
+        );
+        assert_eq!(
+            r.page(),
+            vec![PageEvent::Ended {
+                leg,
+                why: "declined"
+            }]
+        );
+        // The ring timeout: the call flow cancels; exactly one CallEnded(Cancelled).
+        let leg = r.phones.ring(originate(5)).unwrap();
+        r.events();
+        r.page();
+        r.phones.cancel(leg);
+        r.phones.cancel(leg);
+        assert_eq!(
+            r.events(),
+            vec![ua::Event::CallEnded {
+                call: leg,
+                reason: EndReason::Cancelled
+            }]
+        );
+        assert_eq!(
+            r.page(),
+            vec![PageEvent::Ended {
+                leg,
+                why: "cancelled"
+            }]
+        );
+        assert!(r.phones.answer("1001", leg).is_err(), "a withdrawn ring");
+    }
+
+    #[tokio::test]
+    async fn an_answer_bridges_and_either_side_ends_the_call() {
+        let mut r = rig();
+        let leg = r.phones.ring(originate(5)).unwrap();
+        r.events();
+        r.phones.answer("1001", leg).unwrap();
+        let answered = r.events();
+        let [ua::Event::OperatorAnswered {
+            call,
+            rtp_port,
+            media,
+        }] = answered.as_slice()
+        else {
+            panic!("{answered:?}")
+        };
+        assert_eq!(*call, leg);
+        assert_eq!(media.remote_rtp, Some(INNER.parse().unwrap()));
+        assert_eq!(media.codecs, vec![(0, crate::sip::sdp::Codec::Pcmu)]);
+        // The relay is told where the session's socket is: the port handed to the flow.
+        match r.relay.try_recv().unwrap() {
+            RelayCommand::Bridge { session } => assert_eq!(session.port(), *rtp_port),
+            other => panic!("{other:?}"),
+        }
+        r.phones.mute("1001", true).unwrap();
+        assert!(matches!(r.relay.try_recv(), Ok(RelayCommand::Mute(true))));
+        // The caller hangs up: the call flow ends the leg.
+        r.phones.hang_up_leg(leg, EndReason::Hangup);
+        assert_eq!(
+            r.events(),
+            vec![ua::Event::CallEnded {
+                call: leg,
+                reason: EndReason::Hangup
+            }]
+        );
+        assert!(matches!(r.relay.try_recv(), Ok(RelayCommand::Unbridge)));
+
+        // The next call: the operator hangs up in the page (a BYE from the operator).
+        let leg = r.phones.ring(originate(8)).unwrap();
+        r.phones.answer("1001", leg).unwrap();
+        r.events();
+        r.phones.hang_up("1001", leg).unwrap();
+        assert_eq!(
+            r.events(),
+            vec![ua::Event::CallEnded {
+                call: leg,
+                reason: EndReason::RemoteBye
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_ends_its_call_and_the_operator_is_unreachable() {
+        let mut r = rig();
+        assert!(!r.phones.reachable("1001", false), "on the SIP phone by default");
+        r.phones.set_ring_at("1001", RingAt::Browser);
+        assert!(r.phones.reachable("1001", false));
+        r.phones.set_ring_at("1001", RingAt::Phone);
+        assert!(
+            !r.phones.reachable("1001", false),
+            "rung on the SIP phone only"
+        );
+        r.phones.set_ring_at("1001", RingAt::Browser);
+        let leg = r.phones.ring(originate(5)).unwrap();
+        r.phones.answer("1001", leg).unwrap();
+        r.events();
+        r.page();
+        while r.reach.try_recv().is_ok() {}
+        // An older connection's report is ignored; this one's ends the call.
+        r.phones
+            .on_relay("1001", 6, RelayEvent::Closed(Closed::Silent));
+        assert!(r.events().is_empty());
+        r.phones
+            .on_relay("1001", 7, RelayEvent::Closed(Closed::Silent));
+        assert_eq!(
+            r.events(),
+            vec![ua::Event::CallEnded {
+                call: leg,
+                reason: EndReason::RemoteBye
+            }]
+        );
+        assert_eq!(
+            r.page(),
+            vec![
+                PageEvent::Ended {
+                    leg,
+                    why: "connection_lost"
+                },
+                PageEvent::Closed { why: "silent" }
+            ]
+        );
+        assert_eq!(r.reach.try_recv().unwrap(), "1001");
+        assert!(!r.phones.is_connected("1001"));
+        assert!(!r.phones.reachable("1001", true));
+        assert!(r.phones.ring(originate(9)).is_err());
+    }
+}
