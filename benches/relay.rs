@@ -141,12 +141,84 @@ fn relay_srtp(c: &mut Criterion) {
     });
 }
 
+/// The browser phone's cost per 20 ms frame in our WebRTC peer (str0m): to the browser
+/// (packetising, SRTP, the pacer) and from it (SRTP, depacketising), against a browser
+/// played by a second str0m in memory. The relay's local RTP hop to the session is not in
+/// it: that is a plain leg's `relay/*`.
+fn webrtc(c: &mut Criterion) {
+    use hotline::phone::loopback::{connect, FakeBrowser};
+    use hotline::phone::peer::PeerOutput;
+    use std::time::{Duration, Instant};
+    let frame = [0x55u8; 160];
+    let mut g = c.benchmark_group("webrtc");
+    // Only our peer's work is timed; every second (50 frames) the pair is kept alive
+    // untimed (ICE consent, RTCP), as on the wire.
+    g.bench_function("frame_to_browser", |b| {
+        b.iter_custom(|iters| {
+            let (mut peer, mut browser) = connect().expect("the pair connects");
+            let mut now = browser.now;
+            let mut took = Duration::ZERO;
+            for i in 0..iters {
+                now += Duration::from_millis(20);
+                let start = Instant::now();
+                peer.send_audio(Codec::Pcmu, &frame, (i as u32).wrapping_mul(160), now);
+                while let Ok(out) = peer.poll(now) {
+                    black_box(out);
+                }
+                took += start.elapsed();
+                if i % 50 == 49 {
+                    browser.keep_alive(&mut peer, now);
+                }
+            }
+            took
+        })
+    });
+    // The browser's frames are made ahead, 50 at a time (a second of audio), and only their
+    // reception is timed; between batches the pair exchanges what it has pending (ICE
+    // consent, RTCP), as it would on the wire.
+    g.bench_function("frame_from_browser", |b| {
+        b.iter_custom(|iters| {
+            let (mut peer, mut browser) = connect().expect("the pair connects");
+            let from = FakeBrowser::address();
+            let mut took = Duration::ZERO;
+            let mut done = 0u64;
+            while done < iters {
+                let n = (iters - done).min(50);
+                let datagrams: Vec<Vec<u8>> = (done..done + n)
+                    .flat_map(|i| browser.frame(&frame, (i as u32).wrapping_mul(160)))
+                    .collect();
+                let now = browser.now;
+                let start = Instant::now();
+                let mut back = Vec::new();
+                for d in &datagrams {
+                    peer.receive(from, d, now);
+                    while let Ok(out) = peer.poll(now) {
+                        match out {
+                            PeerOutput::Transmit { bytes, .. } => back.push(bytes),
+                            out => drop(black_box(out)),
+                        }
+                    }
+                }
+                took += start.elapsed();
+                for bytes in &back {
+                    browser.deliver(bytes);
+                }
+                browser.keep_alive(&mut peer, now);
+                done += n;
+            }
+            took
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     relay(c, "relay/pcmu_to_pcmu", (0, Codec::Pcmu), false);
     relay(c, "relay/pcmu_to_pcma", (8, Codec::Pcma), false);
     relay(c, "relay/pcmu_to_pcmu_recorded", (0, Codec::Pcmu), true);
     relay(c, "relay/pcmu_to_pcma_recorded", (8, Codec::Pcma), true);
     relay_srtp(c);
+    webrtc(c);
 }
 
 criterion_group!(relay_benches, benches);

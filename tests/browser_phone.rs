@@ -38,6 +38,11 @@ struct Lab {
 
 impl Lab {
     async fn start(queue: &str) -> Lab {
+        Lab::start_with(queue, true).await
+    }
+
+    /// [`Lab::start`]; without `microphone` Chromium has no capture device at all.
+    async fn start_with(queue: &str, microphone: bool) -> Lab {
         let (config, dir) = config("", &format!("[queue]\n{queue}\n{}", second_operator()));
         let hotline = Hotline::start(config).await.expect("hotline starts");
         let base = format!("http://{}", hotline.http_addr);
@@ -65,14 +70,18 @@ impl Lab {
         let wav = mic.path().join("mic.wav");
         write_wav(&wav, 48_000, &sine(1000.0, 48_000, 5.0, 8000.0));
         let capture = format!("--use-file-for-fake-audio-capture={}", wav.display());
-        let browser = Browser::start_with(&[
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            &capture,
+        let mut args = vec![
             "--allow-loopback-in-peer-connection",
             "--autoplay-policy=no-user-gesture-required",
-        ])
-        .await;
+        ];
+        if microphone {
+            args.extend([
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                capture.as_str(),
+            ]);
+        }
+        let browser = Browser::start_with(&args).await;
         Lab {
             hotline,
             base,
@@ -617,3 +626,32 @@ async fn the_ring_choice_is_kept(db: support::api::Db) {
     api.stop().await;
 }
 on_both_databases!(the_ring_choice_is_kept);
+
+/// Without a microphone the page says so, and the phone stays off: the operator is not
+/// counted as reachable on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_microphone_is_shown_and_the_phone_stays_off() {
+    let lab = Lab::start_with("", false).await;
+    let b = &lab.browser;
+    b.log_in(&lab.base, "anna", PASSWORD_OF).await;
+    b.at("/operator", "the operator's home").await;
+    b.open(&lab.base, "/operator/phone").await;
+    lab.click("Включить телефон в браузере").await;
+    until_page(
+        b,
+        "return !document.getElementById('mic-warning').hidden",
+        "the microphone warning",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(b.text_of("phone-state").await, "выключен: нет микрофона");
+    assert!(!lab
+        .hotline
+        .acd
+        .snapshot()
+        .await
+        .operators
+        .iter()
+        .any(|o| o.registered));
+    lab.close().await;
+}

@@ -715,7 +715,10 @@ mod tests {
     #[tokio::test]
     async fn a_lost_connection_ends_its_call_and_the_operator_is_unreachable() {
         let mut r = rig();
-        assert!(!r.phones.reachable("1001", false), "on the SIP phone by default");
+        assert!(
+            !r.phones.reachable("1001", false),
+            "on the SIP phone by default"
+        );
         r.phones.set_ring_at("1001", RingAt::Browser);
         assert!(r.phones.reachable("1001", false));
         r.phones.set_ring_at("1001", RingAt::Phone);

@@ -94,7 +94,7 @@ fn g711(codec: RtcCodec) -> Option<Codec> {
 }
 
 /// str0m's pure-Rust crypto, built once for the process.
-fn crypto() -> Arc<CryptoProvider> {
+pub(super) fn crypto() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
@@ -240,6 +240,12 @@ impl BrowserPeer {
         let time = MediaTime::new(u64::from(rtp_time), Frequency::EIGHT_KHZ);
         if let Err(e) = writer.write(pt, now, time, payload.to_vec()) {
             tracing::debug!(error = %e, "audio to the browser not written");
+            return;
+        }
+        // str0m's pacer releases the packet on its next timeout: let it go now, not a
+        // turn of the relay's loop later.
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(error = %e, "WebRTC timeout handling failed");
         }
     }
 
