@@ -122,6 +122,8 @@
     if (mic) { mic.getTracks().forEach(function (t) { t.stop(); }); mic = null; }
     clearInterval(meters);
     leg = null;
+    muted = false;
+    $("phone-mute").textContent = "Выключить микрофон";
     state(text);
     show("phone-on", true);
     show("phone-off", false);

@@ -436,6 +436,22 @@ async fn an_unanswered_ring_moves_on_and_both_phones_ring_until_one_answers() {
     // Back from the no-answer pause.
     lab.hotline.acd.sign_in(OPERATOR).await.unwrap();
     let mut desk = Operator::register(lab.hotline.sip_addr, OPERATOR, PASSWORD).await;
+    // «Отклонить» on the page is her refusal: the desk phone stops ringing too.
+    let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79160000005").await;
+    assert!(
+        desk.ringing(Duration::from_secs(10)).await.is_some(),
+        "the desk phone rings"
+    );
+    lab.rings().await;
+    lab.click("Отклонить").await;
+    assert!(
+        desk.expect_cancel(Duration::from_secs(5)).await.is_some(),
+        "a decline on the page cancels the desk phone's ring"
+    );
+    let ended = lab.ended().await;
+    assert!(ended.contains("отклонили"), "{ended}");
+    caller.hang_up().await;
+    lab.hotline.acd.sign_in(OPERATOR).await.unwrap();
     let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79160000003").await;
     assert!(
         desk.ringing(Duration::from_secs(10)).await.is_some(),

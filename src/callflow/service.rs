@@ -166,7 +166,8 @@ enum ToCall {
         media: Negotiated,
         rtp_port: u16,
     },
-    LegFailed(u64),
+    /// The leg failed with this final status (603: the operator declined).
+    LegFailed(u64, u16),
     LegEnded(u64),
 }
 
@@ -375,9 +376,9 @@ fn route(
                 ctx.ports.release(rtp_port);
             }
         }
-        ua::Event::OperatorFailed { call: leg, .. } => {
+        ua::Event::OperatorFailed { call: leg, status } => {
             if let Some(call) = legs.remove(&leg) {
-                send(calls, call, ToCall::LegFailed(leg));
+                send(calls, call, ToCall::LegFailed(leg, status));
             }
         }
         ua::Event::CallEnded { call, .. } => {
@@ -618,7 +619,22 @@ impl CallTask {
                     self.ctx.ports.release(rtp_port);
                 }
             }
-            ToCall::LegFailed(leg) => self.ring_over(leg),
+            ToCall::LegFailed(leg, status) => {
+                // The operator declined on one of their phones: the other stops ringing
+                // too, and the refusal counts as theirs (not as a ring left unanswered).
+                if status == 603 && self.ringing.contains(&leg) {
+                    for other in std::mem::take(&mut self.ringing) {
+                        if other != leg {
+                            self.ctx.control.cancel(other).await;
+                        }
+                    }
+                    if self.leg.is_none() {
+                        self.inputs.push(Input::OperatorFailed);
+                    }
+                } else {
+                    self.ring_over(leg);
+                }
+            }
             ToCall::LegEnded(leg) => {
                 if self.ringing.contains(&leg) {
                     self.ring_over(leg);

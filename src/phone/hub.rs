@@ -120,6 +120,14 @@ struct State {
     next_generation: u64,
 }
 
+/// Tells `extension`'s pages `ev`, under the lock that changed the state it reports, so
+/// that the pages hear the changes in the order they were made.
+fn page_in(s: &State, extension: &str, ev: PageEvent) {
+    if let Some(tx) = s.pages.get(extension) {
+        let _ = tx.send(ev);
+    }
+}
+
 /// Every browser phone. Cheap to clone; see the module documentation.
 #[derive(Clone)]
 pub struct BrowserPhones {
@@ -209,6 +217,9 @@ impl BrowserPhones {
             if p.connected {
                 now.push(PageEvent::Connected);
             }
+            if p.muted {
+                now.push(PageEvent::Muted { on: true });
+            }
             match &p.leg {
                 Some(Leg::Ringing { .. }) => now.extend(p.ring.clone()),
                 Some(Leg::Answered { id }) => now.push(PageEvent::Answered { leg: *id }),
@@ -285,9 +296,9 @@ impl BrowserPhones {
         match ev {
             RelayEvent::Connected => {
                 p.connected = true;
+                page_in(&s, extension, PageEvent::Connected);
                 drop(s);
                 tracing::info!(extension, "browser phone connected");
-                self.page(extension, PageEvent::Connected);
                 let _ = self.reachability.send(extension.to_string());
             }
             RelayEvent::Closed(why) => {
@@ -333,14 +344,22 @@ impl BrowserPhones {
         };
         p.leg = Some(Leg::Ringing { id });
         p.ring = Some(ring.clone());
+        // Every call starts with the microphone on.
+        let unmute = std::mem::take(&mut p.muted);
+        if unmute {
+            let _ = p.commands.send(RelayCommand::Mute(false));
+        }
         s.next_leg += 1;
         s.legs.insert(id, o.extension.clone());
-        drop(s);
+        // Sent under the lock: an answer or a withdrawal cannot overtake them.
         if let Some(for_call) = o.for_call {
             let _ = self.calls.send(ua::Event::LegPlaced { call: id, for_call });
         }
         let _ = self.calls.send(ua::Event::OperatorRinging { call: id });
-        self.page(&o.extension, ring);
+        if unmute {
+            page_in(&s, &o.extension, PageEvent::Muted { on: false });
+        }
+        page_in(&s, &o.extension, ring);
         Ok(id)
     }
 
@@ -380,13 +399,13 @@ impl BrowserPhones {
             ptime: Some(20),
             srtp: None,
         };
-        drop(s);
+        // Sent under the lock: a withdrawal cannot be heard before the answer it follows.
         let _ = self.calls.send(ua::Event::OperatorAnswered {
             call: leg,
             rtp_port: port,
             media,
         });
-        self.page(extension, PageEvent::Answered { leg });
+        page_in(&s, extension, PageEvent::Answered { leg });
         Ok(())
     }
 
@@ -435,8 +454,7 @@ impl BrowserPhones {
             .ok_or(PhoneError::NotConnected)?;
         p.muted = on;
         let _ = p.commands.send(RelayCommand::Mute(on));
-        drop(s);
-        self.page(extension, PageEvent::Muted { on });
+        page_in(&s, extension, PageEvent::Muted { on });
         Ok(())
     }
 
@@ -463,24 +481,22 @@ impl BrowserPhones {
         let Some(leg) = leg else {
             return;
         };
-        self.lock().legs.remove(&leg.id());
+        let mut s = self.lock();
+        s.legs.remove(&leg.id());
+        let id = leg.id();
         match leg {
-            Leg::Ringing { id } if reason != EndReason::Cancelled => {
+            Leg::Ringing { .. } if reason != EndReason::Cancelled => {
                 // A ring that never got an answer fails (480: the phone went away).
                 let _ = self.calls.send(ua::Event::OperatorFailed {
                     call: id,
                     status: 480,
                 });
-                self.page(extension, PageEvent::Ended { leg: id, why });
             }
             _ => {
-                let _ = self.calls.send(ua::Event::CallEnded {
-                    call: leg.id(),
-                    reason,
-                });
-                self.page(extension, PageEvent::Ended { leg: leg.id(), why });
+                let _ = self.calls.send(ua::Event::CallEnded { call: id, reason });
             }
         }
+        page_in(&s, extension, PageEvent::Ended { leg: id, why });
     }
 
     /// Takes `leg` off `extension`'s phone (unbridging it), if it is there.
@@ -515,9 +531,7 @@ impl BrowserPhones {
     }
 
     fn page(&self, extension: &str, ev: PageEvent) {
-        if let Some(tx) = self.lock().pages.get(extension) {
-            let _ = tx.send(ev);
-        }
+        page_in(&self.lock(), extension, ev);
     }
 }
 
@@ -698,8 +712,10 @@ mod tests {
         );
         assert!(matches!(r.relay.try_recv(), Ok(RelayCommand::Unbridge)));
 
-        // The next call: the operator hangs up in the page (a BYE from the operator).
+        // The next call: the microphone is on again; the operator hangs up in the page
+        // (a BYE from the operator).
         let leg = r.phones.ring(originate(8)).unwrap();
+        assert!(matches!(r.relay.try_recv(), Ok(RelayCommand::Mute(false))));
         r.phones.answer("1001", leg).unwrap();
         r.events();
         r.phones.hang_up("1001", leg).unwrap();
