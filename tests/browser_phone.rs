@@ -165,6 +165,13 @@ impl Lab {
         self.browser.button(text).await.click().await.unwrap();
     }
 
+    /// Waits for the ring and answers it on the page, until the call shows.
+    async fn pick_up(&self) {
+        self.rings().await;
+        self.click("Ответить").await;
+        self.in_call().await;
+    }
+
     async fn in_call(&self) {
         until_page(
             &self.browser,
@@ -352,9 +359,7 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
 
     // A second call, hung up from the page.
     let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79167654321").await;
-    lab.rings().await;
-    lab.click("Ответить").await;
-    lab.in_call().await;
+    lab.pick_up().await;
     lab.click("Завершить").await;
     assert!(
         caller.expect_bye(Duration::from_secs(5)).await.is_some(),
@@ -372,9 +377,7 @@ async fn closing_the_tab_mid_call_ends_the_leg_and_the_journal_entry_is_complete
     let lab = Lab::start("wrap_up_s = 0").await;
     lab.anna_on_the_browser("browser").await;
     let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79160000001").await;
-    lab.rings().await;
-    lab.click("Ответить").await;
-    lab.in_call().await;
+    lab.pick_up().await;
     lab.browser.client.close_window().await.unwrap();
     assert!(
         caller.expect_bye(Duration::from_secs(20)).await.is_some(),
@@ -457,9 +460,7 @@ async fn an_unanswered_ring_moves_on_and_both_phones_ring_until_one_answers() {
         desk.ringing(Duration::from_secs(10)).await.is_some(),
         "the desk phone rings"
     );
-    lab.rings().await;
-    lab.click("Ответить").await;
-    lab.in_call().await;
+    lab.pick_up().await;
     assert!(
         desk.expect_cancel(Duration::from_secs(5)).await.is_some(),
         "the desk phone's ring is cancelled"

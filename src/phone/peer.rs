@@ -177,10 +177,6 @@ impl BrowserPeer {
         self.connected
     }
 
-    pub fn local(&self) -> SocketAddr {
-        self.local
-    }
-
     /// A datagram that arrived on the local socket from `source`.
     pub fn receive(&mut self, source: SocketAddr, datagram: &[u8], now: Instant) {
         if self.closed.is_some() {
