@@ -48,7 +48,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, Write as _};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -66,6 +66,12 @@ use hotline::media::session::{Command, LegConfig, Session, SessionConfig, Sessio
 use hotline::sip::sdes::{Keys, Suite};
 use hotline::sip::sdp::{Codec, Direction, Negotiated};
 use webrtc_srtp::context::Context as SrtpContext;
+
+#[path = "support/procfs.rs"]
+mod procfs;
+use procfs::{
+    clock_ticks_per_s, lines_of, machine_ticks, proc_ticks, raise_nofile, rss_kb, thread_ticks,
+};
 
 /// Packet interval of every stream.
 const PTIME_NS: u64 = 20_000_000;
@@ -188,18 +194,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("media_load: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// 1,000 calls need 2,000 sockets and 1,000 files, more than the usual soft limit.
-fn raise_nofile() {
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        let mut lim: libc::rlimit = zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
@@ -547,50 +541,6 @@ struct CpuSnapshot {
     machine: (u64, u64, u64, u64),
 }
 
-fn proc_ticks(stat_path: &str) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(stat_path).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields after the command name start at field 3 (state); utime is 14, stime 15.
-    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
-}
-
-fn thread_ticks(pid: u32) -> HashMap<u32, (String, u64)> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if let Some((u, s)) = proc_ticks(&format!("/proc/{pid}/task/{tid}/stat")) {
-            out.insert(tid, (name, u + s));
-        }
-    }
-    out
-}
-
-fn machine_ticks() -> (u64, u64, u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0, 0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let at = |i: usize| v.get(i).copied().unwrap_or(0);
-    // user nice system idle iowait irq softirq steal: busy leaves out idle, iowait, steal.
-    (total - at(3) - at(4) - at(7), total, at(6), at(7))
-}
-
 fn snapshot(pid: u32) -> CpuSnapshot {
     CpuSnapshot {
         at: Instant::now(),
@@ -599,19 +549,6 @@ fn snapshot(pid: u32) -> CpuSnapshot {
         threads: thread_ticks(pid),
         machine: machine_ticks(),
     }
-}
-
-/// VmRSS and VmHWM in kB.
-fn rss_kb(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let get = |key: &str| {
-        s.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("VmRSS:"), get("VmHWM:"))
 }
 
 /// Udp counters of /proc/net/snmp by name.
@@ -675,15 +612,7 @@ impl Server {
             .context("starting the server process")?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("server stdout")?;
-        let (tx, lines) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
         Ok(Server {
             child,
             stdin,
@@ -1362,15 +1291,7 @@ fn generator(calls: usize, seconds: u64) -> Result<bool> {
 
     // Figures.
     let secs = after.at.duration_since(before.at).as_secs_f64();
-    let hz = {
-        // SAFETY: sysconf has no preconditions.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 {
-            t as f64
-        } else {
-            100.0
-        }
-    };
+    let hz = clock_ticks_per_s();
     let cores = |a: (u64, u64), b: (u64, u64)| {
         (
             (b.0 - a.0) as f64 / hz / secs,

@@ -12,8 +12,11 @@
   var $ = function (id) { return document.getElementById(id); };
   var pc = null, mic = null, events = null, audio = null, leg = null;
   var ringer = null, timer = null, meters = null, muted = false;
+  // The connection the hotline named in its answer: «off» ends only that one, so a
+  // window that lost the phone to another cannot switch the other off.
+  var connection = null;
   // Read by the browser tests: the two sides' analysers.
-  var phone = window.hotlinePhone = { mic: null, remote: null, calls: 0 };
+  var phone = window.hotlinePhone = { mic: null, remote: null, ring: null, calls: 0 };
 
   function post(action, fields) {
     var body = new URLSearchParams(fields || {});
@@ -47,11 +50,16 @@
   // Ring tone: 425 Hz, 1 s on and 4 s off (the Russian ring-back cadence).
   function ring(on) {
     if (ringer) { clearInterval(ringer.every); ringer.osc.stop(); ringer = null; }
+    phone.ring = null;
     if (!on || !audio) return;
     var osc = audio.createOscillator(), gain = audio.createGain();
     osc.frequency.value = 425;
     gain.gain.value = 0;
     osc.connect(gain).connect(audio.destination);
+    // What the operator hears, for the meters' kind of check (and the tests).
+    phone.ring = audio.createAnalyser();
+    phone.ring.fftSize = 2048;
+    gain.connect(phone.ring);
     osc.start();
     var beat = function () {
       gain.gain.setValueAtTime(0.2, audio.currentTime);
@@ -122,6 +130,7 @@
     if (mic) { mic.getTracks().forEach(function (t) { t.stop(); }); mic = null; }
     clearInterval(meters);
     leg = null;
+    connection = null;
     muted = false;
     $("phone-mute").textContent = "Выключить микрофон";
     state(text);
@@ -166,11 +175,13 @@
       off("ошибка: " + (await r.text()));
       return;
     }
+    connection = r.headers.get("X-Phone-Connection");
     await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
   }
 
   onButton.addEventListener("click", function () { on(); });
-  $("phone-off").addEventListener("click", function () { act("off"); off("выключен"); });
+  function offFields() { return connection ? { connection: connection } : {}; }
+  $("phone-off").addEventListener("click", function () { act("off", offFields()); off("выключен"); });
   $("phone-answer").addEventListener("click", function () { act("answer"); });
   $("phone-decline").addEventListener("click", function () { act("decline"); });
   $("phone-hangup").addEventListener("click", function () { act("hangup"); });
@@ -178,7 +189,9 @@
   // The tab closes: the call ends at once rather than when ICE notices.
   window.addEventListener("pagehide", function () {
     if (!pc) return;
-    var body = new URLSearchParams({ csrf: csrf, action: "off" });
+    var body = new URLSearchParams(offFields());
+    body.set("csrf", csrf);
+    body.set("action", "off");
     navigator.sendBeacon("/operator/phone/action", body);
   });
 })();

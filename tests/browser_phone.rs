@@ -210,6 +210,22 @@ impl Lab {
         v.as_f64().unwrap_or(0.0)
     }
 
+    /// The page's two level meters (microphone, caller), 0 to 1.
+    async fn meters(&self) -> (f64, f64) {
+        let v = self
+            .browser
+            .client
+            .execute(
+                "return [document.getElementById('mic-level').value, \
+                 document.getElementById('remote-level').value];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let at = |i: usize| v.get(i).and_then(|x| x.as_f64()).unwrap_or(0.0);
+        (at(0), at(1))
+    }
+
     async fn close(self) {
         self.browser.close().await;
         self.hotline.shutdown().await;
@@ -276,8 +292,26 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
     let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79161234567").await;
     let from = lab.rings().await;
     assert!(from.contains("79161234567"), "{from}");
+    // The ring tone plays: 425 Hz, a second in every five.
+    let mut ring = 0.0;
+    for _ in 0..70 {
+        ring = lab.page_hears("ring").await;
+        if (ring - 425.0).abs() < 30.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        (ring - 425.0).abs() < 30.0,
+        "the ring tone peaks at {ring} Hz"
+    );
     lab.click("Ответить").await;
     lab.in_call().await;
+    assert_eq!(
+        lab.page_hears("ring").await,
+        0.0,
+        "the ring stops on answer"
+    );
 
     // The caller talks (440 Hz) for 3 s; meanwhile the page listens.
     let tone = ulaw_tone(440.0, 3.0);
@@ -285,11 +319,16 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         lab.page_hears("remote").await
     };
-    let ((), heard_on_page) = tokio::join!(caller.talk(&tone), listen);
+    let ((), (heard_on_page, meters)) = tokio::join!(caller.talk(&tone), async {
+        let heard = listen.await;
+        (heard, lab.meters().await)
+    });
     assert!(
         (heard_on_page - 440.0).abs() < 30.0,
         "the page's analyser peaks at {heard_on_page} Hz"
     );
+    // The caller's level meter moves while they talk.
+    assert!(meters.1 > 0.05, "the caller's meter shows {}", meters.1);
     // And the caller hears the operator's microphone: 1 kHz.
     let (packets, _) = caller.rtp.collect(Duration::from_millis(1000)).await;
     let pcm: Vec<i16> = packets
@@ -303,6 +342,17 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
         power(tail, 1000.0),
         power(tail, 440.0)
     );
+    // The microphone's meter moves once the caller is quiet (while the caller's tone
+    // played, the echo canceller held the microphone down; see the recording below).
+    let mut mic = 0.0;
+    for _ in 0..20 {
+        mic = lab.meters().await.0;
+        if mic > 0.05 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(mic > 0.05, "the microphone's meter shows {mic}");
 
     // Muted, the caller hears silence (the hotline sends it in place of the microphone);
     // unmuted, the tone again.
@@ -374,14 +424,49 @@ async fn a_call_rings_in_the_browser_and_audio_crosses_both_ways() {
 /// a BYE, and the journal entry is complete (answered by 1001, ended).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_tab_mid_call_ends_the_leg_and_the_journal_entry_is_complete() {
+    lost_mid_call(Lost::TabClosed).await;
+}
+
+/// The browser dies without a word (SIGKILL: no beacon, no DTLS close): the hotline
+/// notices the silence (ICE consent checks stop) and the call ends as for a closed tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_gone_without_a_word_is_noticed_and_its_call_ends() {
+    lost_mid_call(Lost::Killed).await;
+}
+
+enum Lost {
+    TabClosed,
+    Killed,
+}
+
+/// The operator's page is lost mid-call: the caller gets a BYE, the operator is no longer
+/// reachable, and the journal entry is complete.
+async fn lost_mid_call(how: Lost) {
     let lab = Lab::start("wrap_up_s = 0").await;
     lab.anna_on_the_browser("browser").await;
     let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79160000001").await;
     lab.pick_up().await;
-    lab.browser.client.close_window().await.unwrap();
+    // The silence limit is 15 s; the caller keeps talking meanwhile, as callers do.
+    let within = match how {
+        Lost::TabClosed => {
+            lab.browser.client.close_window().await.unwrap();
+            Duration::from_secs(20)
+        }
+        Lost::Killed => {
+            lab.browser.kill();
+            Duration::from_secs(30)
+        }
+    };
+    let tone = ulaw_tone(440.0, 0.5);
+    let mut bye = None;
+    let deadline = std::time::Instant::now() + within;
+    while bye.is_none() && std::time::Instant::now() < deadline {
+        caller.talk(&tone).await;
+        bye = caller.expect_bye(Duration::from_millis(100)).await;
+    }
     assert!(
-        caller.expect_bye(Duration::from_secs(20)).await.is_some(),
-        "the caller's call ends when the operator's tab closes"
+        bye.is_some(),
+        "the caller's call ends when the operator's page is lost"
     );
     lab.reachable(OPERATOR, false).await;
     // The journal entry: answered by the operator, with its end.
@@ -519,30 +604,80 @@ async fn other_sessions_cannot_open_a_phone_or_answer_its_calls() {
     lab.close().await;
 }
 
+/// A window that lost the phone to a newer one cannot switch the newer one off: its «off»
+/// (the beacon a closing tab sends) names its own connection, which the hub ignores once
+/// replaced. The page's own «Выключить» still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_windows_off_leaves_the_newer_phone_on() {
+    let lab = Lab::start("wrap_up_s = 0").await;
+    let http = lab.hotline.http_addr;
+    // The older window: Anna's other session posts an offer and is given connection A.
+    let (cookie, csrf) = login(http, "anna", None).await;
+    let offering = hotline::phone::loopback::Offering::new(
+        "127.0.0.1:9".parse().unwrap(),
+        std::time::Instant::now(),
+    )
+    .unwrap();
+    let body = format!("csrf={csrf}&sdp={}", urlencode(&offering.sdp));
+    let (status, answer, headers) =
+        request(http, "POST", "/operator/phone/offer", Some(&cookie), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.starts_with("v=0"), "{answer}");
+    let older: u64 = headers
+        .iter()
+        .find(|(name, _)| name == "x-phone-connection")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .expect("the answer names its connection");
+    // The newer window: the page in Chromium takes the phone over.
+    lab.anna_on_the_browser("browser").await;
+    let (status, body) = post_form(
+        http,
+        "/operator/phone/action",
+        Some(&cookie),
+        &format!("csrf={csrf}&action=off&connection={older}"),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    // Still on: a call rings on the page and is answered there.
+    let mut caller = Caller::dial(lab.hotline.sip_addr, "8800", "79160000006").await;
+    lab.pick_up().await;
+    assert_eq!(
+        lab.browser.text_of("phone-state").await,
+        "включён",
+        "the newer phone is on"
+    );
+    caller.hang_up().await;
+    lab.ended().await;
+    // The page's own «Выключить» switches it off.
+    lab.click("Выключить").await;
+    lab.reachable(OPERATOR, false).await;
+    lab.close().await;
+}
+
 /// Logs `login` in over plain HTTP (with the code of `secret` where their role needs
 /// one); their session cookie and CSRF token.
 async fn login(http: std::net::SocketAddr, login: &str, secret: Option<&[u8]>) -> (String, String) {
-    let (_, page, cookies) = request(http, "GET", "/login", None, "").await;
-    let login_cookie = cookies.join("; ");
+    let (_, page, headers) = request(http, "GET", "/login", None, "").await;
+    let login_cookie = cookies(headers).join("; ");
     let token = csrf_of(&page);
     let body = format!(
         "csrf={token}&login={login}&password={}",
         urlencode(PASSWORD_OF)
     );
-    let (_, _, cookies) = request(http, "POST", "/login", Some(&login_cookie), &body).await;
-    let session_of = |cookies: Vec<String>| {
-        cookies
+    let (_, _, headers) = request(http, "POST", "/login", Some(&login_cookie), &body).await;
+    let session_of = |headers| {
+        cookies(headers)
             .into_iter()
             .find(|c| c.starts_with("hotline_session="))
             .expect("a session cookie")
     };
-    let mut session = session_of(cookies);
+    let mut session = session_of(headers);
     if let Some(secret) = secret {
         // The second factor opens a new session.
         let (_, page, _) = request(http, "GET", "/login/code", Some(&session), "").await;
         let body = format!("csrf={}&code={}", csrf_of(&page), browser::code_now(secret));
-        let (_, _, cookies) = request(http, "POST", "/login/code", Some(&session), &body).await;
-        session = session_of(cookies);
+        let (_, _, headers) = request(http, "POST", "/login/code", Some(&session), &body).await;
+        session = session_of(headers);
     }
     // A page with the session's token in its forms.
     let (_, home, _) = request(http, "GET", "/callbacks", Some(&session), "").await;
@@ -574,14 +709,14 @@ async fn post_form(
     (status, body)
 }
 
-/// One HTTP/1.1 request; the status, the body and the `Set-Cookie` name=value pairs.
+/// One HTTP/1.1 request; the status, the body and the headers (names in lower case).
 async fn request(
     http: std::net::SocketAddr,
     method: &str,
     path: &str,
     cookie: Option<&str>,
     body: &str,
-) -> (u16, String, Vec<String>) {
+) -> (u16, String, Vec<(String, String)>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
     let cookie = cookie
@@ -603,15 +738,22 @@ async fn request(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let cookies = head
+    let headers = head
         .lines()
-        .filter_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or_else(|| l.strip_prefix("Set-Cookie: "))
-        })
-        .map(|c| c.split(';').next().unwrap().to_string())
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
         .collect();
-    (status, body.to_string(), cookies)
+    (status, body.to_string(), headers)
+}
+
+/// The `Set-Cookie` name=value pairs of a response's headers.
+fn cookies(headers: Vec<(String, String)>) -> Vec<String> {
+    headers
+        .into_iter()
+        .filter(|(name, _)| name == "set-cookie")
+        .map(|(_, c)| c.split(';').next().unwrap().to_string())
+        .collect()
 }
 
 /// The operator's choice of where calls ring is kept in the records, one row per

@@ -91,15 +91,31 @@ pub async fn offer(
             "`sdp`: over 16 KiB".into(),
         ));
     }
-    let answer = phones.connect(&extension, &posted.form.sdp)?;
-    Ok(([(header::CONTENT_TYPE, "application/sdp")], answer).into_response())
+    let connection = phones.connect(&extension, &posted.form.sdp)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (
+                header::HeaderName::from_static(CONNECTION_HEADER),
+                connection.id.to_string(),
+            ),
+        ],
+        connection.answer,
+    )
+        .into_response())
 }
+
+/// The offer's answer names the new connection here; the page's «off» repeats it.
+pub const CONNECTION_HEADER: &str = "x-phone-connection";
 
 #[derive(Deserialize)]
 pub struct ActionForm {
     action: String,
     #[serde(default)]
     leg: Option<u64>,
+    /// With «off»: the connection the page was given (see [`CONNECTION_HEADER`]).
+    #[serde(default)]
+    connection: Option<u64>,
 }
 
 /// `POST /operator/phone/action`: «Ответить», «Отклонить», «Завершить», mute, unmute,
@@ -124,7 +140,7 @@ pub async fn action(
         "hangup" => phones.hang_up(&extension, leg()?)?,
         "mute" => phones.mute(&extension, true)?,
         "unmute" => phones.mute(&extension, false)?,
-        "off" => phones.disconnect(&extension),
+        "off" => phones.disconnect(&extension, f.connection),
         other => {
             return Err(Refusal(
                 StatusCode::BAD_REQUEST,

@@ -72,6 +72,14 @@ pub enum PageEvent {
     },
 }
 
+/// A browser's new connection: the SDP answer, and the number that names this
+/// connection when the page switches it off.
+#[derive(Debug)]
+pub struct Connection {
+    pub answer: String,
+    pub id: u64,
+}
+
 /// Where the hotline's own addresses are.
 #[derive(Clone, Debug)]
 pub struct PhoneAddresses {
@@ -230,8 +238,8 @@ impl BrowserPhones {
     }
 
     /// A browser's SDP `offer` for `extension`'s phone: a new connection (replacing any
-    /// earlier one of this operator) and the SDP answer for the page.
-    pub fn connect(&self, extension: &str, offer: &str) -> Result<String, PhoneError> {
+    /// earlier one of this operator), with the SDP answer for the page.
+    pub fn connect(&self, extension: &str, offer: &str) -> Result<Connection, PhoneError> {
         let port = self.ports.allocate().ok_or(PhoneError::NoPort)?;
         let socket = self.ports.take(port).ok_or(PhoneError::NoPort)?;
         let local = SocketAddr::new(self.addresses.public_ip, port);
@@ -269,13 +277,24 @@ impl BrowserPhones {
             self.end_leg(extension, old.leg, EndReason::RemoteBye, "replaced");
             let _ = self.reachability.send(extension.to_string());
         }
-        tracing::info!(extension, %local, "browser phone connecting");
-        Ok(answer)
+        tracing::info!(extension, %local, generation, "browser phone connecting");
+        Ok(Connection {
+            answer,
+            id: generation,
+        })
     }
 
-    /// The operator signed the browser phone out (or the page is closing).
-    pub fn disconnect(&self, extension: &str) {
-        let phone = self.lock().phones.remove(extension);
+    /// The operator signed the browser phone out, or the page is closing. With the
+    /// `connection` a page was given, only that connection ends: a window closed after
+    /// another window took the phone over must not switch the new one off.
+    pub fn disconnect(&self, extension: &str, connection: Option<u64>) {
+        let phone = {
+            let mut s = self.lock();
+            match (s.phones.get(extension), connection) {
+                (Some(p), Some(id)) if p.generation != id => None,
+                _ => s.phones.remove(extension),
+            }
+        };
         if let Some(p) = phone {
             let _ = p.commands.send(RelayCommand::Close);
             self.end_leg(extension, p.leg, EndReason::RemoteBye, "signed_out");
@@ -775,5 +794,26 @@ mod tests {
         assert!(!r.phones.is_connected("1001"));
         assert!(!r.phones.reachable("1001", true));
         assert!(r.phones.ring(originate(9)).is_err());
+    }
+
+    /// A window that lost the phone to a newer one, then closes, leaves the newer one on;
+    /// the operator's own «Выключить» (no connection named) or the current window's
+    /// switches it off.
+    #[tokio::test]
+    async fn only_the_named_connection_is_switched_off() {
+        let mut r = rig();
+        r.phones.set_ring_at("1001", RingAt::Browser);
+        while r.reach.try_recv().is_ok() {}
+        r.phones.disconnect("1001", Some(6));
+        assert!(r.phones.is_connected("1001"), "an older window's beacon");
+        assert!(r.page().is_empty());
+        assert!(r.relay.try_recv().is_err());
+        r.phones.disconnect("1001", Some(7));
+        assert!(!r.phones.is_connected("1001"));
+        assert!(matches!(r.relay.try_recv(), Ok(RelayCommand::Close)));
+        assert_eq!(r.page(), vec![PageEvent::Closed { why: "signed_out" }]);
+        assert_eq!(r.reach.try_recv().unwrap(), "1001");
+        r.phones.disconnect("1001", None);
+        assert!(r.page().is_empty(), "nothing left to switch off");
     }
 }

@@ -1,11 +1,13 @@
 //! A browser played by a second str0m `Rtc` (full ICE, controlling), connected to a
 //! [`BrowserPeer`] in memory on a clock that jumps to the next deadline: what the
-//! benchmarks (`benches/relay.rs`) measure against, with no socket and no Chromium.
+//! per-frame benchmarks (`benches/relay.rs`) measure against, with no socket and no
+//! Chromium. [`Offering`] is the same browser without the pairing, which the load
+//! benchmark (`benches/webrtc_load.rs`) runs by the hundred over real sockets.
 
 use super::peer::{BrowserPeer, PeerOutput};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use str0m::change::SdpAnswer;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -23,29 +25,71 @@ pub struct FakeBrowser {
     pub now: Instant,
 }
 
+/// A browser's `Rtc` (full ICE, PCMU only, as [`crate::phone::peer`] agrees it) that has
+/// offered one audio m-line from its host candidate `local`: what the hub's
+/// [`BrowserPeer::accept`] takes. The load benchmark drives it over real sockets.
+pub struct Offering {
+    rtc: Rtc,
+    mid: Mid,
+    pending: SdpPendingOffer,
+    /// The SDP offer, as a page would POST it.
+    pub sdp: String,
+}
+
+/// A browser connected (or connecting) after [`Offering::accept`]: its `Rtc`, the audio
+/// m-line and the PCMU payload type the answer agreed.
+pub struct Answered {
+    pub rtc: Rtc,
+    pub mid: Mid,
+    pub pt: Pt,
+}
+
+impl Offering {
+    pub fn new(local: SocketAddr, now: Instant) -> Option<Offering> {
+        let mut rtc = RtcConfig::new()
+            .set_crypto_provider(super::peer::crypto())
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(local, "udp").ok()?);
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply()?;
+        Some(Offering {
+            rtc,
+            mid,
+            pending,
+            sdp: offer.to_sdp_string(),
+        })
+    }
+
+    /// The hotline's SDP `answer` applied; `None` if it is not one this offer can take.
+    pub fn accept(mut self, answer: &str) -> Option<Answered> {
+        self.rtc
+            .sdp_api()
+            .accept_answer(self.pending, SdpAnswer::from_sdp_string(answer).ok()?)
+            .ok()?;
+        let pt = self
+            .rtc
+            .writer(self.mid)?
+            .payload_params()
+            .find(|p| p.spec().codec == RtcCodec::PCMU)?
+            .pt();
+        Some(Answered {
+            rtc: self.rtc,
+            mid: self.mid,
+            pt,
+        })
+    }
+}
+
 /// A [`BrowserPeer`] and a browser with ICE and DTLS done, or `None` if they did not
 /// connect within 30 s of fake time.
 pub fn connect() -> Option<(BrowserPeer, FakeBrowser)> {
     let mut now = Instant::now();
-    let mut rtc = RtcConfig::new()
-        .set_crypto_provider(super::peer::crypto())
-        .clear_codecs()
-        .enable_pcmu(true, false)
-        .build(now);
-    rtc.add_local_candidate(Candidate::host(THEIRS.parse().ok()?, "udp").ok()?);
-    let mut change = rtc.sdp_api();
-    let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    let (offer, pending) = change.apply()?;
-    let (mut peer, answer) =
-        BrowserPeer::accept(&offer.to_sdp_string(), OURS.parse().ok()?, now).ok()?;
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).ok()?)
-        .ok()?;
-    let pt = rtc
-        .writer(mid)?
-        .payload_params()
-        .find(|p| p.spec().codec == RtcCodec::PCMU)?
-        .pt();
+    let offering = Offering::new(THEIRS.parse().ok()?, now)?;
+    let (mut peer, answer) = BrowserPeer::accept(&offering.sdp, OURS.parse().ok()?, now).ok()?;
+    let Answered { rtc, mid, pt } = offering.accept(&answer)?;
     let mut browser = FakeBrowser { rtc, mid, pt, now };
     let deadline = now + Duration::from_secs(30);
     while now < deadline {
@@ -151,8 +195,6 @@ mod tests {
     use super::*;
     use crate::sip::sdp::Codec;
 
-    /// What the benchmarks measure is real work: each frame is a datagram that our peer
-    /// decrypts into audio, and each frame we send leaves as a datagram.
     /// What the benchmarks measure is real work, for as long as they run: each frame is a
     /// datagram that our peer decrypts into audio, and each frame we send leaves as a
     /// datagram, over a minute of frames with the pair kept alive every second.

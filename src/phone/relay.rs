@@ -92,12 +92,18 @@ impl Task {
         report: impl Fn(RelayEvent),
     ) {
         let mut buf = vec![0u8; 2048];
+        // One timer, moved only when the peer's deadline moves: most turns are a frame,
+        // and re-arming a fresh timer for each cost more than the frame.
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(sleep);
         loop {
             let deadline = match self.drain(&report) {
-                Some(at) => at,
+                Some(at) => tokio::time::Instant::from_std(at),
                 None => return,
             };
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(RelayCommand::Bridge { session }) => {
@@ -130,7 +136,7 @@ impl Task {
                         }
                     }
                 }
-                _ = sleep => self.peer.tick(Instant::now()),
+                _ = &mut sleep => self.peer.tick(Instant::now()),
             }
         }
     }

@@ -88,6 +88,13 @@ impl Browser {
         panic!("no WebDriver session: {last:?}");
     }
 
+    /// Kills Chromium at once (SIGKILL to every process of this profile), as a crashed
+    /// machine or a pulled cable would end it: no beacon, no DTLS close, no goodbye.
+    pub fn kill(&self) {
+        let profile = format!("user-data-dir={}", self._profile.path().display());
+        let _ = Command::new("pkill").args(["-9", "-f", &profile]).status();
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
