@@ -3,8 +3,9 @@
 # through sudo). `scripts/run.sh` needs the build tools; `scripts/test.sh` also needs the
 # SIP peers the tests drive and a PostgreSQL server.
 #   bash scripts/setup.sh build   cmake and a C++ compiler (whisper.cpp)
-#   bash scripts/setup.sh test    the above, SIPp, baresip, PostgreSQL, and Chromium with
-#                                 its WebDriver (the console's browser tests)
+#   bash scripts/setup.sh test    the above, SIPp, baresip, PostgreSQL, Chromium with its
+#                                 WebDriver (the console's browser tests), and Kamailio
+#                                 (the cluster's test)
 set -euo pipefail
 what=${1:-build}
 
@@ -20,6 +21,8 @@ if [ "$what" = test ]; then
   command -v openssl >/dev/null 2>&1 || packages+=(openssl)
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+  # The cluster's SIP edge (tests/cluster.rs): Kamailio with its dispatcher module.
+  command -v kamailio >/dev/null 2>&1 || packages+=(kamailio)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=

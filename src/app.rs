@@ -498,6 +498,40 @@ impl Hotline {
         self.events.subscribe()
     }
 
+    /// A graceful stop for a rolling upgrade: new calls and the proxy's probes get 503
+    /// at once (so Kamailio routes around this node), the calls in progress are finished,
+    /// then the hotline shuts down. After `limit`, or when `cut` completes (a second
+    /// signal), the calls still up are cut.
+    pub async fn drain(self, limit: Duration, cut: impl std::future::Future) {
+        self.control.drain().await;
+        let deadline = tokio::time::Instant::now() + limit;
+        tokio::pin!(cut);
+        loop {
+            let calls = self.control.active_calls().await;
+            if calls == 0 {
+                tracing::info!("drained: no call left");
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(calls, "drain limit reached: the calls still up are cut");
+                    break;
+                }
+                _ = &mut cut => {
+                    tracing::warn!(calls, "stopped while draining: the calls still up are cut");
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// The calls the SIP core holds now (inbound calls and operator legs).
+    pub async fn active_calls(&self) -> usize {
+        self.control.active_calls().await
+    }
+
     /// Stops every task and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

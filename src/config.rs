@@ -98,10 +98,93 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub alerts: crate::records::alert::AlertsConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The file as written, with the command line's overrides: what the admin's console
     /// shows ([`Config::masked_toml`]).
     #[serde(skip)]
     pub source: toml::Table,
+}
+
+/// `[cluster]`: this node's place among several behind Kamailio, and how it stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in a cluster (letters, digits, `-`, `_`; up to 32). Set, the node
+    /// is part of a cluster, whose one shared state is PostgreSQL: SQLite is refused.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// What SIGTERM does: "stop" (at once, as SIGINT) or "drain" (new calls and the
+    /// proxy's OPTIONS probes get 503, the calls in progress finish, then the node stops:
+    /// a rolling upgrade). A second signal while draining stops at once. Unset: "drain"
+    /// for a node of a cluster, "stop" otherwise ([`ClusterConfig::sigterm`]).
+    #[serde(default)]
+    pub on_sigterm: Option<OnSigterm>,
+    /// The longest a drain waits for the calls in progress; those still up are then cut.
+    #[serde(default = "default_drain_limit_s")]
+    pub drain_limit_s: u64,
+}
+
+/// What SIGTERM does ([`ClusterConfig::on_sigterm`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSigterm {
+    #[default]
+    Stop,
+    Drain,
+}
+
+fn default_drain_limit_s() -> u64 {
+    3600
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            on_sigterm: None,
+            drain_limit_s: default_drain_limit_s(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// What SIGTERM does here: as configured, else a cluster's node drains.
+    pub fn sigterm(&self) -> OnSigterm {
+        self.on_sigterm.unwrap_or(if self.node_id.is_some() {
+            OnSigterm::Drain
+        } else {
+            OnSigterm::Stop
+        })
+    }
+
+    fn validate(&self, storage: &StorageConfig) -> Result<(), ConfigError> {
+        if !(1..=86_400).contains(&self.drain_limit_s) {
+            return Err(ConfigError::invalid(
+                "cluster.drain_limit_s",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        let Some(id) = &self.node_id else {
+            return Ok(());
+        };
+        let fine = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if id.is_empty() || id.len() > 32 || !id.chars().all(fine) {
+            return Err(ConfigError::invalid(
+                "cluster.node_id",
+                format!("{id:?}: use 1 to 32 letters, digits, '-' or '_'"),
+            ));
+        }
+        let url = storage.effective_database_url();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                "cluster.node_id",
+                "a cluster shares one PostgreSQL database: set storage.database_url = \
+                 \"postgres://…\" on every node (SQLite is one node's own file)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[console]`: the web console's accounts and sessions.
@@ -903,6 +986,7 @@ pub struct Overrides {
     pub http_listen: Option<SocketAddr>,
     pub database_url: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub node_id: Option<String>,
 }
 
 impl Config {
@@ -962,6 +1046,10 @@ impl Config {
             self.storage.data_dir = d.clone();
             self.set_source("storage", "data_dir", d.display().to_string());
         }
+        if let Some(n) = &o.node_id {
+            self.cluster.node_id = Some(n.clone());
+            self.set_source("cluster", "node_id", n.clone());
+        }
     }
 
     fn set_source(&mut self, section: &str, key: &str, value: String) {
@@ -982,6 +1070,7 @@ impl Config {
         self.notify.validate()?;
         self.tickets.validate()?;
         self.console.validate()?;
+        self.cluster.validate(&self.storage)?;
         for o in &self.operators {
             if let Some(e) = &o.email {
                 if e.parse::<lettre::Address>().is_err() {
@@ -1328,6 +1417,41 @@ mod tests {
         assert!(msg.contains("listen"), "{msg}");
         let e = Config::from_toml(&format!("{MINIMAL}\nbogus_key = 1")).unwrap_err();
         assert!(e.to_string().contains("bogus_key"), "{e}");
+    }
+
+    /// A node of a cluster needs the shared PostgreSQL: SQLite (the default) is refused
+    /// with the reason; a cluster on PostgreSQL, and drain on SIGTERM, are accepted.
+    #[test]
+    fn a_cluster_needs_postgresql_and_a_plain_node_id() {
+        let sqlite = format!("{MINIMAL}\n[cluster]\nnode_id = \"a\"\n");
+        let e = Config::from_toml(&sqlite).unwrap().validate().unwrap_err();
+        assert!(
+            e.to_string().contains("cluster.node_id") && e.to_string().contains("PostgreSQL"),
+            "{e}"
+        );
+        let pg = |cluster: &str| {
+            format!(
+                "{MINIMAL}\n[storage]\ndatabase_url = \"postgres://db/hotline\"\n[cluster]\n{cluster}\n"
+            )
+        };
+        let c = Config::from_toml(&pg("node_id = \"node-a\"")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.node_id.as_deref(), Some("node-a"));
+        assert_eq!(
+            c.cluster.sigterm(),
+            OnSigterm::Drain,
+            "a cluster's node drains"
+        );
+        let c = Config::from_toml(&pg("node_id = \"node-a\"\non_sigterm = \"stop\"")).unwrap();
+        assert_eq!(c.cluster.sigterm(), OnSigterm::Stop);
+        assert_eq!(c.cluster.drain_limit_s, 3600);
+        assert_eq!(err_key(&pg("node_id = \"a b\"")), "cluster.node_id");
+        assert_eq!(err_key(&pg("node_id = \"\"")), "cluster.node_id");
+        assert_eq!(err_key(&pg("drain_limit_s = 0")), "cluster.drain_limit_s");
+        assert!(Config::from_toml(&pg("on_sigterm = \"later\"")).is_err());
+        let single = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(single.cluster.node_id, None);
+        assert_eq!(single.cluster.sigterm(), OnSigterm::Stop);
     }
 
     #[test]

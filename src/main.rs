@@ -57,6 +57,9 @@ enum Command {
         /// Data directory for recordings and the embedded database, overrides storage.data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// This node's name in a cluster, overrides cluster.node_id.
+        #[arg(long)]
+        node_id: Option<String>,
     },
     /// Validate a configuration file and print what it sets up.
     CheckConfig {
@@ -525,12 +528,14 @@ fn main() -> ExitCode {
             http_listen,
             database_url,
             data_dir,
+            node_id,
         } => {
             let overrides = Overrides {
                 sip_listen,
                 http_listen,
                 database_url,
                 data_dir,
+                node_id,
             };
             let c = match Config::load(&config, &overrides) {
                 Ok(c) => c,
@@ -654,25 +659,60 @@ fn init_tracing() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let on_sigterm = config.cluster.sigterm();
+    let drain_limit = std::time::Duration::from_secs(config.cluster.drain_limit_s);
+    let node = config.cluster.node_id.clone();
     let hotline = Hotline::start(config).await?;
-    tracing::info!(sip = %hotline.sip_addr, http = %hotline.http_addr, "hotline running");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    hotline.shutdown().await;
+    tracing::info!(sip = %hotline.sip_addr, http = %hotline.http_addr, ?node, "hotline running");
+    let mut signals = Signals::new()?;
+    match signals.next().await {
+        Signal::Terminate if on_sigterm == hotline::config::OnSigterm::Drain => {
+            tracing::info!(
+                limit_s = drain_limit.as_secs(),
+                "SIGTERM: draining (a second signal stops at once)"
+            );
+            hotline.drain(drain_limit, signals.next()).await;
+        }
+        _ => {
+            tracing::info!("shutting down");
+            hotline.shutdown().await;
+        }
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// SIGINT and SIGTERM, as they come.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+                _ = self.term.recv() => Signal::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -1022,8 +1022,7 @@ async fn a_call_in_hand_its_journal_entry_and_an_atm_ticket_to_the_desk() {
         atms.contains("приостановлен") && atms.contains(&number),
         "{atms}"
     );
-    let link = desk.client.find(Locator::LinkText(&number)).await.unwrap();
-    desk.click_through(link).await;
+    desk.follow_link(&number).await;
     let buttons = |b: &Browser| {
         let client = b.client.clone();
         async move {

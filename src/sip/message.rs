@@ -617,6 +617,8 @@ impl<'a> ResponseBuilder<'a> {
         use rsip::headers::UntypedHeader;
         let mut out = String::with_capacity(512 + self.extra.len());
         let _ = write!(out, "SIP/2.0 {} {}\r\n", self.code, self.reason);
+        let makes_dialog =
+            self.request.method == rsip::Method::Invite && (101..300).contains(&self.code);
         let mut first_via = true;
         for h in self.request.headers.iter() {
             match h {
@@ -657,6 +659,12 @@ impl<'a> ResponseBuilder<'a> {
                 }
                 rsip::Header::CSeq(v) => {
                     let _ = write!(out, "CSeq: {}\r\n", v.value());
+                }
+                // A response that makes a dialog (18x, 2xx to INVITE) carries the proxies'
+                // Record-Route back, in order, so the caller routes its ACK and BYE through
+                // them too (RFC 3261 §12.1.1).
+                rsip::Header::RecordRoute(v) if makes_dialog => {
+                    let _ = write!(out, "Record-Route: {}\r\n", v.value());
                 }
                 _ => {}
             }
@@ -737,6 +745,39 @@ mod tests {
     }
 
     use super::*;
+
+    /// A 2xx or 18x to an INVITE carries the request's Record-Route, every value in order;
+    /// 100 Trying and a refusal do not (they make no dialog).
+    #[test]
+    fn a_dialog_making_response_copies_record_route() {
+        let invite = "INVITE sip:8800@hotline.test SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+            Record-Route: <sip:edge.test;lr;ftag=1>\r\n\
+            Record-Route: <sip:10.0.0.1;lr>\r\n\
+            From: <sip:a@x>;tag=1\r\nTo: <sip:8800@hotline.test>\r\nCall-ID: rr@x\r\n\
+            CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let rsip::SipMessage::Request(req) = rsip::SipMessage::try_from(invite).unwrap() else {
+            panic!("a request")
+        };
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let text = |code, reason| {
+            String::from_utf8(
+                ResponseBuilder::new(&req, src, code, reason)
+                    .build()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        for (code, reason) in [(200, "OK"), (180, "Ringing")] {
+            let r = text(code, reason);
+            let rr =
+                "Record-Route: <sip:edge.test;lr;ftag=1>\r\nRecord-Route: <sip:10.0.0.1;lr>\r\n";
+            assert!(r.contains(rr), "{r}");
+        }
+        for (code, reason) in [(100, "Trying"), (486, "Busy Here")] {
+            assert!(!text(code, reason).contains("Record-Route"));
+        }
+    }
 
     fn ctx() -> DecodeContext<'static> {
         DecodeContext {

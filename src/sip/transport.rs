@@ -74,6 +74,12 @@ enum Input {
     Cancel {
         call: u64,
     },
+    /// Take no new calls ([`UserAgent::drain`]).
+    Drain,
+    /// How many calls the core holds (inbound and operator legs).
+    ActiveCalls {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// Lets the call flow act on calls in the SIP core.
@@ -102,6 +108,20 @@ impl SipControl {
     /// after. Does nothing if it has already ended.
     pub async fn cancel(&self, call: u64) {
         let _ = self.core.send(Input::Cancel { call }).await;
+    }
+
+    /// Stops taking new calls ([`UserAgent::drain`]); the calls in progress go on.
+    pub async fn drain(&self) {
+        let _ = self.core.send(Input::Drain).await;
+    }
+
+    /// The calls the SIP core holds now; 0 once it has stopped.
+    pub async fn active_calls(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        if self.core.send(Input::ActiveCalls { reply }).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 }
 
@@ -796,6 +816,13 @@ fn handle_input(ua: &mut UserAgent, tcp: &mut HashMap<Peer, mpsc::Sender<Bytes>>
             let _ = reply.send(ua.originate(o, Instant::now()));
         }
         Input::Cancel { call } => ua.cancel(call, Instant::now()),
+        Input::Drain => {
+            tracing::warn!(calls = ua.active_calls(), "draining: new calls get 503");
+            ua.drain();
+        }
+        Input::ActiveCalls { reply } => {
+            let _ = reply.send(ua.active_calls());
+        }
     }
 }
 

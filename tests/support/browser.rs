@@ -157,6 +157,30 @@ impl Browser {
         self.wait_for_new_page().await;
     }
 
+    /// Follows the link `text` to its page. A page that re-renders itself live (the desk,
+    /// the wallboard) may replace the link between finding and clicking it: then the new
+    /// one is found and clicked.
+    pub async fn follow_link(&self, text: &str) {
+        for _ in 0..20 {
+            let link = self
+                .client
+                .find(Locator::LinkText(text))
+                .await
+                .unwrap_or_else(|e| panic!("no link «{text}»: {e}"));
+            self.client
+                .execute("window.__before_click = true", vec![])
+                .await
+                .unwrap();
+            match link.click().await {
+                Ok(()) => return self.wait_for_new_page().await,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(e) => panic!("clicking «{text}»: {e}"),
+            }
+        }
+        panic!("the link «{text}» kept going stale");
+    }
+
     pub async fn wait_for_new_page(&self) {
         for _ in 0..200 {
             let state = self

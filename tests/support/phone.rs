@@ -154,6 +154,27 @@ pub struct Dialog {
     pub remote: String,
     pub target: String,
     pub cseq: u32,
+    /// `Route` values for our requests: what a proxy record-routed (RFC 3261 §12.1.2).
+    pub route: Vec<String>,
+}
+
+impl Dialog {
+    /// The `Route` header lines of an in-dialog request.
+    fn route_lines(&self) -> String {
+        self.route
+            .iter()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect()
+    }
+}
+
+/// Every `Record-Route` value of `msg`, in order.
+fn record_routes(msg: &str) -> Vec<String> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or_default();
+    super::headers(head, "Record-Route")
+        .into_iter()
+        .flat_map(|v| v.split(',').map(|r| r.trim().to_string()))
+        .collect()
 }
 
 /// `sip:…` inside a Contact/To value.
@@ -169,10 +190,11 @@ async fn send_bye(ep: &mut Endpoint, d: &mut Dialog) -> String {
     d.cseq += 1;
     let branch = ep.branch();
     let msg = format!(
-        "BYE {} SIP/2.0\r\nVia: {};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+        "BYE {} SIP/2.0\r\nVia: {};branch={branch};rport\r\nMax-Forwards: 70\r\n{}\
          From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
         d.target,
         ep.via(),
+        d.route_lines(),
         d.local,
         d.remote,
         d.call_id,
@@ -274,9 +296,13 @@ impl Caller {
         }
         let to = header(&ok, "To").unwrap().to_string();
         let target = uri_of(header(&ok, "Contact").expect("Contact in 200"));
+        // Through a proxy: its Record-Route, reversed, routes our ACK and BYE (§12.1.2).
+        let mut route = record_routes(&ok);
+        route.reverse();
+        let routes: String = route.iter().map(|r| format!("Route: {r}\r\n")).collect();
         let ack_branch = sip.branch();
         let ack = format!(
-            "ACK {target} SIP/2.0\r\nVia: {};branch={ack_branch};rport\r\nMax-Forwards: 70\r\n\
+            "ACK {target} SIP/2.0\r\nVia: {};branch={ack_branch};rport\r\nMax-Forwards: 70\r\n{routes}\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
             sip.via()
         );
@@ -291,6 +317,7 @@ impl Caller {
                 remote: to,
                 target,
                 cseq: 1,
+                route,
             },
             media,
             ok,
@@ -441,6 +468,7 @@ impl Operator {
             remote: from,
             target: uri_of(header(&invite, "Contact").expect("Contact in INVITE")),
             cseq: 0,
+            route: record_routes(&invite),
         });
     }
 

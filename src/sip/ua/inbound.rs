@@ -101,7 +101,15 @@ impl UserAgent {
                     None => true,
                     Some(u) => self.settings.hotline_numbers.contains(u),
                 };
-                let resp = if ours || to_tag.is_some() {
+                let resp = if self.draining && to_tag.is_none() {
+                    // A proxy's keep-alive probe: this node takes no new calls.
+                    ResponseBuilder::new(&req, source, 503, "Service Unavailable")
+                        .to_tag(&random_tag(&mut self.rng))
+                        .header("Retry-After", 5)
+                        .header("Warning", "399 hotline \"draining\"")
+                        .header("Server", &self.settings.server)
+                        .build()
+                } else if ours || to_tag.is_some() {
                     ResponseBuilder::new(&req, source, 200, "OK")
                         .to_tag(&random_tag(&mut self.rng))
                         .header("Allow", ALLOW)
@@ -280,6 +288,44 @@ mod tests {
         // After Timer J (64·T1) the transaction is gone.
         run(&mut ua, t0, t0 + Duration::from_secs(33));
         assert_eq!(ua.open_transactions(), 0);
+    }
+
+    /// A draining node (a rolling upgrade) answers its proxy's probe and new calls with
+    /// 503, and keeps the call it has until that call's own BYE.
+    #[test]
+    fn a_draining_node_refuses_probes_and_new_calls_but_keeps_its_calls() {
+        let t0 = Instant::now();
+        let mut ua = ua(t0);
+        let options = |branch: &str| {
+            request(&format!(
+                "OPTIONS sip:hotline.test SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+                 From: <sip:proxy@x>;tag=pt\r\nTo: <sip:hotline.test>\r\nCall-ID: {branch}\r\n\
+                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        ua.handle_message(options("z9hG4bKo1"), src(), Transport::Udp, t0);
+        assert!(drain(&mut ua)[0].starts_with("SIP/2.0 200"));
+        ua.handle_message(invite("d1", "z9hG4bKd1"), src(), Transport::Udp, t0);
+        let to = to_of(&drain(&mut ua).pop().unwrap());
+        assert!(!ua.is_draining());
+
+        ua.drain();
+        assert!(ua.is_draining());
+        ua.handle_message(options("z9hG4bKo2"), src(), Transport::Udp, t0);
+        let probe = drain(&mut ua);
+        assert!(probe[0].starts_with("SIP/2.0 503"), "{}", probe[0]);
+        assert!(probe[0].contains("Warning: 399 hotline \"draining\""));
+        ua.handle_message(invite("d2", "z9hG4bKd2"), src(), Transport::Udp, t0);
+        let refused = drain(&mut ua);
+        let last = refused.last().unwrap();
+        assert!(last.starts_with("SIP/2.0 503"), "{last}");
+        assert!(last.contains("Retry-After: 5") && last.contains("draining"));
+        assert_eq!(ua.active_calls(), 1, "only the call in progress");
+
+        let bye = in_dialog("BYE", "d1", "z9hG4bKdb", &to, 2);
+        ua.handle_message(request(&bye), src(), Transport::Udp, t0);
+        assert!(drain(&mut ua)[0].starts_with("SIP/2.0 200"));
+        assert_eq!(ua.active_calls(), 0);
     }
 
     #[test]

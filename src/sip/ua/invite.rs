@@ -35,13 +35,16 @@ impl UserAgent {
             let r = self.simple(&req, source, 404, "Not Found");
             return self.respond(&key, 404, r, now);
         }
-        if self.calls.len() >= self.settings.max_calls {
-            let r = ResponseBuilder::new(&req, source, 503, "Service Unavailable")
-                .to_tag(&random_tag(&mut self.rng))
+        if self.calls.len() >= self.settings.max_calls || self.draining {
+            let tag = random_tag(&mut self.rng);
+            let mut r = ResponseBuilder::new(&req, source, 503, "Service Unavailable")
+                .to_tag(&tag)
                 .header("Retry-After", 5)
-                .header("Server", &self.settings.server)
-                .build();
-            return self.respond(&key, 503, r, now);
+                .header("Server", &self.settings.server);
+            if self.draining {
+                r = r.header("Warning", "399 hotline \"draining\"");
+            }
+            return self.respond(&key, 503, r.build(), now);
         }
         if let Some(r) = bad_extension(&req, source, &mut self.rng) {
             return self.respond(&key, 420, r, now);

@@ -112,6 +112,8 @@ pub struct UserAgent {
     /// The only source of randomness in the core ([`UaSettings::rng_seed`]); the registrar
     /// has its own, drawn from this one.
     rng: StdRng,
+    /// New calls are refused and OPTIONS says 503 ([`UserAgent::drain`]).
+    draining: bool,
 }
 
 impl UserAgent {
@@ -145,9 +147,23 @@ impl UserAgent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_call: 1,
+            draining: false,
         };
         ua.schedule(now + SWEEP_INTERVAL, TimerRef::Sweep);
         ua
+    }
+
+    /// Stops taking new calls, for a rolling upgrade: a new INVITE gets 503 with
+    /// `Retry-After`, and OPTIONS gets 503, so that a SIP proxy probing the node (Kamailio's
+    /// dispatcher) routes around it. Calls in progress go on, operators are still rung for
+    /// the callers already here, and phones still register.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`UserAgent::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// Takes RTP ports from `ports` instead of counting them.
