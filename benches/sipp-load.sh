@@ -7,6 +7,11 @@
 #   DURATION  seconds of load; SIPp places RATE*DURATION calls (default 60)
 #   PORT      SIP port of the hotline on 127.0.0.1 (default: a free port)
 #
+# NODES=N (issue 22) puts N hotline nodes behind Kamailio (sip-config/kamailio/kamailio.cfg)
+# on one PostgreSQL (DATABASE_URL, default the local test server, in a schema of its own that
+# is dropped afterwards): SIPp calls Kamailio on PORT, and the CPU of the nodes and of
+# Kamailio is reported apart. Needs kamailio and psql.
+#
 # Environment: LIMIT (SIPp -l, concurrent calls, default 2*RATE), SIPP_BUFF (SIPp -buff_size,
 # its socket buffers in bytes; default 1048576, as SIPp's own 65535 drops bursts of more than
 # ~100 responses; the kernel caps it at net.core.rmem_max), HTTP_PORT, RUST_LOG (default
@@ -26,15 +31,23 @@ DURATION=${2:-60}
 PORT=${3:-}
 LIMIT=${LIMIT:-$((RATE * 2))}
 SIPP_BUFF=${SIPP_BUFF:-1048576}
+NODES=${NODES:-0}
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 
 die() { echo "sipp-load: $*" >&2; exit 2; }
 for n in "$RATE" "$DURATION" "$LIMIT" "$SIPP_BUFF"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "RATE, DURATION, LIMIT and SIPP_BUFF must be positive integers"
 done
 [[ -z $PORT || $PORT =~ ^[1-9][0-9]*$ ]] || die "PORT must be a port number"
+[[ $NODES =~ ^[0-9]$ ]] || die "NODES must be 0..9"
 for tool in cargo sipp curl python3 timeout; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
+if ((NODES > 0)); then
+    for tool in kamailio psql; do
+        command -v "$tool" >/dev/null || die "$tool not found (NODES=$NODES)"
+    done
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -67,16 +80,27 @@ SIPP_PORT=$(free_port)
 [[ $PORT != "$HTTP_PORT" ]] || die "SIP and HTTP ports must differ"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hotline-sipp.XXXXXX")
-SERVER_PID=""
+# The hotline processes (one, or the NODES nodes), and Kamailio's when NODES > 0.
+SERVER_PIDS=()
+EDGE_PID=""
+SCHEMA=""
+stop_pid() {
+    kill -0 "$1" 2>/dev/null || return 0
+    # SIGINT: a cluster's node drains on SIGTERM; here it should stop at once.
+    kill -INT "$1" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+    for pid in "${SERVER_PIDS[@]}" $EDGE_PID; do
+        stop_pid "$pid"
+    done
+    if [[ -n $SCHEMA ]]; then
+        psql -q "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
     fi
     if [[ ${KEEP:-0} == 1 ]]; then
         echo "sipp-load: files kept in $WORK" >&2
@@ -123,28 +147,57 @@ awk -v max_calls="$MAX_CALLS" -v rate="$((RATE > 200 ? RATE : 200))" '
 "$BIN" check-config --config "$WORK/hotline.toml" >/dev/null ||
     die "temporary config rejected: $("$BIN" check-config --config "$WORK/hotline.toml" 2>&1)"
 
-echo "== starting hotline: SIP 127.0.0.1:$PORT, HTTP 127.0.0.1:$HTTP_PORT" >&2
-NO_COLOR=1 RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$WORK/hotline.toml" \
-    --sip-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-    --data-dir "$WORK/data" >"$WORK/hotline.log" 2>&1 &
-SERVER_PID=$!
+# Starts a hotline (log $1, SIP port $2, HTTP port $3, more arguments after) and waits for
+# its /healthz.
+start_hotline() {
+    local log=$1 sip=$2 http=$3
+    shift 3
+    NO_COLOR=1 RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$WORK/hotline.toml" \
+        --sip-listen "127.0.0.1:$sip" --http-listen "127.0.0.1:$http" "$@" >"$log" 2>&1 &
+    local pid=$!
+    SERVER_PIDS+=("$pid")
+    local deadline=$((SECONDS + 15))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$log" >&2
+            die "hotline exited during start-up"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+            "http://127.0.0.1:$http/healthz" || true)
+        [[ $code == 200 ]] && return 0
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "/healthz not 200 within 15 s"
+}
 
-ready=0
-deadline=$((SECONDS + 15))
-while ((SECONDS < deadline)); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        cat "$WORK/hotline.log" >&2
-        die "hotline exited during start-up"
-    fi
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
-        "http://127.0.0.1:$HTTP_PORT/healthz" || true)
-    if [[ $code == 200 ]]; then
-        ready=1
-        break
-    fi
-    sleep 0.1
-done
-[[ $ready == 1 ]] || { cat "$WORK/hotline.log" >&2; die "/healthz not 200 within 15 s"; }
+if ((NODES == 0)); then
+    echo "== starting hotline: SIP 127.0.0.1:$PORT, HTTP 127.0.0.1:$HTTP_PORT" >&2
+    start_hotline "$WORK/hotline.log" "$PORT" "$HTTP_PORT" --data-dir "$WORK/data"
+else
+    SCHEMA="sipp_load_$$"
+    psql -q "$DATABASE_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null || die "cannot reach $DATABASE_URL"
+    sep='?'
+    [[ $DATABASE_URL == *'?'* ]] && sep='&'
+    NODE_DB="${DATABASE_URL}${sep}options=-c%20search_path%3D$SCHEMA"
+    : >"$WORK/dispatcher.list"
+    for k in $(seq 1 "$NODES"); do
+        sip=$(free_port)
+        http=$(free_port)
+        echo "1 sip:127.0.0.1:$sip" >>"$WORK/dispatcher.list"
+        echo "== starting node-$k: SIP 127.0.0.1:$sip, HTTP 127.0.0.1:$http" >&2
+        start_hotline "$WORK/node-$k.log" "$sip" "$http" --data-dir "$WORK/node-$k" \
+            --database-url "$NODE_DB" --node-id "node-$k"
+    done
+    echo "== starting Kamailio on 127.0.0.1:$PORT in front of them" >&2
+    kamailio -DD -E -m 512 -M 16 -f sip-config/kamailio/kamailio.cfg -l "udp:127.0.0.1:$PORT" \
+        -A "DSLIST=\"$WORK/dispatcher.list\"" -A PROBE_S=1 -w "$WORK" -Y "$WORK" \
+        -P "$WORK/kamailio.pid" >"$WORK/kamailio.log" 2>&1 &
+    EDGE_PID=$!
+    # Its first probes mark the nodes up.
+    sleep 3
+    kill -0 "$EDGE_PID" 2>/dev/null || { cat "$WORK/kamailio.log" >&2; die "Kamailio exited"; }
+fi
 
 # The INVITE is retransmitted for up to ~32 s (T1 doubling, 5 retransmissions) before a call
 # fails, so allow DURATION plus that plus slack before SIPp is stopped.
@@ -163,12 +216,28 @@ socket_drops() {
     awk -v port="$(printf '%04X' "$1")" '$2 ~ (":" port "$") { print $NF; exit }' \
         /proc/net/udp 2>/dev/null || echo 0
 }
-cpu_seconds() { # user+system CPU seconds of a process, from /proc
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" \
-        2>/dev/null || echo 0
+cpu_seconds() { # user+system CPU seconds of processes, from /proc
+    local hz total=0
+    hz=$(getconf CLK_TCK)
+    for pid in "$@"; do
+        total=$(awk -v hz="$hz" -v t="$total" '{ printf "%.2f", t + ($14 + $15) / hz }' \
+            "/proc/$pid/stat" 2>/dev/null || echo "$total")
+    done
+    echo "$total"
 }
-echo "== sipp -sn uac: $RATE calls/s for $DURATION s ($CALLS calls, at most $LIMIT at once)" >&2
-SERVER_CPU0=$(cpu_seconds "$SERVER_PID")
+# Kamailio's processes: the one started and the workers it forked.
+edge_pids() {
+    [[ -n $EDGE_PID ]] || return 0
+    echo "$EDGE_PID"
+    pgrep -P "$EDGE_PID" || true
+}
+# Through Kamailio the ACK and BYE must follow its Record-Route, which SIPp's built-in uac
+# does not do.
+SCENARIO=(-sn uac)
+((NODES == 0)) || SCENARIO=(-sf "$ROOT/benches/support/uac-record-route.xml")
+echo "== sipp ${SCENARIO[*]}: $RATE calls/s for $DURATION s ($CALLS calls, at most $LIMIT at once)" >&2
+SERVER_CPU0=$(cpu_seconds "${SERVER_PIDS[@]}")
+EDGE_CPU0=$(cpu_seconds $(edge_pids))
 DROPS0=$(udp_rcvbuf_errors)
 SOCK_DROPS0=$(socket_drops "$PORT")
 SIPP_RC=0
@@ -176,7 +245,7 @@ TIMEFORMAT='%R %U %S'
 {
     time (
         cd "$WORK"
-        timeout -k 5 "$BOUND" sipp -sn uac -s 8800 \
+        timeout -k 5 "$BOUND" sipp "${SCENARIO[@]}" -s 8800 \
             -i 127.0.0.1 -p "$SIPP_PORT" -bind_local \
             -r "$RATE" -m "$CALLS" -l "$LIMIT" -buff_size "$SIPP_BUFF" \
             -trace_stat -stf "$WORK/stat.csv" -fd 1 \
@@ -185,34 +254,39 @@ TIMEFORMAT='%R %U %S'
             -nostdin 127.0.0.1:"$PORT" >"$WORK/sipp.out" 2>"$WORK/sipp.err"
     ) || SIPP_RC=$?
 } 2>"$WORK/sipp.time"
-SERVER_CPU1=$(cpu_seconds "$SERVER_PID")
+SERVER_CPU1=$(cpu_seconds "${SERVER_PIDS[@]}")
+EDGE_CPU1=$(cpu_seconds $(edge_pids))
 DROPS1=$(udp_rcvbuf_errors)
 SOCK_DROPS1=$(socket_drops "$PORT")
 read -r SIPP_WALL SIPP_USER SIPP_SYS <"$WORK/sipp.time" || true
 
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "sipp-load: hotline died during the test; its log:" >&2
-    tail -n 50 "$WORK/hotline.log" >&2
-fi
+for pid in "${SERVER_PIDS[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "sipp-load: a hotline died during the test; the logs are in $WORK (KEEP=1)" >&2
+    fi
+done
 [[ -s $WORK/stat.csv ]] || {
     tail -n 20 "$WORK/sipp.err" "$WORK/sipp.out" >&2 || true
     die "SIPp wrote no statistics (exit status $SIPP_RC)"
 }
-LOGGED=$(grep -i "warn\|error" "$WORK/hotline.log" | grep -v "environment variable" || true)
+LOGGED=$(cat "$WORK"/hotline.log "$WORK"/node-*.log 2>/dev/null | grep -i "warn\|error" |
+    grep -v "environment variable" || true)
 if [[ -n $LOGGED ]]; then
     echo "== hotline warnings ($(wc -l <<<"$LOGGED") lines, last 5):" >&2
     tail -n 5 <<<"$LOGGED" >&2
 fi
 
-RTT=$(ls "$WORK"/uac_*_rtt.csv 2>/dev/null | head -n 1 || true)
+RTT=$(ls "$WORK"/*_rtt.csv 2>/dev/null | head -n 1 || true)
 python3 - "$WORK/stat.csv" "${RTT:-}" "$RATE" "$DURATION" "$SIPP_RC" \
     "$SERVER_CPU0" "$SERVER_CPU1" "${SIPP_WALL:-0}" "${SIPP_USER:-0}" "${SIPP_SYS:-0}" \
-    "$((DROPS1 - DROPS0))" "$((SOCK_DROPS1 - SOCK_DROPS0))" <<'EOF'
+    "$((DROPS1 - DROPS0))" "$((SOCK_DROPS1 - SOCK_DROPS0))" "$NODES" "$EDGE_CPU0" "$EDGE_CPU1" <<'EOF'
 import csv, math, sys
 
 stat_path, rtt_path, rate, duration, sipp_rc = sys.argv[1:6]
 srv0, srv1, sipp_wall, sipp_user, sipp_sys = (float(x) for x in sys.argv[6:11])
 drops_all, drops_server = (int(x) for x in sys.argv[11:13])
+nodes = int(sys.argv[13])
+edge0, edge1 = (float(x) for x in sys.argv[14:16])
 
 with open(stat_path, newline="") as f:
     rows = [r for r in csv.reader(f, delimiter=";") if r]
@@ -275,7 +349,8 @@ for n in header:
         print(f"  {n[:-3]:<26} {num(n)}")
 print(f"retransmissions    {retrans}")
 print(f"out-of-call msgs   {num('OutOfCallMsgs(C)')}")
-print(f"UDP buffer drops   {drops_all} in the kernel, {drops_server} of them on the hotline's socket")
+where = "Kamailio's" if nodes else "the hotline's"
+print(f"UDP buffer drops   {drops_all} in the kernel, {drops_server} of them on {where} socket")
 if rtts:
     # SIPp stamps with CLOCK_MONOTONIC_COARSE: 0 means "within the same clock tick".
     zero = sum(1 for v in rtts if v == 0) / len(rtts)
@@ -286,9 +361,12 @@ if rtts:
 else:
     print("INVITE->200        no response times recorded")
 if sipp_wall > 0:
-    print(f"CPU during load    hotline {srv1 - srv0:.1f} s ({100 * (srv1 - srv0) / sipp_wall:.0f}% of a core), "
+    who = f"{nodes} hotline nodes" if nodes else "hotline"
+    print(f"CPU during load    {who} {srv1 - srv0:.1f} s ({100 * (srv1 - srv0) / sipp_wall:.0f}% of a core), "
           f"SIPp {sipp_user + sipp_sys:.1f} s ({100 * (sipp_user + sipp_sys) / sipp_wall:.0f}%), "
           f"over {sipp_wall:.1f} s")
+    if nodes:
+        print(f"                   Kamailio {edge1 - edge0:.1f} s ({100 * (edge1 - edge0) / sipp_wall:.0f}% of a core)")
 print(f"SIPp exit status   {sipp_rc}")
 sys.exit(1 if failed or ok == 0 or ok < int(rate) * int(duration) else 0)
 EOF

@@ -42,7 +42,7 @@ for k in $(seq 1 "$N"); do
   pids+=($!)
   echo "cluster-up: node-$k (pid $!) SIP $sip, console http://$http/"
 done
-kamailio -DD -E -f sip-config/kamailio/kamailio.cfg -l udp:127.0.0.1:5060 \
+kamailio -DD -E -m 512 -M 16 -f sip-config/kamailio/kamailio.cfg -l udp:127.0.0.1:5060 \
   -A "DSLIST=\"$lab/dispatcher.list\"" -A PROBE_S=1 -w "$lab" -Y "$lab" -P "$lab/kamailio.pid" \
   >"$lab/kamailio.log" 2>&1 &
 pids+=($!)
