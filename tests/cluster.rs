@@ -59,8 +59,10 @@ impl Kamailio {
         let peer = UdpPeer::new(self.addr).await;
         for i in 0..100 {
             let call_id = format!("edge-probe-{i}");
+            let branch = format!("z9hG4bK-edge-{i}");
             let mut req = Req::new("OPTIONS", peer.addr(), &call_id);
             req.uri = "sip:127.0.0.1";
+            req.branch = &branch;
             peer.send(&req.build()).await;
             if let Some(r) = peer.recv(Duration::from_millis(100)).await {
                 if r.starts_with("SIP/2.0 200") {
@@ -83,9 +85,13 @@ impl Drop for Kamailio {
 async fn probe_until(node: SocketAddr, status: &str) -> bool {
     let probe = UdpPeer::new(node).await;
     for i in 0..50 {
+        // A new transaction each time: a repeated branch would be answered from the
+        // transaction's cache (a 200 sent just before the drain began).
         let call_id = format!("probe-{}-{i}", node.port());
+        let branch = format!("z9hG4bK-probe-{i}");
         let mut req = Req::new("OPTIONS", probe.addr(), &call_id);
         req.uri = "sip:127.0.0.1";
+        req.branch = &branch;
         probe.send(&req.build()).await;
         if let Some(r) = probe.recv(Duration::from_millis(100)).await {
             if r.starts_with(&format!("SIP/2.0 {status}")) {
