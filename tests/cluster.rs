@@ -56,21 +56,11 @@ impl Kamailio {
 
     /// Waits until the edge answers its own OPTIONS.
     async fn ready(&self) {
-        let peer = UdpPeer::new(self.addr).await;
-        for i in 0..100 {
-            let call_id = format!("edge-probe-{i}");
-            let branch = format!("z9hG4bK-edge-{i}");
-            let mut req = Req::new("OPTIONS", peer.addr(), &call_id);
-            req.uri = "sip:127.0.0.1";
-            req.branch = &branch;
-            peer.send(&req.build()).await;
-            if let Some(r) = peer.recv(Duration::from_millis(100)).await {
-                if r.starts_with("SIP/2.0 200") {
-                    return;
-                }
-            }
-        }
-        panic!("Kamailio does not answer on {}", self.addr);
+        assert!(
+            probe_until(self.addr, "200", 100).await,
+            "Kamailio does not answer on {}",
+            self.addr
+        );
     }
 }
 
@@ -81,10 +71,11 @@ impl Drop for Kamailio {
     }
 }
 
-/// Sends OPTIONS to `node` until it answers `status` (up to 5 s); whether it did.
-async fn probe_until(node: SocketAddr, status: &str) -> bool {
+/// Sends OPTIONS to `node` until it answers `status`, at most `tries` times 100 ms;
+/// whether it did.
+async fn probe_until(node: SocketAddr, status: &str, tries: u32) -> bool {
     let probe = UdpPeer::new(node).await;
-    for i in 0..50 {
+    for i in 0..tries {
         // A new transaction each time: a repeated branch would be answered from the
         // transaction's cache (a 200 sent just before the drain began).
         let call_id = format!("probe-{}-{i}", node.port());
@@ -164,7 +155,7 @@ async fn calls_spread_over_two_nodes_and_a_draining_node_loses_none() {
     let started = Instant::now();
     let draining = tokio::spawn(a.drain(Duration::from_secs(60), std::future::pending::<()>()));
     assert!(
-        probe_until(SocketAddr::from(([127, 0, 0, 1], a_port)), "503").await,
+        probe_until(SocketAddr::from(([127, 0, 0, 1], a_port)), "503", 50).await,
         "node A's OPTIONS says 503 while draining"
     );
     // ...and every new call through the edge is answered, on B.
@@ -244,14 +235,17 @@ async fn sigterm_drains_a_cluster_node_until_its_last_call_ends() {
     std::fs::write(&config, text).unwrap();
     let mut node = support::child::serve(env!("CARGO_BIN_EXE_hotline"), &config, data.path()).await;
     let _log = support::child::ShowLog(node.log.clone());
-    assert!(probe_until(node.sip, "200").await, "the node takes calls");
+    assert!(
+        probe_until(node.sip, "200", 50).await,
+        "the node takes calls"
+    );
     let mut caller = Caller::dial(node.sip, "8800", "79162000001").await;
 
     let pid = node.process.id().unwrap().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());
     assert!(
-        probe_until(node.sip, "503").await,
+        probe_until(node.sip, "503", 50).await,
         "draining: OPTIONS says 503"
     );
     keep_talking(&mut caller, 2.0).await;
