@@ -11,6 +11,7 @@ use crate::calendar::Calendar;
 use crate::callflow::acd::AcdHandle;
 use crate::callflow::service::{self, Context, FlowPrompts};
 use crate::callflow::Event;
+use crate::cluster::{Leases, Membership, MembershipSettings};
 use crate::config::Config;
 use crate::console;
 use crate::desk::accounts::Accounts;
@@ -110,6 +111,8 @@ pub struct Hotline {
     transcription: StatusHandle,
     /// Where the media sessions run; dropped (shut down) after the calls have stopped.
     media: MediaRuntime,
+    /// This node's place in a cluster; `None` on a single hotline.
+    pub membership: Option<Membership>,
 }
 
 impl Hotline {
@@ -167,8 +170,26 @@ impl Hotline {
         }
         tracing::info!("the hotline is {}", calendar.describe(chrono::Utc::now()));
         let database_url = config.storage.effective_database_url();
-        let store = Store::connect(&database_url).await?;
+        let node = config.cluster.node_id.as_deref();
+        let store = Store::connect(&database_url).await?.with_node(node);
         store.migrate().await?;
+        // A node of a cluster says it is up before it finishes its own unfinished calls,
+        // so that no survivor takes them over meanwhile.
+        let (membership, previous_run) = match node {
+            Some(node) => {
+                let (m, previous) = Membership::join(
+                    store.clone(),
+                    MembershipSettings {
+                        node: node.to_string(),
+                        heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
+                        lost_after: Duration::from_secs(config.cluster.lost_after_s),
+                    },
+                )
+                .await?;
+                (Some(m), previous)
+            }
+            None => (None, None),
+        };
         let records = Records::new(store, calendar.clone(), config.records.settings())
             .with_targets(Targets::from_config(
                 &config.notify,
@@ -201,7 +222,9 @@ impl Hotline {
         // readers and the workers holding the shared pool's, its commits waited seconds
         // for one (sqlx's slow-acquire warnings at 1,000 calls). Two, so that a try given
         // up at the bound can be cleaned up while the next one runs.
-        let calllog_store = Store::connect_with(&database_url, Some(2)).await?;
+        let calllog_store = Store::connect_with(&database_url, Some(2))
+            .await?
+            .with_node(node);
         let (calllog, calllog_task) = CallLog::spawn(
             records.clone().with_store(calllog_store.clone()),
             config.storage.data_dir.join("spool"),
@@ -217,6 +240,7 @@ impl Hotline {
                 calendar: &calendar,
                 voicemail: &voicemail_settings(&config.voicemail),
             },
+            previous_run,
         )
         .await
         .map_err(StartError::Recovery)?;
@@ -346,10 +370,15 @@ impl Hotline {
         ));
         let overdue = tokio::spawn(watch_overdue(
             records.clone(),
+            Leases::new(records.store.clone(), node.map(str::to_string)),
             live_events.clone(),
             Duration::from_secs(config.notify.overdue_check_s.max(1)),
             background_rx.clone(),
         ));
+        let mut background_tasks = Vec::new();
+        if let Some(m) = &membership {
+            background_tasks.push(tokio::spawn(m.clone().run(background_rx.clone())));
+        }
         let deliverer = Deliverer::new(records.clone(), &config.notify)?.spawn(background_rx);
         tokio::spawn(forward_job_events(
             job_events.subscribe(),
@@ -459,7 +488,11 @@ impl Hotline {
             calllog_task,
             calllog_store,
             background_shutdown,
-            background_tasks: vec![transcription_task, deliverer, overdue, alerts],
+            background_tasks: {
+                background_tasks.extend([transcription_task, deliverer, overdue, alerts]);
+                background_tasks
+            },
+            membership,
             job_events,
             transcription,
             media,
@@ -504,6 +537,12 @@ impl Hotline {
     /// signal), the calls still up are cut.
     pub async fn drain(self, limit: Duration, cut: impl std::future::Future) {
         self.control.drain().await;
+        if let Some(m) = &self.membership {
+            m.set_draining();
+            if let Err(e) = m.beat().await {
+                tracing::warn!(error = %e, "could not say the node drains");
+            }
+        }
         let deadline = tokio::time::Instant::now() + limit;
         tokio::pin!(cut);
         loop {
@@ -646,11 +685,20 @@ async fn forward_job_events(
 /// until shutdown.
 async fn watch_overdue(
     records: Records,
+    leases: Leases,
     live: broadcast::Sender<LiveEvent>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        // One node of a cluster checks at a time: the one holding the lease, for three
+        // rounds (another takes it over if this one is lost).
+        if !leases.hold("overdue", every * 3).await {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         match records.remind_overdue_voicemail(chrono::Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(n, "overdue voicemail reminders enqueued"),

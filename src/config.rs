@@ -123,6 +123,14 @@ pub struct ClusterConfig {
     /// The longest a drain waits for the calls in progress; those still up are then cut.
     #[serde(default = "default_drain_limit_s")]
     pub drain_limit_s: u64,
+    /// How often a node beats its heartbeat in the database (milliseconds).
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A node whose heartbeat is older than this is lost: a survivor ends its calls in
+    /// progress and takes over its work. The heartbeat plus this stay under the 10 s the
+    /// bank allows for a lost node's calls to be finalised.
+    #[serde(default = "default_lost_after_s")]
+    pub lost_after_s: u64,
 }
 
 /// What SIGTERM does ([`ClusterConfig::on_sigterm`]).
@@ -138,12 +146,22 @@ fn default_drain_limit_s() -> u64 {
     3600
 }
 
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+
+fn default_lost_after_s() -> u64 {
+    5
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             node_id: None,
             on_sigterm: None,
             drain_limit_s: default_drain_limit_s(),
+            heartbeat_ms: default_heartbeat_ms(),
+            lost_after_s: default_lost_after_s(),
         }
     }
 }
@@ -163,6 +181,20 @@ impl ClusterConfig {
             return Err(ConfigError::invalid(
                 "cluster.drain_limit_s",
                 "must be between 1 and 86400 seconds",
+            ));
+        }
+        if !(100..=10_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::invalid(
+                "cluster.heartbeat_ms",
+                "must be between 100 and 10000 milliseconds",
+            ));
+        }
+        if !(1..=600).contains(&self.lost_after_s)
+            || self.lost_after_s * 1000 < 3 * self.heartbeat_ms
+        {
+            return Err(ConfigError::invalid(
+                "cluster.lost_after_s",
+                "must be between 1 and 600 seconds, and at least three heartbeats",
             ));
         }
         let Some(id) = &self.node_id else {
@@ -1448,6 +1480,13 @@ mod tests {
         assert_eq!(err_key(&pg("node_id = \"a b\"")), "cluster.node_id");
         assert_eq!(err_key(&pg("node_id = \"\"")), "cluster.node_id");
         assert_eq!(err_key(&pg("drain_limit_s = 0")), "cluster.drain_limit_s");
+        assert_eq!(c.cluster.heartbeat_ms, 1000);
+        assert_eq!(c.cluster.lost_after_s, 5);
+        assert_eq!(err_key(&pg("heartbeat_ms = 50")), "cluster.heartbeat_ms");
+        assert_eq!(
+            err_key(&pg("heartbeat_ms = 2000\nlost_after_s = 5")),
+            "cluster.lost_after_s"
+        );
         assert!(Config::from_toml(&pg("on_sigterm = \"later\"")).is_err());
         let single = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(single.cluster.node_id, None);

@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod calendar;
 pub mod callflow;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod desk;

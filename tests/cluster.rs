@@ -3,6 +3,10 @@
 //! and a node that drains (a rolling upgrade) loses no call. Its call in progress goes on
 //! to its end, new calls are refused with 503 and Kamailio places them on the other node,
 //! and the node stops once its last call is over. Every call has one journal entry.
+//!
+//! A node killed with SIGKILL is noticed by the survivor, which ends the lost node's calls
+//! in progress (failed, `node_lost`) within 10 s and delivers the notification the lost
+//! node was sending; the restarted node joins again and takes calls.
 
 mod support;
 
@@ -10,6 +14,7 @@ use hotline::app::Hotline;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::notify::SmtpServer;
 use support::phone::Caller;
 use support::rtp::ulaw_tone;
 use support::*;
@@ -95,7 +100,12 @@ async fn probe_until(node: SocketAddr, status: &str, tries: u32) -> bool {
 
 /// A node of the cluster on the shared database `url`.
 async fn node(id: &str, url: &str) -> (Hotline, tempfile::TempDir) {
-    let (mut config, dir) = config("", "");
+    node_with(id, url, "").await
+}
+
+/// [`node`] with more configuration `tables`.
+async fn node_with(id: &str, url: &str, tables: &str) -> (Hotline, tempfile::TempDir) {
+    let (mut config, dir) = config("", tables);
     config.storage.database_url = Some(url.to_string());
     config.cluster.node_id = Some(id.to_string());
     config.validate().expect("a valid cluster node");
@@ -259,6 +269,260 @@ async fn sigterm_drains_a_cluster_node_until_its_last_call_ends() {
         .expect("the node exits once its last call ends")
         .unwrap();
     assert!(status.success(), "{status}");
+    if let Some(s) = schema {
+        api::drop_schema(&s).await;
+    }
+}
+
+/// `[notify]` sending e-mail through `smtp_port`, waiting `timeout_s` for the server.
+fn notify_tables(smtp_port: u16, timeout_s: u64) -> String {
+    format!(
+        r#"
+[notify]
+public_url = "https://hotline.bank.test"
+from = "hotline@bank.test"
+retry_base_s = 1
+retry_max_s = 2
+poll_ms = 100
+
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+timeout_s = {timeout_s}
+"#
+    )
+}
+
+/// An SMTP port that accepts connections and never says a word: a node delivering to it
+/// keeps its notification `sending` until it gives up (or is killed).
+async fn tarpit() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, task)
+}
+
+/// The state of the journal entry of `call_id`: disposition, end reason, node.
+async fn entry_of(
+    pool: &sqlx::AnyPool,
+    call_id: &str,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT disposition, end_reason, node_id FROM journal_entries WHERE call_id LIKE $1",
+    )
+    .bind(format!("{call_id}%"))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A node killed with SIGKILL, calls up and an e-mail in hand: the survivor ends its call
+/// within 10 s (failed, `node_lost`) and leaves its own call alone, the e-mail is delivered
+/// once by the survivor, new calls go to the survivor, and the restarted node joins again
+/// and is given calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
+    let (url, schema) = api::fresh_database(api::Db::Postgres).await;
+    let url = url.unwrap();
+    let db = {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&url).await.unwrap()
+    };
+
+    // Node A, the binary, its mail stuck in a tarpit.
+    let (stuck, _tarpit) = tarpit().await;
+    let a_data = tempfile::tempdir().unwrap();
+    let tables = format!(
+        "[cluster]\nnode_id = \"node-a\"\n{}",
+        notify_tables(stuck.port(), 120)
+    );
+    let text = config_text(a_data.path(), "", &tables, "00:00-23:59").replacen(
+        "[storage]\n",
+        &format!("[storage]\ndatabase_url = \"{url}\"\n"),
+        1,
+    );
+    let a_config = a_data.path().join("hotline.toml");
+    std::fs::write(&a_config, text).unwrap();
+    let bin = env!("CARGO_BIN_EXE_hotline");
+    let mut a = support::child::serve(bin, &a_config, a_data.path()).await;
+    let _log = support::child::ShowLog(a.log.clone());
+
+    // A notification A takes in hand (and cannot deliver).
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO notifications (dedupe_key, event, channel, recipient, subject, body, \
+         payload, entity, entity_id, status, attempts, next_attempt_at, created_at) \
+         VALUES ('takeover-1', 'voicemail_new', 'email', 'head@bank.test', 'Takeover 1', \
+         'A message', '{}', 'voicemail', 1, 'pending', 0, $1, $1)",
+    )
+    .bind(now)
+    .execute(&db)
+    .await
+    .unwrap();
+    let claimed = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT status, claimed_by FROM notifications WHERE dedupe_key = 'takeover-1'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while claimed().await != ("sending".into(), Some("node-a".into())) {
+        assert!(Instant::now() < deadline, "node A never took the e-mail");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Node B, in-process, with a working mail server; Kamailio in front of both.
+    let mut smtp = SmtpServer::start().await;
+    let (b, _b_dir) = node_with("node-b", &url, &notify_tables(smtp.addr.port(), 5)).await;
+    let edge = Kamailio::start(&[a.sip, b.sip_addr]);
+    edge.ready().await;
+    let mut call_ids = Vec::new();
+    let (mut on_a, mut on_b) = (None, None);
+    for i in 0..4 {
+        let c = Caller::dial(edge.addr, "8800", &format!("7916300000{i}")).await;
+        call_ids.push(c.call_id().to_string());
+        match node_of(&c) {
+            p if p == a.sip.port() && on_a.is_none() => on_a = Some(c),
+            p if p == b.sip_addr.port() && on_b.is_none() => on_b = Some(c),
+            _ => {
+                let mut c = c;
+                assert!(c.hang_up().await.starts_with("SIP/2.0 200"));
+            }
+        }
+    }
+    let (on_a, mut on_b) = (on_a.expect("a call on A"), on_b.expect("a call on B"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while entry_of(&db, on_a.call_id()).await.is_empty() {
+        assert!(Instant::now() < deadline, "A's call is journaled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // kill -9 A, its call up.
+    a.kill().await;
+    let killed = Instant::now();
+    let ended = loop {
+        let rows = entry_of(&db, on_a.call_id()).await;
+        if rows.len() == 1 && rows[0].0 != "in_progress" {
+            break rows;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "A's call is not ended 10 s after A was killed: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("A's call ended by B {:?} after the kill", killed.elapsed());
+    assert_eq!(
+        ended[0],
+        (
+            "failed".to_string(),
+            Some("node_lost".to_string()),
+            Some("node-a".to_string())
+        )
+    );
+    let (state, taken_by): (String, Option<String>) =
+        sqlx::query_as("SELECT state, taken_by FROM cluster_nodes WHERE node_id = 'node-a'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), taken_by.as_deref()),
+        ("lost", Some("node-b"))
+    );
+
+    // The e-mail A had in hand is delivered by B, once.
+    let mails = smtp
+        .collect(1, Duration::from_secs(10), Duration::from_secs(2))
+        .await;
+    let ours: Vec<_> = mails
+        .iter()
+        .filter(|m| m.header("Subject").as_deref() == Some("Takeover 1"))
+        .collect();
+    assert_eq!(ours.len(), 1, "delivered once: {mails:?}");
+    assert_eq!(claimed().await.0, "sent");
+
+    // B's own call goes on; new calls go to B.
+    keep_talking(&mut on_b, 0.5).await;
+    assert!(on_b.expect_bye(Duration::from_millis(10)).await.is_none());
+    assert_eq!(entry_of(&db, on_b.call_id()).await[0].0, "in_progress");
+    for i in 0..3 {
+        let mut c = Caller::dial(edge.addr, "8800", &format!("7916400000{i}")).await;
+        assert_eq!(
+            node_of(&c),
+            b.sip_addr.port(),
+            "call {i} after the kill is on B"
+        );
+        call_ids.push(c.call_id().to_string());
+        assert!(c.hang_up().await.starts_with("SIP/2.0 200"));
+    }
+    assert!(on_b.hang_up().await.starts_with("SIP/2.0 200"));
+
+    // A comes back: it joins again, and Kamailio gives it calls once its probe answers.
+    let a_sip = a.sip.to_string();
+    let a = support::child::serve_at(bin, &a_config, a_data.path(), &a_sip).await;
+    let (state,): (String,) =
+        sqlx::query_as("SELECT state FROM cluster_nodes WHERE node_id = 'node-a'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(state, "up");
+    // Its recovery linked the recording of the call it lost (the file is on its disk);
+    // the ending B wrote stands.
+    let (disposition, reason, recording): (String, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "SELECT disposition, end_reason, recording FROM journal_entries WHERE call_id LIKE $1",
+        )
+        .bind(format!("{}%", on_a.call_id()))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        (disposition.as_str(), reason.as_deref()),
+        ("failed", Some("node_lost"))
+    );
+    let recording = recording.expect("the lost call's recording is linked");
+    assert!(a_data.path().join(&recording).is_file(), "{recording}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut c = Caller::dial(edge.addr, "8800", "79165000000").await;
+        call_ids.push(c.call_id().to_string());
+        let port = node_of(&c);
+        assert!(c.hang_up().await.starts_with("SIP/2.0 200"));
+        if port == a.sip.port() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node is given no call"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // One journal entry per call (the call log commits in the background: a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in &call_ids {
+        loop {
+            let n = entry_of(&db, id).await.len();
+            assert!(n <= 1, "{id}: {n} journal entries");
+            if n == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id}: no journal entry");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(a);
+    b.shutdown().await;
+    drop(edge);
+    db.close().await;
     if let Some(s) = schema {
         api::drop_schema(&s).await;
     }

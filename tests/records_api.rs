@@ -1327,6 +1327,8 @@ async fn sqlite_and_postgres_schemas_have_the_same_columns() {
         "journal_entries",
         "voicemails",
         "callback_forms",
+        "cluster_leases",
+        "cluster_nodes",
         "audit_log",
         "api_tokens",
         "transcription_jobs",

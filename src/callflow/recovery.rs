@@ -15,8 +15,11 @@
 //! file's last write (the recorder flushes every few hundred milliseconds), else the
 //! arrival.
 //!
-//! One node only: with several nodes on one database (a later issue), another node's live
-//! calls are `in_progress` too, and entries will need their node to be told apart.
+//! A node of a cluster finishes only its own entries: the others' `in_progress` entries are
+//! their live calls. It also looks again at the calls of its previous run that a survivor
+//! ended as lost ([`crate::store::cluster::take_over`]) without their files: a recording or
+//! a voicemail found now is linked (the voicemail registered), else the survivor's ending
+//! stands.
 
 use super::VoicemailSettings;
 use crate::calendar::Calendar;
@@ -61,14 +64,18 @@ pub async fn finish_unfinished_calls(
     store: &Store,
     calllog: &CallLog,
     files: &Files<'_>,
+    previous_run: Option<DateTime<Utc>>,
 ) -> Result<Recovered, RecoveryError> {
     let mut done = Recovered::default();
-    for call in unfinished(store).await? {
+    for call in unfinished(store, store.node(), previous_run).await? {
         let fail = |source| RecoveryError::CallLog {
             call_id: call.call_id.clone(),
             source,
         };
         let plan = plan(&call, files);
+        if call.lost && plan.voicemail.is_none() && plan.progress.recording.is_none() {
+            continue;
+        }
         if let Some(vm) = plan.voicemail {
             calllog
                 .voicemail(call.call_id.clone(), vm)

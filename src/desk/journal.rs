@@ -89,7 +89,10 @@ impl Records {
             .map(|c| self.journal_year(c.arrived_at))
             .collect();
         let window_ms = i64::try_from(self.settings.repeat_window.as_millis()).unwrap_or(i64::MAX);
-        Ok(store::journal::insert_calls_in(conn, calls, &years, window_ms, now).await?)
+        Ok(
+            store::journal::insert_calls_in(conn, calls, &years, window_ms, now, self.store.node())
+                .await?,
+        )
     }
 
     /// Fills in or corrects the operator's columns of an entry, each change audited;

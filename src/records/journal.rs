@@ -230,6 +230,11 @@ pub struct Entry {
     /// Registration numbers of the ATM tickets registered on this call (`АТМ-2026-000001,
     /// …`); the tickets themselves are behind `/atm/tickets?journal_id=`.
     pub tickets: Option<String>,
+    /// The node of a cluster that took the call (`None` on a single hotline).
+    pub node: Option<String>,
+    /// Why the call ended as it did, when not by its own course: `node_lost` (the node it
+    /// was on stopped answering, and a survivor ended it).
+    pub end_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -18,8 +18,8 @@ pub const SYSTEM: &str = "system";
 const SELECT: &str = "SELECT e.id, e.year, e.seq, e.arrived_at, e.caller_name, e.caller_status, \
      e.phone, e.callback_at, e.content, e.forwarded_to, e.forwarded_at, e.done_at, e.appeal_type, \
      e.call_id, e.disposition, e.answered_at, e.ended_at, e.wait_ms, e.operator, e.recording, \
-     e.repeat_of, r.year, r.seq, e.updated_at, v.id, v.transcript, e.tickets \
-     FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of \
+     e.repeat_of, r.year, r.seq, e.updated_at, v.id, v.transcript, e.tickets, e.node_id, \
+     e.end_reason FROM journal_entries e LEFT JOIN journal_entries r ON r.id = e.repeat_of \
      LEFT JOIN voicemails v ON v.id = e.voicemail_id";
 
 fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
@@ -58,6 +58,8 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
             transcript: text(25).ok().flatten(),
         }),
         tickets: text(26)?,
+        node: text(27)?,
+        end_reason: text(28)?,
     })
 }
 
@@ -83,7 +85,15 @@ pub async fn insert_calls(
     repeat_window_ms: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut tx = store.begin_write().await?;
-    let out = insert_calls_in(&mut tx, calls, years, repeat_window_ms, Utc::now()).await?;
+    let out = insert_calls_in(
+        &mut tx,
+        calls,
+        years,
+        repeat_window_ms,
+        Utc::now(),
+        store.node(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -96,10 +106,11 @@ pub async fn insert_calls_in(
     years: &[i64],
     repeat_window_ms: i64,
     now: DateTime<Utc>,
+    node: Option<&str>,
 ) -> Result<Vec<i64>, StoreError> {
     let mut out = Vec::with_capacity(calls.len());
     for (chunk, chunk_years) in calls.chunks(CHUNK).zip(years.chunks(CHUNK)) {
-        out.extend(insert_chunk(conn, chunk, chunk_years, repeat_window_ms, now).await?);
+        out.extend(insert_chunk(conn, chunk, chunk_years, repeat_window_ms, now, node).await?);
     }
     Ok(out)
 }
@@ -130,6 +141,7 @@ async fn insert_chunk(
     years: &[i64],
     repeat_window_ms: i64,
     now: DateTime<Utc>,
+    node: Option<&str>,
 ) -> Result<Vec<i64>, StoreError> {
     use std::collections::HashMap;
     // Calls already journaled, by Call-ID; a Call-ID twice in the chunk is one call.
@@ -264,10 +276,11 @@ async fn insert_chunk(
     let new: Vec<usize> = (0..calls.len()).filter(|&i| fresh[i]).collect();
     let mut ids = vec![0i64; calls.len()];
     if !new.is_empty() {
-        const COLS: usize = 11;
+        const COLS: usize = 12;
         let mut sql = String::from(
             "INSERT INTO journal_entries (year, seq, call_id, arrived_at, caller_name, phone, \
-             phone_key, repeat_of, search_text, last_activity_at, created_at, disposition, updated_at) VALUES ",
+             phone_key, repeat_of, search_text, last_activity_at, created_at, node_id, disposition, \
+             updated_at) VALUES ",
         );
         for (n, _) in new.iter().enumerate() {
             if n > 0 {
@@ -275,8 +288,8 @@ async fn insert_chunk(
             }
             let p = placeholders(1 + n * COLS, COLS);
             // created_at doubles as updated_at; the disposition starts as in progress.
-            let last = format!("${}", n * COLS + COLS);
-            sql.push_str(&format!("{}, 'in_progress', {last})", &p[..p.len() - 1]));
+            let created = format!("${}", n * COLS + COLS - 1);
+            sql.push_str(&format!("{}, 'in_progress', {created})", &p[..p.len() - 1]));
         }
         sql.push_str(" RETURNING id, year, seq");
         let mut q = sqlx::query(&sql).persistent(false);
@@ -297,7 +310,8 @@ async fn insert_chunk(
                 })
                 .bind(search_text(&[c.caller_name.as_deref()]))
                 .bind(arrived)
-                .bind(ms(now));
+                .bind(ms(now))
+                .bind(node);
         }
         let mut by_number: HashMap<(i64, i64), i64> = HashMap::new();
         for row in q.fetch_all(&mut *conn).await? {
@@ -409,17 +423,47 @@ pub struct Unfinished {
     pub call_id: String,
     pub arrived_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
+    /// Ended already by a survivor that took over this node's work
+    /// ([`super::cluster::NODE_LOST`]), without the files that only this node has.
+    pub lost: bool,
 }
 
-/// Every entry still `in_progress`, oldest first. Asked at start-up only, before any call
-/// of this run exists, so each of them belongs to a run that is gone.
-pub async fn unfinished(store: &Store) -> Result<Vec<Unfinished>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, call_id, arrived_at, answered_at FROM journal_entries \
-         WHERE disposition = 'in_progress' AND call_id IS NOT NULL ORDER BY arrived_at, id",
-    )
-    .fetch_all(store.pool())
-    .await?;
+/// The entries a run that is gone left unfinished, oldest first. Asked at start-up only,
+/// before any call of this run exists.
+///
+/// On a single node (`node` is `None`) that is every entry still `in_progress`. A node of
+/// a cluster asks for its own only (the others' are live calls), and also for the entries
+/// of its previous run (started at `previous_run`) that a survivor ended as lost: their
+/// recordings and voicemail are on this node's disk, to be linked now.
+pub async fn unfinished(
+    store: &Store,
+    node: Option<&str>,
+    previous_run: Option<DateTime<Utc>>,
+) -> Result<Vec<Unfinished>, StoreError> {
+    const COLUMNS: &str = "SELECT id, call_id, arrived_at, answered_at, \
+         CASE WHEN disposition = 'in_progress' THEN 0 ELSE 1 END FROM journal_entries";
+    let rows = match node {
+        None => {
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE disposition = 'in_progress' AND call_id IS NOT NULL \
+                 ORDER BY arrived_at, id"
+            ))
+            .fetch_all(store.pool())
+            .await?
+        }
+        Some(node) => {
+            sqlx::query(&format!(
+                "{COLUMNS} WHERE node_id = $1 AND call_id IS NOT NULL \
+                 AND (disposition = 'in_progress' OR (end_reason = $2 AND arrived_at >= $3 \
+                 AND recording IS NULL AND voicemail_id IS NULL)) ORDER BY arrived_at, id"
+            ))
+            .bind(node)
+            .bind(super::cluster::NODE_LOST)
+            .bind(previous_run.map(ms).unwrap_or(i64::MAX))
+            .fetch_all(store.pool())
+            .await?
+        }
+    };
     rows.iter()
         .map(|r| {
             Ok(Unfinished {
@@ -427,6 +471,7 @@ pub async fn unfinished(store: &Store) -> Result<Vec<Unfinished>, StoreError> {
                 call_id: r.try_get(1)?,
                 arrived_at: from_ms(r.try_get(2)?),
                 answered_at: r.try_get::<Option<i64>, _>(3)?.map(from_ms),
+                lost: r.try_get::<i64, _>(4)? == 1,
             })
         })
         .collect()

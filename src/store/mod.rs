@@ -15,6 +15,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod callback;
+pub mod cluster;
 pub mod inbox;
 pub mod journal;
 pub mod outbox;
@@ -80,6 +81,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("schemas/po
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The node of a cluster this process is (`[cluster] node_id`): it marks the calls it
+    /// journals and the work it claims, so that a survivor can tell them apart.
+    node: Option<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -151,7 +155,22 @@ impl Store {
                 url: redact(&url),
                 source,
             })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            node: None,
+        })
+    }
+
+    /// The same pool, writing as node `node` of a cluster.
+    pub fn with_node(mut self, node: Option<&str>) -> Store {
+        self.node = node.map(std::sync::Arc::from);
+        self
+    }
+
+    /// The node this store writes as; `None` on a single node.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// Applies the migrations of `schemas/<backend>/` that the database lacks.

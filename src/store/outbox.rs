@@ -93,14 +93,24 @@ pub async fn enqueue(
     Ok(added)
 }
 
-/// Puts rows a crashed process left `sending` back to `pending`; returns how many.
+/// Puts rows a crashed process left `sending` back to `pending`; returns how many. A node
+/// of a cluster puts back its own only: the others' are being sent, or are taken over by a
+/// survivor when their node is lost ([`super::cluster::take_over`]).
 pub async fn recover(store: &Store) -> Result<u64, StoreError> {
-    Ok(
-        sqlx::query("UPDATE notifications SET status = 'pending' WHERE status = 'sending'")
+    let sql = "UPDATE notifications SET status = 'pending', claimed_by = NULL \
+               WHERE status = 'sending'";
+    let done = match store.node() {
+        None => sqlx::query(sql).execute(store.pool()).await?,
+        Some(node) => {
+            sqlx::query(&format!(
+                "{sql} AND (claimed_by = $1 OR claimed_by IS NULL)"
+            ))
+            .bind(node)
             .execute(store.pool())
             .await?
-            .rows_affected(),
-    )
+        }
+    };
+    Ok(done.rows_affected())
 }
 
 /// The oldest rows due at `now`.
@@ -123,10 +133,11 @@ pub async fn due(
 /// first.
 pub async fn claim(store: &Store, id: i64) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE notifications SET status = 'sending', attempts = attempts + 1 \
+        "UPDATE notifications SET status = 'sending', attempts = attempts + 1, claimed_by = $2 \
          WHERE id = $1 AND status = 'pending'",
     )
     .bind(id)
+    .bind(store.node())
     .execute(store.pool())
     .await?;
     Ok(done.rows_affected() == 1)

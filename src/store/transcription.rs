@@ -54,14 +54,28 @@ pub async fn enqueue(
 }
 
 /// Jobs a crashed process left running are due again; returns how many.
+/// A node of a cluster takes back its own only, as [`super::outbox::recover`] does.
 pub async fn recover(store: &Store) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
-        "UPDATE transcription_jobs SET status = 'pending', updated_at = $1 WHERE status = 'running'",
-    )
-    .bind(ms(Utc::now()))
-    .execute(store.pool())
-    .await?
-    .rows_affected())
+    let sql = "UPDATE transcription_jobs SET status = 'pending', claimed_by = NULL, \
+               updated_at = $1 WHERE status = 'running'";
+    let done = match store.node() {
+        None => {
+            sqlx::query(sql)
+                .bind(ms(Utc::now()))
+                .execute(store.pool())
+                .await?
+        }
+        Some(node) => {
+            sqlx::query(&format!(
+                "{sql} AND (claimed_by = $2 OR claimed_by IS NULL)"
+            ))
+            .bind(ms(Utc::now()))
+            .bind(node)
+            .execute(store.pool())
+            .await?
+        }
+    };
+    Ok(done.rows_affected())
 }
 
 /// Takes the oldest due job, if any. The update re-checks the status, so two workers never
@@ -82,10 +96,11 @@ pub async fn claim_next(store: &Store, now: DateTime<Utc>) -> Result<Option<Job>
         let id: i64 = row.try_get(0)?;
         let taken = sqlx::query(
             "UPDATE transcription_jobs SET status = 'running', attempts = attempts + 1, \
-             started_at = $1, updated_at = $1 WHERE id = $2 AND status = 'pending'",
+             started_at = $1, updated_at = $1, claimed_by = $3 WHERE id = $2 AND status = 'pending'",
         )
         .bind(ms(now))
         .bind(id)
+        .bind(store.node())
         .execute(store.pool())
         .await?;
         if taken.rows_affected() == 1 {

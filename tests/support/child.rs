@@ -31,6 +31,12 @@ impl Child {
 /// ports, its output appended to `data/hotline.log`, and waits up to 10 s for its
 /// `hotline running` line and then its `/healthz`.
 pub async fn serve(bin: &str, config: &Path, data: &Path) -> Child {
+    serve_at(bin, config, data, "127.0.0.1:0").await
+}
+
+/// [`serve`] with SIP on `sip_listen` (a restarted node of a cluster comes back where the
+/// proxy sends its calls).
+pub async fn serve_at(bin: &str, config: &Path, data: &Path, sip_listen: &str) -> Child {
     let log = data.join("hotline.log");
     let start = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
     let out = || -> Stdio {
@@ -45,7 +51,7 @@ pub async fn serve(bin: &str, config: &Path, data: &Path) -> Child {
         .arg("serve")
         .arg("--config")
         .arg(config)
-        .args(["--sip-listen", "127.0.0.1:0"])
+        .args(["--sip-listen", sip_listen])
         .args(["--http-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
