@@ -278,7 +278,7 @@ impl Hotline {
         .await?;
         let (events, _) = broadcast::channel(16384);
         let (live_events, _) = broadcast::channel(4096);
-        let metrics = Arc::new(crate::live::Metrics::default());
+        let metrics = Arc::new(crate::live::Metrics::for_node(node));
         let media =
             MediaRuntime::start(config.media.media_threads(), config.media.realtime_priority)
                 .map_err(StartError::Media)?;
@@ -349,6 +349,19 @@ impl Hotline {
             .await
             .map_err(http_error)?;
         let http_addr = listener.local_addr().map_err(http_error)?;
+        if let Some(m) = &membership {
+            let scheme = if http_tls.is_some() { "https" } else { "http" };
+            let url = config.cluster.http_url.clone().or_else(|| {
+                (!http_addr.ip().is_unspecified()).then(|| format!("{scheme}://{http_addr}"))
+            });
+            if url.is_none() {
+                tracing::warn!(
+                    "cluster.http_url is not set and the console listens on a wildcard \
+                     address: the other nodes cannot fetch this node's recordings"
+                );
+            }
+            crate::store::cluster::set_http_url(&records.store, m.node(), url.as_deref()).await?;
+        }
         // Transcription and notifications run until the calls have stopped (their last
         // voicemail is recorded), and stop before the database closes.
         let (background_shutdown, background_rx) = watch::channel(false);
@@ -375,6 +388,15 @@ impl Hotline {
             Duration::from_secs(config.notify.overdue_check_s.max(1)),
             background_rx.clone(),
         ));
+        // A node of a cluster publishes its calls and queue with each heartbeat, for the
+        // other nodes' wallboards.
+        let membership = membership.map(|m| {
+            let (live, acd) = (live.clone(), acd.clone());
+            m.with_live(Arc::new(move || {
+                let (live, acd) = (live.clone(), acd.clone());
+                Box::pin(async move { node_live(&live, &acd).await })
+            }))
+        });
         let mut background_tasks = Vec::new();
         if let Some(m) = &membership {
             background_tasks.push(tokio::spawn(m.clone().run(background_rx.clone())));
@@ -722,6 +744,42 @@ async fn watch_overdue(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// This node's calls and queue, as published to the other nodes of a cluster.
+async fn node_live(live: &mpsc::Sender<LiveRequest>, acd: &AcdHandle) -> crate::cluster::NodeLive {
+    use crate::cluster::{NodeCall, NodeLive, NodeWaiting};
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let calls = if live.send(tx).await.is_ok() {
+        rx.await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let waiting = acd
+        .snapshot()
+        .await
+        .waiting
+        .iter()
+        .map(|w| NodeWaiting {
+            phone: calls
+                .iter()
+                .find(|c| c.call == w.call)
+                .map_or_else(String::new, |c| c.phone.clone()),
+            waited_s: w.waited.as_secs_f64(),
+        })
+        .collect();
+    NodeLive {
+        calls: calls
+            .into_iter()
+            .map(|c| NodeCall {
+                phone: c.phone,
+                arrived_at: c.arrived_at,
+                stage: c.stage.to_string(),
+                operator: c.operator,
+            })
+            .collect(),
+        waiting,
     }
 }
 

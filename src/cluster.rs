@@ -14,10 +14,61 @@
 
 use crate::store::{self, Store, StoreError};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// A node's calls and queue as it publishes them at each heartbeat, for the wallboards of
+/// the other nodes (a call's media, and so its state, is on the node that took it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLive {
+    pub calls: Vec<NodeCall>,
+    /// Callers waiting, in queue order.
+    pub waiting: Vec<NodeWaiting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeCall {
+    pub phone: String,
+    pub arrived_at: DateTime<Utc>,
+    /// The call flow's stage name (`queued`, `connected`, …).
+    pub stage: String,
+    pub operator: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeWaiting {
+    pub phone: String,
+    pub waited_s: f64,
+}
+
+/// Reads this node's live view when the heartbeat publishes it.
+pub type LiveSource = Arc<dyn Fn() -> futures::future::BoxFuture<'static, NodeLive> + Send + Sync>;
+
+/// The other nodes' views older than this are not shown (a node silent this long is being
+/// taken for lost).
+pub const LIVE_FRESH: Duration = Duration::from_secs(5);
+
+/// The live views the other nodes of `store`'s cluster published, by node; nothing on a
+/// single hotline.
+pub async fn others_live(store: &Store) -> Result<Vec<(String, NodeLive)>, StoreError> {
+    let Some(me) = store.node() else {
+        return Ok(Vec::new());
+    };
+    let rows = store::cluster::others_live(store, me, Utc::now() - delta(LIVE_FRESH)).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(node, json)| match serde_json::from_str(&json) {
+            Ok(live) => Some((node, live)),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "a node's live view is unreadable");
+                None
+            }
+        })
+        .collect())
+}
 
 /// The membership's timings (`[cluster]`).
 #[derive(Debug, Clone)]
@@ -28,11 +79,20 @@ pub struct MembershipSettings {
 }
 
 /// A handle on the running membership.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Membership {
     settings: Arc<MembershipSettings>,
     store: Store,
     draining: Arc<AtomicBool>,
+    live: Option<LiveSource>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Membership {
@@ -49,9 +109,16 @@ impl Membership {
                 settings: Arc::new(settings),
                 store,
                 draining: Arc::new(AtomicBool::new(false)),
+                live: None,
             },
             previous,
         ))
+    }
+
+    /// Publishes what `live` reads at every heartbeat.
+    pub fn with_live(mut self, live: LiveSource) -> Membership {
+        self.live = Some(live);
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -107,6 +174,11 @@ impl Membership {
                 "this node was declared lost by another; joining again"
             );
             store::cluster::join(&self.store, node, now).await?;
+        }
+        if let Some(live) = &self.live {
+            let view = live().await;
+            let json = serde_json::to_string(&view).unwrap_or_default();
+            store::cluster::publish_live(&self.store, node, &json).await?;
         }
         let stale_before = now - delta(self.settings.lost_after);
         for lost in store::cluster::silent(&self.store, node, stale_before).await? {

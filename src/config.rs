@@ -131,6 +131,12 @@ pub struct ClusterConfig {
     /// bank allows for a lost node's calls to be finalised.
     #[serde(default = "default_lost_after_s")]
     pub lost_after_s: u64,
+    /// Where the other nodes reach this node's console and API (its recordings and
+    /// voicemail are on its disk, and a node asked for one fetches it from here). Unset:
+    /// `http://` or `https://` and the address the console listens on, when that is not a
+    /// wildcard.
+    #[serde(default)]
+    pub http_url: Option<String>,
 }
 
 /// What SIGTERM does ([`ClusterConfig::on_sigterm`]).
@@ -162,6 +168,7 @@ impl Default for ClusterConfig {
             drain_limit_s: default_drain_limit_s(),
             heartbeat_ms: default_heartbeat_ms(),
             lost_after_s: default_lost_after_s(),
+            http_url: None,
         }
     }
 }
@@ -196,6 +203,14 @@ impl ClusterConfig {
                 "cluster.lost_after_s",
                 "must be between 1 and 600 seconds, and at least three heartbeats",
             ));
+        }
+        if let Some(url) = &self.http_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?') {
+                return Err(ConfigError::invalid(
+                    "cluster.http_url",
+                    format!("{url:?}: an http:// or https:// base URL"),
+                ));
+            }
         }
         let Some(id) = &self.node_id else {
             return Ok(());
@@ -1480,6 +1495,10 @@ mod tests {
         assert_eq!(err_key(&pg("node_id = \"a b\"")), "cluster.node_id");
         assert_eq!(err_key(&pg("node_id = \"\"")), "cluster.node_id");
         assert_eq!(err_key(&pg("drain_limit_s = 0")), "cluster.drain_limit_s");
+        assert_eq!(
+            err_key(&pg("http_url = \"10.0.0.1:8080\"")),
+            "cluster.http_url"
+        );
         assert_eq!(c.cluster.heartbeat_ms, 1000);
         assert_eq!(c.cluster.lost_after_s, 5);
         assert_eq!(err_key(&pg("heartbeat_ms = 50")), "cluster.heartbeat_ms");

@@ -146,7 +146,21 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("hotline");
+        Metrics::for_node(None)
+    }
+}
+
+impl Metrics {
+    /// The metrics of node `node` of a cluster: every series carries `node="…"`, so that
+    /// one Prometheus scraping every node tells them apart and sums them.
+    pub fn for_node(node: Option<&str>) -> Metrics {
+        let labels = node.map(|n| {
+            (
+                std::borrow::Cow::Borrowed("node"),
+                std::borrow::Cow::Owned(n.to_string()),
+            )
+        });
+        let mut registry = Registry::with_prefix_and_labels("hotline", labels.into_iter());
         let calls = Family::<DispositionLabel, Counter>::default();
         registry.register(
             "calls",
@@ -181,9 +195,7 @@ impl Default for Metrics {
             sqlite,
         }
     }
-}
 
-impl Metrics {
     /// A call ended with this disposition.
     pub fn call_ended(&self, disposition: &str) {
         self.calls

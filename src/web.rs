@@ -2,6 +2,7 @@
 //! `Range` support (a browser's audio element seeks with it), and the live feed as
 //! server-sent events.
 
+use crate::desk::files::Held;
 use crate::live::LiveEvent;
 use axum::body::Body;
 use axum::extract::Request;
@@ -37,6 +38,91 @@ pub async fn wav_named(path: PathBuf, req: Request, name: Option<&str>) -> Respo
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     resp
+}
+
+/// The audio `held` names: served from this node's disk, or fetched from the node of the
+/// cluster that holds it ([`from_peer`]).
+pub async fn audio(held: Held, req: Request, name: Option<&str>) -> Response {
+    match held {
+        Held::Here(path) => wav_named(path, req, name).await,
+        Held::Peer { node, url } => from_peer(&node, &url, req).await,
+    }
+}
+
+/// The headers a forwarded request keeps: the asker's credentials (the peer checks the
+/// rights again, and audits the listen) and what part of the file they want.
+const FORWARDED_REQUEST: [header::HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::RANGE,
+    header::IF_RANGE,
+    header::USER_AGENT,
+];
+
+/// The headers of the peer's answer that go back to the asker.
+const FORWARDED_RESPONSE: [header::HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::ACCEPT_RANGES,
+    header::CONTENT_DISPOSITION,
+    header::LAST_MODIFIED,
+    header::ETAG,
+];
+
+/// The same request (method, path, query, credentials, range) sent to the node at `url`,
+/// its answer streamed back as it comes; 502 when that node does not answer.
+pub async fn from_peer(node: &str, url: &str, req: Request) -> Response {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    });
+    // The URI as the asker sent it: a nested router (`/api/v1`) sees it without its prefix.
+    let uri = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or(req.uri(), |o| &o.0);
+    let target = format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let method = if req.method() == axum::http::Method::HEAD {
+        reqwest::Method::HEAD
+    } else {
+        reqwest::Method::GET
+    };
+    let mut out = client.request(method, &target);
+    for name in FORWARDED_REQUEST {
+        if let Some(v) = req.headers().get(&name) {
+            out = out.header(name.as_str(), v.as_bytes());
+        }
+    }
+    let answer = match out.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(node, url, error = %e, "the node holding a recording does not answer");
+            return Response::builder()
+                .status(axum::http::StatusCode::BAD_GATEWAY)
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from(format!(
+                    "the recording is on node {node}, which does not answer"
+                )))
+                .unwrap_or_default();
+        }
+    };
+    let mut resp = Response::builder().status(answer.status().as_u16());
+    for name in FORWARDED_RESPONSE {
+        if let Some(v) = answer.headers().get(name.as_str()) {
+            resp = resp.header(name, v.as_bytes());
+        }
+    }
+    resp.body(Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_default()
 }
 
 /// A request for the whole file or for its start (not the later ranges a player fetches

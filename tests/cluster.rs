@@ -527,3 +527,188 @@ async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
         api::drop_schema(&s).await;
     }
 }
+
+/// A recording is on the disk of the node that took the call; asked of the other node, it
+/// is fetched from there, whole or by range, with the asker's own rights checked by the
+/// node that serves it, and each listen audited once. A console session opened on one node
+/// is good on the other, one node's wallboard shows the other's calls, and each node's
+/// metrics carry its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_sessions_and_the_wallboard_span_the_nodes() {
+    use hotline::records::role::Role;
+    let (url, schema) = api::fresh_database(api::Db::Postgres).await;
+    let url = url.unwrap();
+    // Supervisors without a second factor here, so that a session opens with a password.
+    let console = "[console]\ntotp_roles = []\n";
+    let (a, a_dir) = node_with("node-a", &url, console).await;
+    let (b, _b_dir) = node_with("node-b", &url, console).await;
+
+    // A call on A, recorded there.
+    let mut caller = Caller::dial(a.sip_addr, "8800", "79166000001").await;
+    keep_talking(&mut caller, 1.0).await;
+    assert!(caller.hang_up().await.starts_with("SIP/2.0 200"));
+    let pool = b.records.store.pool();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (id, recording) = loop {
+        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, recording, disposition FROM journal_entries WHERE call_id LIKE $1",
+        )
+        .bind(format!("{}%", caller.call_id()))
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some((id, Some(rec), d)) = row {
+            if d != "in_progress" {
+                break (id, rec);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call's recording is journaled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let file = std::fs::read(a_dir.path().join(&recording)).expect("the file is on A");
+    assert!(file.len() > 8000, "{} bytes", file.len());
+
+    let (_, secret) = b
+        .records
+        .create_token("test supervisor", Role::Supervisor, None)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let get = |node: &Hotline, range: Option<&str>, token: Option<&str>| {
+        let mut r = http.get(format!(
+            "http://{}/api/v1/journal/{id}/recording?download=1",
+            node.http_addr
+        ));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        r.send()
+    };
+
+    // Whole, from B: the same bytes, named for download.
+    let whole = get(&b, None, Some(&secret)).await.unwrap();
+    assert_eq!(whole.status(), 200, "{:?}", whole.headers());
+    assert_eq!(whole.headers()["content-type"], "audio/wav");
+    assert!(whole.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), file.as_slice());
+    // A range, from B.
+    let part = get(&b, Some("bytes=100-199"), Some(&secret)).await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-199/{}", file.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &file[100..200]);
+    // Without a token, or with an operator's: refused by B before anything is fetched.
+    assert_eq!(get(&b, None, None).await.unwrap().status(), 401);
+    let (_, operator) = b
+        .records
+        .create_token("test operator", Role::Operator, Some(OPERATOR))
+        .await
+        .unwrap();
+    assert_eq!(get(&b, None, Some(&operator)).await.unwrap().status(), 403);
+
+    // The console too: a session opened on A is good on B (sessions are rows of the
+    // shared database), and B fetches the recording from A with it.
+    let new = hotline::records::account::NewUser {
+        login: "petrova".into(),
+        name: "Петрова Мария".into(),
+        role: Role::Supervisor,
+        operator: None,
+    };
+    a.accounts
+        .create_user(&new, "correct horse battery", "test")
+        .await
+        .unwrap();
+    let outcome = a
+        .accounts
+        .login(
+            "petrova",
+            "correct horse battery",
+            "127.0.0.1",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let hotline::desk::accounts::LoginOutcome::Opened(opened) = outcome else {
+        panic!("the supervisor signs in: {outcome:?}");
+    };
+    assert!(!opened.factor_due);
+    let page = http
+        .get(format!("http://{}/journal/{id}/recording", b.http_addr))
+        .header("Cookie", format!("hotline_session={}", opened.secret))
+        .header("Range", "bytes=44-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 206);
+    assert_eq!(page.bytes().await.unwrap().as_ref(), &file[44..]);
+
+    // The listens (the download, and the console's range that is a later part of a
+    // listen, so not one) are audited once, by A.
+    let listens: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE entity = 'journal' AND entity_id = $1 \
+         AND field = 'recording' AND action IN ('listen', 'download')",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(listens, 1);
+
+    // A's wallboard shows the call up on B (B publishes it with its heartbeat).
+    let mut on_b = Caller::dial(b.sip_addr, "8800", "79166000009").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let board = http
+            .get(format!("http://{}/supervisor/board", a.http_addr))
+            .header("Cookie", format!("hotline_session={}", opened.secret))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(board.status(), 200);
+        let html = board.text().await.unwrap();
+        if html.contains("6000009") && html.contains("node-b") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's call is not on A's board:\n{html}"
+        );
+        keep_talking(&mut on_b, 0.3).await;
+    }
+    assert!(on_b.hang_up().await.starts_with("SIP/2.0 200"));
+
+    // Each node's metrics carry its name.
+    for (n, name) in [(&a, "node-a"), (&b, "node-b")] {
+        let text = http
+            .get(format!("http://{}/metrics", n.http_addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("hotline_active_calls{{node=\"{name}\"}} ");
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+
+    // A gone, B says so.
+    a.shutdown().await;
+    let gone = get(&b, None, Some(&secret)).await.unwrap();
+    assert_eq!(gone.status(), 502);
+    assert!(gone.text().await.unwrap().contains("node-a"));
+    b.shutdown().await;
+    if let Some(s) = schema {
+        api::drop_schema(&s).await;
+    }
+}

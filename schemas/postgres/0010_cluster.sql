@@ -7,6 +7,11 @@ CREATE TABLE cluster_nodes (
     state        TEXT NOT NULL CHECK (state IN ('up', 'draining', 'stopped', 'lost')),
     started_at   BIGINT NOT NULL,
     heartbeat_at BIGINT NOT NULL,
+    -- Where the other nodes reach this node's HTTP (the recordings on its disk).
+    http_url     TEXT,
+    -- The node's calls and queue as of its last heartbeat (JSON), for every node's
+    -- wallboard.
+    live         TEXT,
     -- Who took over a lost node's work, and when.
     taken_by     TEXT,
     taken_at     BIGINT

@@ -7,6 +7,7 @@ use super::extract::Path;
 use super::extract::{parse_time, Bound, JsonBody, QueryParams};
 use super::AppState;
 use crate::desk::export::Separator;
+use crate::desk::files::Held;
 use crate::records::journal::{Cursor, Disposition, Entry, EntryPatch, JournalFilter};
 use crate::store::journal as sql;
 use axum::body::Body;
@@ -229,12 +230,14 @@ async fn entry_recording(
         .recording_for(&state.data_dir, id, auth.token.role)
         .await?;
     let download = q.download.is_some_and(|d| d == "1");
-    if crate::web::starts_a_listen(&req) {
+    // A file on another node: that node audits the listen it serves.
+    let here = matches!(file.held, Held::Here(_));
+    if here && crate::web::starts_a_listen(&req) {
         let how = if download { "download" } else { "listen" };
         state
             .records
             .audit_listen("journal", id, how, auth.actor())
             .await?;
     }
-    Ok(crate::web::wav_named(file.path, req, download.then_some(file.name.as_str())).await)
+    Ok(crate::web::audio(file.held, req, download.then_some(file.name.as_str())).await)
 }

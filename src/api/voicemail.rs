@@ -83,14 +83,12 @@ async fn voicemail_audio(
     req: Request,
 ) -> Result<Response, ApiError> {
     let vm = sql::get(&state.records.store, id).await?;
-    let path = crate::records::data_file(&state.data_dir, &vm.file)
-        .ok_or_else(|| ApiError::Internal(format!("voicemail {id}: bad file path {}", vm.file)))?;
-    if !path.is_file() {
-        return Err(ApiError::NotFound(format!(
-            "the audio of voicemail {id} is missing on disk"
-        )));
-    }
-    Ok(crate::web::wav(path, req).await)
+    let held = state
+        .records
+        .locate(&state.data_dir, &vm.file, vm.journal_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("the audio of voicemail {id} is missing")))?;
+    Ok(crate::web::audio(held, req, None).await)
 }
 
 /// Mark the message processed by the caller of this route.

@@ -28,6 +28,8 @@ pub struct CallLine {
     stage: &'static str,
     operator: String,
     since: String,
+    /// The node of a cluster that has the call (empty on a single hotline).
+    node: String,
 }
 
 fn stage_name(stage: &str) -> &'static str {
@@ -75,6 +77,8 @@ pub struct Board {
     operators: Vec<Presence>,
     calls: Vec<CallLine>,
     today: Today,
+    /// A node of a cluster: the calls show their node.
+    clustered: bool,
     /// Server-rendered SVG charts (numbers only).
     calls_chart: String,
     service_chart: String,
@@ -226,26 +230,68 @@ async fn cached(state: &ConsoleState) -> Result<Arc<Reading>, ConsoleError> {
 
 async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
     let now = Utc::now();
-    let mut calls = super::live_calls(state).await;
-    calls.sort_by_key(|c| c.arrived_at);
+    let calls = super::live_calls(state).await;
     let in_queue = match &state.acd {
         Some(acd) => acd.snapshot().await.waiting,
         None => Vec::new(),
     };
-    let longest = in_queue.iter().map(|w| w.waited).max().unwrap_or_default();
+    // In a cluster, the other nodes' calls and callers too, as they published them.
+    let others = crate::cluster::others_live(&state.records.store).await?;
+    let me = state.records.store.node().unwrap_or_default().to_string();
     let since = |t: DateTime<Utc>| super::pages::duration((now - t).to_std().unwrap_or_default());
-    // In queue order, with the time in the queue (not since the call arrived: the
+    // Longest wait first, with the time in the queue (not since the call arrived: the
     // greeting comes first).
-    let queue = in_queue
+    let mut waits: Vec<(String, Duration)> = in_queue
         .iter()
         .map(|w| {
             let phone = calls
                 .iter()
                 .find(|c| c.call == w.call)
                 .map_or_else(String::new, |c| c.phone.clone());
-            (phone, super::pages::duration(w.waited))
+            (phone, w.waited)
         })
         .collect();
+    waits.extend(others.iter().flat_map(|(_, live)| {
+        live.waiting.iter().map(|w| {
+            (
+                w.phone.clone(),
+                Duration::from_secs_f64(w.waited_s.max(0.0)),
+            )
+        })
+    }));
+    waits.sort_by_key(|(_, waited)| std::cmp::Reverse(*waited));
+    let longest = waits.first().map(|(_, w)| *w).unwrap_or_default();
+    let waiting = waits.len();
+    let queue = waits
+        .into_iter()
+        .map(|(phone, waited)| (phone, super::pages::duration(waited)))
+        .collect();
+    let mut lines: Vec<(DateTime<Utc>, CallLine)> = calls
+        .into_iter()
+        .map(|c| {
+            let line = CallLine {
+                stage: stage_name(c.stage),
+                operator: c.operator.unwrap_or_default(),
+                since: since(c.arrived_at),
+                phone: c.phone,
+                node: me.clone(),
+            };
+            (c.arrived_at, line)
+        })
+        .collect();
+    for (node, live) in others {
+        lines.extend(live.calls.into_iter().map(|c| {
+            let line = CallLine {
+                stage: stage_name(&c.stage),
+                operator: c.operator.unwrap_or_default(),
+                since: since(c.arrived_at),
+                phone: c.phone,
+                node: node.clone(),
+            };
+            (c.arrived_at, line)
+        }));
+    }
+    lines.sort_by_key(|(at, _)| *at);
     let names = super::pages::operator_names(state).await?;
     let from = state.records.calendar.start_of_day(now);
     let alerts = crate::store::alerts::open(&state.records.store).await?;
@@ -262,7 +308,7 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
         .collect();
     let offered = stats.answered + stats.abandoned + stats.voicemail;
     Ok(Board {
-        waiting: in_queue.len(),
+        waiting,
         alerts: alerts.into_iter().map(|a| alert_line(state, a)).collect(),
         alert_log: alert_log
             .into_iter()
@@ -271,15 +317,8 @@ async fn board(state: &ConsoleState) -> Result<Board, ConsoleError> {
         longest: super::pages::duration(longest),
         queue,
         operators: presences(state, &names).await,
-        calls: calls
-            .into_iter()
-            .map(|c| CallLine {
-                stage: stage_name(c.stage),
-                operator: c.operator.unwrap_or_default(),
-                since: since(c.arrived_at),
-                phone: c.phone,
-            })
-            .collect(),
+        calls: lines.into_iter().map(|(_, line)| line).collect(),
+        clustered: !me.is_empty(),
         today: Today {
             total: stats.total,
             answered: stats.answered,
@@ -391,6 +430,7 @@ mod tests {
                 operators: vec![operator("1001"), operator("1002")],
                 calls: Vec::new(),
                 today,
+                clustered: false,
                 calls_chart: String::new(),
                 service_chart: String::new(),
             },

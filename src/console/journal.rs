@@ -11,6 +11,7 @@ use super::pages::Who;
 use super::session::{Posted, Signed};
 use super::{local_time, ConsoleError, ConsoleState};
 use crate::desk::export::Separator;
+use crate::desk::files::Held;
 use crate::desk::DeskError;
 use crate::records::access::{can, may_hear_recording};
 use crate::records::journal::{
@@ -469,12 +470,14 @@ pub async fn recording(
         r => r?,
     };
     let download = !q.download.is_empty();
-    if crate::web::starts_a_listen(&req) {
+    // A file on another node: that node audits the listen it serves.
+    let here = matches!(file.held, Held::Here(_));
+    if here && crate::web::starts_a_listen(&req) {
         let how = if download { "download" } else { "listen" };
         state
             .records
             .audit_listen("journal", id, how, &user.login)
             .await?;
     }
-    Ok(crate::web::wav_named(file.path, req, download.then_some(file.name.as_str())).await)
+    Ok(crate::web::audio(file.held, req, download.then_some(file.name.as_str())).await)
 }

@@ -72,10 +72,12 @@ pub async fn audio(
     let vm = crate::store::voicemail::get(&state.records.store, id)
         .await
         .map_err(|_| ConsoleError::NotFound(format!("нет сообщения {id}")))?;
-    let path = crate::records::data_file(&state.data_dir, &vm.file)
-        .filter(|p| p.is_file())
+    let held = state
+        .records
+        .locate(&state.data_dir, &vm.file, vm.journal_id)
+        .await?
         .ok_or_else(|| ConsoleError::NotFound(format!("запись сообщения {id} не найдена")))?;
-    Ok(crate::web::wav(path, req).await)
+    Ok(crate::web::audio(held, req, None).await)
 }
 
 /// `POST /voicemail/{id}/process`: «Обработано», by the signed-in user.

@@ -1,18 +1,19 @@
 //! The journal through the desk: calls arriving (numbered, repeat-linked) and the
 //! operators' edits.
 
+use super::files::Held;
 use super::{DeskError, Records};
 use crate::records::access::may_hear_recording;
 use crate::records::journal::{validate_phone, EntryPatch, NewCall};
 use crate::records::role::Role;
 use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A call's recording, found for someone who may hear it.
 #[derive(Debug)]
 pub struct RecordingFile {
-    pub path: PathBuf,
+    pub held: Held,
     /// `call-<n>-<year>.wav`, for a download.
     pub name: String,
 }
@@ -44,17 +45,16 @@ impl Records {
                 action: "hear a call without a ticket of theirs",
             });
         }
-        let path = e
-            .recording
-            .as_deref()
-            .and_then(|f| crate::records::data_file(data_dir, f))
-            .filter(|p| p.is_file())
-            .ok_or(StoreError::NotFound {
-                entity: "recording",
-                id,
-            })?;
+        let missing = StoreError::NotFound {
+            entity: "recording",
+            id,
+        };
+        let Some(file) = e.recording.as_deref() else {
+            return Err(missing.into());
+        };
+        let held = self.locate(data_dir, file, id).await?.ok_or(missing)?;
         Ok(RecordingFile {
-            path,
+            held,
             name: format!("call-{}-{}.wav", e.seq, e.year),
         })
     }

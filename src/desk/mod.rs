@@ -15,6 +15,7 @@ pub mod alerts;
 mod callbacks;
 pub mod calllog;
 pub mod export;
+pub mod files;
 mod journal;
 pub mod notices;
 mod outbox;

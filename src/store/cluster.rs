@@ -91,6 +91,54 @@ pub async fn heartbeat(
     Ok(done.rows_affected() == 1)
 }
 
+/// Where the other nodes reach `node`'s HTTP: its recordings and voicemail are there.
+pub async fn set_http_url(store: &Store, node: &str, url: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cluster_nodes SET http_url = $1 WHERE node_id = $2")
+        .bind(url)
+        .bind(node)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// `node`'s HTTP address, as it said ([`set_http_url`]).
+pub async fn http_url(store: &Store, node: &str) -> Result<Option<String>, StoreError> {
+    let url: Option<Option<String>> =
+        sqlx::query_scalar("SELECT http_url FROM cluster_nodes WHERE node_id = $1")
+            .bind(node)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(url.flatten())
+}
+
+/// Publishes `node`'s live view (JSON) for the other nodes' wallboards.
+pub async fn publish_live(store: &Store, node: &str, live: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE cluster_nodes SET live = $1 WHERE node_id = $2")
+        .bind(live)
+        .bind(node)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// The live views of the nodes other than `me` that are up or draining and were heard from
+/// at or after `fresh_after`: `(node, JSON)`.
+pub async fn others_live(
+    store: &Store,
+    me: &str,
+    fresh_after: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT node_id, live FROM cluster_nodes WHERE node_id <> $1 \
+         AND state IN ('up', 'draining') AND heartbeat_at >= $2 AND live IS NOT NULL \
+         ORDER BY node_id",
+    )
+    .bind(me)
+    .bind(ms(fresh_after))
+    .fetch_all(store.pool())
+    .await?)
+}
+
 /// Every node, by name.
 pub async fn nodes(store: &Store) -> Result<Vec<Node>, StoreError> {
     let rows = sqlx::query(

@@ -477,6 +477,17 @@ pub async fn unfinished(
         .collect()
 }
 
+/// The node of a cluster that took the call of entry `id` (`None` on a single node, or for
+/// an entry that is no call's).
+pub async fn node_of(store: &Store, id: i64) -> Result<Option<String>, StoreError> {
+    let node: Option<Option<String>> =
+        sqlx::query_scalar("SELECT node_id FROM journal_entries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(node.flatten())
+}
+
 /// The entry of a SIP Call-ID, if journaled (the call log finds entries by it, because a
 /// write spooled while the database was away could not know the id).
 pub async fn id_by_call_id(store: &Store, call_id: &str) -> Result<Option<i64>, StoreError> {
