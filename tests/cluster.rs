@@ -274,6 +274,36 @@ async fn sigterm_drains_a_cluster_node_until_its_last_call_ends() {
     }
 }
 
+/// A supervisor's console session opened on `node` (whose `[console] totp_roles` is
+/// empty): the cookie's value.
+async fn supervisor_session(node: &Hotline) -> String {
+    let new = hotline::records::account::NewUser {
+        login: "petrova".into(),
+        name: "Петрова Мария".into(),
+        role: hotline::records::role::Role::Supervisor,
+        operator: None,
+    };
+    node.accounts
+        .create_user(&new, "correct horse battery", "test")
+        .await
+        .unwrap();
+    let outcome = node
+        .accounts
+        .login(
+            "petrova",
+            "correct horse battery",
+            "127.0.0.1",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let hotline::desk::accounts::LoginOutcome::Opened(opened) = outcome else {
+        panic!("the supervisor signs in: {outcome:?}");
+    };
+    assert!(!opened.factor_due);
+    opened.secret
+}
+
 /// `[notify]` sending e-mail through `smtp_port`, waiting `timeout_s` for the server.
 fn notify_tables(smtp_port: u16, timeout_s: u64) -> String {
     format!(
@@ -381,7 +411,11 @@ async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
 
     // Node B, in-process, with a working mail server; Kamailio in front of both.
     let mut smtp = SmtpServer::start().await;
-    let (b, _b_dir) = node_with("node-b", &url, &notify_tables(smtp.addr.port(), 5)).await;
+    let b_tables = format!(
+        "{}\n[console]\ntotp_roles = []\n",
+        notify_tables(smtp.addr.port(), 5)
+    );
+    let (b, _b_dir) = node_with("node-b", &url, &b_tables).await;
     let edge = Kamailio::start(&[a.sip, b.sip_addr]);
     edge.ready().await;
     let mut call_ids = Vec::new();
@@ -427,6 +461,25 @@ async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
             Some("node_lost".to_string()),
             Some("node-a".to_string())
         )
+    );
+    // The supervisor's journal says why the call failed, and where it was.
+    let secret = supervisor_session(&b).await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM journal_entries WHERE call_id LIKE $1")
+        .bind(format!("{}%", on_a.call_id()))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let page = reqwest::Client::new()
+        .get(format!("http://{}/journal/{id}", b.http_addr))
+        .header("Cookie", format!("hotline_session={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("узел node-a перестал отвечать"),
+        "the entry page gives the reason:\n{html}"
     );
     let (state, taken_by): (String, Option<String>) =
         sqlx::query_as("SELECT state, taken_by FROM cluster_nodes WHERE node_id = 'node-a'")
@@ -619,33 +672,10 @@ async fn recordings_sessions_and_the_wallboard_span_the_nodes() {
 
     // The console too: a session opened on A is good on B (sessions are rows of the
     // shared database), and B fetches the recording from A with it.
-    let new = hotline::records::account::NewUser {
-        login: "petrova".into(),
-        name: "Петрова Мария".into(),
-        role: Role::Supervisor,
-        operator: None,
-    };
-    a.accounts
-        .create_user(&new, "correct horse battery", "test")
-        .await
-        .unwrap();
-    let outcome = a
-        .accounts
-        .login(
-            "petrova",
-            "correct horse battery",
-            "127.0.0.1",
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-    let hotline::desk::accounts::LoginOutcome::Opened(opened) = outcome else {
-        panic!("the supervisor signs in: {outcome:?}");
-    };
-    assert!(!opened.factor_due);
+    let session = supervisor_session(&a).await;
     let page = http
         .get(format!("http://{}/journal/{id}/recording", b.http_addr))
-        .header("Cookie", format!("hotline_session={}", opened.secret))
+        .header("Cookie", format!("hotline_session={session}"))
         .header("Range", "bytes=44-")
         .send()
         .await
@@ -671,7 +701,7 @@ async fn recordings_sessions_and_the_wallboard_span_the_nodes() {
     loop {
         let board = http
             .get(format!("http://{}/supervisor/board", a.http_addr))
-            .header("Cookie", format!("hotline_session={}", opened.secret))
+            .header("Cookie", format!("hotline_session={session}"))
             .send()
             .await
             .unwrap();
