@@ -157,7 +157,13 @@ fn parse_day_hours(day_key: &str, text: &str) -> Result<DayHours, CalendarError>
         .ok_or_else(|| bad("expected \"HH:MM-HH:MM\""))?;
     let time = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M");
     let open = time(open).map_err(|_| bad("expected \"HH:MM-HH:MM\""))?;
-    let close = time(close).map_err(|_| bad("expected \"HH:MM-HH:MM\""))?;
+    // "24:00" closes at the end of the day (a line open round the clock): kept as the
+    // day's last instant, since a time of day has no 24:00.
+    let close = if close.trim() == "24:00" {
+        NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time")
+    } else {
+        time(close).map_err(|_| bad("expected \"HH:MM-HH:MM\""))?
+    };
     if open >= close {
         return Err(bad("the opening time must be before the closing time"));
     }
@@ -1249,6 +1255,16 @@ mod tests {
         let cal = result.unwrap();
         assert_eq!(cal.years(), vec![2026, 2027]);
         assert!(!cal.is_working_day(d(2027, 1, 1)));
+    }
+
+    /// "24:00" closes at midnight: open in the day's last second, and the greeting's
+    /// closing time reads 24:00 (see `FlowPrompts::load`).
+    #[test]
+    fn a_day_may_close_at_24_00() {
+        let (open, close) = parse_day_hours("mon", "00:00-24:00").unwrap();
+        assert_eq!(open, NaiveTime::from_hms_opt(0, 0, 0).unwrap());
+        assert!(close > NaiveTime::from_hms_opt(23, 59, 59).unwrap());
+        assert!(parse_day_hours("mon", "00:00-24:01").is_err());
     }
 
     #[test]

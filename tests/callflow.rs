@@ -34,7 +34,7 @@ struct Flow {
 
 impl Flow {
     async fn start(extra: &str) -> Flow {
-        Flow::start_hours(extra, "00:00-23:59").await
+        Flow::start_hours(extra, "00:00-24:00").await
     }
 
     async fn start_hours(extra: &str, hours: &str) -> Flow {

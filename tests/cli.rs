@@ -304,7 +304,7 @@ fn user_cmd(config: &std::path::Path, args: &[&str], stdin: &str) -> std::proces
 async fn user_commands_create_list_change_and_disable_console_users() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("hotline.toml");
-    std::fs::write(&cfg, config_text(dir.path(), "", "", "00:00-23:59")).unwrap();
+    std::fs::write(&cfg, config_text(dir.path(), "", "", "00:00-24:00")).unwrap();
     let text = |o: &std::process::Output| {
         format!(
             "{}{}",

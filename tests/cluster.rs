@@ -234,7 +234,7 @@ async fn sigterm_drains_a_cluster_node_until_its_last_call_ends() {
         data.path(),
         "",
         "[cluster]\nnode_id = \"node-x\"\n",
-        "00:00-23:59",
+        "00:00-24:00",
     )
     .replacen(
         "[storage]\n",
@@ -372,7 +372,7 @@ async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
         "[cluster]\nnode_id = \"node-a\"\n{}",
         notify_tables(stuck.port(), 120)
     );
-    let text = config_text(a_data.path(), "", &tables, "00:00-23:59").replacen(
+    let text = config_text(a_data.path(), "", &tables, "00:00-24:00").replacen(
         "[storage]\n",
         &format!("[storage]\ndatabase_url = \"{url}\"\n"),
         1,
@@ -754,7 +754,7 @@ impl BinaryNode {
     async fn start(id: &str, url: &str) -> BinaryNode {
         let data = tempfile::tempdir().unwrap();
         let tables = format!("[cluster]\nnode_id = \"{id}\"\n[limits]\n{TRUSTED_LOOPBACK}\n");
-        let text = config_text(data.path(), "", &tables, "00:00-23:59").replacen(
+        let text = config_text(data.path(), "", &tables, "00:00-24:00").replacen(
             "[storage]\n",
             &format!("[storage]\ndatabase_url = \"{url}\"\n"),
             1,

@@ -28,7 +28,7 @@ pub const PASSWORD: &str = "secret-1001";
 pub fn config(sip_extra: &str, tables: &str) -> (Config, tempfile::TempDir) {
     // Unless a test sets its own hours, the hotline is open around the clock, with no
     // holidays (an empty calendar directory), so that a test means the same at any hour.
-    config_hours(sip_extra, tables, "00:00-23:59")
+    config_hours(sip_extra, tables, "00:00-24:00")
 }
 
 /// [`config`] with the hotline open `hours` (`HH:MM-HH:MM`) every day, without holidays
