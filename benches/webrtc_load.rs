@@ -289,6 +289,7 @@ async fn browser_legs(
     for i in 0..n {
         let leg = hub
             .ring(Originate {
+                via: None,
                 extension: ext(i),
                 caller_number: format!("7900{i:07}"),
                 caller_name: None,

@@ -251,15 +251,26 @@ impl Hotline {
                 "finished the calls an earlier run left in progress"
             );
         }
-        let (acd, acd_task) = AcdHandle::spawn(
-            queue_config(&config.queue),
-            config
-                .operators
-                .iter()
-                .map(|o| o.extension.clone())
-                .collect(),
-            shutdown_rx.clone(),
-        );
+        let operator_list: Vec<String> = config
+            .operators
+            .iter()
+            .map(|o| o.extension.clone())
+            .collect();
+        // A cluster's nodes share one queue in the database; a single hotline keeps its own.
+        let (acd, acd_task) = match node {
+            Some(node) => crate::callflow::shared_acd::spawn(
+                queue_config(&config.queue),
+                operator_list,
+                records.store.clone(),
+                node.to_string(),
+                shutdown_rx.clone(),
+            ),
+            None => AcdHandle::spawn(
+                queue_config(&config.queue),
+                operator_list,
+                shutdown_rx.clone(),
+            ),
+        };
         let ports = PortPool::new(
             config.sip.listen.ip(),
             config.media.rtp_port_min,

@@ -11,6 +11,7 @@
 mod support;
 
 use hotline::app::Hotline;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,6 +127,231 @@ fn node_of(caller: &Caller) -> u16 {
 /// The caller's 440 Hz for `secs`, so that no silence timer ends the call meanwhile.
 async fn keep_talking(caller: &mut Caller, secs: f64) {
     caller.talk(&ulaw_tone(440.0, secs)).await;
+}
+
+/// Three more operators for the cluster's shared queue; loopback trusted (the edge relays
+/// every phone's REGISTER) and no wrap-up.
+const TEAM: [(&str, &str); 4] = [
+    (OPERATOR, PASSWORD),
+    ("1002", "secret-1002"),
+    ("1003", "secret-1003"),
+    ("1004", "secret-1004"),
+];
+
+fn team_tables() -> String {
+    let mut t = format!("[limits]\n{TRUSTED_LOOPBACK}\n\n[queue]\nwrap_up_s = 0\n\n");
+    for (ext, pw) in &TEAM[1..] {
+        t.push_str(&format!(
+            "[[operators]]\nextension = \"{ext}\"\nname = \"Оператор {ext}\"\npassword = \"{pw}\"\n\n"
+        ));
+    }
+    t
+}
+
+/// An operator's phone registered through the edge that answers every call it is rung for,
+/// talks `talk` and hangs up, until `calls` calls; returns what it answered: (caller's
+/// number, when answered, when hung up).
+fn answering(
+    mut op: support::phone::Operator,
+    calls: usize,
+    talk: Duration,
+) -> tokio::task::JoinHandle<Vec<(String, Instant, Instant)>> {
+    tokio::spawn(async move {
+        let mut answered = Vec::new();
+        while answered.len() < calls {
+            let Some(invite) = op.ringing(Duration::from_secs(60)).await else {
+                break;
+            };
+            let from = header(&invite, "From").unwrap_or_default().to_string();
+            let number = from
+                .split("sip:")
+                .nth(1)
+                .and_then(|s| s.split('@').next())
+                .unwrap_or_default()
+                .to_string();
+            op.answer().await;
+            let start = Instant::now();
+            op.talk(&ulaw_tone(300.0, talk.as_secs_f64())).await;
+            let ok = op.hang_up().await;
+            assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+            answered.push((number, start, Instant::now()));
+        }
+        answered
+    })
+}
+
+/// The "one hotline": operators' phones register through Kamailio (each lands on
+/// one node, by the hash of its address), callers are spread over both nodes, and every
+/// caller is answered by whichever operator is free, on either node: the INVITE to a phone
+/// registered on the other node goes through the edge by the phone's Path. No operator has
+/// two calls at once, by the phones' own logs and by the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_on_either_node_answer_the_callers_of_both() {
+    let (url, schema) = api::fresh_database(api::Db::Postgres).await;
+    let url = url.unwrap();
+    let (a, _a_dir) = node_with("node-a", &url, &team_tables()).await;
+    let (b, _b_dir) = node_with("node-b", &url, &team_tables()).await;
+    let edge = Kamailio::start(&[a.sip_addr, b.sip_addr]);
+    edge.ready().await;
+    let pool = a.records.store.pool();
+
+    // Every phone registers through the edge; the shared queue says where each landed.
+    let mut phones = Vec::new();
+    for (ext, pw) in TEAM {
+        phones.push(support::phone::Operator::register(edge.addr, ext, pw).await);
+    }
+    let mut home: HashMap<String, String> = HashMap::new();
+    for _ in 0..100 {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT extension, node, path FROM queue_reachable")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        home = rows
+            .iter()
+            .map(|(e, n, _)| (e.clone(), n.clone()))
+            .collect();
+        if rows.len() == TEAM.len() {
+            assert!(
+                rows.iter().all(|r| r.2.is_some()),
+                "every binding has the edge's Path: {rows:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(home.len(), TEAM.len(), "{home:?}");
+    let on_a = home.values().filter(|n| *n == "node-a").count();
+    assert!(
+        on_a > 0 && on_a < TEAM.len(),
+        "phones on both nodes: {home:?}"
+    );
+    // Signed in on A's console, whichever node holds the phone.
+    for (ext, _) in TEAM {
+        assert!(sign_in(&a, ext).await, "{ext} signs in");
+    }
+
+    // 16 callers, four at a time, alternate between the nodes.
+    const CALLS: usize = 16;
+    let team: Vec<_> = phones
+        .into_iter()
+        .map(|op| answering(op, CALLS, Duration::from_millis(400)))
+        .collect();
+    let mut numbers = HashMap::new();
+    for batch in 0..CALLS / 4 {
+        let mut callers = Vec::new();
+        for i in 0..4 {
+            let number = format!("7916200{batch:02}{i:02}");
+            let c = Caller::dial(edge.addr, "8800", &number).await;
+            let node = if node_of(&c) == a.sip_addr.port() {
+                "node-a"
+            } else {
+                "node-b"
+            };
+            numbers.insert(number, (c.call_id().to_string(), node));
+            callers.push(c);
+        }
+        // Each caller talks (so no silence timer ends the call) until the hotline's BYE,
+        // sent when the operator hangs up.
+        let talking: Vec<_> = callers
+            .into_iter()
+            .map(|mut c| {
+                tokio::spawn(async move {
+                    for _ in 0..120 {
+                        keep_talking(&mut c, 0.5).await;
+                        if c.expect_bye(Duration::from_millis(1)).await.is_some() {
+                            return true;
+                        }
+                    }
+                    false
+                })
+            })
+            .collect();
+        for t in talking {
+            assert!(
+                t.await.unwrap(),
+                "the operator hung up and the hotline ended the call"
+            );
+        }
+    }
+    // Every caller was answered, some by an operator on the other node.
+    let mut by_phone = Vec::new();
+    for t in team {
+        t.abort();
+        if let Ok(log) = t.await {
+            by_phone.push(log);
+        }
+    }
+    let mut cross = 0;
+    let mut total = 0;
+    let rows: Vec<JournalRow> =
+        sqlx::query_as(
+            "SELECT call_id, disposition, operator, node_id, answered_at, ended_at              FROM journal_entries ORDER BY answered_at",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    for (number, (call_id, node)) in &numbers {
+        let row = rows
+            .iter()
+            .find(|r| r.0.starts_with(call_id.as_str()))
+            .unwrap_or_else(|| panic!("{number}: no journal entry"));
+        assert_eq!(row.1, "answered", "{number}: {row:?}\n{by_phone:?}");
+        assert_eq!(
+            row.3.as_deref(),
+            Some(*node),
+            "{number}: journaled by its node"
+        );
+        let op = row.2.clone().expect("an operator");
+        total += 1;
+        if home[&op] != *node {
+            cross += 1;
+        }
+    }
+    assert_eq!(total, CALLS);
+    assert!(
+        cross > 0,
+        "some callers were answered by an operator on the other node"
+    );
+    // No operator had two calls at once: the journal's answer-to-end spans of each.
+    for (ext, _) in TEAM {
+        let mut spans: Vec<(i64, i64)> = rows
+            .iter()
+            .filter(|r| r.2.as_deref() == Some(ext))
+            .map(|r| (r.4.unwrap(), r.5.unwrap()))
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[1].0 >= w[0].1, "{ext} had two calls at once: {spans:?}");
+        }
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+    drop(edge);
+    if let Some(s) = schema {
+        api::drop_schema(&s).await;
+    }
+}
+
+/// A journal entry: call id, disposition, operator, node, answered and ended (ms).
+type JournalRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Signs `ext` in on `node`, waiting for the registration to reach the shared queue.
+async fn sign_in(node: &Hotline, ext: &str) -> bool {
+    for _ in 0..100 {
+        if node.acd.sign_in(ext).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

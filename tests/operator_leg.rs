@@ -32,6 +32,7 @@ fn leg(number: &str, name: Option<&str>) -> Originate {
         caller_number: number.into(),
         caller_name: name.map(str::to_string),
         for_call: None,
+        via: None,
     }
 }
 

@@ -365,7 +365,9 @@ async fn sipp_register_with_digest() {
         ok.report()
     );
     match next_registration(&mut events).await {
-        RegistrationEvent::Registered { extension, contact } => {
+        RegistrationEvent::Registered {
+            extension, contact, ..
+        } => {
             assert_eq!(extension, OPERATOR);
             assert!(contact.starts_with("sip:1001@127.0.0.1:"), "{contact}");
         }

@@ -19,6 +19,7 @@
 use super::queue::{
     Acd, Action, OperatorState, PauseReason, QueueConfig, QueueError, QueueNotice, QueueSnapshot,
 };
+use crate::sip::registrar::Binding;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -54,13 +55,13 @@ pub enum Departure {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Presence {
+pub(super) enum Presence {
     SignIn,
     SignOut,
     Pause(PauseReason),
 }
 
-enum Request {
+pub(super) enum Request {
     Enqueue {
         call: u64,
         notices: mpsc::UnboundedSender<QueueNotice>,
@@ -82,6 +83,8 @@ enum Request {
     SetRegistered {
         extension: String,
         registered: bool,
+        /// The binding just added, when a phone registered (a cluster shares it).
+        binding: Option<Box<Binding>>,
     },
     Presence {
         extension: String,
@@ -99,7 +102,13 @@ enum Request {
 pub struct AcdHandle {
     requests: mpsc::UnboundedSender<Request>,
     changes: broadcast::Sender<QueueChange>,
+    /// In a cluster: the operators' bindings on the other nodes ([`super::shared_acd`]).
+    elsewhere: Option<Elsewhere>,
 }
+
+/// Operators' SIP bindings on the other nodes of a cluster, by extension: what a node rings
+/// when the operator's phone registered elsewhere. Kept by the shared queue's actor.
+pub type Elsewhere = std::sync::Arc<std::sync::RwLock<HashMap<String, Binding>>>;
 
 impl AcdHandle {
     /// Starts the actor for these operators (the configured extensions, in configuration
@@ -117,7 +126,31 @@ impl AcdHandle {
             changes: changes.clone(),
         };
         let task = tokio::spawn(actor.run(rx, shutdown));
-        (AcdHandle { requests, changes }, task)
+        let handle = AcdHandle {
+            requests,
+            changes,
+            elsewhere: None,
+        };
+        (handle, task)
+    }
+
+    /// A handle whose requests go to `requests` (the cluster's shared queue actor).
+    pub(super) fn with_channels(
+        requests: mpsc::UnboundedSender<Request>,
+        changes: broadcast::Sender<QueueChange>,
+        elsewhere: Elsewhere,
+    ) -> AcdHandle {
+        AcdHandle {
+            requests,
+            changes,
+            elsewhere: Some(elsewhere),
+        }
+    }
+
+    /// The operator's binding on another node of the cluster, if this node has none.
+    pub fn shared_binding(&self, extension: &str) -> Option<Box<Binding>> {
+        let map = self.elsewhere.as_ref()?.read().ok()?;
+        map.get(extension).cloned().map(Box::new)
     }
 
     /// `call` joins the end of the line; what the queue has to tell it comes on `notices`.
@@ -159,6 +192,17 @@ impl AcdHandle {
         self.send(Request::SetRegistered {
             extension: extension.to_string(),
             registered,
+            binding: None,
+        });
+    }
+
+    /// The operator's phone registered this binding (a cluster shares it with the other
+    /// nodes); reachable as [`AcdHandle::set_registered`].
+    pub fn registered_at(&self, extension: &str, reachable: bool, binding: Binding) {
+        self.send(Request::SetRegistered {
+            extension: extension.to_string(),
+            registered: reachable,
+            binding: Some(Box::new(binding)),
         });
     }
 
@@ -274,6 +318,7 @@ impl Actor {
             Request::SetRegistered {
                 extension,
                 registered,
+                ..
             } => self.acd.set_registered(&extension, registered, now),
             Request::Presence {
                 extension,

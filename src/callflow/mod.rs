@@ -8,6 +8,7 @@ pub mod lines;
 pub mod queue;
 pub mod recovery;
 pub mod service;
+pub mod shared_acd;
 
 use crate::media::recorder::RecordingSummary;
 use crate::media::session::LegId;

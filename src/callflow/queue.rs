@@ -237,7 +237,7 @@ pub struct OperatorView {
 /// Where a busy operator goes once the call (and the wrap-up) ends: signing out, pausing or
 /// losing the registration during a call takes effect after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum After {
+pub enum After {
     Available,
     Paused(PauseReason),
     Offline,
@@ -349,6 +349,45 @@ impl Ranks {
         }
         sum
     }
+}
+
+/// An operator as the queue holds them, for a store outside the process: a cluster keeps
+/// its one queue in the database and every node works on it in turn ([`Acd::export`],
+/// [`Acd::restore`]), so the rules stay these, whichever node applies them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub extension: String,
+    pub state: OperatorState,
+    pub since: Instant,
+    pub idle_since: Instant,
+    pub registered: bool,
+    pub after: After,
+    /// The call the phone rings for (Ringing).
+    pub offer: Option<u64>,
+    /// The ring timeout (Ringing) or the end of the wrap-up (WrapUp).
+    pub timer_at: Option<Instant>,
+    pub calls_answered: u64,
+    pub pause_reason: Option<PauseReason>,
+}
+
+/// A caller in the queue, for a store outside the process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerRecord {
+    pub call: u64,
+    pub enqueued: Instant,
+    /// The operator whose phone rings for the caller.
+    pub offered_to: Option<String>,
+    /// `max_wait` passed during an offer.
+    pub expired: bool,
+    pub max_wait_at: Option<Instant>,
+    pub position_at: Option<Instant>,
+}
+
+/// The whole queue: operators in configuration order, callers in arrival order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub operators: Vec<OperatorRecord>,
+    pub callers: Vec<CallerRecord>,
 }
 
 /// Fewest arrival slots: compaction never runs more often than every few thousand arrivals.
@@ -795,6 +834,128 @@ impl Acd {
         }
     }
 
+    /// The queue as records (see [`OperatorRecord`]).
+    pub fn export(&self) -> QueueState {
+        let timer_of = |key: Option<TimerKey>| key.map(|k| k.0);
+        let mut callers: Vec<(usize, CallerRecord)> = self
+            .callers
+            .iter()
+            .map(|(&call, c)| {
+                let record = CallerRecord {
+                    call,
+                    enqueued: c.enqueued,
+                    offered_to: c
+                        .offered_to
+                        .map(|op| self.operators[op as usize].extension.clone()),
+                    expired: c.expired,
+                    max_wait_at: timer_of(c.max_wait),
+                    position_at: timer_of(c.position),
+                };
+                (c.slot, record)
+            })
+            .collect();
+        callers.sort_unstable_by_key(|(slot, _)| *slot);
+        QueueState {
+            operators: self
+                .operators
+                .iter()
+                .map(|o| OperatorRecord {
+                    extension: o.extension.clone(),
+                    state: o.state,
+                    since: o.since,
+                    idle_since: o.idle_since,
+                    registered: o.registered,
+                    after: o.after,
+                    offer: o.offer,
+                    timer_at: timer_of(o.timer),
+                    calls_answered: o.calls_answered,
+                    pause_reason: o.pause_reason,
+                })
+                .collect(),
+            callers: callers.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    /// The queue [`Acd::export`] gave, with these operators (configuration order): a
+    /// configured operator missing from `state` starts Offline, a recorded one no longer
+    /// configured is dropped, and so is an offer to them. Callers keep the order given.
+    pub fn restore(
+        config: QueueConfig,
+        operators: Vec<String>,
+        state: QueueState,
+        now: Instant,
+    ) -> Acd {
+        let mut acd = Acd::new(config, operators, now);
+        for r in state.operators {
+            let Ok(op) = acd.index(&r.extension) else {
+                continue;
+            };
+            let timer = r.timer_at.and_then(|at| match r.state {
+                OperatorState::Ringing => Some((at, Timer::Ring { op })),
+                OperatorState::WrapUp => Some((at, Timer::WrapUp { op })),
+                _ => None,
+            });
+            let timer = timer.map(|(at, t)| acd.schedule(at, t));
+            let o = &mut acd.operators[op as usize];
+            o.state = r.state;
+            o.since = r.since;
+            o.idle_since = r.idle_since;
+            o.registered = r.registered;
+            o.after = r.after;
+            o.offer = r.offer.filter(|_| r.state == OperatorState::Ringing);
+            o.timer = timer;
+            o.calls_answered = r.calls_answered;
+            o.pause_reason = r.pause_reason;
+            if r.state == OperatorState::Available {
+                acd.free.insert((r.idle_since, op));
+            }
+        }
+        let n = state.callers.len();
+        acd.ranks = Ranks::with_first((2 * n + 1).next_power_of_two().max(MIN_SLOTS), n);
+        acd.next_slot = n;
+        for (slot, r) in state.callers.into_iter().enumerate() {
+            let offered_to = r
+                .offered_to
+                .and_then(|ext| acd.index(&ext).ok())
+                .filter(|&op| acd.operators[op as usize].offer == Some(r.call));
+            let max_wait = r
+                .max_wait_at
+                .map(|at| acd.schedule(at, Timer::MaxWait { call: r.call }));
+            let position = r
+                .position_at
+                .map(|at| acd.schedule(at, Timer::Position { call: r.call }));
+            if offered_to.is_none() {
+                acd.ready.insert(slot, r.call);
+            }
+            acd.callers.insert(
+                r.call,
+                Caller {
+                    slot,
+                    enqueued: r.enqueued,
+                    offered_to,
+                    expired: r.expired,
+                    max_wait,
+                    position,
+                },
+            );
+        }
+        // A ringing operator whose caller is gone (or was not restored) is free again.
+        for op in 0..acd.operators.len() as u32 {
+            let o = &acd.operators[op as usize];
+            let orphan = o.state == OperatorState::Ringing
+                && o.offer.is_none_or(|call| {
+                    acd.callers.get(&call).and_then(|c| c.offered_to) != Some(op)
+                });
+            if orphan {
+                let timer = acd.operators[op as usize].timer.take();
+                acd.cancel(timer);
+                acd.operators[op as usize].offer = None;
+                acd.set_state(op, OperatorState::Available, now);
+            }
+        }
+        acd
+    }
+
     fn index(&self, extension: &str) -> Result<u32, QueueError> {
         self.by_extension
             .get(extension)
@@ -1049,6 +1210,94 @@ mod tests {
         q.acd.answered(call, op, now);
         q.acd.call_ended(op, now);
         q.drain()
+    }
+
+    /// A queue saved and restored before every input (as a cluster keeps it in the database)
+    /// decides exactly as one kept in memory: the same actions, step by step, and the same
+    /// final state, over a long pseudo-random day of calls, answers, refusals, pauses and
+    /// registrations (times in irregular milliseconds, so no two timers tie).
+    #[test]
+    fn a_queue_restored_before_every_input_decides_as_one_kept_in_memory() {
+        let ops = ["1001", "1002", "1003", "1004"];
+        let config = QueueConfig {
+            ring_timeout: secs(15),
+            wrap_up: secs(7),
+            max_wait: secs(120),
+            position_every: secs(30),
+        };
+        let names: Vec<String> = ops.iter().map(|s| s.to_string()).collect();
+        let t0 = Instant::now();
+        let mut kept = Acd::new(config.clone(), names.clone(), t0);
+        let mut saved = Acd::new(config.clone(), names.clone(), t0).export();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut now = t0;
+        let mut next_call = 1u64;
+        let mut offers = 0;
+        for step in 0..4000 {
+            now += Duration::from_millis(200 + rand(2300));
+            let mut restored = Acd::restore(config.clone(), names.clone(), saved, now);
+            let op = ops[rand(ops.len() as u64) as usize];
+            let queued: Vec<u64> = kept.export().callers.iter().map(|c| c.call).collect();
+            let some_call =
+                (!queued.is_empty()).then(|| queued[rand(queued.len() as u64) as usize]);
+            let ringing = kept
+                .export()
+                .operators
+                .into_iter()
+                .find(|o| o.offer.is_some());
+            for acd in [&mut kept, &mut restored] {
+                acd.handle_timeout(now);
+                match (rand_pick(step), some_call, &ringing) {
+                    (0..=2, _, _) => acd.enqueue(next_call, now),
+                    (3, Some(call), _) => acd.leave(call, now),
+                    (4..=5, _, Some(o)) => acd.answered(o.offer.unwrap(), &o.extension, now),
+                    (6, _, Some(o)) => acd.offer_failed(o.offer.unwrap(), &o.extension, now),
+                    (7, _, _) => acd.call_ended(op, now),
+                    (8, _, _) => acd.set_registered(op, true, now),
+                    (9, _, _) => {
+                        let _ = acd.sign_in(op, now);
+                    }
+                    (10, _, _) => {
+                        let _ = acd.pause(op, PauseReason::Break, now);
+                    }
+                    (11, _, _) => {
+                        let _ = acd.sign_out(op, now);
+                    }
+                    (12, _, _) => acd.set_registered(op, false, now),
+                    _ => {}
+                }
+            }
+            if rand_pick(step) <= 2 {
+                next_call += 1;
+            }
+            let a: Vec<Action> = std::iter::from_fn(|| kept.poll_action()).collect();
+            let b: Vec<Action> = std::iter::from_fn(|| restored.poll_action()).collect();
+            assert_eq!(a, b, "step {step}");
+            offers += offers_in(&a);
+            assert_eq!(kept.snapshot(now), restored.snapshot(now), "step {step}");
+            saved = restored.export();
+        }
+        assert!(offers > 200, "the day offered calls: {offers}");
+
+        fn rand_pick(step: u64) -> u64 {
+            // Answers and call ends more often than sign-outs: a working queue.
+            const PLAN: [u64; 20] = [
+                0, 4, 7, 9, 1, 5, 8, 7, 2, 4, 6, 9, 0, 5, 7, 3, 10, 9, 11, 12,
+            ];
+            PLAN[(step * 7 % 20) as usize]
+        }
+        fn offers_in(actions: &[Action]) -> usize {
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Offer { .. }))
+                .count()
+        }
     }
 
     #[test]

@@ -196,10 +196,10 @@ pub async fn run(
                 let _ = ctx.observers.send(Event::Sip(ev.clone()));
                 if let ua::Event::Registration(r) = &ev {
                     use crate::sip::registrar::RegistrationEvent as R;
-                    let (extension, registered) = match r {
-                        R::Registered { extension, .. } => (extension, true),
+                    let (extension, registered, binding) = match r {
+                        R::Registered { extension, binding, .. } => (extension, true, Some(binding)),
                         R::Unregistered { extension, still_registered, .. } => {
-                            (extension, *still_registered)
+                            (extension, *still_registered, None)
                         }
                     };
                     if registered {
@@ -208,7 +208,10 @@ pub async fn run(
                         sip_registered.remove(extension);
                     }
                     let reachable = ctx.control.reachable(extension, registered);
-                    ctx.acd.set_registered(extension, reachable);
+                    match binding {
+                        Some(b) => ctx.acd.registered_at(extension, reachable, (**b).clone()),
+                        None => ctx.acd.set_registered(extension, reachable),
+                    }
                 } else {
                     route(&ctx, ev, &mut calls, &mut legs, &routed_tx, &mut tasks);
                 }
@@ -771,11 +774,13 @@ impl CallTask {
             Action::Enqueue => ctx.acd.enqueue(self.call, self.queue_tx.clone()),
             Action::LeaveQueue => ctx.acd.leave(self.call),
             Action::RingOperator(extension) => {
+                let via = ctx.acd.shared_binding(&extension);
                 let o = Originate {
                     extension,
                     caller_number: self.offered.phone.clone(),
                     caller_name: self.offered.name.clone(),
                     for_call: Some(self.call),
+                    via,
                 };
                 match ctx.control.originate(o).await {
                     Ok(legs) => self.ringing = legs,

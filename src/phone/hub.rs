@@ -615,6 +615,7 @@ mod tests {
             caller_number: "79161234567".into(),
             caller_name: Some("Клиент".into()),
             for_call: Some(for_call),
+            via: None,
         }
     }
 

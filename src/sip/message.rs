@@ -709,6 +709,28 @@ pub fn first_header<'a>(headers: &'a rsip::Headers, name: &str) -> Option<&'a st
     })
 }
 
+/// All values of a header without a typed form in `rsip` (Path, say), in order, split at
+/// top-level commas.
+pub fn header_values(headers: &rsip::Headers, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in headers.iter() {
+        if let rsip::Header::Other(k, v) = h {
+            if !k.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let mut rest = Some(v.as_str());
+            while let Some(r) = rest {
+                let (first, tail) = split_top_via(r);
+                if !first.is_empty() {
+                    out.push(first.trim().to_string());
+                }
+                rest = tail;
+            }
+        }
+    }
+    out
+}
+
 /// All values of the Contact header(s), split at top-level commas.
 pub fn contacts(headers: &rsip::Headers) -> Vec<String> {
     use rsip::headers::UntypedHeader;

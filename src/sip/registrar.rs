@@ -10,7 +10,9 @@
 
 use super::digest::{Algorithm, DigestAuthenticator, DigestError};
 use super::guard::AuthLockout;
-use super::message::{addr_uri, contacts, first_header, header_param, uri_user, ResponseBuilder};
+use super::message::{
+    addr_uri, contacts, first_header, header_param, header_values, uri_user, ResponseBuilder,
+};
 use super::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -35,6 +37,10 @@ pub struct Binding {
     pub transport: Transport,
     /// When the binding was last added or refreshed (the newest one is rung).
     pub updated_at: Instant,
+    /// The Path the REGISTER carried (RFC 3327), in order: the proxies between us and the
+    /// phone (the cluster's Kamailio edge). Requests to the phone are routed through it, so
+    /// any node can ring a phone that registered on another.
+    pub path: Vec<String>,
 }
 
 /// A change the rest of the system may care about (operator came online / went away).
@@ -43,6 +49,8 @@ pub enum RegistrationEvent {
     Registered {
         extension: String,
         contact: String,
+        /// The new binding (a cluster shares it with the other nodes).
+        binding: Box<Binding>,
     },
     Unregistered {
         extension: String,
@@ -285,6 +293,22 @@ impl Registrar {
         let header_expires: Option<u32> =
             first_header(&req.headers, "Expires").and_then(|v| v.trim().parse().ok());
         let contact_values = contacts(&req.headers);
+        // Only loose-routing SIP proxies; anything else is no route we would follow.
+        let path: Vec<String> = header_values(&req.headers, "Path");
+        if path
+            .iter()
+            .any(|p| !(addr_uri(p).starts_with("sip:") && addr_uri(p).contains(";lr")))
+        {
+            tracing::warn!(%source, "REGISTER with a Path that is no loose-routing SIP URI");
+            return RegisterOutcome {
+                status: 400,
+                response: ResponseBuilder::new(req, source, 400, "Bad Path")
+                    .to_tag("reg")
+                    .header("Server", &self.server)
+                    .build(),
+                events: Vec::new(),
+            };
+        }
         let error = |status: u16, reason: &str, extra: Option<(&str, String)>| {
             let mut b = ResponseBuilder::new(req, source, status, reason)
                 .to_tag("reg")
@@ -359,6 +383,7 @@ impl Registrar {
                     source,
                     transport,
                     updated_at: now,
+                    path: path.clone(),
                 };
                 match existing {
                     Some(i) => list[i] = binding,
@@ -366,10 +391,11 @@ impl Registrar {
                         if list.len() >= MAX_BINDINGS_PER_AOR {
                             return error(403, "Forbidden (too many contacts)", None);
                         }
-                        list.push(binding);
+                        list.push(binding.clone());
                         events.push(RegistrationEvent::Registered {
                             extension: aor.to_string(),
                             contact: uri,
+                            binding: Box::new(binding),
                         });
                     }
                 }
@@ -382,6 +408,10 @@ impl Registrar {
         let mut b = ResponseBuilder::new(req, source, 200, "OK")
             .to_tag("reg")
             .header("Server", &self.server);
+        // RFC 3327 §5.3: the registrar returns the Path it stored.
+        for p in &path {
+            b = b.header("Path", p);
+        }
         for binding in self.lookup(aor, now) {
             let left = binding.expires_at.saturating_duration_since(now).as_secs();
             b = b.header("Contact", format!("<{}>;expires={left}", binding.contact));
@@ -493,6 +523,56 @@ mod tests {
             now,
         );
         assert_eq!(ok.status, 200);
+    }
+
+    /// A REGISTER relayed by the cluster's edge carries a Path (RFC 3327): the binding keeps
+    /// it, for ringing the phone through the edge, and the 200 returns it. A Path that is
+    /// no loose-routing SIP URI is refused.
+    #[test]
+    fn a_path_is_kept_with_the_binding_and_returned() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let src = PHONE.parse().unwrap();
+        let path = "<sip:192.0.2.50:5088;lr;received=sip:198.51.100.7:5070>";
+        let with_path = |req: rsip::Request, path: &str| {
+            let text = req.to_string().replace(
+                "Content-Length: 0",
+                &format!("Path: {path}\r\nContent-Length: 0"),
+            );
+            rsip::Request::try_from(text.as_str()).unwrap()
+        };
+        let challenge = r.handle(
+            &register(1, "sip:1001@10.0.0.5", 600, None),
+            src,
+            Transport::Udp,
+            t0,
+        );
+        let auth = answer(&www(&challenge), "pw1");
+        let req = with_path(register(2, "sip:1001@10.0.0.5", 600, Some(&auth)), path);
+        let ok = r.handle(&req, src, Transport::Udp, t0);
+        assert_eq!(ok.status, 200);
+        let text = String::from_utf8(ok.response.to_vec()).unwrap();
+        assert!(text.contains(&format!("Path: {path}\r\n")), "{text}");
+        match &ok.events[..] {
+            [RegistrationEvent::Registered { binding, .. }] => {
+                assert_eq!(binding.path, vec![path.to_string()])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.newest("1001", t0).unwrap().path, vec![path.to_string()]);
+
+        let challenge = r.handle(
+            &register(3, "sip:1001@10.0.0.6", 600, None),
+            src,
+            Transport::Udp,
+            t0,
+        );
+        let auth = answer(&www(&challenge), "pw1");
+        let req = with_path(
+            register(4, "sip:1001@10.0.0.6", 600, Some(&auth)),
+            "<sip:192.0.2.50>",
+        );
+        assert_eq!(r.handle(&req, src, Transport::Udp, t0).status, 400);
     }
 
     /// With TLS required, a REGISTER over UDP or TCP is refused with a Warning before any

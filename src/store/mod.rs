@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod journal;
 pub mod outbox;
 pub mod phones;
+pub mod queue;
 pub mod quick;
 pub mod retention;
 pub mod sessions;

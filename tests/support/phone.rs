@@ -127,13 +127,18 @@ impl Endpoint {
             .iter()
             .map(|v| format!("Via: {v}\r\n"))
             .collect();
+        // §12.1.1: the route set of a dialog a proxy record-routed.
+        let routes: String = super::headers(req, "Record-Route")
+            .iter()
+            .map(|r| format!("Record-Route: {r}\r\n"))
+            .collect();
         let ctype = if sdp.is_empty() {
             ""
         } else {
             "Content-Type: application/sdp\r\n"
         };
         let msg = format!(
-            "SIP/2.0 {code} {reason}\r\n{vias}From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+            "SIP/2.0 {code} {reason}\r\n{vias}{routes}From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
              {extra}{ctype}Content-Length: {}\r\n\r\n{sdp}",
             header(req, "From").unwrap_or_default(),
             header(req, "Call-ID").unwrap_or_default(),

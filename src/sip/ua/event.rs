@@ -97,6 +97,9 @@ pub struct Originate {
     /// The inbound call the leg serves: when set, the core reports the leg as
     /// [`Event::LegPlaced`].
     pub for_call: Option<u64>,
+    /// In a cluster, the operator's binding on another node (with the edge's Path), rung
+    /// when this node has none of its own.
+    pub via: Option<Box<crate::sip::registrar::Binding>>,
 }
 
 /// Why no operator leg was placed; nothing was sent.

@@ -34,23 +34,60 @@ pub(super) struct Outbound {
     pub(super) give_up_at: Option<Instant>,
 }
 
+/// Where a loose-routing proxy URI (a Path entry, `<sip:10.0.0.5:5060;lr>`) is reached:
+/// an IP literal and port (5060 when absent), over UDP unless it says `transport=tcp`.
+/// Proxies are addressed by IP, so no DNS is needed (and none is done).
+fn next_hop(route: &str) -> Option<Peer> {
+    let uri = crate::sip::message::addr_uri(route).strip_prefix("sip:")?;
+    let (hostport, params) = uri.split_once(';').unwrap_or((uri, ""));
+    let hostport = hostport.rsplit('@').next()?;
+    let addr = hostport
+        .parse()
+        .ok()
+        .or_else(|| format!("{hostport}:5060").parse().ok())?;
+    let tcp = params
+        .split(';')
+        .any(|p| p.eq_ignore_ascii_case("transport=tcp"));
+    Some(Peer {
+        transport: if tcp { Transport::Tcp } else { Transport::Udp },
+        addr,
+    })
+}
+
 impl UserAgent {
     /// [`UserAgent::originate`].
     pub(super) fn place_leg(&mut self, o: Originate, now: Instant) -> Result<u64, OriginateError> {
         if !self.registrar.is_operator(&o.extension) {
             return Err(OriginateError::UnknownExtension(o.extension));
         }
-        let Some(binding) = self.registrar.newest(&o.extension, now) else {
-            return Err(OriginateError::NotRegistered(o.extension));
+        let binding = match self.registrar.newest(&o.extension, now) {
+            Some(b) => b.clone(),
+            None => match o.via {
+                Some(b) => *b,
+                None => return Err(OriginateError::NotRegistered(o.extension)),
+            },
         };
         let target = binding.contact.clone();
-        let peer = Peer {
-            transport: binding.transport,
-            addr: binding.source,
-        };
         if !is_plain_uri(&target) {
             return Err(OriginateError::BadContact(o.extension));
         }
+        // Through the Path when the phone registered through a proxy (RFC 3327 §5.3): the
+        // INVITE goes to the first hop with the Path as its route set.
+        let peer = match binding.path.first() {
+            Some(first) => match next_hop(first) {
+                Some(peer) => peer,
+                None => return Err(OriginateError::BadContact(o.extension)),
+            },
+            None => Peer {
+                transport: binding.transport,
+                addr: binding.source,
+            },
+        };
+        let routes: String = binding
+            .path
+            .iter()
+            .map(|p| format!("Route: {p}\r\n"))
+            .collect();
         // SRTP to every operator whose phone registered over TLS, unless it is off: best
         // effort when optional (a phone without SRTP answers plain RTP), `RTP/SAVP` when
         // required; no operator without TLS then.
@@ -102,7 +139,7 @@ impl UserAgent {
         let text = format!(
             "INVITE {target} SIP/2.0\r\n\
              Via: SIP/2.0/{transport} {host};branch=z9hG4bK{branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+             Max-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\nContact: {contact}\r\nP-Asserted-Identity: {identity}\r\n\
              Allow: {ALLOW}\r\nUser-Agent: {server}\r\nContent-Type: application/sdp\r\n\
              Content-Length: {len}\r\n\r\n{offer}",
@@ -213,6 +250,54 @@ impl UserAgent {
 mod tests {
     use super::*;
     use crate::sip::ua::testkit::*;
+
+    /// A binding shared by another node of a cluster is rung through its Path: the INVITE
+    /// goes to the edge named first, with the Path as its Route, to the phone's Contact.
+    #[test]
+    fn a_binding_with_a_path_is_rung_through_the_path() {
+        let t0 = Instant::now();
+        let (mut ua, _ports) = op_ua(t0);
+        let path = "<sip:192.0.2.50:5088;lr;received=sip:198.51.100.20:40000>";
+        let binding = crate::sip::registrar::Binding {
+            contact: OP_CONTACT.into(),
+            expires_at: t0 + std::time::Duration::from_secs(600),
+            call_id: String::new(),
+            cseq: 0,
+            source: OP_SOURCE.parse().unwrap(),
+            transport: Transport::Udp,
+            updated_at: t0,
+            path: vec![path.into()],
+        };
+        let o = Originate {
+            via: Some(Box::new(binding.clone())),
+            ..leg_to("1001", "+79780000001", None)
+        };
+        ua.originate(o, t0).unwrap();
+        let sent = drain_peers(&mut ua);
+        let (peer, invite) = &sent[0];
+        assert_eq!(peer.addr, "192.0.2.50:5088".parse().unwrap());
+        assert!(
+            invite.starts_with(&format!("INVITE {OP_CONTACT} SIP/2.0\r\n")),
+            "{invite}"
+        );
+        assert!(
+            invite.contains(&format!("\r\nRoute: {path}\r\n")),
+            "{invite}"
+        );
+
+        // A Path whose first hop is no address is no way to the phone.
+        let o = Originate {
+            via: Some(Box::new(crate::sip::registrar::Binding {
+                path: vec!["<sip:edge.example;lr>".into()],
+                ..binding
+            })),
+            ..leg_to("1001", "+79780000001", None)
+        };
+        assert_eq!(
+            ua.originate(o, t0),
+            Err(OriginateError::BadContact("1001".into()))
+        );
+    }
 
     #[test]
     fn originate_sends_the_invite_to_the_registered_source() {

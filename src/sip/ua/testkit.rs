@@ -214,6 +214,7 @@ pub(super) fn leg_to(ext: &str, number: &str, name: Option<&str>) -> Originate {
         caller_number: number.into(),
         caller_name: name.map(str::to_string),
         for_call: None,
+        via: None,
     }
 }
 

@@ -1,0 +1,777 @@
+//! The cluster's one operator queue: every node's callers in one line, every operator
+//! offered one call at a time, whichever node the call and the operator's phone are on.
+//!
+//! There is no queue process to fail over. The queue lives in the shared database
+//! ([`crate::store::queue`]) and each node takes turns on it: a turn locks it, restores
+//! the [`Acd`] from its rows, applies one input (a caller joining, an answer, a sign-in, the
+//! timers that are due) and writes back what changed. The rules are the single hotline's
+//! own, unchanged (`queue.rs`; its test restores the queue before every input and gets the
+//! same decisions). So the lock is the atomic claim: an offer is decided, and the operator
+//! marked ringing, in one serialised transaction.
+//!
+//! What a turn decides for a call on another node goes to that node as a notice row; each
+//! node watches the queue's version (every [`LOOK_EVERY`]) and takes its notices. Each node
+//! also takes a turn every [`HOUSEKEEPING_EVERY`], and at the queue's next timer, so that
+//! timers fire and a lost node's callers and operators are released even when nothing else
+//! happens:
+//! - callers on a node that is lost or stopped leave the queue (their calls went with it);
+//! - an operator on a call of such a node ends the call;
+//! - an operator is registered while any live node can ring them, or while the binding a
+//!   lost node had, with the edge's Path, has not expired (any node rings through the Path).
+
+use super::acd::{AcdHandle, Departure, Elsewhere, Presence, QueueChange, Request};
+use super::queue::{
+    Acd, Action, After, CallerRecord, OperatorRecord, OperatorState, PauseReason, QueueConfig,
+    QueueError, QueueNotice, QueueSnapshot, QueueState,
+};
+use crate::sip::registrar::Binding;
+use crate::sip::Transport;
+use crate::store::queue::{self as sql, CallerRow, NoticeRow, OperatorRow, QueueRows, ReachRow};
+use crate::store::{Store, StoreError};
+use chrono::Utc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How often a node looks whether the queue changed (its notices, operators' states).
+pub const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// How often a node takes a turn with no input (timers, lost nodes, expired bindings).
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// A turn the database refused is tried again this many times.
+const TURN_TRIES: u32 = 3;
+
+/// Starts `node`'s actor on the cluster's queue in `store`, for these operators (the same
+/// configuration on every node).
+pub fn spawn(
+    config: QueueConfig,
+    operators: Vec<String>,
+    store: Store,
+    node: String,
+    shutdown: watch::Receiver<bool>,
+) -> (AcdHandle, JoinHandle<()>) {
+    let (requests, rx) = mpsc::unbounded_channel();
+    let (changes, _) = broadcast::channel(1024);
+    let elsewhere: Elsewhere = Arc::new(RwLock::new(HashMap::new()));
+    let actor = Shared {
+        config,
+        operators,
+        store,
+        node,
+        clock: Clock::now(),
+        started: Utc::now().timestamp_millis(),
+        notices: HashMap::new(),
+        changes: changes.clone(),
+        elsewhere: elsewhere.clone(),
+        seen: HashMap::new(),
+        next_timer: None,
+        version: -1,
+    };
+    let task = tokio::spawn(actor.run(rx, shutdown));
+    (AcdHandle::with_channels(requests, changes, elsewhere), task)
+}
+
+/// Wall-clock milliseconds (the database's time) against this process's `Instant`s (the
+/// queue's). Nodes agree on the wall clock (NTP), not on instants.
+#[derive(Clone, Copy)]
+struct Clock {
+    wall0: i64,
+    inst0: Instant,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            wall0: Utc::now().timestamp_millis(),
+            inst0: Instant::now(),
+        }
+    }
+
+    fn instant(&self, ms: i64) -> Instant {
+        let d = ms - self.wall0;
+        if d >= 0 {
+            self.inst0 + Duration::from_millis(d as u64)
+        } else {
+            self.inst0
+                .checked_sub(Duration::from_millis(d.unsigned_abs()))
+                .unwrap_or(self.inst0)
+        }
+    }
+
+    fn ms(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.inst0) {
+            Some(d) => self.wall0 + d.as_millis() as i64,
+            None => self.wall0 - self.inst0.duration_since(at).as_millis() as i64,
+        }
+    }
+}
+
+/// One input of a turn.
+enum Input {
+    Nothing,
+    Enqueue(u64),
+    Leave(u64),
+    Answered(u64, String),
+    OfferFailed(u64, String),
+    CallEnded(String),
+    Presence(String, Presence),
+}
+
+struct Shared {
+    config: QueueConfig,
+    operators: Vec<String>,
+    store: Store,
+    node: String,
+    clock: Clock,
+    /// When this run began: a call of this node older than that was the previous run's.
+    started: i64,
+    /// This node's queued calls, by their id on this node.
+    notices: HashMap<u64, mpsc::UnboundedSender<QueueNotice>>,
+    changes: broadcast::Sender<QueueChange>,
+    elsewhere: Elsewhere,
+    /// Operators' states as last reported to this node's subscribers.
+    seen: HashMap<String, OperatorState>,
+    next_timer: Option<Instant>,
+    version: i64,
+}
+
+/// What a turn decided.
+struct Decided {
+    /// For this node's calls, by local id.
+    local: Vec<(u64, QueueNotice)>,
+    refused: Option<QueueError>,
+    rows: QueueRows,
+    next_timer: Option<Instant>,
+}
+
+impl Shared {
+    async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut look = tokio::time::interval(LOOK_EVERY);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !*shutdown.borrow_and_update() {
+            let timer = self.next_timer;
+            let sleep = timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                request = requests.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep)), if timer.is_some() => {
+                    self.next_timer = None;
+                    self.turn_now(Input::Nothing).await;
+                }
+                _ = housekeeping.tick() => self.turn_now(Input::Nothing).await,
+                _ = look.tick() => self.look().await,
+            }
+        }
+        tracing::debug!(
+            waiting = self.notices.len(),
+            "shared operator queue stopped"
+        );
+    }
+
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Enqueue { call, notices } => {
+                if self.notices.contains_key(&call) {
+                    return;
+                }
+                self.notices.insert(call, notices);
+                let _ = self.changes.send(QueueChange::CallerJoined { call });
+                if self.turn(Input::Enqueue(call)).await.is_err() {
+                    // No queue to wait in: the caller leaves a voicemail instead of waiting
+                    // for nobody.
+                    self.deliver(vec![(call, QueueNotice::MaxWait)]).await;
+                }
+            }
+            Request::Leave { call } => {
+                self.turn_now(Input::Leave(call)).await;
+                self.departed(call, Departure::Left);
+            }
+            Request::Answered { call, extension } => {
+                self.turn_now(Input::Answered(call, extension)).await;
+                self.departed(call, Departure::Answered);
+            }
+            Request::OfferFailed { call, extension } => {
+                self.turn_now(Input::OfferFailed(call, extension)).await
+            }
+            Request::CallEnded { extension } => self.turn_now(Input::CallEnded(extension)).await,
+            Request::SetRegistered {
+                extension,
+                registered,
+                binding,
+            } => {
+                if let Err(e) = self
+                    .reachable(&extension, registered, binding.as_deref())
+                    .await
+                {
+                    tracing::error!(extension, error = %e, "cannot share the operator's binding");
+                }
+                self.turn_now(Input::Nothing).await;
+            }
+            Request::Presence {
+                extension,
+                what,
+                reply,
+            } => {
+                let result = match self.turn(Input::Presence(extension, what)).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(refused)) => Err(refused),
+                    Err(_) => Err(QueueError::Stopped),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Snapshot { reply } => self.snapshot(reply).await,
+        }
+    }
+
+    /// A turn whose refusal nobody waits for.
+    async fn turn_now(&mut self, input: Input) {
+        let _ = self.turn(input).await;
+    }
+
+    /// Takes a turn (tried again when the database refuses it) and delivers what it decided
+    /// for this node's calls. A call that stopped listening leaves in a turn of its own.
+    async fn turn(&mut self, input: Input) -> Result<Option<QueueError>, StoreError> {
+        let mut input = Some(input);
+        let mut last = None;
+        for attempt in 0..TURN_TRIES {
+            let this = input.take().unwrap_or(Input::Nothing);
+            let retry = this.replay();
+            match self.try_turn(this).await {
+                Ok(decided) => {
+                    self.next_timer = decided.next_timer;
+                    self.report(&decided.rows);
+                    self.deliver(decided.local).await;
+                    return Ok(decided.refused);
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "a turn on the shared queue failed");
+                    input = Some(retry);
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
+        let e = last.expect("at least one attempt");
+        tracing::error!(error = %e, "the shared queue is out of reach");
+        Err(e)
+    }
+
+    async fn try_turn(&mut self, input: Input) -> Result<Decided, StoreError> {
+        let mut tx = sql::lock(&self.store).await?;
+        let before = sql::load(&mut tx).await?;
+        let reach = sql::reachable(&mut tx).await?;
+        let gone: HashSet<String> = sql::gone_nodes(&mut tx).await?.into_iter().collect();
+        let wall = Utc::now().timestamp_millis();
+        let now = self.clock.instant(wall);
+        let mut owners: HashMap<u64, (String, i64)> = before
+            .callers
+            .iter()
+            .map(|c| (c.call as u64, (c.node.clone(), c.local_call)))
+            .collect();
+        let local_key = |owners: &HashMap<u64, (String, i64)>, local: u64| {
+            owners
+                .iter()
+                .find(|(_, (n, l))| *n == self.node && *l as u64 == local)
+                .map(|(k, _)| *k)
+        };
+        let mut acd = self.restore(&before, now);
+
+        // Housekeeping: what went with lost or stopped nodes, and this node's last run.
+        for c in &before.callers {
+            let stale = gone.contains(&c.node)
+                || (c.node == self.node && !self.notices.contains_key(&(c.local_call as u64)));
+            if stale {
+                acd.leave(c.call as u64, now);
+            }
+        }
+        for o in &before.operators {
+            let on_gone = o
+                .call_node
+                .as_ref()
+                .is_some_and(|n| gone.contains(n) || (*n == self.node && o.since < self.started));
+            if o.state == OperatorState::Busy.as_str() && on_gone {
+                acd.call_ended(&o.extension, now);
+            }
+        }
+        for ext in &self.operators {
+            let registered = reach.iter().any(|(r, node_gone)| {
+                r.extension == *ext
+                    && (!node_gone
+                        || (r.path.is_some() && r.expires_at.is_some_and(|at| at > wall)))
+            });
+            if acd.operator_state(ext).is_some() {
+                let was = before
+                    .operators
+                    .iter()
+                    .find(|o| o.extension == *ext)
+                    .is_some_and(|o| o.registered);
+                if was != registered {
+                    acd.set_registered(ext, registered, now);
+                }
+            }
+        }
+        acd.handle_timeout(now);
+
+        let mut refused = None;
+        match input {
+            Input::Nothing => {}
+            Input::Enqueue(local) => {
+                if local_key(&owners, local).is_none() {
+                    let key = before.callers.iter().map(|c| c.call).max().unwrap_or(0) + 1;
+                    let key = key.max(1) as u64;
+                    owners.insert(key, (self.node.clone(), local as i64));
+                    acd.enqueue(key, now);
+                }
+            }
+            Input::Leave(local) => {
+                if let Some(key) = local_key(&owners, local) {
+                    acd.leave(key, now);
+                }
+            }
+            Input::Answered(local, ext) => {
+                if let Some(key) = local_key(&owners, local) {
+                    acd.answered(key, &ext, now);
+                }
+            }
+            Input::OfferFailed(local, ext) => {
+                if let Some(key) = local_key(&owners, local) {
+                    acd.offer_failed(key, &ext, now);
+                }
+            }
+            Input::CallEnded(ext) => acd.call_ended(&ext, now),
+            Input::Presence(ext, what) => {
+                let result = match what {
+                    Presence::SignIn => acd.sign_in(&ext, now),
+                    Presence::SignOut => acd.sign_out(&ext, now),
+                    Presence::Pause(reason) => acd.pause(&ext, reason, now),
+                };
+                refused = result.err();
+            }
+        }
+
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        while let Some(action) = acd.poll_action() {
+            let (call, notice) = match action {
+                Action::OperatorChanged { .. } => continue,
+                Action::Offer { call, operator } => (call, QueueNotice::Offer { operator }),
+                Action::CancelOffer { call, operator } => {
+                    (call, QueueNotice::CancelOffer { operator })
+                }
+                Action::Position { call, position } => (call, QueueNotice::Position(position)),
+                Action::MaxWait { call } => (call, QueueNotice::MaxWait),
+            };
+            let Some((node, local_call)) = owners.get(&call) else {
+                continue;
+            };
+            if *node == self.node {
+                local.push((*local_call as u64, notice));
+            } else {
+                remote.push(notice_row(node, *local_call, notice));
+            }
+        }
+        let after = self.to_rows(&acd.export(), &before, &owners);
+        sql::save(&mut tx, &before, &after).await?;
+        if !remote.is_empty() {
+            sql::push_notices(&mut tx, &remote).await?;
+            sql::bump(&mut tx).await?;
+        }
+        tx.commit().await?;
+        self.share_bindings(&reach, wall);
+        Ok(Decided {
+            local,
+            refused,
+            rows: after,
+            next_timer: acd.poll_timeout(),
+        })
+    }
+
+    /// Writes whether this node can ring `extension` (and the binding by which).
+    async fn reachable(
+        &self,
+        extension: &str,
+        reachable: bool,
+        binding: Option<&Binding>,
+    ) -> Result<(), StoreError> {
+        let mut tx = sql::lock(&self.store).await?;
+        let row = reachable.then(|| {
+            let wall = Utc::now().timestamp_millis();
+            ReachRow {
+                extension: extension.to_string(),
+                node: self.node.clone(),
+                contact: binding.map(|b| b.contact.clone()),
+                path: binding
+                    .filter(|b| !b.path.is_empty())
+                    .map(|b| b.path.join(",")),
+                source: binding.map(|b| b.source.to_string()),
+                transport: binding.map(|b| b.transport.as_str().to_string()),
+                expires_at: binding.map(|b| {
+                    wall + b
+                        .expires_at
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as i64
+                }),
+            }
+        });
+        sql::set_reachable(&mut tx, extension, &self.node, row.as_ref()).await?;
+        sql::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Looks whether the queue changed since this node last looked: takes its notices,
+    /// reports operators' new states, and learns the queue's next timer.
+    async fn look(&mut self) {
+        let version = match sql::version(&self.store).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shared queue's version");
+                return;
+            }
+        };
+        if version == self.version {
+            return;
+        }
+        self.version = version;
+        match sql::take_notices(&self.store, &self.node).await {
+            Ok(notices) => {
+                let list = notices
+                    .into_iter()
+                    .filter_map(|n| Some((n.local_call as u64, notice_of(&n)?)))
+                    .collect();
+                self.deliver(list).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take this node's queue notices"),
+        }
+        match sql::peek(&self.store).await {
+            Ok(rows) => {
+                self.report(&rows);
+                let now = Instant::now();
+                let acd = self.restore(&rows, now);
+                self.next_timer = acd.poll_timeout();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the shared queue"),
+        }
+    }
+
+    /// Hands notices to this node's calls; those that stopped listening leave the queue.
+    async fn deliver(&mut self, notices: Vec<(u64, QueueNotice)>) {
+        let mut deaf = Vec::new();
+        for (call, notice) in notices {
+            let max_wait = notice == QueueNotice::MaxWait;
+            if let Some(tx) = self.notices.get(&call) {
+                if tx.send(notice).is_err() && !max_wait {
+                    deaf.push(call);
+                }
+            }
+            if max_wait {
+                self.departed(call, Departure::MaxWait);
+            }
+        }
+        for call in deaf {
+            if self.notices.remove(&call).is_none() {
+                continue;
+            }
+            tracing::warn!(
+                call,
+                "queued call stopped listening; taking it out of the queue"
+            );
+            let _ = self.changes.send(QueueChange::CallerLeft {
+                call,
+                why: Departure::Left,
+            });
+            Box::pin(self.turn_now(Input::Leave(call))).await;
+        }
+    }
+
+    fn departed(&mut self, call: u64, why: Departure) {
+        if self.notices.remove(&call).is_some() {
+            let _ = self.changes.send(QueueChange::CallerLeft { call, why });
+        }
+    }
+
+    /// Tells this node's subscribers (live feed, metrics) of operators whose state changed,
+    /// on whatever node it changed.
+    fn report(&mut self, rows: &QueueRows) {
+        for o in &rows.operators {
+            let Some(state) = state_of(&o.state) else {
+                continue;
+            };
+            if self.seen.insert(o.extension.clone(), state) != Some(state) {
+                let _ = self.changes.send(QueueChange::Operator {
+                    extension: o.extension.clone(),
+                    state,
+                });
+            }
+        }
+    }
+
+    /// The bindings other nodes hold (and lost nodes held, with a Path), for ringing.
+    fn share_bindings(&self, reach: &[(ReachRow, bool)], wall: i64) {
+        let mut map = HashMap::new();
+        for (r, gone) in reach {
+            if r.node == self.node {
+                continue;
+            }
+            let usable = !gone || (r.path.is_some() && r.expires_at.is_some_and(|at| at > wall));
+            if let (true, Some(b)) = (usable, binding_of(r, wall)) {
+                map.insert(r.extension.clone(), b);
+            }
+        }
+        if let Ok(mut shared) = self.elsewhere.write() {
+            *shared = map;
+        }
+    }
+
+    /// The queue now as this node serves it: every operator, and this node's callers with
+    /// their places in the cluster's one line.
+    async fn snapshot(&self, reply: oneshot::Sender<QueueSnapshot>) {
+        let rows = match sql::peek(&self.store).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shared queue");
+                let _ = reply.send(QueueSnapshot::default());
+                return;
+            }
+        };
+        let now = Instant::now();
+        let acd = self.restore(&rows, now);
+        let mut snapshot = acd.snapshot(now);
+        let mine: HashMap<u64, u64> = rows
+            .callers
+            .iter()
+            .filter(|c| c.node == self.node)
+            .map(|c| (c.call as u64, c.local_call as u64))
+            .collect();
+        snapshot.waiting.retain_mut(|w| match mine.get(&w.call) {
+            Some(&local) => {
+                w.call = local;
+                true
+            }
+            None => false,
+        });
+        let _ = reply.send(snapshot);
+    }
+
+    /// The queue the rows hold, with this node's configuration.
+    fn restore(&self, rows: &QueueRows, now: Instant) -> Acd {
+        Acd::restore(
+            self.config.clone(),
+            self.operators.clone(),
+            self.to_state(rows),
+            now,
+        )
+    }
+
+    fn to_state(&self, rows: &QueueRows) -> QueueState {
+        let at = |ms: i64| self.clock.instant(ms);
+        QueueState {
+            operators: rows
+                .operators
+                .iter()
+                .filter_map(|o| {
+                    Some(OperatorRecord {
+                        extension: o.extension.clone(),
+                        state: state_of(&o.state)?,
+                        since: at(o.since),
+                        idle_since: at(o.idle_since),
+                        registered: o.registered,
+                        after: after_of(&o.after_call),
+                        offer: o.offer.map(|c| c as u64),
+                        timer_at: o.timer_at.map(at),
+                        calls_answered: o.calls_answered.max(0) as u64,
+                        pause_reason: o.pause_reason.as_deref().and_then(reason_of),
+                    })
+                })
+                .collect(),
+            callers: rows
+                .callers
+                .iter()
+                .map(|c| CallerRecord {
+                    call: c.call as u64,
+                    enqueued: at(c.enqueued),
+                    offered_to: c.offered_to.clone(),
+                    expired: c.expired,
+                    max_wait_at: c.max_wait_at.map(at),
+                    position_at: c.position_at.map(at),
+                })
+                .collect(),
+        }
+    }
+
+    fn to_rows(
+        &self,
+        state: &QueueState,
+        before: &QueueRows,
+        owners: &HashMap<u64, (String, i64)>,
+    ) -> QueueRows {
+        let ms = |at: Instant| self.clock.ms(at);
+        let operators = state
+            .operators
+            .iter()
+            .map(|o| {
+                let previous = before.operators.iter().find(|b| b.extension == o.extension);
+                let call_node = match o.state {
+                    OperatorState::Ringing => o
+                        .offer
+                        .and_then(|call| owners.get(&call))
+                        .map(|(node, _)| node.clone()),
+                    OperatorState::Busy | OperatorState::WrapUp => {
+                        match previous.filter(|p| p.state == o.state.as_str()) {
+                            Some(p) => p.call_node.clone(),
+                            // Answered here: the call is this node's.
+                            None if o.state == OperatorState::Busy => Some(self.node.clone()),
+                            None => previous.and_then(|p| p.call_node.clone()),
+                        }
+                    }
+                    _ => None,
+                };
+                OperatorRow {
+                    extension: o.extension.clone(),
+                    state: o.state.as_str().to_string(),
+                    since: ms(o.since),
+                    idle_since: ms(o.idle_since),
+                    registered: o.registered,
+                    after_call: after_str(o.after),
+                    offer: o.offer.map(|c| c as i64),
+                    timer_at: o.timer_at.map(ms),
+                    calls_answered: o.calls_answered as i64,
+                    pause_reason: o.pause_reason.map(|r| r.as_str().to_string()),
+                    call_node,
+                }
+            })
+            .collect();
+        let callers = state
+            .callers
+            .iter()
+            .filter_map(|c| {
+                let (node, local_call) = owners.get(&c.call)?;
+                Some(CallerRow {
+                    call: c.call as i64,
+                    node: node.clone(),
+                    local_call: *local_call,
+                    enqueued: ms(c.enqueued),
+                    offered_to: c.offered_to.clone(),
+                    expired: c.expired,
+                    max_wait_at: c.max_wait_at.map(ms),
+                    position_at: c.position_at.map(ms),
+                })
+            })
+            .collect();
+        QueueRows { operators, callers }
+    }
+}
+
+impl Input {
+    /// The same input, for a turn tried again.
+    fn replay(&self) -> Input {
+        match self {
+            Input::Nothing => Input::Nothing,
+            Input::Enqueue(c) => Input::Enqueue(*c),
+            Input::Leave(c) => Input::Leave(*c),
+            Input::Answered(c, e) => Input::Answered(*c, e.clone()),
+            Input::OfferFailed(c, e) => Input::OfferFailed(*c, e.clone()),
+            Input::CallEnded(e) => Input::CallEnded(e.clone()),
+            Input::Presence(e, p) => Input::Presence(e.clone(), *p),
+        }
+    }
+}
+
+fn notice_row(node: &str, local_call: i64, notice: QueueNotice) -> NoticeRow {
+    let (kind, operator, position) = match notice {
+        QueueNotice::Offer { operator } => ("offer", Some(operator), None),
+        QueueNotice::CancelOffer { operator } => ("cancel", Some(operator), None),
+        QueueNotice::Position(p) => ("position", None, Some(p as i64)),
+        QueueNotice::MaxWait => ("max_wait", None, None),
+    };
+    NoticeRow {
+        node: node.to_string(),
+        local_call,
+        kind: kind.to_string(),
+        operator,
+        position,
+    }
+}
+
+fn notice_of(n: &NoticeRow) -> Option<QueueNotice> {
+    Some(match n.kind.as_str() {
+        "offer" => QueueNotice::Offer {
+            operator: n.operator.clone()?,
+        },
+        "cancel" => QueueNotice::CancelOffer {
+            operator: n.operator.clone()?,
+        },
+        "position" => QueueNotice::Position(n.position? as usize),
+        "max_wait" => QueueNotice::MaxWait,
+        _ => return None,
+    })
+}
+
+fn state_of(s: &str) -> Option<OperatorState> {
+    use OperatorState::*;
+    [Offline, Available, Ringing, Busy, WrapUp, Paused]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+}
+
+fn reason_of(s: &str) -> Option<PauseReason> {
+    PauseReason::parse(s).or((s == PauseReason::NoAnswer.as_str()).then_some(PauseReason::NoAnswer))
+}
+
+fn after_of(s: &str) -> After {
+    match s.strip_prefix("paused:").and_then(reason_of) {
+        Some(reason) => After::Paused(reason),
+        None if s == "offline" => After::Offline,
+        None => After::Available,
+    }
+}
+
+fn after_str(a: After) -> String {
+    match a {
+        After::Available => "available".to_string(),
+        After::Offline => "offline".to_string(),
+        After::Paused(r) => format!("paused:{}", r.as_str()),
+    }
+}
+
+/// A binding another node shared, in the form the SIP core rings.
+fn binding_of(r: &ReachRow, wall: i64) -> Option<Binding> {
+    let contact = r.contact.clone()?;
+    let source = r.source.as_deref()?.parse().ok()?;
+    let transport = match r.transport.as_deref() {
+        Some("TCP") => Transport::Tcp,
+        Some("TLS") => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let now = Instant::now();
+    let left = r.expires_at.map_or(0, |at| (at - wall).max(0) as u64);
+    Some(Binding {
+        contact,
+        expires_at: now + Duration::from_millis(left),
+        call_id: String::new(),
+        cseq: 0,
+        source,
+        transport,
+        updated_at: now,
+        path: r
+            .path
+            .as_deref()
+            .map(|p| p.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default(),
+    })
+}
