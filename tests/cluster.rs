@@ -14,6 +14,7 @@ use hotline::app::Hotline;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::notify::SmtpServer;
 use support::phone::Caller;
@@ -148,20 +149,28 @@ fn team_tables() -> String {
     t
 }
 
+/// What an operator's phone saw: each call it answered (caller's number, answered, hung
+/// up), and INVITEs for another call that came while it was on one (a phone answers them
+/// 486 Busy Here; the hotline must never send them).
+#[derive(Debug, Default)]
+struct PhoneLog {
+    calls: Vec<(String, Instant, Instant)>,
+    while_busy: Vec<String>,
+}
+
 /// An operator's phone registered through the edge that answers every call it is rung for,
-/// talks `talk` and hangs up, until `calls` calls; returns what it answered: (caller's
-/// number, when answered, when hung up).
+/// talks `talk` and hangs up, until the task is aborted; what it saw goes to `log`.
 fn answering(
     mut op: support::phone::Operator,
-    calls: usize,
     talk: Duration,
-) -> tokio::task::JoinHandle<Vec<(String, Instant, Instant)>> {
+    log: Arc<Mutex<PhoneLog>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut answered = Vec::new();
-        while answered.len() < calls {
-            let Some(invite) = op.ringing(Duration::from_secs(60)).await else {
+        loop {
+            let Some(invite) = op.ringing(Duration::from_secs(600)).await else {
                 break;
             };
+            let call_id = header(&invite, "Call-ID").unwrap_or_default().to_string();
             let from = header(&invite, "From").unwrap_or_default().to_string();
             let number = from
                 .split("sip:")
@@ -171,13 +180,94 @@ fn answering(
                 .to_string();
             op.answer().await;
             let start = Instant::now();
-            op.talk(&ulaw_tone(300.0, talk.as_secs_f64())).await;
-            let ok = op.hang_up().await;
-            assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-            answered.push((number, start, Instant::now()));
+            // Talk in slices, listening meanwhile for a second call.
+            let slices = (talk.as_millis() / 100).max(1);
+            for _ in 0..slices {
+                op.talk(&ulaw_tone(300.0, 0.1)).await;
+                if let Some(other) = op.sip.request("INVITE", Duration::from_millis(1)).await {
+                    if header(&other, "Call-ID") != Some(call_id.as_str()) {
+                        op.sip.respond(&other, 486, "Busy Here", "busy", "").await;
+                        log.lock().unwrap().while_busy.push(other);
+                    }
+                }
+            }
+            // The BYE goes through the edge to the node; a killed node answers nothing.
+            let _ = tokio::time::timeout(Duration::from_secs(5), op.hang_up()).await;
+            log.lock()
+                .unwrap()
+                .calls
+                .push((number, start, Instant::now()));
         }
-        answered
     })
+}
+
+/// The team's phones register through the edge; returns them and the node each landed on
+/// (from the shared queue's `queue_reachable`), once every binding is shared with its Path.
+async fn register_team(
+    edge: SocketAddr,
+    pool: &sqlx::AnyPool,
+) -> (Vec<support::phone::Operator>, HashMap<String, String>) {
+    let mut phones = Vec::new();
+    for (ext, pw) in TEAM {
+        phones.push(support::phone::Operator::register(edge, ext, pw).await);
+    }
+    for _ in 0..100 {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT extension, node, path FROM queue_reachable")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        if rows.len() == TEAM.len() {
+            assert!(
+                rows.iter().all(|r| r.2.is_some()),
+                "every binding has the edge's Path: {rows:?}"
+            );
+            let home: HashMap<String, String> = rows.into_iter().map(|(e, n, _)| (e, n)).collect();
+            let on_a = home.values().filter(|n| *n == "node-a").count();
+            assert!(
+                on_a > 0 && on_a < TEAM.len(),
+                "phones on both nodes: {home:?}"
+            );
+            return (phones, home);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the team's bindings are not all shared");
+}
+
+/// No operator had two calls at once: by each phone's own log, and by the journal's
+/// answer-to-end spans of each operator.
+fn one_call_at_a_time(logs: &[Arc<Mutex<PhoneLog>>], rows: &[JournalRow]) {
+    for (i, log) in logs.iter().enumerate() {
+        let log = log.lock().unwrap();
+        assert!(
+            log.while_busy.is_empty(),
+            "phone {} was rung while on a call: {:?}",
+            TEAM[i].0,
+            log.while_busy
+        );
+    }
+    for (ext, _) in TEAM {
+        let mut spans: Vec<(i64, i64)> = rows
+            .iter()
+            .filter(|r| r.2.as_deref() == Some(ext))
+            .filter_map(|r| Some((r.4?, r.5?)))
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[1].0 >= w[0].1, "{ext} had two calls at once: {spans:?}");
+        }
+    }
+}
+
+async fn journal(pool: &sqlx::AnyPool) -> Vec<JournalRow> {
+    sqlx::query_as(
+        "SELECT call_id, disposition, operator, node_id, answered_at, ended_at \
+         FROM journal_entries ORDER BY answered_at",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// The issue's "one hotline": operators' phones register through Kamailio (each lands on
@@ -196,36 +286,7 @@ async fn operators_on_either_node_answer_the_callers_of_both() {
     let pool = a.records.store.pool();
 
     // Every phone registers through the edge; the shared queue says where each landed.
-    let mut phones = Vec::new();
-    for (ext, pw) in TEAM {
-        phones.push(support::phone::Operator::register(edge.addr, ext, pw).await);
-    }
-    let mut home: HashMap<String, String> = HashMap::new();
-    for _ in 0..100 {
-        let rows: Vec<(String, String, Option<String>)> =
-            sqlx::query_as("SELECT extension, node, path FROM queue_reachable")
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        home = rows
-            .iter()
-            .map(|(e, n, _)| (e.clone(), n.clone()))
-            .collect();
-        if rows.len() == TEAM.len() {
-            assert!(
-                rows.iter().all(|r| r.2.is_some()),
-                "every binding has the edge's Path: {rows:?}"
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(home.len(), TEAM.len(), "{home:?}");
-    let on_a = home.values().filter(|n| *n == "node-a").count();
-    assert!(
-        on_a > 0 && on_a < TEAM.len(),
-        "phones on both nodes: {home:?}"
-    );
+    let (phones, home) = register_team(edge.addr, pool).await;
     // Signed in on A's console, whichever node holds the phone.
     for (ext, _) in TEAM {
         assert!(sign_in(&a, ext).await, "{ext} signs in");
@@ -233,9 +294,11 @@ async fn operators_on_either_node_answer_the_callers_of_both() {
 
     // 16 callers, four at a time, alternate between the nodes.
     const CALLS: usize = 16;
+    let logs: Vec<Arc<Mutex<PhoneLog>>> = TEAM.iter().map(|_| Arc::default()).collect();
     let team: Vec<_> = phones
         .into_iter()
-        .map(|op| answering(op, CALLS, Duration::from_millis(400)))
+        .zip(&logs)
+        .map(|(op, log)| answering(op, Duration::from_millis(400), log.clone()))
         .collect();
     let mut numbers = HashMap::new();
     for batch in 0..CALLS / 4 {
@@ -275,28 +338,18 @@ async fn operators_on_either_node_answer_the_callers_of_both() {
         }
     }
     // Every caller was answered, some by an operator on the other node.
-    let mut by_phone = Vec::new();
-    for t in team {
+    for t in &team {
         t.abort();
-        if let Ok(log) = t.await {
-            by_phone.push(log);
-        }
     }
     let mut cross = 0;
     let mut total = 0;
-    let rows: Vec<JournalRow> =
-        sqlx::query_as(
-            "SELECT call_id, disposition, operator, node_id, answered_at, ended_at              FROM journal_entries ORDER BY answered_at",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    let rows = journal(pool).await;
     for (number, (call_id, node)) in &numbers {
         let row = rows
             .iter()
             .find(|r| r.0.starts_with(call_id.as_str()))
             .unwrap_or_else(|| panic!("{number}: no journal entry"));
-        assert_eq!(row.1, "answered", "{number}: {row:?}\n{by_phone:?}");
+        assert_eq!(row.1, "answered", "{number}: {row:?}\n{logs:?}");
         assert_eq!(
             row.3.as_deref(),
             Some(*node),
@@ -313,18 +366,7 @@ async fn operators_on_either_node_answer_the_callers_of_both() {
         cross > 0,
         "some callers were answered by an operator on the other node"
     );
-    // No operator had two calls at once: the journal's answer-to-end spans of each.
-    for (ext, _) in TEAM {
-        let mut spans: Vec<(i64, i64)> = rows
-            .iter()
-            .filter(|r| r.2.as_deref() == Some(ext))
-            .map(|r| (r.4.unwrap(), r.5.unwrap()))
-            .collect();
-        spans.sort();
-        for w in spans.windows(2) {
-            assert!(w[1].0 >= w[0].1, "{ext} had two calls at once: {spans:?}");
-        }
-    }
+    one_call_at_a_time(&logs, &rows);
     b.shutdown().await;
     a.shutdown().await;
     drop(edge);
@@ -658,12 +700,15 @@ async fn a_killed_node_is_taken_over_by_the_survivor_and_rejoins() {
             }
         }
     }
-    let (on_a, mut on_b) = (on_a.expect("a call on A"), on_b.expect("a call on B"));
+    let (mut on_a, mut on_b) = (on_a.expect("a call on A"), on_b.expect("a call on B"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while entry_of(&db, on_a.call_id()).await.is_empty() {
         assert!(Instant::now() < deadline, "A's call is journaled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A second of the call, so that A's recorder has written to its file (a loaded CI
+    // machine once killed A before the file existed, and there was nothing to link).
+    keep_talking(&mut on_a, 1.0).await;
 
     // kill -9 A, its call up.
     a.kill().await;
@@ -978,8 +1023,13 @@ struct BinaryNode {
 
 impl BinaryNode {
     async fn start(id: &str, url: &str) -> BinaryNode {
+        BinaryNode::start_with(id, url, &format!("[limits]\n{TRUSTED_LOOPBACK}\n")).await
+    }
+
+    /// [`BinaryNode::start`] with more configuration `tables`.
+    async fn start_with(id: &str, url: &str, tables: &str) -> BinaryNode {
         let data = tempfile::tempdir().unwrap();
-        let tables = format!("[cluster]\nnode_id = \"{id}\"\n[limits]\n{TRUSTED_LOOPBACK}\n");
+        let tables = format!("[cluster]\nnode_id = \"{id}\"\n{tables}");
         let text = config_text(data.path(), "", &tables, "00:00-24:00").replacen(
             "[storage]\n",
             &format!("[storage]\ndatabase_url = \"{url}\"\n"),
@@ -1024,6 +1074,47 @@ impl BinaryNode {
     }
 }
 
+/// SIPp running `scenario` against the edge with `args` (calls, rate…), its statistics in
+/// `dir/stat.csv`; killed if dropped.
+fn sipp(
+    scenario: &str,
+    edge: SocketAddr,
+    args: &[&str],
+    dir: &std::path::Path,
+) -> tokio::process::Child {
+    tokio::process::Command::new("sipp")
+        .args(["-sf", scenario, "-s", "8800"])
+        .args(args)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+            "-trace_err",
+            "-timeout",
+            "180s",
+        ])
+        .args(["-timeout_error", "-trace_stat", "-stf"])
+        .arg(dir.join("stat.csv"))
+        .arg(edge.to_string())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp (Debian package sip-tester) runs")
+}
+
+/// A counter of SIPp's last statistics line (`SuccessfulCall(C)`, …).
+fn sipp_count(dir: &std::path::Path, name: &str) -> Option<u64> {
+    let stats = std::fs::read_to_string(dir.join("stat.csv")).ok()?;
+    let mut lines = stats.lines();
+    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let row: Vec<&str> = lines.last()?.split(';').collect();
+    let i = header.iter().position(|h| *h == name)?;
+    row.get(i)?.trim().parse().ok()
+}
+
 /// A rolling upgrade under load: SIPp places 300 calls of 2 s through Kamailio at 10 a
 /// second while each node in turn drains (SIGTERM), exits and starts again. Not one call
 /// fails, and each has one ended journal entry. (With SIGTERM stopping a node at once
@@ -1044,28 +1135,12 @@ async fn a_rolling_restart_under_sipp_load_fails_no_call() {
         env!("CARGO_MANIFEST_DIR"),
         "/benches/support/uac-record-route.xml"
     );
-    let sipp = tokio::process::Command::new("sipp")
-        .args([
-            "-sf", scenario, "-s", "8800", "-m", "300", "-r", "10", "-d", "2000",
-        ])
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-nostdin",
-            "-trace_err",
-            "-timeout",
-            "120s",
-        ])
-        .args(["-timeout_error", "-trace_stat", "-stf"])
-        .arg(dir.path().join("stat.csv"))
-        .arg(edge.addr.to_string())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sipp (Debian package sip-tester) runs");
+    let sipp = sipp(
+        scenario,
+        edge.addr,
+        &["-m", "300", "-r", "10", "-d", "2000"],
+        dir.path(),
+    );
 
     // Each node in turn, while the calls come: drain, exit, start again.
     for node in [&mut a, &mut b] {
@@ -1081,14 +1156,7 @@ async fn a_rolling_restart_under_sipp_load_fails_no_call() {
         .await
         .expect("sipp finishes")
         .unwrap();
-    let stats = std::fs::read_to_string(dir.path().join("stat.csv")).unwrap_or_default();
-    let last = |name: &str| -> Option<u64> {
-        let mut lines = stats.lines();
-        let header: Vec<&str> = lines.next()?.split(';').collect();
-        let row: Vec<&str> = lines.last()?.split(';').collect();
-        let i = header.iter().position(|h| *h == name)?;
-        row.get(i)?.trim().parse().ok()
-    };
+    let last = |name: &str| sipp_count(dir.path(), name);
     assert!(
         out.status.success()
             && last("SuccessfulCall(C)") == Some(300)
@@ -1129,4 +1197,188 @@ async fn a_rolling_restart_under_sipp_load_fails_no_call() {
     if let Some(s) = schema {
         api::drop_schema(&s).await;
     }
+}
+
+/// The issue's cluster run. Four operators' test phones register through Kamailio and land
+/// on both nodes (A is the binary, B in the test).
+/// 1. SIPp places 200 calls through the edge, each staying until the operator hangs up:
+///    every call is answered by an operator, some by operators on the other node (rung
+///    through the edge by the phone's Path), no phone is rung while on a call, and B's
+///    wallboard shows A's calls.
+/// 2. During a second run, A is killed with SIGKILL: its calls drop, B finalises them
+///    within 10 s (failed, node_lost), the calls that follow are all taken by B and
+///    answered (A's phones too, through the Path), and every call SIPp placed has exactly
+///    one journal entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_callers_reach_operators_on_both_nodes_and_survive_a_killed_node() {
+    let (url, schema) = api::fresh_database(api::Db::Postgres).await;
+    let url = url.unwrap();
+    let mut a = BinaryNode::start_with("node-a", &url, &team_tables()).await;
+    let _a_log = support::child::ShowLog(a.child.log.clone());
+    let b_tables = format!("{}[console]\ntotp_roles = []\n", team_tables());
+    let (b, _b_dir) = node_with("node-b", &url, &b_tables).await;
+    let edge = Kamailio::start(&[a.child.sip, b.sip_addr]);
+    edge.ready().await;
+    let pool = b.records.store.pool();
+    let (phones, home) = register_team(edge.addr, pool).await;
+    for (ext, _) in TEAM {
+        assert!(sign_in(&b, ext).await, "{ext} signs in");
+    }
+    let logs: Vec<Arc<Mutex<PhoneLog>>> = TEAM.iter().map(|_| Arc::default()).collect();
+    let team: Vec<_> = phones
+        .into_iter()
+        .zip(&logs)
+        .map(|(op, log)| answering(op, Duration::from_millis(300), log.clone()))
+        .collect();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac-until-bye.xml");
+
+    // 1. 200 calls, 5 a second.
+    let dir = tempfile::tempdir().unwrap();
+    let run = sipp(scenario, edge.addr, &["-m", "200", "-r", "5"], dir.path());
+    // Meanwhile B's wallboard shows calls A took.
+    let session = supervisor_session(&b).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let html = http
+            .get(format!("http://{}/supervisor/board", b.http_addr))
+            .header("Cookie", format!("hotline_session={session}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if html.contains("node-a") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's calls on B's board:\n{html}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), run.wait_with_output())
+        .await
+        .expect("sipp finishes")
+        .unwrap();
+    let count = |name| sipp_count(dir.path(), name);
+    assert!(
+        out.status.success()
+            && count("SuccessfulCall(C)") == Some(200)
+            && count("FailedCall(C)") == Some(0),
+        "sipp: {:?} successful, {:?} failed\n{}",
+        count("SuccessfulCall(C)"),
+        count("FailedCall(C)"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = journal(pool).await;
+    assert_eq!(rows.len(), 200, "one journal entry per call");
+    let mut cross = 0;
+    for r in &rows {
+        assert_eq!(r.1, "answered", "{r:?}");
+        let op = r.2.as_deref().expect("an operator");
+        if Some(home[op].as_str()) != r.3.as_deref() {
+            cross += 1;
+        }
+    }
+    let on_a = rows
+        .iter()
+        .filter(|r| r.3.as_deref() == Some("node-a"))
+        .count();
+    assert!(on_a > 50 && on_a < 150, "{on_a} of 200 calls on A");
+    assert!(
+        cross > 0,
+        "some calls answered by an operator on the other node"
+    );
+    one_call_at_a_time(&logs, &rows);
+    let answered: usize = logs.iter().map(|l| l.lock().unwrap().calls.len()).sum();
+    assert_eq!(answered, 200, "the phones answered every call");
+
+    // 2. 60 more calls; A is killed 4 s in.
+    let dir = tempfile::tempdir().unwrap();
+    let run = sipp(scenario, edge.addr, &["-m", "60", "-r", "5"], dir.path());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.child.kill().await;
+    let killed = Instant::now();
+    let killed_ms = chrono::Utc::now().timestamp_millis();
+    // B finalises A's calls within 10 s.
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM journal_entries WHERE node_id = 'node-a' \
+             AND disposition = 'in_progress'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "{open} of A's calls still in progress 10 s after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finalised = killed.elapsed();
+    let out = tokio::time::timeout(Duration::from_secs(240), run.wait_with_output())
+        .await
+        .expect("sipp finishes")
+        .unwrap();
+    let _ = out;
+    let created = count2(dir.path(), "TotalCallCreated");
+    let (ok, failed) = (
+        count2(dir.path(), "SuccessfulCall(C)"),
+        count2(dir.path(), "FailedCall(C)"),
+    );
+    assert_eq!(created, 60);
+    assert_eq!(ok + failed, 60);
+    // Every call has exactly one entry: 200 before, 60 now.
+    let rows = journal(pool).await;
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(rows.len(), 260, "one journal entry per call");
+    assert_eq!(ids.len(), 260);
+    let arrived: Vec<(Option<String>, i64, String, Option<String>)> =
+        sqlx::query_as("SELECT node_id, arrived_at, disposition, end_reason FROM journal_entries")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let lost = arrived
+        .iter()
+        .filter(|r| r.3.as_deref() == Some("node_lost"))
+        .count() as u64;
+    for r in &arrived {
+        if r.0.as_deref() == Some("node-a") {
+            assert!(
+                r.2 == "answered" || r.3.as_deref() == Some("node_lost"),
+                "{r:?}"
+            );
+        }
+        if r.1 > killed_ms + 1000 {
+            assert_eq!(
+                r.0.as_deref(),
+                Some("node-b"),
+                "a call after the kill: {r:?}"
+            );
+            assert_eq!(r.2, "answered", "{r:?}");
+        }
+    }
+    // The calls that failed are the ones A had up.
+    assert_eq!(failed, lost, "SIPp's failed calls are A's lost ones");
+    one_call_at_a_time(&logs, &rows);
+    eprintln!(
+        "kill: {lost} of A's calls ended as node_lost {:.1} s after the kill; {ok} of 60 \
+         answered",
+        finalised.as_secs_f64()
+    );
+    for t in &team {
+        t.abort();
+    }
+    b.shutdown().await;
+    drop(edge);
+    drop(a);
+    if let Some(s) = schema {
+        api::drop_schema(&s).await;
+    }
+}
+
+fn count2(dir: &std::path::Path, name: &str) -> u64 {
+    sipp_count(dir, name).unwrap_or_else(|| panic!("{name} in SIPp's statistics"))
 }

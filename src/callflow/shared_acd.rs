@@ -107,6 +107,31 @@ impl Clock {
     }
 }
 
+/// Wakes the actor at each notification of a changed queue; connects again after a loss.
+async fn listen(store: Store, woken: mpsc::Sender<()>) {
+    loop {
+        match sql::listen(&store).await {
+            Ok(mut listener) => loop {
+                match listener.recv().await {
+                    Ok(_) => {
+                        // A wake-up already pending covers this one too.
+                        let _ = woken.try_send(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the queue's listener lost its connection");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen for the queue's changes"),
+        }
+        if woken.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// One input of a turn.
 enum Input {
     Nothing,
@@ -136,11 +161,26 @@ struct Shared {
     version: i64,
 }
 
+/// Requests that go in one turn, and what to do after it.
+#[derive(Default)]
+struct Batch {
+    inputs: Vec<Input>,
+    /// Callers joining in this turn.
+    enqueued: Vec<u64>,
+    /// Presence requests: the index of their input, and where the answer goes.
+    replies: Vec<(usize, oneshot::Sender<Result<(), QueueError>>)>,
+    departed: Vec<(u64, Departure)>,
+}
+
+/// Most requests taken into one turn.
+const BATCH: usize = 256;
+
 /// What a turn decided.
 struct Decided {
     /// For this node's calls, by local id.
     local: Vec<(u64, QueueNotice)>,
-    refused: Option<QueueError>,
+    /// Each input's refusal, in order.
+    refused: Vec<Option<QueueError>>,
     rows: QueueRows,
     next_timer: Option<Instant>,
 }
@@ -155,6 +195,11 @@ impl Shared {
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Woken by the other nodes' turns (PostgreSQL's NOTIFY); the looks are the net
+        // under it, for a listener that lost its connection.
+        let (woken_tx, mut woken) = mpsc::channel::<()>(1);
+        let listener = (self.store.backend() == crate::store::Backend::Postgres)
+            .then(|| tokio::spawn(listen(self.store.clone(), woken_tx)));
         while !*shutdown.borrow_and_update() {
             let timer = self.next_timer;
             let sleep = timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
@@ -166,7 +211,16 @@ impl Shared {
                     }
                 }
                 request = requests.recv() => match request {
-                    Some(request) => self.handle(request).await,
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < BATCH {
+                            match requests.try_recv() {
+                                Ok(more) => batch.push(more),
+                                Err(_) => break,
+                            }
+                        }
+                        self.handle(batch).await
+                    }
                     None => break,
                 },
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep)), if timer.is_some() => {
@@ -174,8 +228,12 @@ impl Shared {
                     self.turn_now(Input::Nothing).await;
                 }
                 _ = housekeeping.tick() => self.turn_now(Input::Nothing).await,
+                Some(()) = woken.recv() => self.look().await,
                 _ = look.tick() => self.look().await,
             }
+        }
+        if let Some(l) = listener {
+            l.abort();
         }
         tracing::debug!(
             waiting = self.notices.len(),
@@ -183,74 +241,109 @@ impl Shared {
         );
     }
 
-    async fn handle(&mut self, request: Request) {
-        match request {
-            Request::Enqueue { call, notices } => {
-                if self.notices.contains_key(&call) {
-                    return;
+    /// Handles requests that came together in as few turns as their order allows: one
+    /// turn for all of them, but for a snapshot, which sees the turns before it.
+    async fn handle(&mut self, batch: Vec<Request>) {
+        let mut turn = Batch::default();
+        for request in batch {
+            match request {
+                Request::Enqueue { call, notices } => {
+                    if self.notices.contains_key(&call) {
+                        continue;
+                    }
+                    self.notices.insert(call, notices);
+                    let _ = self.changes.send(QueueChange::CallerJoined { call });
+                    turn.enqueued.push(call);
+                    turn.inputs.push(Input::Enqueue(call));
                 }
-                self.notices.insert(call, notices);
-                let _ = self.changes.send(QueueChange::CallerJoined { call });
-                if self.turn(Input::Enqueue(call)).await.is_err() {
-                    // No queue to wait in: the caller leaves a voicemail instead of waiting
-                    // for nobody.
-                    self.deliver(vec![(call, QueueNotice::MaxWait)]).await;
+                Request::Leave { call } => {
+                    turn.inputs.push(Input::Leave(call));
+                    turn.departed.push((call, Departure::Left));
+                }
+                Request::Answered { call, extension } => {
+                    turn.inputs.push(Input::Answered(call, extension));
+                    turn.departed.push((call, Departure::Answered));
+                }
+                Request::OfferFailed { call, extension } => {
+                    turn.inputs.push(Input::OfferFailed(call, extension))
+                }
+                Request::CallEnded { extension } => turn.inputs.push(Input::CallEnded(extension)),
+                Request::SetRegistered {
+                    extension,
+                    registered,
+                    binding,
+                } => {
+                    if let Err(e) = self
+                        .reachable(&extension, registered, binding.as_deref())
+                        .await
+                    {
+                        tracing::error!(extension, error = %e, "cannot share the operator's binding");
+                    }
+                    turn.inputs.push(Input::Nothing);
+                }
+                Request::Presence {
+                    extension,
+                    what,
+                    reply,
+                } => {
+                    turn.replies.push((turn.inputs.len(), reply));
+                    turn.inputs.push(Input::Presence(extension, what));
+                }
+                Request::Snapshot { reply } => {
+                    self.run_batch(std::mem::take(&mut turn)).await;
+                    self.snapshot(reply).await;
                 }
             }
-            Request::Leave { call } => {
-                self.turn_now(Input::Leave(call)).await;
-                self.departed(call, Departure::Left);
-            }
-            Request::Answered { call, extension } => {
-                self.turn_now(Input::Answered(call, extension)).await;
-                self.departed(call, Departure::Answered);
-            }
-            Request::OfferFailed { call, extension } => {
-                self.turn_now(Input::OfferFailed(call, extension)).await
-            }
-            Request::CallEnded { extension } => self.turn_now(Input::CallEnded(extension)).await,
-            Request::SetRegistered {
-                extension,
-                registered,
-                binding,
-            } => {
-                if let Err(e) = self
-                    .reachable(&extension, registered, binding.as_deref())
-                    .await
-                {
-                    tracing::error!(extension, error = %e, "cannot share the operator's binding");
+        }
+        self.run_batch(turn).await;
+    }
+
+    /// One turn for a batch's inputs, then what follows them: the presence requests'
+    /// answers, and the callers who left forgotten. A batch the database refused sends its
+    /// new callers to voicemail (no queue to wait in) rather than waiting for nobody.
+    async fn run_batch(&mut self, batch: Batch) {
+        if batch.inputs.is_empty() {
+            return;
+        }
+        match self.turn(batch.inputs).await {
+            Ok(refusals) => {
+                for (i, reply) in batch.replies {
+                    let result = match refusals.get(i).cloned().flatten() {
+                        Some(refused) => Err(refused),
+                        None => Ok(()),
+                    };
+                    let _ = reply.send(result);
                 }
-                self.turn_now(Input::Nothing).await;
             }
-            Request::Presence {
-                extension,
-                what,
-                reply,
-            } => {
-                let result = match self.turn(Input::Presence(extension, what)).await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(refused)) => Err(refused),
-                    Err(_) => Err(QueueError::Stopped),
-                };
-                let _ = reply.send(result);
+            Err(_) => {
+                for (_, reply) in batch.replies {
+                    let _ = reply.send(Err(QueueError::Stopped));
+                }
+                let lost = batch
+                    .enqueued
+                    .iter()
+                    .map(|&call| (call, QueueNotice::MaxWait))
+                    .collect();
+                self.deliver(lost).await;
             }
-            Request::Snapshot { reply } => self.snapshot(reply).await,
+        }
+        for (call, why) in batch.departed {
+            self.departed(call, why);
         }
     }
 
     /// A turn whose refusal nobody waits for.
     async fn turn_now(&mut self, input: Input) {
-        let _ = self.turn(input).await;
+        let _ = self.turn(vec![input]).await;
     }
 
     /// Takes a turn (tried again when the database refuses it) and delivers what it decided
-    /// for this node's calls. A call that stopped listening leaves in a turn of its own.
-    async fn turn(&mut self, input: Input) -> Result<Option<QueueError>, StoreError> {
-        let mut input = Some(input);
+    /// for this node's calls; returns each input's refusal. A call that stopped listening
+    /// leaves in a turn of its own.
+    async fn turn(&mut self, inputs: Vec<Input>) -> Result<Vec<Option<QueueError>>, StoreError> {
         let mut last = None;
         for attempt in 0..TURN_TRIES {
-            let this = input.take().unwrap_or(Input::Nothing);
-            let retry = this.replay();
+            let this = inputs.iter().map(Input::replay).collect();
             match self.try_turn(this).await {
                 Ok(decided) => {
                     self.next_timer = decided.next_timer;
@@ -260,7 +353,6 @@ impl Shared {
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "a turn on the shared queue failed");
-                    input = Some(retry);
                     last = Some(e);
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
@@ -271,7 +363,7 @@ impl Shared {
         Err(e)
     }
 
-    async fn try_turn(&mut self, input: Input) -> Result<Decided, StoreError> {
+    async fn try_turn(&mut self, inputs: Vec<Input>) -> Result<Decided, StoreError> {
         let mut tx = sql::lock(&self.store).await?;
         let before = sql::load(&mut tx).await?;
         let reach = sql::reachable(&mut tx).await?;
@@ -327,41 +419,53 @@ impl Shared {
         }
         acd.handle_timeout(now);
 
-        let mut refused = None;
-        match input {
-            Input::Nothing => {}
-            Input::Enqueue(local) => {
-                if local_key(&owners, local).is_none() {
-                    let key = before.callers.iter().map(|c| c.call).max().unwrap_or(0) + 1;
-                    let key = key.max(1) as u64;
-                    owners.insert(key, (self.node.clone(), local as i64));
-                    acd.enqueue(key, now);
+        // Keys of the callers joining now: after every key in the line.
+        let mut next_key = before
+            .callers
+            .iter()
+            .map(|c| c.call.max(0) as u64)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut refused = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let mut refusal = None;
+            match input {
+                Input::Nothing => {}
+                Input::Enqueue(local) => {
+                    if local_key(&owners, local).is_none() {
+                        let key = next_key;
+                        next_key += 1;
+                        owners.insert(key, (self.node.clone(), local as i64));
+                        acd.enqueue(key, now);
+                    }
+                }
+                Input::Leave(local) => {
+                    if let Some(key) = local_key(&owners, local) {
+                        acd.leave(key, now);
+                    }
+                }
+                Input::Answered(local, ext) => {
+                    if let Some(key) = local_key(&owners, local) {
+                        acd.answered(key, &ext, now);
+                    }
+                }
+                Input::OfferFailed(local, ext) => {
+                    if let Some(key) = local_key(&owners, local) {
+                        acd.offer_failed(key, &ext, now);
+                    }
+                }
+                Input::CallEnded(ext) => acd.call_ended(&ext, now),
+                Input::Presence(ext, what) => {
+                    let result = match what {
+                        Presence::SignIn => acd.sign_in(&ext, now),
+                        Presence::SignOut => acd.sign_out(&ext, now),
+                        Presence::Pause(reason) => acd.pause(&ext, reason, now),
+                    };
+                    refusal = result.err();
                 }
             }
-            Input::Leave(local) => {
-                if let Some(key) = local_key(&owners, local) {
-                    acd.leave(key, now);
-                }
-            }
-            Input::Answered(local, ext) => {
-                if let Some(key) = local_key(&owners, local) {
-                    acd.answered(key, &ext, now);
-                }
-            }
-            Input::OfferFailed(local, ext) => {
-                if let Some(key) = local_key(&owners, local) {
-                    acd.offer_failed(key, &ext, now);
-                }
-            }
-            Input::CallEnded(ext) => acd.call_ended(&ext, now),
-            Input::Presence(ext, what) => {
-                let result = match what {
-                    Presence::SignIn => acd.sign_in(&ext, now),
-                    Presence::SignOut => acd.sign_out(&ext, now),
-                    Presence::Pause(reason) => acd.pause(&ext, reason, now),
-                };
-                refused = result.err();
-            }
+            refused.push(refusal);
         }
 
         let mut local = Vec::new();
@@ -386,12 +490,18 @@ impl Shared {
             }
         }
         let after = self.to_rows(&acd.export(), &before, &owners);
-        sql::save(&mut tx, &before, &after).await?;
-        if !remote.is_empty() {
-            sql::push_notices(&mut tx, &remote).await?;
-            sql::bump(&mut tx).await?;
-        }
+        let changed = sql::save(&mut tx, &before, &after).await?;
+        sql::push_notices(&mut tx, &remote).await?;
+        let version = match changed || !remote.is_empty() {
+            true => Some(sql::bump(&mut tx).await?),
+            false => None,
+        };
         tx.commit().await?;
+        // This node has seen its own change, unless another came between its last look
+        // and this turn (then the next look takes that one's notices).
+        if version == Some(self.version + 1) {
+            self.version += 1;
+        }
         self.share_bindings(&reach, wall);
         Ok(Decided {
             local,
@@ -429,7 +539,7 @@ impl Shared {
             }
         });
         sql::set_reachable(&mut tx, extension, &self.node, row.as_ref()).await?;
-        sql::bump(&mut tx).await?;
+        let _ = sql::bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

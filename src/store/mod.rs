@@ -85,6 +85,9 @@ pub struct Store {
     /// The node of a cluster this process is (`[cluster] node_id`): it marks the calls it
     /// journals and the work it claims, so that a survivor can tell them apart.
     node: Option<std::sync::Arc<str>>,
+    /// Where the pool connects (a connection of its own listens for the cluster queue's
+    /// notifications).
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -160,6 +163,7 @@ impl Store {
             pool,
             backend,
             node: None,
+            url: url.as_str().into(),
         })
     }
 

@@ -83,10 +83,16 @@ pub struct ReachRow {
 pub async fn lock(store: &Store) -> Result<Transaction<'static, Any>, StoreError> {
     let mut tx = store.begin_write().await?;
     if store.backend() == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(QUEUE_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        // The turn's commit does not wait for the disk: what a turn decides is for callers
+        // in the line now, and a database crash ends their wait anyway (a caller whose
+        // place was lost goes to voicemail at max wait). The lock, not the flush, makes
+        // the claim atomic.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)",
+        )
+        .bind(QUEUE_LOCK)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(tx)
 }
@@ -149,8 +155,8 @@ pub async fn peek(store: &Store) -> Result<QueueRows, StoreError> {
     Ok(rows)
 }
 
-/// Writes what changed from `before` to `after` and, if anything did, bumps the queue's
-/// version (and, on PostgreSQL, tells the listening nodes). Returns whether it changed.
+/// Writes what changed from `before` to `after`; returns whether anything did (then the
+/// turn [`bump`]s the version).
 pub async fn save(
     tx: &mut Transaction<'static, Any>,
     before: &QueueRows,
@@ -216,23 +222,34 @@ pub async fn save(
         .execute(&mut **tx)
         .await?;
     }
-    if changed {
-        bump(tx).await?;
-    }
     Ok(changed)
 }
 
-/// Marks the queue changed: the nodes look again.
-pub async fn bump(tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE queue_version SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
+/// Marks the queue changed, so that the nodes look again (on PostgreSQL they are told at
+/// the commit); returns the new version.
+pub async fn bump(tx: &mut Transaction<'static, Any>) -> Result<i64, StoreError> {
+    let version: i64 = sqlx::query_scalar(
+        "UPDATE queue_version SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     if tx.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT pg_notify('hotline_queue', '')")
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(version)
+}
+
+/// The channel a turn that changed the queue notifies on.
+pub const CHANNEL: &str = "hotline_queue";
+
+/// A connection listening on [`CHANNEL`] (PostgreSQL only): a node wakes when another
+/// node's turn changed the queue, rather than at its next look.
+pub async fn listen(store: &Store) -> Result<sqlx::postgres::PgListener, StoreError> {
+    let mut listener = sqlx::postgres::PgListener::connect(&store.url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 /// The queue's version: it changes with every turn that changed something.
