@@ -333,3 +333,72 @@ async fn a_lost_nodes_callers_leave_and_its_operators_are_freed() {
     );
     c.stop().await;
 }
+
+/// A node that stops without a word (as after `kill -9`) and starts again under its id
+/// begins with a clean slate: its previous run's callers leave the line (this run's call
+/// ids start again at 1) and the operators it could ring are not taken as registered
+/// until their phones register again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_id_forgets_its_previous_run() {
+    let (url, schema) = api::fresh_database(api::Db::Postgres).await;
+    let store = Store::connect(&url.unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    let ops: Vec<String> = OPS.iter().map(|s| s.to_string()).collect();
+    let (stop, shutdown) = watch::channel(false);
+    let (first, task) = shared_acd::spawn(
+        config(),
+        ops.clone(),
+        store.clone(),
+        "node-a".into(),
+        shutdown,
+    );
+    first.set_registered("1002", true);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    first.enqueue(5, tx);
+    let mut waiting = 0;
+    for _ in 0..100 {
+        waiting = first.snapshot().await.waiting.len();
+        if waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting, 1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let (_stop, shutdown) = watch::channel(false);
+    let (second, _task) =
+        shared_acd::spawn(config(), ops, store.clone(), "node-a".into(), shutdown);
+    let s = second.snapshot().await;
+    assert!(
+        s.waiting.is_empty(),
+        "the previous run's caller is gone: {s:?}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue_callers")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(
+        second.sign_in("1002").await.is_err(),
+        "1002's phone has not registered with this run"
+    );
+    // This run's call 1 joins and is offered once 1002 registers and signs in.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    second.enqueue(1, tx);
+    second.set_registered("1002", true);
+    for _ in 0..100 {
+        if second.sign_in("1002").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        next_offer(&mut rx, Duration::from_secs(5)).await.as_deref(),
+        Some("1002")
+    );
+    if let Some(s) = &schema {
+        api::drop_schema(s).await;
+    }
+}

@@ -953,6 +953,8 @@ impl Acd {
                 acd.set_state(op, OperatorState::Available, now);
             }
         }
+        // An operator so freed takes the head of the line now, not at the next event.
+        acd.assign(now);
         acd
     }
 

@@ -67,6 +67,8 @@ pub fn spawn(
         seen: HashMap::new(),
         next_timer: None,
         version: -1,
+        pending: Vec::new(),
+        pending_departed: Vec::new(),
     };
     let task = tokio::spawn(actor.run(rx, shutdown));
     (AcdHandle::with_channels(requests, changes, elsewhere), task)
@@ -159,6 +161,10 @@ struct Shared {
     seen: HashMap<String, OperatorState>,
     next_timer: Option<Instant>,
     version: i64,
+    /// Facts (answers, hang-ups…) of turns that failed, for the next turn.
+    pending: Vec<Input>,
+    /// Callers those facts let go, forgotten once a turn has taken them.
+    pending_departed: Vec<(u64, Departure)>,
 }
 
 /// Requests that go in one turn, and what to do after it.
@@ -200,6 +206,11 @@ impl Shared {
         let (woken_tx, mut woken) = mpsc::channel::<()>(1);
         let listener = (self.store.backend() == crate::store::Backend::Postgres)
             .then(|| tokio::spawn(listen(self.store.clone(), woken_tx)));
+        // What this node's previous run left (its notices, where it could ring operators,
+        // its callers: this run's call ids start again at 1) goes before the first call.
+        if let Err(e) = self.forget_previous_run().await {
+            tracing::error!(error = %e, "cannot clear this node's previous run from the queue");
+        }
         while !*shutdown.borrow_and_update() {
             let timer = self.next_timer;
             let sleep = timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
@@ -210,6 +221,13 @@ impl Shared {
                         break;
                     }
                 }
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep)), if timer.is_some() => {
+                    self.next_timer = None;
+                    self.turn_now(Input::Nothing).await;
+                }
+                _ = housekeeping.tick() => self.turn_now(Input::Nothing).await,
+                Some(()) = woken.recv() => self.look().await,
+                _ = look.tick() => self.look().await,
                 request = requests.recv() => match request {
                     Some(first) => {
                         let mut batch = vec![first];
@@ -223,13 +241,6 @@ impl Shared {
                     }
                     None => break,
                 },
-                () = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep)), if timer.is_some() => {
-                    self.next_timer = None;
-                    self.turn_now(Input::Nothing).await;
-                }
-                _ = housekeeping.tick() => self.turn_now(Input::Nothing).await,
-                Some(()) = woken.recv() => self.look().await,
-                _ = look.tick() => self.look().await,
             }
         }
         if let Some(l) = listener {
@@ -325,6 +336,11 @@ impl Shared {
                     .map(|&call| (call, QueueNotice::MaxWait))
                     .collect();
                 self.deliver(lost).await;
+                // Answers, hang-ups and refusals are facts: `turn` kept them for the next
+                // turn (at the latest the next housekeeping), and the callers they concern
+                // stay this node's until then.
+                self.pending_departed.extend(batch.departed);
+                return;
             }
         }
         for (call, why) in batch.departed {
@@ -341,6 +357,12 @@ impl Shared {
     /// for this node's calls; returns each input's refusal. A call that stopped listening
     /// leaves in a turn of its own.
     async fn turn(&mut self, inputs: Vec<Input>) -> Result<Vec<Option<QueueError>>, StoreError> {
+        // Facts a failed turn left come first, in their order.
+        let carried = self.pending.len();
+        let inputs: Vec<Input> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .chain(inputs)
+            .collect();
         let mut last = None;
         for attempt in 0..TURN_TRIES {
             let this = inputs.iter().map(Input::replay).collect();
@@ -348,8 +370,11 @@ impl Shared {
                 Ok(decided) => {
                     self.next_timer = decided.next_timer;
                     self.report(&decided.rows);
+                    for (call, why) in std::mem::take(&mut self.pending_departed) {
+                        self.departed(call, why);
+                    }
                     self.deliver(decided.local).await;
-                    return Ok(decided.refused);
+                    return Ok(decided.refused.into_iter().skip(carried).collect());
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "a turn on the shared queue failed");
@@ -360,10 +385,14 @@ impl Shared {
         }
         let e = last.expect("at least one attempt");
         tracing::error!(error = %e, "the shared queue is out of reach");
+        self.pending
+            .extend(inputs.into_iter().filter(Input::is_fact));
         Err(e)
     }
 
     async fn try_turn(&mut self, inputs: Vec<Input>) -> Result<Decided, StoreError> {
+        // Anchored again each turn: a step of the wall clock (NTP) moves the timers with it.
+        self.clock = Clock::now();
         let mut tx = sql::lock(&self.store).await?;
         let before = sql::load(&mut tx).await?;
         let reach = sql::reachable(&mut tx).await?;
@@ -384,8 +413,11 @@ impl Shared {
         let mut acd = self.restore(&before, now);
 
         // Housekeeping: what went with lost or stopped nodes, and this node's last run.
+        // This node is never gone to itself: declared lost while alive (its heartbeat
+        // stalled), it still holds its calls.
+        let gone_elsewhere = |node: &str| node != self.node && gone.contains(node);
         for c in &before.callers {
-            let stale = gone.contains(&c.node)
+            let stale = gone_elsewhere(&c.node)
                 || (c.node == self.node && !self.notices.contains_key(&(c.local_call as u64)));
             if stale {
                 acd.leave(c.call as u64, now);
@@ -395,7 +427,7 @@ impl Shared {
             let on_gone = o
                 .call_node
                 .as_ref()
-                .is_some_and(|n| gone.contains(n) || (*n == self.node && o.since < self.started));
+                .is_some_and(|n| gone_elsewhere(n) || (*n == self.node && o.since < self.started));
             if o.state == OperatorState::Busy.as_str() && on_gone {
                 acd.call_ended(&o.extension, now);
             }
@@ -417,8 +449,6 @@ impl Shared {
                 }
             }
         }
-        acd.handle_timeout(now);
-
         // Keys of the callers joining now: after every key in the line.
         let mut next_key = before
             .callers
@@ -427,13 +457,46 @@ impl Shared {
             .max()
             .unwrap_or(0)
             + 1;
+        // Calls this node holds that the queue lost (a turn lost in a database crash) join
+        // again, at the end of the line, rather than wait for an offer that cannot come.
+        let joining: HashSet<u64> = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Enqueue(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        let held: HashSet<u64> = before
+            .callers
+            .iter()
+            .filter(|c| c.node == self.node)
+            .map(|c| c.local_call as u64)
+            .collect();
+        let mut lost: Vec<u64> = self
+            .notices
+            .keys()
+            .filter(|c| !held.contains(c) && !joining.contains(c))
+            .copied()
+            .collect();
+        lost.sort_unstable();
+        for local in lost {
+            tracing::warn!(
+                call = local,
+                "a queued call had lost its place; it joins again"
+            );
+            owners.insert(next_key, (self.node.clone(), local as i64));
+            acd.enqueue(next_key, now);
+            next_key += 1;
+        }
+        acd.handle_timeout(now);
+
         let mut refused = Vec::with_capacity(inputs.len());
         for input in inputs {
             let mut refusal = None;
             match input {
                 Input::Nothing => {}
                 Input::Enqueue(local) => {
-                    if local_key(&owners, local).is_none() {
+                    if local_key(&owners, local).is_none() && self.notices.contains_key(&local) {
                         let key = next_key;
                         next_key += 1;
                         owners.insert(key, (self.node.clone(), local as i64));
@@ -511,6 +574,15 @@ impl Shared {
         })
     }
 
+    /// Clears what this node's previous run left in the shared queue: its notices and its
+    /// reachability rows (its phones register again), then its callers leave in a turn.
+    async fn forget_previous_run(&mut self) -> Result<(), StoreError> {
+        let mut tx = sql::lock(&self.store).await?;
+        sql::forget_node(&mut tx, &self.node).await?;
+        tx.commit().await?;
+        self.turn(Vec::new()).await.map(|_| ())
+    }
+
     /// Writes whether this node can ring `extension` (and the binding by which).
     async fn reachable(
         &self,
@@ -557,9 +629,10 @@ impl Shared {
         if version == self.version {
             return;
         }
-        self.version = version;
         match sql::take_notices(&self.store, &self.node).await {
             Ok(notices) => {
+                // Seen only once its notices are taken: a failed take is tried again.
+                self.version = version;
                 let list = notices
                     .into_iter()
                     .filter_map(|n| Some((n.local_call as u64, notice_of(&n)?)))
@@ -742,7 +815,10 @@ impl Shared {
                         .and_then(|call| owners.get(&call))
                         .map(|(node, _)| node.clone()),
                     OperatorState::Busy | OperatorState::WrapUp => {
-                        match previous.filter(|p| p.state == o.state.as_str()) {
+                        // The same call as before: same state since the same instant.
+                        match previous
+                            .filter(|p| p.state == o.state.as_str() && p.since == ms(o.since))
+                        {
                             Some(p) => p.call_node.clone(),
                             // Answered here: the call is this node's.
                             None if o.state == OperatorState::Busy => Some(self.node.clone()),
@@ -788,6 +864,15 @@ impl Shared {
 }
 
 impl Input {
+    /// What happened on a call or a phone, which the queue must learn even late: lost, an
+    /// operator would stay busy or ringing for ever.
+    fn is_fact(&self) -> bool {
+        matches!(
+            self,
+            Input::Leave(_) | Input::Answered(..) | Input::OfferFailed(..) | Input::CallEnded(_)
+        )
+    }
+
     /// The same input, for a turn tried again.
     fn replay(&self) -> Input {
         match self {

@@ -47,7 +47,8 @@ pub struct CallerRow {
     pub position_at: Option<i64>,
 }
 
-/// The queue as stored: operators by extension, callers in arrival order.
+/// The queue as stored: operators by extension, callers in arrival order (their keys are
+/// handed out in turn order, under the lock; the nodes' clocks do not order them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueRows {
     pub operators: Vec<OperatorRow>,
@@ -125,7 +126,7 @@ pub async fn load(tx: &mut Transaction<'static, Any>) -> Result<QueueRows, Store
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let callers = sqlx::query(
         "SELECT call, node, local_call, enqueued, offered_to, expired, max_wait_at, \
-         position_at FROM queue_callers ORDER BY enqueued, call",
+         position_at FROM queue_callers ORDER BY call",
     )
     .fetch_all(&mut **tx)
     .await?
@@ -190,8 +191,11 @@ pub async fn save(
         .execute(&mut **tx)
         .await?;
     }
+    let old: std::collections::HashMap<i64, &CallerRow> =
+        before.callers.iter().map(|c| (c.call, c)).collect();
+    let new: std::collections::HashSet<i64> = after.callers.iter().map(|c| c.call).collect();
     for gone in &before.callers {
-        if after.callers.iter().any(|c| c.call == gone.call) {
+        if new.contains(&gone.call) {
             continue;
         }
         changed = true;
@@ -201,7 +205,7 @@ pub async fn save(
             .await?;
     }
     for c in &after.callers {
-        if before.callers.iter().any(|b| b == c) {
+        if old.get(&c.call) == Some(&c) {
             continue;
         }
         changed = true;
@@ -381,6 +385,18 @@ pub async fn reachable(
             ))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?)
+}
+
+/// Clears what `node`'s previous run left: the notices for its calls and where it could
+/// ring operators from (its phones register again with this run).
+pub async fn forget_node(tx: &mut Transaction<'static, Any>, node: &str) -> Result<(), StoreError> {
+    for table in ["queue_notices", "queue_reachable"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE node = $1"))
+            .bind(node)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The nodes that are gone: lost (taken over) or stopped. Their callers have hung up with
