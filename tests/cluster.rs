@@ -260,6 +260,19 @@ fn one_call_at_a_time(logs: &[Arc<Mutex<PhoneLog>>], rows: &[JournalRow]) {
     }
 }
 
+/// The journal once every entry has ended: the last calls' ends reach it a moment after
+/// their last BYE (waits up to 10 s, then returns it as it is).
+async fn ended_journal(pool: &sqlx::AnyPool) -> Vec<JournalRow> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = journal(pool).await;
+        if rows.iter().all(|r| r.5.is_some()) || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn journal(pool: &sqlx::AnyPool) -> Vec<JournalRow> {
     sqlx::query_as(
         "SELECT call_id, disposition, operator, node_id, answered_at, ended_at \
@@ -343,7 +356,7 @@ async fn operators_on_either_node_answer_the_callers_of_both() {
     }
     let mut cross = 0;
     let mut total = 0;
-    let rows = journal(pool).await;
+    let rows = ended_journal(pool).await;
     for (number, (call_id, node)) in &numbers {
         let row = rows
             .iter()
@@ -1269,7 +1282,7 @@ async fn sipp_callers_reach_operators_on_both_nodes_and_survive_a_killed_node() 
         count("FailedCall(C)"),
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = journal(pool).await;
+    let rows = ended_journal(pool).await;
     assert_eq!(rows.len(), 200, "one journal entry per call");
     let mut cross = 0;
     for r in &rows {
@@ -1331,7 +1344,7 @@ async fn sipp_callers_reach_operators_on_both_nodes_and_survive_a_killed_node() 
     assert_eq!(created, 60);
     assert_eq!(ok + failed, 60);
     // Every call has exactly one entry: 200 before, 60 now.
-    let rows = journal(pool).await;
+    let rows = ended_journal(pool).await;
     let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(rows.len(), 260, "one journal entry per call");
     assert_eq!(ids.len(), 260);

@@ -316,7 +316,7 @@ impl Shared {
         if batch.inputs.is_empty() {
             return;
         }
-        match self.turn(batch.inputs).await {
+        match self.turn(batch.inputs, batch.departed).await {
             Ok(refusals) => {
                 for (i, reply) in batch.replies {
                     let result = match refusals.get(i).cloned().flatten() {
@@ -339,24 +339,23 @@ impl Shared {
                 // Answers, hang-ups and refusals are facts: `turn` kept them for the next
                 // turn (at the latest the next housekeeping), and the callers they concern
                 // stay this node's until then.
-                self.pending_departed.extend(batch.departed);
-                return;
             }
-        }
-        for (call, why) in batch.departed {
-            self.departed(call, why);
         }
     }
 
     /// A turn whose refusal nobody waits for.
     async fn turn_now(&mut self, input: Input) {
-        let _ = self.turn(vec![input]).await;
+        let _ = self.turn(vec![input], Vec::new()).await;
     }
 
-    /// Takes a turn (tried again when the database refuses it) and delivers what it decided
-    /// for this node's calls; returns each input's refusal. A call that stopped listening
-    /// leaves in a turn of its own.
-    async fn turn(&mut self, inputs: Vec<Input>) -> Result<Vec<Option<QueueError>>, StoreError> {
+    /// Takes a turn (tried again when the database refuses it), forgets the callers that
+    /// left by it (`departed`) and delivers what it decided for this node's calls; returns
+    /// each input's refusal. A call that stopped listening leaves in a turn of its own.
+    async fn turn(
+        &mut self,
+        inputs: Vec<Input>,
+        departed: Vec<(u64, Departure)>,
+    ) -> Result<Vec<Option<QueueError>>, StoreError> {
         // Facts a failed turn left come first, in their order.
         let carried = self.pending.len();
         let inputs: Vec<Input> = std::mem::take(&mut self.pending)
@@ -370,7 +369,12 @@ impl Shared {
                 Ok(decided) => {
                     self.next_timer = decided.next_timer;
                     self.report(&decided.rows);
+                    // Forgotten before any delivery: a turn a deaf call starts must not
+                    // take a caller just answered for one that lost its place.
                     for (call, why) in std::mem::take(&mut self.pending_departed) {
+                        self.departed(call, why);
+                    }
+                    for (call, why) in departed {
                         self.departed(call, why);
                     }
                     self.deliver(decided.local).await;
@@ -387,6 +391,7 @@ impl Shared {
         tracing::error!(error = %e, "the shared queue is out of reach");
         self.pending
             .extend(inputs.into_iter().filter(Input::is_fact));
+        self.pending_departed.extend(departed);
         Err(e)
     }
 
@@ -580,7 +585,7 @@ impl Shared {
         let mut tx = sql::lock(&self.store).await?;
         sql::forget_node(&mut tx, &self.node).await?;
         tx.commit().await?;
-        self.turn(Vec::new()).await.map(|_| ())
+        self.turn(Vec::new(), Vec::new()).await.map(|_| ())
     }
 
     /// Writes whether this node can ring `extension` (and the binding by which).
