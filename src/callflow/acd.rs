@@ -345,20 +345,14 @@ impl Actor {
         loop {
             let mut deaf: Vec<u64> = Vec::new();
             while let Some(action) = self.acd.poll_action() {
-                let (call, notice) = match action {
-                    Action::OperatorChanged { operator, state } => {
-                        let _ = self.changes.send(QueueChange::Operator {
-                            extension: operator,
-                            state,
-                        });
-                        continue;
-                    }
-                    Action::Offer { call, operator } => (call, QueueNotice::Offer { operator }),
-                    Action::CancelOffer { call, operator } => {
-                        (call, QueueNotice::CancelOffer { operator })
-                    }
-                    Action::Position { call, position } => (call, QueueNotice::Position(position)),
-                    Action::MaxWait { call } => (call, QueueNotice::MaxWait),
+                if let Action::OperatorChanged { operator, state } = &action {
+                    let _ = self.changes.send(QueueChange::Operator {
+                        extension: operator.clone(),
+                        state: *state,
+                    });
+                }
+                let Some((call, notice)) = action.notice() else {
+                    continue;
                 };
                 let max_wait = notice == QueueNotice::MaxWait;
                 if let Some(tx) = self.notices.get(&call) {

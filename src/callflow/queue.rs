@@ -161,6 +161,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The call this action concerns and what its flow is told; `None` for an operator's
+    /// change of state, which concerns no call.
+    pub fn notice(self) -> Option<(u64, QueueNotice)> {
+        Some(match self {
+            Action::OperatorChanged { .. } => return None,
+            Action::Offer { call, operator } => (call, QueueNotice::Offer { operator }),
+            Action::CancelOffer { call, operator } => (call, QueueNotice::CancelOffer { operator }),
+            Action::Position { call, position } => (call, QueueNotice::Position(position)),
+            Action::MaxWait { call } => (call, QueueNotice::MaxWait),
+        })
+    }
+}
+
 /// What the queue tells one caller's flow: the [`Action`]s that concern a call, without the
 /// call id (the caller's channel says whose they are).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,8 +21,8 @@
 
 use super::acd::{AcdHandle, Departure, Elsewhere, Presence, QueueChange, Request};
 use super::queue::{
-    Acd, Action, After, CallerRecord, OperatorRecord, OperatorState, PauseReason, QueueConfig,
-    QueueError, QueueNotice, QueueSnapshot, QueueState,
+    Acd, After, CallerRecord, OperatorRecord, OperatorState, PauseReason, QueueConfig, QueueError,
+    QueueNotice, QueueSnapshot, QueueState,
 };
 use crate::sip::registrar::Binding;
 use crate::sip::Transport;
@@ -409,12 +409,13 @@ impl Shared {
             .iter()
             .map(|c| (c.call as u64, (c.node.clone(), c.local_call)))
             .collect();
-        let local_key = |owners: &HashMap<u64, (String, i64)>, local: u64| {
-            owners
-                .iter()
-                .find(|(_, (n, l))| *n == self.node && *l as u64 == local)
-                .map(|(k, _)| *k)
-        };
+        // This node's callers in the line: local id → key.
+        let mut mine: HashMap<u64, u64> = before
+            .callers
+            .iter()
+            .filter(|c| c.node == self.node)
+            .map(|c| (c.local_call as u64, c.call as u64))
+            .collect();
         let mut acd = self.restore(&before, now);
 
         // Housekeeping: what went with lost or stopped nodes, and this node's last run.
@@ -501,25 +502,26 @@ impl Shared {
             match input {
                 Input::Nothing => {}
                 Input::Enqueue(local) => {
-                    if local_key(&owners, local).is_none() && self.notices.contains_key(&local) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = mine.entry(local) {
                         let key = next_key;
                         next_key += 1;
                         owners.insert(key, (self.node.clone(), local as i64));
+                        e.insert(key);
                         acd.enqueue(key, now);
                     }
                 }
                 Input::Leave(local) => {
-                    if let Some(key) = local_key(&owners, local) {
+                    if let Some(&key) = mine.get(&local) {
                         acd.leave(key, now);
                     }
                 }
                 Input::Answered(local, ext) => {
-                    if let Some(key) = local_key(&owners, local) {
+                    if let Some(&key) = mine.get(&local) {
                         acd.answered(key, &ext, now);
                     }
                 }
                 Input::OfferFailed(local, ext) => {
-                    if let Some(key) = local_key(&owners, local) {
+                    if let Some(&key) = mine.get(&local) {
                         acd.offer_failed(key, &ext, now);
                     }
                 }
@@ -539,14 +541,9 @@ impl Shared {
         let mut local = Vec::new();
         let mut remote = Vec::new();
         while let Some(action) = acd.poll_action() {
-            let (call, notice) = match action {
-                Action::OperatorChanged { .. } => continue,
-                Action::Offer { call, operator } => (call, QueueNotice::Offer { operator }),
-                Action::CancelOffer { call, operator } => {
-                    (call, QueueNotice::CancelOffer { operator })
-                }
-                Action::Position { call, position } => (call, QueueNotice::Position(position)),
-                Action::MaxWait { call } => (call, QueueNotice::MaxWait),
+            // Operators' changes are reported from the rows (`report`), on every node.
+            let Some((call, notice)) = action.notice() else {
+                continue;
             };
             let Some((node, local_call)) = owners.get(&call) else {
                 continue;
